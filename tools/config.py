@@ -1,0 +1,137 @@
+"""Settings: ``kaizen.yaml`` validated by pydantic, with environment overrides.
+
+``Field(description=...)`` is the only place an option is explained; the commented template that
+``kaizen init`` writes is generated from the same descriptions. Unknown keys are errors, and every
+error names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tools.errors import ConfigError
+from tools.schema import TaskSpec
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSettings(Section):
+    base: str = Field("smollm2-135m", description="Base model: smollm2-135m (embedded), a local directory, or a hub id (online only).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when present, else CPU.")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
+
+
+class GateSettings(Section):
+    min_score: float = Field(0.0, ge=0.0, le=1.0, description="Candidate's target score must reach this.")
+    min_gain: float = Field(0.0, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set must reach this.")
+    max_new_regressions: int = Field(2, ge=0, description="Most examples that may turn from right to wrong on the regression set.")
+
+
+class BudgetSettings(Section):
+    max_iterations: int = Field(3, ge=1, le=20, description="Train→evaluate iterations per repair run.")
+    max_wall_clock_s: int = Field(3600, ge=60, description="Stop a run after this many seconds (checked between phases).")
+    max_train_tokens: int = Field(200_000, ge=1000, description="Training tokens per run, all iterations together.")
+
+
+class BrainSettings(Section):
+    kind: Literal["rule", "llm"] = Field("rule", description="rule: deterministic, offline. llm: an OpenAI-compatible teacher.")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (llm only).")
+    model: str | None = Field(None, description="Model name at that endpoint (llm only).")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+
+    @model_validator(mode="after")
+    def _llm_needs_model(self) -> BrainSettings:
+        if self.kind == "llm" and not self.model:
+            raise ValueError("brain.kind is llm but brain.model is not set: set brain.model (and brain.base_url)")
+        return self
+
+
+class Settings(Section):
+    """The whole of kaizen.yaml."""
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    tasks: list[TaskSpec] = Field(default_factory=list, description="Tasks declared here (also: kaizen task add).")
+    gate: GateSettings = Field(default_factory=GateSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    brain: BrainSettings = Field(default_factory=BrainSettings)
+
+    @model_validator(mode="after")
+    def _unique_tasks(self) -> Settings:
+        names = [t.name for t in self.tasks]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"task names must be unique; repeated: {', '.join(sorted(dup))}")
+        return self
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown setting: remove it or check its spelling (see the comments in kaizen.yaml)"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{path}: {loc}: {msg}{more}"
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate kaizen.yaml; a missing file gives the defaults."""
+    if not path.exists():
+        return Settings()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (model, tasks, gate, budget, brain)")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_error(path, e)) from None
+
+
+def _comment_block(model: type[BaseModel], indent: str = "") -> list[str]:
+    lines: list[str] = []
+    for name, f in model.model_fields.items():
+        default: Any = f.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            lines.append(f"{indent}{name}:")
+            lines.extend(_comment_block(type(default), indent + "  "))
+            continue
+        if name == "tasks":
+            continue
+        lines.append(f"{indent}# {f.description}")
+        lines.append(f"{indent}{name}: {yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}")
+    return lines
+
+
+def settings_template() -> str:
+    """The commented kaizen.yaml that ``kaizen init`` writes, generated from the field descriptions."""
+    out = ["# kaizen settings. Every key is optional; shown values are the defaults.", ""]
+    block = _comment_block(Settings)
+    out.extend(block)
+    out += [
+        "",
+        "# Tasks can be declared here or with `kaizen task add`.",
+        "tasks: []",
+        "#  - name: support-intents",
+        "#    kind: classification        # classification | extraction | generation | math | code",
+        "#    labels: [balance, transfer, card_declined]",
+        "#    description: Route banking support messages.",
+        "#    system_prompt: null          # null: derived from the labels",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def env_db_url() -> str | None:
+    return os.environ.get("KAIZEN_DB_URL") or None

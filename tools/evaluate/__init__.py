@@ -1,0 +1,1 @@
+"""Evaluation: scoring model outputs against expected answers."""

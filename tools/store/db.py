@@ -1,0 +1,65 @@
+"""Engine creation: SQLite tuned for several concurrent writers, any SQLAlchemy URL accepted.
+
+The serving proxy, the scheduler and a repair run may all write at once, so SQLite runs in WAL
+mode with a busy timeout and foreign keys on. The schema version is recorded in ``meta`` so an
+old database gets a clear message instead of a confusing SQL error.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from tools.errors import WorkspaceError
+from tools.store.tables import SCHEMA_VERSION, Meta, utcnow
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table and record the schema version (idempotent)."""
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as s:
+        if s.get(Meta, "schema_version") is None:
+            s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            s.add(Meta(key="created_at", value=utcnow().isoformat()))
+            s.commit()
+
+
+def check_schema(engine: Engine, url: str) -> None:
+    """Refuse a database that is not kaizen's or has another schema version, saying what to do."""
+    tables = set(inspect(engine).get_table_names())
+    if "meta" not in tables:
+        if not tables:
+            raise WorkspaceError(f"database {url} is empty: run `kaizen init` first")
+        raise WorkspaceError(f"database {url} is not a kaizen database (no meta table): point KAIZEN_DB_URL elsewhere")
+    with Session(engine) as s:
+        row = s.exec(select(Meta).where(Meta.key == "schema_version")).first()
+    found = int(row.value) if row else 0
+    if found != SCHEMA_VERSION:
+        hint = (
+            "upgrade kaizen (`pip install -U kaizen`)"
+            if found > SCHEMA_VERSION
+            else "this database predates the current schema: export what you need and run `kaizen init` in a new directory"
+        )
+        raise WorkspaceError(f"database {url} has schema v{found}, this kaizen expects v{SCHEMA_VERSION}: {hint}")

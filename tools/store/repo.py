@@ -1,0 +1,390 @@
+"""The repository API: every read and write the CLI and the agent make goes through ``Store``.
+
+No raw SQL outside this package. Each public write is one transaction: it commits fully or not at
+all, which is what lets a bad import or a killed process leave the database consistent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from tools.errors import LogFormatError, NotFoundError
+from tools.schema import FeedbackIn, TaskSpec, TraceIn, content_hash
+from tools.store.db import check_schema, create_schema, make_engine
+from tools.store.tables import (
+    AliasEvent,
+    AliasRow,
+    EvalResultRow,
+    FeedbackRow,
+    ModelVersionRow,
+    RunRow,
+    TaskRow,
+    TraceRow,
+    utcnow,
+)
+
+
+@dataclass
+class ImportStats:
+    """What one ``kaizen ingest`` did; printed as JSON with ``--json``."""
+
+    imported: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    failures: int = 0
+    passes: int = 0
+    unlabeled: int = 0
+    feedback_added: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("imported", "duplicates", "invalid", "failures", "passes", "unlabeled")} | {
+            "feedback_added": self.feedback_added,
+            "errors": self.errors,
+        }
+
+
+@dataclass
+class TraceView:
+    """A trace with its latest feedback: what diagnosis and data building read."""
+
+    id: str
+    task: str
+    messages: list[dict[str, Any]]
+    output: str
+    verdict: str | None
+    correction: str | None
+    reason: str | None
+    feedback_source: str | None
+    metadata: dict[str, Any]
+    timestamp: datetime | None
+    model_version: str | None
+
+    @property
+    def gold(self) -> str | None:
+        """The right answer as feedback says: the correction of a failure, the output of a pass."""
+        if self.verdict == "pass":
+            return self.output
+        if self.verdict == "fail":
+            return self.correction
+        return None
+
+
+def as_utc(t: datetime | None) -> datetime | None:
+    """Naive timestamps in logs are taken as UTC; aware ones are converted."""
+    if t is None:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def task_row_to_spec(row: TaskRow) -> TaskSpec:
+    return TaskSpec(
+        name=row.name,
+        kind=row.kind,  # type: ignore[arg-type]
+        description=row.description,
+        labels=list(row.labels or []),
+        system_prompt=row.system_prompt,
+        metric=row.metric,
+        base_model=row.base_model,
+    )
+
+
+class Store:
+    """Repository over one database URL (SQLite file by default, any SQLAlchemy URL)."""
+
+    def __init__(self, url: str, *, create: bool = False):
+        self.url = url
+        self.engine = make_engine(url)
+        if create:
+            create_schema(self.engine)
+        check_schema(self.engine, url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on any error."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ----------------------------------------------------------------------------------- tasks
+    def add_task(self, spec: TaskSpec, *, declared_in: str = "cli", base_version: str = "base") -> None:
+        """Create a task; its ``production`` alias starts at ``base_version``."""
+        with self.session() as s:
+            if s.get(TaskRow, spec.name):
+                raise NotFoundError(f"task {spec.name!r} already exists: see `kaizen task show {spec.name}`")
+            if s.get(ModelVersionRow, base_version) is None:
+                raise NotFoundError(f"model version {base_version!r} not found: run `kaizen init` first")
+            s.add(TaskRow(declared_in=declared_in, **spec.model_dump()))
+            s.flush()
+            s.add(AliasRow(task=spec.name, alias="production", model_version=base_version))
+            s.add(AliasEvent(task=spec.name, alias="production", model_version=base_version, action="init"))
+
+    def sync_declared_tasks(self, specs: Iterable[TaskSpec]) -> None:
+        """Make tasks declared in kaizen.yaml exist (and match it) in the store."""
+        for spec in specs:
+            with self.session() as s:
+                row = s.get(TaskRow, spec.name)
+                if row is not None:
+                    for k, v in spec.model_dump().items():
+                        setattr(row, k, v)
+                    row.declared_in = "kaizen.yaml"
+                    s.add(row)
+                    continue
+            self.add_task(spec, declared_in="kaizen.yaml")
+
+    def get_task(self, name: str) -> TaskSpec:
+        with self.session() as s:
+            row = s.get(TaskRow, name)
+            if row is None:
+                known = ", ".join(r.name for r in s.exec(select(TaskRow))) or "none yet"
+                raise NotFoundError(
+                    f"unknown task {name!r} (known: {known}): add it with `kaizen task add {name} --kind ...` "
+                    "or declare it in kaizen.yaml"
+                )
+            return task_row_to_spec(row)
+
+    def list_tasks(self) -> list[tuple[TaskSpec, str]]:
+        with self.session() as s:
+            return [(task_row_to_spec(r), r.declared_in) for r in s.exec(select(TaskRow).order_by(TaskRow.name))]
+
+    # ---------------------------------------------------------------------------------- traces
+    def import_traces(
+        self, items: Iterable[tuple[int, TraceIn]], *, path: str, default_task: str | None, skip_invalid: bool = False
+    ) -> ImportStats:
+        """Insert traces (and their feedback) in one transaction; already-present ids are duplicates.
+
+        An unknown or missing task is a line error: it aborts the whole import unless
+        ``skip_invalid``, in which case the line is reported and skipped.
+        """
+        stats = ImportStats()
+        with self.session() as s:
+            tasks = {r.name for r in s.exec(select(TaskRow))}
+            seen: set[str] = set()
+            for line, tr in items:
+                task = tr.task or default_task
+                problem = None
+                if not task:
+                    problem = ("task", "no task given: pass --task NAME or set \"task\" on each line")
+                elif task not in tasks:
+                    problem = (
+                        "task",
+                        f"unknown task {task!r}: add it with `kaizen task add {task} --kind ...` or declare it in kaizen.yaml",
+                    )
+                if problem:
+                    err = LogFormatError(path, line, *problem)
+                    if not skip_invalid:
+                        raise err
+                    stats.invalid += 1
+                    stats.errors.append(str(err))
+                    continue
+                assert task is not None
+                tid = tr.id or tr.content_id(task)
+                if tid in seen or s.get(TraceRow, tid) is not None:
+                    stats.duplicates += 1
+                else:
+                    stats.imported += 1
+                    s.add(
+                        TraceRow(
+                            id=tid,
+                            task=task,
+                            timestamp=as_utc(tr.timestamp),
+                            model_version=tr.model_version,
+                            messages=[m.model_dump() for m in tr.messages],
+                            output=tr.output,
+                            trace_metadata=tr.metadata,
+                            latency_ms=tr.latency_ms,
+                            prompt_tokens=tr.prompt_tokens,
+                            completion_tokens=tr.completion_tokens,
+                            source=path,
+                        )
+                    )
+                    verdict = tr.feedback.verdict if tr.feedback else None
+                    stats.failures += verdict == "fail"
+                    stats.passes += verdict == "pass"
+                    stats.unlabeled += verdict is None
+                seen.add(tid)
+                if tr.feedback:
+                    s.flush()
+                    stats.feedback_added += self._add_feedback(s, tid, tr.feedback.model_dump())
+        return stats
+
+    @staticmethod
+    def _add_feedback(s: Session, trace_id: str, fb: dict[str, Any]) -> int:
+        """Append feedback unless this exact feedback was already recorded (idempotent re-import)."""
+        h = content_hash({"trace_id": trace_id, **fb})
+        exists = s.exec(select(FeedbackRow.id).where(FeedbackRow.trace_id == trace_id, FeedbackRow.content_hash == h)).first()
+        if exists is not None:
+            return 0
+        s.add(FeedbackRow(trace_id=trace_id, content_hash=h, **fb))
+        return 1
+
+    def add_feedback(self, items: Iterable[tuple[int, FeedbackIn]], *, path: str, skip_invalid: bool = False) -> ImportStats:
+        """Attach feedback to imported traces in one transaction."""
+        stats = ImportStats()
+        with self.session() as s:
+            for line, fb in items:
+                if s.get(TraceRow, fb.trace_id) is None:
+                    err = LogFormatError(path, line, "trace_id", f"no trace with id {fb.trace_id!r}: import the trace first")
+                    if not skip_invalid:
+                        raise err
+                    stats.invalid += 1
+                    stats.errors.append(str(err))
+                    continue
+                added = self._add_feedback(s, fb.trace_id, fb.model_dump(exclude={"trace_id"}))
+                stats.feedback_added += added
+                stats.duplicates += 1 - added
+                stats.failures += added and fb.verdict == "fail"
+                stats.passes += added and fb.verdict == "pass"
+        return stats
+
+    def traces(self, task: str, *, ids: Iterable[str] | None = None) -> list[TraceView]:
+        """Every trace of ``task`` with its latest feedback, oldest first."""
+        with self.session() as s:
+            q = select(TraceRow).where(TraceRow.task == task)
+            if ids is not None:
+                q = q.where(col(TraceRow.id).in_(list(ids)))
+            rows = list(s.exec(q.order_by(col(TraceRow.timestamp), col(TraceRow.imported_at), col(TraceRow.id))))
+            latest_ids = (
+                select(func.max(FeedbackRow.id))
+                .join(TraceRow, TraceRow.id == FeedbackRow.trace_id)
+                .where(TraceRow.task == task)
+                .group_by(FeedbackRow.trace_id)
+            )
+            fbs = {f.trace_id: f for f in s.exec(select(FeedbackRow).where(col(FeedbackRow.id).in_(latest_ids)))}
+        out = []
+        for r in rows:
+            f = fbs.get(r.id)
+            out.append(
+                TraceView(
+                    id=r.id,
+                    task=r.task,
+                    messages=r.messages,
+                    output=r.output,
+                    verdict=f.verdict if f else None,
+                    correction=f.correction if f else None,
+                    reason=f.reason if f else None,
+                    feedback_source=f.source if f else None,
+                    metadata=r.trace_metadata,
+                    timestamp=r.timestamp,
+                    model_version=r.model_version,
+                )
+            )
+        return out
+
+    def trace_stats(self, task: str) -> dict[str, Any]:
+        """Counts, failure rate and label distribution (gold per feedback) for a task."""
+        spec = self.get_task(task)
+        views = self.traces(task)
+        verdicts = Counter(v.verdict or "unlabeled" for v in views)
+        labeled = verdicts["pass"] + verdicts["fail"]
+        stats: dict[str, Any] = {
+            "task": task,
+            "traces": len(views),
+            "passes": verdicts["pass"],
+            "failures": verdicts["fail"],
+            "unlabeled": verdicts["unlabeled"],
+            "failure_rate": round(verdicts["fail"] / labeled, 4) if labeled else None,
+            "failures_without_correction": sum(1 for v in views if v.verdict == "fail" and not v.correction),
+        }
+        if spec.kind == "classification":
+            stats["gold_labels"] = dict(Counter(v.gold for v in views if v.gold is not None).most_common())
+            stats["outputs"] = dict(Counter(v.output.strip() for v in views).most_common())
+        return stats
+
+    # ---------------------------------------------------------------------------------- models
+    def add_model_version(self, row: ModelVersionRow) -> ModelVersionRow:
+        with self.session() as s:
+            if s.get(ModelVersionRow, row.name) is not None:
+                raise NotFoundError(f"model version {row.name!r} already exists: pick another name")
+            if row.kind == "adapter" and s.get(ModelVersionRow, row.base_ref) is None:
+                raise NotFoundError(f"base version {row.base_ref!r} not found: see `kaizen models list`")
+            s.add(row)
+        return row
+
+    def get_model_version(self, name: str) -> ModelVersionRow:
+        with self.session() as s:
+            row = s.get(ModelVersionRow, name)
+            if row is None:
+                raise NotFoundError(f"model version {name!r} not found: see `kaizen models list`")
+            return row
+
+    def list_model_versions(self, task: str | None = None) -> list[ModelVersionRow]:
+        with self.session() as s:
+            q = select(ModelVersionRow).order_by(col(ModelVersionRow.created_at))
+            if task:
+                q = q.where((ModelVersionRow.task == task) | (col(ModelVersionRow.task).is_(None)))
+            return list(s.exec(q))
+
+    def get_alias(self, task: str, alias: str) -> AliasRow | None:
+        with self.session() as s:
+            return s.get(AliasRow, (task, alias))
+
+    def aliases(self, task: str) -> dict[str, AliasRow]:
+        with self.session() as s:
+            return {a.alias: a for a in s.exec(select(AliasRow).where(AliasRow.task == task))}
+
+    def alias_history(self, task: str) -> list[AliasEvent]:
+        with self.session() as s:
+            return list(s.exec(select(AliasEvent).where(AliasEvent.task == task).order_by(col(AliasEvent.id))))
+
+    def set_aliases(self, task: str, changes: dict[str, tuple[str, int | None]], *, action: str, actor: str = "", note: str = "") -> None:
+        """Move several aliases of a task in one transaction, recording each move."""
+        with self.session() as s:
+            for alias, (version, skill) in changes.items():
+                row = s.get(AliasRow, (task, alias)) or AliasRow(task=task, alias=alias, model_version=version)
+                row.model_version, row.skill_version, row.updated_at = version, skill, utcnow()
+                s.add(row)
+                s.add(AliasEvent(task=task, alias=alias, model_version=version, skill_version=skill, action=action, actor=actor, note=note))
+
+    # ----------------------------------------------------------------------------------- evals
+    def add_eval_result(self, row: EvalResultRow) -> EvalResultRow:
+        with self.session() as s:
+            s.add(row)
+            s.flush()
+            s.refresh(row)
+        return row
+
+    def eval_results(self, task: str | None = None, model_version: str | None = None) -> list[EvalResultRow]:
+        with self.session() as s:
+            q = select(EvalResultRow).order_by(col(EvalResultRow.id))
+            if task:
+                q = q.where(EvalResultRow.task == task)
+            if model_version:
+                q = q.where(EvalResultRow.model_version == model_version)
+            return list(s.exec(q))
+
+    # ------------------------------------------------------------------------------------ runs
+    def get_run(self, run_id: str) -> RunRow:
+        with self.session() as s:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                raise NotFoundError(f"run {run_id!r} not found: see `kaizen runs list`")
+            return row
+
+    def list_runs(self, task: str | None = None) -> list[RunRow]:
+        with self.session() as s:
+            q = select(RunRow).order_by(col(RunRow.created_at).desc())
+            if task:
+                q = q.where(RunRow.task == task)
+            return list(s.exec(q))
+
+    def save_run(self, row: RunRow) -> RunRow:
+        with self.session() as s:
+            row.updated_at = utcnow()
+            s.merge(row)
+        return row

@@ -1,0 +1,198 @@
+"""SQLModel tables: the durable record of tasks, traces, feedback, data, models, runs and evals.
+
+Rows store JSON for nested values (messages, recipes, metrics) because those are read whole, never
+queried inside. Times are UTC. History tables (feedback, alias events) are append-only: nothing a
+user did is ever deleted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(default: Any = None) -> Any:
+    return Field(default_factory=(lambda: default() if callable(default) else default), sa_column=Column(JSON))
+
+
+class Meta(SQLModel, table=True):
+    """Key/value facts about the database itself (schema version, created time)."""
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class TaskRow(SQLModel, table=True):
+    __tablename__ = "task"
+    name: str = Field(primary_key=True)
+    kind: str
+    description: str = ""
+    labels: list[str] = _json(list)
+    system_prompt: str | None = Field(default=None, sa_column=Column(Text))
+    metric: str | None = None
+    base_model: str | None = None
+    declared_in: str = "cli"  # "cli" or "kaizen.yaml"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TraceRow(SQLModel, table=True):
+    __tablename__ = "trace"
+    id: str = Field(primary_key=True)
+    task: str = Field(foreign_key="task.name", index=True)
+    timestamp: datetime | None = None
+    model_version: str | None = None
+    messages: list[dict[str, Any]] = _json(list)
+    output: str = Field(sa_column=Column(Text))
+    trace_metadata: dict[str, Any] = _json(dict)
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    source: str | None = None  # file it came from
+    imported_at: datetime = Field(default_factory=utcnow)
+
+
+class FeedbackRow(SQLModel, table=True):
+    """All feedback ever given on a trace; the latest (highest id) counts."""
+
+    __tablename__ = "feedback"
+    id: int | None = Field(default=None, primary_key=True)
+    trace_id: str = Field(foreign_key="trace.id", index=True)
+    verdict: str
+    correction: str | None = Field(default=None, sa_column=Column(Text))
+    reason: str | None = None
+    source: str = "human"
+    confidence: float | None = None
+    content_hash: str = Field(index=True)  # makes re-imports idempotent
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DatasetRow(SQLModel, table=True):
+    """A frozen data set on disk (JSONL), content-addressed so lineage can point at it."""
+
+    __tablename__ = "dataset"
+    id: str = Field(primary_key=True)  # content hash
+    task: str = Field(foreign_key="task.name", index=True)
+    name: str
+    split: str  # train | target | regression | holdout | eval
+    path: str
+    n: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ExampleRow(SQLModel, table=True):
+    """One training/eval item with provenance: why it is in the set."""
+
+    __tablename__ = "example"
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: str = Field(foreign_key="dataset.id", index=True)
+    item_id: str
+    messages: list[dict[str, Any]] = _json(list)
+    expected: Any = _json(None)
+    provenance: str  # trace | replay | synthetic | seed
+    trace_id: str | None = None
+    reason: str = ""
+    content_hash: str
+
+
+class ModelVersionRow(SQLModel, table=True):
+    """A base model plus at most one LoRA adapter. A full model added from outside is a new base."""
+
+    __tablename__ = "model_version"
+    name: str = Field(primary_key=True)
+    kind: str  # base | adapter
+    base_ref: str  # base: model spec (smollm2-135m, a dir, hub id); adapter: name of its base version
+    adapter_path: str | None = None
+    parent: str | None = None
+    task: str | None = None
+    recipe: dict[str, Any] = _json(dict)
+    data_hash: str | None = None
+    metrics: dict[str, Any] = _json(dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SkillRow(SQLModel, table=True):
+    __tablename__ = "skill"
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(foreign_key="task.name", index=True)
+    version: int
+    body: dict[str, Any] = _json(dict)
+    parent: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AliasRow(SQLModel, table=True):
+    """(task, alias) → (model version, skill version). Its history lives in AliasEvent."""
+
+    __tablename__ = "alias"
+    task: str = Field(primary_key=True, foreign_key="task.name")
+    alias: str = Field(primary_key=True)  # production | previous | candidate
+    model_version: str = Field(foreign_key="model_version.name")
+    skill_version: int | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AliasEvent(SQLModel, table=True):
+    __tablename__ = "alias_event"
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(index=True)
+    alias: str
+    model_version: str
+    skill_version: int | None = None
+    action: str  # init | promote | rollback | set
+    actor: str = ""
+    note: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "run"
+    id: str = Field(primary_key=True)
+    task: str = Field(foreign_key="task.name", index=True)
+    workflow: str
+    status: str  # running | awaiting_approval | promoted | not_promoted | failed | rejected
+    thread_id: str
+    config: dict[str, Any] = _json(dict)
+    summary: dict[str, Any] = _json(dict)
+    events: list[dict[str, Any]] = _json(list)
+    report_path: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class EvalResultRow(SQLModel, table=True):
+    __tablename__ = "eval_result"
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(foreign_key="task.name", index=True)
+    model_version: str
+    skill_version: int | None = None
+    dataset_id: str
+    suite: str = "eval"
+    metric: str
+    score: float
+    n: int
+    metrics: dict[str, Any] = _json(dict)
+    backend: str
+    decoding: dict[str, Any] = _json(dict)
+    outputs_path: str
+    run_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LockRow(SQLModel, table=True):
+    """One run per task: holder pid/host and a heartbeat so a stale lock can be taken over."""
+
+    __tablename__ = "task_lock"
+    task: str = Field(primary_key=True)
+    run_id: str
+    pid: int
+    host: str
+    heartbeat: datetime = Field(default_factory=utcnow)

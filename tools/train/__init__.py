@@ -1,0 +1,1 @@
+"""Training: fine-tuning recipes and their reward functions."""

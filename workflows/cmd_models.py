@@ -1,0 +1,100 @@
+"""CLI: the model registry (``kaizen models list|show|add|promote|rollback``)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from pathlib import Path
+from typing import Any
+
+from tools import registry
+from tools.store.tables import ModelVersionRow
+from tools.workspace import find_workspace
+from workflows.output import console, emit, table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    models = sub.add_parser("models", help="Model versions and per-task aliases.").add_subparsers(dest="models_cmd", metavar="ACTION")
+    p = models.add_parser("list", help="List versions (with the task's aliases when --task is given).")
+    p.add_argument("--task", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = models.add_parser("show", help="Show one version (a name, or an alias with --task).")
+    p.add_argument("version")
+    p.add_argument("--task", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+    p = models.add_parser("add", help="Register a model you already deploy: a LoRA adapter dir or a full model dir.")
+    p.add_argument("name")
+    p.add_argument("--path", type=Path, required=True)
+    p.add_argument("--base", default="base", help="Base version of an adapter (default: base).")
+    p.add_argument("--task", default=None)
+    p.add_argument("--promote", action="store_true", help="Also make it the task's production version.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_add)
+    p = models.add_parser("promote", help="Make VERSION the task's production version (old one → previous).")
+    p.add_argument("version")
+    p.add_argument("--task", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_promote)
+    p = models.add_parser("rollback", help="Swap the task's production and previous versions.")
+    p.add_argument("--task", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rollback)
+
+
+def version_dict(v: ModelVersionRow) -> dict[str, Any]:
+    return v.model_dump(mode="json")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    ws = find_workspace(args.workspace)
+    store = ws.store
+    aliases: dict[str, list[str]] = {}
+    if args.task:
+        for a, row in store.aliases(args.task).items():
+            aliases.setdefault(row.model_version, []).append(a)
+    rows = store.list_model_versions(args.task)
+    data = [version_dict(v) | {"aliases": sorted(aliases.get(v.name, []))} for v in rows]
+    emit(args.json, data, lambda d: table(
+        f"model versions{' of ' + args.task if args.task else ''}",
+        ["name", "kind", "base", "parent", "aliases", "created"],
+        [(v["name"], v["kind"], v["base_ref"], v["parent"], ",".join(v["aliases"]), v["created_at"][:19]) for v in d],
+    ))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    ws = find_workspace(args.workspace)
+    v = registry.resolve(ws.store, args.version, args.task)
+    emit(args.json, version_dict(v))
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    ws = find_workspace(args.workspace)
+    v = registry.add_external(ws.store, args.name, args.path, base=args.base, task=args.task)
+    out = version_dict(v)
+    if args.promote:
+        if not args.task:
+            from tools.errors import ConfigError
+
+            raise ConfigError("--promote needs --task NAME")
+        registry.promote(ws.store, args.task, v.name, actor=getpass.getuser(), note="models add --promote")
+        out["promoted"] = True
+    emit(args.json, out, lambda d: console.print(f"Registered {d['name']} ({d['kind']})" + (" and promoted" if args.promote else "")))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    ws = find_workspace(args.workspace)
+    old, new = registry.promote(ws.store, args.task, args.version, actor=getpass.getuser(), note="kaizen models promote")
+    emit(args.json, {"task": args.task, "production": new, "previous": old}, lambda d: console.print(f"{args.task}: production {old} → {new}"))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    ws = find_workspace(args.workspace)
+    old, new = registry.rollback(ws.store, args.task, actor=getpass.getuser(), note="kaizen models rollback")
+    emit(args.json, {"task": args.task, "production": new, "previous": old}, lambda d: console.print(f"{args.task}: rolled back {old} → {new}"))
+    return 0
