@@ -183,3 +183,32 @@ def last_user_text(messages: list[Message] | list[dict[str, Any]]) -> str:
         if d["role"] == "user":
             return d["content"]
     return ""
+
+
+class ExampleOutcome(BaseModel):
+    """One example's result: kept so two versions can be compared example by example."""
+
+    id: str
+    output: str
+    expected: Any
+    correct: bool
+
+
+class EvalReport(BaseModel):
+    """What an evaluation returns to the CLI and the agent (stored as an EvalResult row + JSONL)."""
+
+    task: str
+    model_version: str
+    suite: str
+    metric: str
+    score: float
+    n: int
+    metrics: dict[str, Any]
+    backend: str
+    decoding: dict[str, Any]
+    outputs_path: str
+    outcomes: list[ExampleOutcome] = Field(default_factory=list, exclude=True)
+
+    @property
+    def correct_by_id(self) -> dict[str, bool]:
+        return {o.id: o.correct for o in self.outcomes}

@@ -15,10 +15,10 @@ from pathlib import Path
 from rich.text import Text
 
 from tools.errors import KaizenError
-from workflows import cmd_data, cmd_models
+from workflows import cmd_data, cmd_models, cmd_tools
 from workflows.output import err_console
 
-COMMAND_MODULES = (cmd_data, cmd_models)
+COMMAND_MODULES = (cmd_data, cmd_models, cmd_tools)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import tracemalloc
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -41,11 +41,11 @@ def test_kaizen_small_parses_all_fields() -> None:
     assert res.format == "kaizen"
     assert res.invalid == []
     assert [n for n, _ in res.traces] == [1, 2, 3, 4, 5, 6]
-    traces = dict((t.id, t) for _, t in res.traces)
+    traces = {t.id: t for _, t in res.traces}
     assert all(t.task == "intents" for t in traces.values())
 
     t1 = traces["t-001"]
-    assert t1.timestamp == datetime(2025, 3, 1, 9, 15, tzinfo=timezone.utc)
+    assert t1.timestamp == datetime(2025, 3, 1, 9, 15, tzinfo=UTC)
     assert t1.model_version == "intents-v1"
     assert [m.role for m in t1.messages] == ["system", "user"]
     assert t1.output == "balance"
@@ -108,7 +108,7 @@ def test_openai_chat_small_parses() -> None:
     assert n1 == 1
     assert t1.id is None  # content hash, not the response id
     assert t1.metadata == {"openai_response_id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT"}
-    assert t1.timestamp == datetime.fromtimestamp(1741569952, tz=timezone.utc)
+    assert t1.timestamp == datetime.fromtimestamp(1741569952, tz=UTC)
     assert t1.timestamp.tzinfo is not None
     assert t1.model_version == "gpt-4o-mini"  # request.model
     assert [m.role for m in t1.messages] == ["developer", "user"]
@@ -167,7 +167,7 @@ def test_openai_tool_call_turn_and_extra_keys(tmp_path: Path) -> None:
         {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]},
         {"role": "tool", "content": "42", "tool_call_id": "c1"},
     ]
-    (_, t), = parse_traces(write_lines(tmp_path / "o.jsonl", line)).traces
+    ((_, t),) = parse_traces(write_lines(tmp_path / "o.jsonl", line)).traces
     assert [(m.role, m.content) for m in t.messages] == [("user", "hi"), ("assistant", ""), ("tool", "42")]
 
 
@@ -269,9 +269,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_non_object_and_bad_utf8_lines(tmp_path: Path) -> None:
     p = tmp_path / "t.jsonl"
-    p.write_bytes(
-        (json.dumps(kaizen_line()) + "\n[1, 2]\n").encode() + b'{"output": "\xff"}\n' + b"NaN\n"
-    )
+    p.write_bytes((json.dumps(kaizen_line()) + "\n[1, 2]\n").encode() + b'{"output": "\xff"}\n' + b"NaN\n")
     res = parse_traces(p, skip_invalid=True)
     assert [n for n, _ in res.traces] == [1]
     assert [(e.line, e.field) for e in res.invalid] == [(2, "<json>"), (3, "<encoding>"), (4, "<json>")]

@@ -385,7 +385,10 @@ def math_metrics(outputs: list[str], expected: list[str | int | float]) -> dict[
     """
     _check_lengths(outputs, expected)
     _validate_expected("math", expected)
-    correct = [_same_answer(extract_final_answer(o or ""), extract_final_answer(str(e))) for o, e in zip(outputs, expected)]
+    correct = [
+        _same_answer(extract_final_answer(o or ""), extract_final_answer(str(e)))
+        for o, e in zip(outputs, expected)
+    ]
     return {"exact_match": sum(correct) / len(correct) if correct else 0.0, "correct": correct}
 
 
@@ -468,17 +471,19 @@ def extract_code(text: str) -> str:
 
 
 def _limits(timeout_s: float):  # pragma: no cover - runs in the child
-    cpu = max(1, math.ceil(timeout_s))
+    # CPU limit a little above the wall-clock limit: a busy loop hits the (clearer) timeout first,
+    # while the rlimit still stops a child that escaped the process-group kill.
+    cpu = max(1, math.ceil(timeout_s)) + 1
 
     def apply() -> None:
-        for res, val in (
-            (resource.RLIMIT_AS, _MEMORY_LIMIT),
-            (resource.RLIMIT_CPU, cpu),
-            (resource.RLIMIT_FSIZE, _FILE_LIMIT),
-            (resource.RLIMIT_CORE, 0),
+        for res, soft, hard in (
+            (resource.RLIMIT_AS, _MEMORY_LIMIT, _MEMORY_LIMIT),
+            (resource.RLIMIT_CPU, cpu, cpu + 1),
+            (resource.RLIMIT_FSIZE, _FILE_LIMIT, _FILE_LIMIT),
+            (resource.RLIMIT_CORE, 0, 0),
         ):
             try:
-                resource.setrlimit(res, (val, val))
+                resource.setrlimit(res, (soft, hard))
             except (ValueError, OSError):
                 pass
 
@@ -542,11 +547,17 @@ def run_python_sandboxed(source: str, timeout_s: float = 10.0) -> tuple[bool, st
         if rc == 0:
             return False, "exited before the tests finished"
         if rc < 0:
-            return False, f"killed by signal {-rc}" + (f": {err[-1]}" if err else "")
+            try:
+                sig = signal.Signals(-rc).name
+            except ValueError:
+                sig = str(-rc)
+            return False, f"killed by {sig}" + (f": {err[-1]}" if err else "")
         return False, err[-1] if err else f"exit code {rc}"
 
 
-def code_metrics(outputs: list[str], expected: list[dict[str, Any]], timeout_s: float = 10.0) -> dict[str, Any]:
+def code_metrics(
+    outputs: list[str], expected: list[dict[str, Any]], timeout_s: float = 10.0
+) -> dict[str, Any]:
     """pass@1 of generated programs against assert-based tests, each run in a sandbox.
 
     The program is taken from a ```python fence when there is one (``extract_code``) and run
@@ -590,7 +601,8 @@ def _check_lengths(outputs: Sequence[Any], expected: Sequence[Any]) -> None:
 def _validate_expected(kind: str, expected: Sequence[Any]) -> None:
     for i, e in enumerate(expected):
         if kind in ("classification", "generation"):
-            ok, want = isinstance(e, str), "a string" + (" (the gold label)" if kind == "classification" else "")
+            ok = isinstance(e, str)
+            want = "a string (the " + ("gold label)" if kind == "classification" else "reference text)")
         elif kind == "extraction":
             ok, want = isinstance(e, dict), "a JSON object (dict) of the fields to extract"
         elif kind == "math":
@@ -658,7 +670,8 @@ def compute_metrics(
     name = metric or DEFAULT_METRIC[kind]
     value = result.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        known = ", ".join(k for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        numeric = (k for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        known = ", ".join(numeric)
         raise ConfigError(f"metric {name!r} is not reported for {kind} tasks; use one of {known}")
     return {**result, "score": float(value), "metric": name}
 

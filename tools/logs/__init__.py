@@ -32,12 +32,12 @@ from tools.logs.feedback import FeedbackResult, parse_feedback
 
 __all__ = [
     "FORMATS",
+    "UNKNOWN_FORMAT",
     "FeedbackResult",
     "FieldError",
     "Importer",
     "LogFormatError",
     "ParseResult",
-    "UNKNOWN_FORMAT",
     "detect_format",
     "parse_feedback",
     "parse_traces",

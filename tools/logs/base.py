@@ -143,12 +143,15 @@ def iter_records(
                 if not ends_line:
                     while (chunk := f.readline(_SKIP_CHUNK)) and not chunk.endswith(b"\n"):
                         pass
-                yield lineno, LogFormatError(
-                    p,
+                yield (
                     lineno,
-                    "<line>",
-                    f"line is longer than {_size_text(max_line_bytes)}; "
-                    "split the record or raise max_line_bytes",
+                    LogFormatError(
+                        p,
+                        lineno,
+                        "<line>",
+                        f"line is longer than {_size_text(max_line_bytes)}; "
+                        "split the record or raise max_line_bytes",
+                    ),
                 )
                 continue
             if not raw or raw.isspace():

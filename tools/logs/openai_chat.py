@@ -31,7 +31,7 @@ Errors name the field in the logged record (``response.choices.0.message.content
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -122,7 +122,7 @@ class OpenAIChat:
             if isinstance(created, bool) or not isinstance(created, (int, float)):
                 raise FieldError("response.created", "Input should be unix seconds (a number)")
             try:
-                timestamp = datetime.fromtimestamp(created, tz=timezone.utc)
+                timestamp = datetime.fromtimestamp(created, tz=UTC)
             except (OverflowError, OSError, ValueError) as e:
                 raise FieldError("response.created", f"not a valid unix time: {e}") from None
 

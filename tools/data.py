@@ -1,0 +1,129 @@
+"""Example files: the one JSONL line format shared by ``kaizen eval`` and ``kaizen train``.
+
+A line is ``{"id"?, "messages": [...], "expected": ..., "metadata"?}``. ``id`` defaults to a content
+hash of messages and expected, so the same example keeps the same id in every file — that is what
+lets two versions be compared example by example, and eval sets be decontaminated from training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tools.errors import DataError, LogFormatError
+from tools.schema import EvalItem, TaskSpec, content_hash, last_user_text, render
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+def item_id(messages: list[dict[str, Any]], expected: Any) -> str:
+    return content_hash({"messages": messages, "expected": expected})
+
+
+def check_expected(task: TaskSpec, expected: Any, where: str) -> None:
+    """Refuse an ``expected`` value that cannot be scored for this task kind."""
+    kind = task.kind
+    ok = {
+        "classification": isinstance(expected, str),
+        "extraction": isinstance(expected, dict),
+        "math": isinstance(expected, (str, int, float)) and not isinstance(expected, bool),
+        "generation": isinstance(expected, str),
+        "code": isinstance(expected, dict) and isinstance(expected.get("tests"), str),
+    }[kind]
+    if not ok:
+        want = {
+            "classification": "a label string",
+            "extraction": "a JSON object of fields",
+            "math": "a final answer (string or number)",
+            "generation": "a reference text",
+            "code": 'an object {"tests": "<python asserts>"}',
+        }[kind]
+        raise DataError(f"{where}: expected: must be {want} for a {kind} task, got {type(expected).__name__}")
+
+
+def load_items(path: Path, task: TaskSpec) -> list[EvalItem]:
+    """Read and validate an example file; the first bad line raises with ``file:line: field: problem``."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    items: list[EvalItem] = []
+    seen: set[str] = set()
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise LogFormatError(str(path), lineno, "<line>", "line is longer than 16 MiB")
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise LogFormatError(str(path), lineno, "<json>", f"invalid JSON: {e}") from None
+            if not isinstance(obj, dict):
+                raise LogFormatError(str(path), lineno, "<json>", "each line must be a JSON object")
+            if "expected" not in obj:
+                raise LogFormatError(str(path), lineno, "expected", "missing: every example needs the expected output")
+            obj.setdefault("id", item_id(obj.get("messages", []), obj["expected"]))
+            try:
+                item = EvalItem.model_validate(obj)
+            except ValidationError as e:
+                err = e.errors()[0]
+                raise LogFormatError(str(path), lineno, ".".join(map(str, err["loc"])) or "<line>", err["msg"]) from None
+            check_expected(task, item.expected, f"{path}:{lineno}")
+            if item.id in seen:
+                continue  # exact duplicates add nothing to a score or a training set
+            seen.add(item.id)
+            items.append(item)
+    if not items:
+        raise DataError(f"{path}: no examples found")
+    return items
+
+
+def write_items(path: Path, items: Iterable[EvalItem | dict[str, Any]]) -> int:
+    """Write examples as JSONL (atomically); returns the count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    n = 0
+    with tmp.open("w") as f:
+        for it in items:
+            d = it.model_dump() if isinstance(it, EvalItem) else it
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+            n += 1
+    tmp.replace(path)
+    return n
+
+
+def target_text(task: TaskSpec, expected: Any) -> str:
+    """The assistant reply a training example teaches."""
+    if task.kind == "extraction":
+        return json.dumps(expected, ensure_ascii=False)
+    return str(expected)
+
+
+def sft_rows(task: TaskSpec, items: Iterable[EvalItem], skill: Any = None) -> list[dict[str, Any]]:
+    """Prompt/completion chats for TRL's SFTTrainer, built with the one prompt contract."""
+    return [
+        {
+            "id": it.id,
+            "prompt": render(task, skill, it.messages),
+            "completion": [{"role": "assistant", "content": target_text(task, it.expected)}],
+        }
+        for it in items
+    ]
+
+
+def grpo_rows(task: TaskSpec, items: Iterable[EvalItem], skill: Any = None) -> list[dict[str, Any]]:
+    """Prompts plus what the reward functions need (``expected``, and ``labels`` for classification)."""
+    rows = []
+    for it in items:
+        row: dict[str, Any] = {"id": it.id, "prompt": render(task, skill, it.messages), "expected": it.expected}
+        if task.labels:
+            row["labels"] = task.labels
+        rows.append(row)
+    return rows
+
+
+def user_texts(items: Iterable[EvalItem]) -> list[str]:
+    return [last_user_text(it.messages) for it in items]

@@ -1,0 +1,229 @@
+"""The training subprocess: ``python -m tools.train.runner JOB_DIR/job.json``.
+
+Runs in its own process (group) so GPU memory is freed and a crash is contained. It writes, inside
+the job directory:
+
+* ``runner.pid`` — pid and start time, so a launcher that resumes can adopt or stop an orphan;
+* ``metrics.jsonl`` — one JSON object per log step (loss, lr, grad_norm, reward, entropy, tokens/s);
+* ``checkpoints/checkpoint-N`` — the resume points; a re-run resumes from the newest;
+* ``adapter/`` (LoRA) or ``model/`` (full fine-tune) — the result;
+* ``result.json`` — written last: steps, train_tokens, tokens_per_s, runtime. Its presence means done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tools.train.spec import TrainJob
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _load_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _latest_checkpoint(ckpt_dir: Path) -> str | None:
+    """Newest checkpoint that finished saving (trainer_state.json is written last)."""
+    ckpts = sorted(
+        (p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    return str(ckpts[-1]) if ckpts else None
+
+
+def _metrics_callback(path: Path, t0: float):  # noqa: ANN202 - returns a TrainerCallback
+    from transformers import TrainerCallback
+
+    class MetricsToJsonl(TrainerCallback):
+        """Append every log record (with step, elapsed time and tokens/s) to metrics.jsonl."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN003
+            if not logs:
+                return
+            rec = {"step": state.global_step, "max_steps": state.max_steps, "elapsed_s": round(time.time() - t0, 2)}
+            rec.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()})
+            tokens = logs.get("num_tokens") or getattr(state, "num_input_tokens_seen", 0)
+            if tokens and "train_runtime" not in logs:
+                rec["tokens_per_s"] = round(tokens / max(time.time() - t0, 1e-6), 2)
+            with path.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    return MetricsToJsonl()
+
+
+def _load_model(job: TrainJob):  # noqa: ANN202
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tools.models.device import configure_cpu_threads, pick_device, pick_dtype
+
+    device = pick_device(None if job.device == "auto" else job.device)
+    dtype = pick_dtype(device, None if job.dtype == "auto" else job.dtype)
+    if device == "cpu":
+        configure_cpu_threads()
+    tok = AutoTokenizer.from_pretrained(job.base_dir)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(job.base_dir, dtype=dtype)
+    peft_config = None
+    if job.init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(job.init_adapter), is_trainable=True)
+    elif not job.full_finetune:
+        from peft import LoraConfig
+
+        n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+        layers = list(range(n_layers - job.lora.top_layers, n_layers)) if job.lora.top_layers and n_layers else None
+        peft_config = LoraConfig(
+            r=job.lora.r,
+            lora_alpha=job.lora.alpha,
+            lora_dropout=job.lora.dropout,
+            target_modules=job.lora.target_modules,
+            layers_to_transform=layers,
+            task_type="CAUSAL_LM",
+        )
+    return model, tok, peft_config, device, dtype == torch.bfloat16, dtype == torch.float16
+
+
+def _common_args(job: TrainJob, bf16: bool, fp16: bool, device: str) -> dict[str, Any]:
+    return dict(
+        output_dir=str(job.output_dir / "checkpoints"),
+        num_train_epochs=job.epochs,
+        max_steps=job.max_steps,
+        learning_rate=job.learning_rate,
+        per_device_train_batch_size=job.batch_size,
+        gradient_accumulation_steps=job.grad_accum,
+        warmup_steps=job.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
+        lr_scheduler_type="linear",
+        logging_steps=job.logging_steps,
+        save_strategy="steps",
+        save_steps=job.save_steps,
+        save_total_limit=2,
+        seed=job.seed,
+        data_seed=job.seed,
+        bf16=bf16,
+        fp16=fp16,
+        use_cpu=device == "cpu",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+        # TRL turns gradient checkpointing on by default; for small models it only re-computes the
+        # forward pass (measured ~2x slower on CPU). Memory is not the constraint here.
+        gradient_checkpointing=False,
+    )
+
+
+def _sft_trainer(job: TrainJob, model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    rows = _load_rows(job.data_path)
+    ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    args = SFTConfig(
+        **(
+            common
+            | dict(
+                max_length=job.max_length,
+                completion_only_loss=True,
+                # Batches of similar length waste fewer tokens on padding; on CPU padding is pure cost.
+                train_sampling_strategy="group_by_length",
+            )
+            | job.trl_overrides
+        )
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
+
+
+def _grpo_trainer(job: TrainJob, model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from tools.train.rewards import get_reward
+
+    rows = _load_rows(job.data_path)
+    ds = Dataset.from_list(
+        [{"prompt": r["prompt"], "expected": r["expected"], **({"labels": r["labels"]} if "labels" in r else {})} for r in rows]
+    )
+    args = GRPOConfig(
+        **(
+            common
+            | dict(
+                remove_unused_columns=False,
+                num_generations=job.num_generations,
+                max_completion_length=job.max_completion_length,
+                temperature=job.temperature,
+                use_vllm=job.use_vllm,
+                vllm_mode="colocate",
+            )
+            | job.trl_overrides
+        )
+    )
+    rewards = [get_reward(name) for name in job.rewards]
+    return GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
+
+
+def run(job: TrainJob) -> dict[str, Any]:
+    """Train (or resume) the job and write its outputs; returns the result record."""
+    out = job.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runner.pid").write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+    t0 = time.time()
+    model, tok, peft_config, device, bf16, fp16 = _load_model(job)
+    common = _common_args(job, bf16, fp16, device)
+    build = _sft_trainer if job.kind == "sft" else _grpo_trainer
+    trainer = build(job, model, tok, peft_config, common)
+    trainer.add_callback(_metrics_callback(out / "metrics.jsonl", t0))
+    resume = _latest_checkpoint(out / "checkpoints")
+    if resume:
+        print(f"kaizen runner: resuming from {resume}", flush=True)
+    t_train = time.time()
+    train_out = trainer.train(resume_from_checkpoint=resume)
+    train_s = time.time() - t_train
+    final = out / ("model" if job.full_finetune else "adapter")
+    trainer.save_model(str(final))
+    tok.save_pretrained(str(final))
+    state = trainer.state
+    tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+    if not tokens:
+        tokens = int(max((h.get("num_tokens", 0) for h in state.log_history), default=0))
+    result = {
+        "kind": job.kind,
+        "output_path": str(final),
+        "steps": state.global_step,
+        "resumed_from": resume,
+        "train_tokens": tokens,
+        "train_runtime_s": round(train_s, 2),
+        "tokens_per_s": round(tokens / train_s, 2) if train_s > 0 and tokens else None,
+        "train_loss": train_out.training_loss,
+        "device": device,
+        "total_s": round(time.time() - t0, 2),
+    }
+    _write_json_atomic(out / "result.json", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m tools.train.runner JOB_DIR/job.json", file=sys.stderr)
+        return 2
+    job = TrainJob.model_validate_json(Path(argv[0]).read_text())
+    result = run(job)
+    print("kaizen runner: done " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Training job specs (pydantic): what to train, on what, how — serialised to ``job.json``.
+
+The knobs users need are fields; everything else TRL offers goes through ``trl_overrides``. A spec
+is self-contained (resolved paths, no references to the store), so the runner subprocess needs
+nothing but the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# vLLM serves LoRA ranks up to 512 but its default --max-lora-rank is 16; staying ≤ 64 keeps
+# adapters servable with a modest setting. Embeddings/lm_head are never targeted: SmolLM2 ties them
+# and vLLM cannot load adapters on tied modules.
+MAX_LORA_RANK = 64
+FORBIDDEN_TARGETS = {"embed_tokens", "lm_head", "wte", "wpe"}
+
+
+class LoraSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    r: int = Field(16, ge=1, le=MAX_LORA_RANK, description="LoRA rank (≤ 64 keeps the adapter servable by vLLM).")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names to adapt (never embeddings or lm_head).",
+    )
+    top_layers: int | None = Field(
+        None, ge=1,
+        description="Adapt only the top N transformer layers. On CPU this skips the backward pass through the "
+        "frozen lower layers — the largest single speed-up measured (see kaizen bench tools).",
+    )
+
+    @model_validator(mode="after")
+    def _servable(self) -> LoraSpec:
+        bad = FORBIDDEN_TARGETS.intersection(self.target_modules)
+        if bad:
+            raise ValueError(f"lora.target_modules must not include {sorted(bad)}: adapters on tied embeddings are not servable by vLLM")
+        return self
+
+
+class TrainJob(BaseModel):
+    """One SFT or GRPO job. ``data_path`` holds rendered chats (see tools.train.data)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["sft", "grpo"]
+    base_dir: Path = Field(description="Resolved base model directory (safetensors).")
+    init_adapter: Path | None = Field(None, description="Start from this adapter (e.g. the incumbent's) instead of a fresh LoRA.")
+    data_path: Path = Field(description="JSONL: {prompt: [...], completion: [...]} (SFT) or {prompt: [...], expected} (GRPO).")
+    output_dir: Path = Field(description="Job directory: checkpoints/, adapter/, metrics.jsonl, train.log, result.json.")
+    full_finetune: bool = Field(False, description="Train all weights instead of a LoRA adapter.")
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    epochs: float = Field(2.0, gt=0, description="Passes over the data (ignored when max_steps is set).")
+    max_steps: int = Field(-1, description="Stop after this many optimiser steps (-1: use epochs).")
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(256, ge=16, description="Truncate longer chats (tokens).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    seed: int = 0
+    save_steps: int = Field(5, ge=1, description="Checkpoint every N steps (resume point after a kill).")
+    logging_steps: int = Field(1, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # GRPO
+    rewards: list[str] = Field(default_factory=lambda: ["label_exact_match"], description="Reward names (tools.train.rewards).")
+    num_generations: int = Field(4, ge=2, description="Completions per prompt (GRPO group size).")
+    max_completion_length: int = Field(16, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    use_vllm: bool = Field(False, description="GRPO generation with vLLM colocated on the GPU (not supported on CPU).")
+    trl_overrides: dict[str, Any] = Field(default_factory=dict, description="Passed to SFTConfig/GRPOConfig as-is.")
+
+    @model_validator(mode="after")
+    def _checks(self) -> TrainJob:
+        # Absolute paths: the runner subprocess may start in another directory.
+        for name in ("base_dir", "init_adapter", "data_path", "output_dir"):
+            value = getattr(self, name)
+            if value is not None and not value.is_absolute():
+                object.__setattr__(self, name, value.resolve())
+        if self.kind == "grpo" and (self.batch_size * self.grad_accum) % self.num_generations:
+            raise ValueError(
+                f"batch_size×grad_accum ({self.batch_size * self.grad_accum}) must be a multiple of num_generations "
+                f"({self.num_generations}) for GRPO: set batch_size to a multiple of num_generations"
+            )
+        if self.use_vllm and self.device == "cpu":
+            raise ValueError("use_vllm needs a GPU (TRL's vLLM colocate mode does not run on CPU): set use_vllm false")
+        return self
