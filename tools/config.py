@@ -29,9 +29,12 @@ class ModelSettings(Section):
 
 
 class GateSettings(Section):
-    min_score: float = Field(0.0, ge=0.0, le=1.0, description="Candidate's target score must reach this.")
-    min_gain: float = Field(0.0, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set must reach this.")
-    max_new_regressions: int = Field(2, ge=0, description="Most examples that may turn from right to wrong on the regression set.")
+    """Overrides of the workflow's gate preset (tools.gate.PRESETS); unset keys keep the preset's value."""
+
+    min_score: float | None = Field(None, ge=0.0, le=1.0, description="Candidate's target score must reach this (null: preset).")
+    min_gain: float | None = Field(None, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set (null: preset).")
+    max_new_regressions: int | None = Field(None, ge=0, description="Most right→wrong flips on a regression suite (null: preset, 2 for repair).")
+    require_approval: bool = Field(True, description="Wait for `kaizen runs approve` before promoting (kaizen repair --approve skips it).")
 
 
 class BudgetSettings(Section):
@@ -74,7 +77,7 @@ class Settings(Section):
 def _format_error(path: Path, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown setting: remove it or check its spelling (see the comments in kaizen.yaml)"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""

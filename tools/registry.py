@@ -16,6 +16,7 @@ from tools.store import Store
 from tools.store.tables import ModelVersionRow
 
 ALIASES = ("production", "previous", "candidate")
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -99,8 +100,20 @@ def add_external(
     if task:
         store.get_task(task)
     if kind == "adapter":
-        store.get_model_version(base)
-        cfg = json.loads((path / "adapter_config.json").read_text())
+        base_row = store.get_model_version(base)
+        if base_row.kind != "base":
+            raise ModelError(
+                f"--base {base!r} is itself an adapter version: a version holds at most one adapter, "
+                f"pass its base instead (--base {base_row.base_ref})"
+            )
+        if not any((path / f).exists() for f in _ADAPTER_WEIGHTS):
+            raise ModelError(f"{path} has adapter_config.json but no adapter weights ({' or '.join(_ADAPTER_WEIGHTS)})")
+        try:
+            cfg = json.loads((path / "adapter_config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise ModelError(f"{path / 'adapter_config.json'}: cannot read it as JSON: {e}") from None
+        if not isinstance(cfg, dict):
+            raise ModelError(f"{path / 'adapter_config.json'}: expected a JSON object")
         if cfg.get("peft_type", "LORA") != "LORA":
             raise ModelError(f"{path}: only LoRA adapters are supported (found {cfg.get('peft_type')})")
         row = ModelVersionRow(name=name, kind="adapter", base_ref=base, adapter_path=str(path), parent=base, task=task,

@@ -74,7 +74,10 @@ def cmd_task_add(args: argparse.Namespace) -> int:
     ws = find_workspace(args.workspace)
     if any(t.name == args.name for t in ws.settings.tasks):
         raise ConfigError(f"task {args.name!r} is declared in {ws.config_path}: edit it there")
-    prompt = args.system_prompt_file.read_text() if args.system_prompt_file else args.system_prompt
+    try:
+        prompt = args.system_prompt_file.read_text() if args.system_prompt_file else args.system_prompt
+    except OSError as e:
+        raise ConfigError(f"--system-prompt-file {args.system_prompt_file}: cannot read it: {e.strerror or e}") from None
     try:
         spec = TaskSpec(
             name=args.name,

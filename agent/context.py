@@ -1,0 +1,50 @@
+"""What every node needs besides the state: the workspace, run directory, brain and events.
+
+Passed through LangGraph's ``config["configurable"]`` (never checkpointed, so it may hold live
+objects); nodes stay thin by getting everything from here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from agent.brain import Brain, RuleBrain
+from tools.workspace import Workspace
+
+
+def workspace(config: RunnableConfig) -> Workspace:
+    return config["configurable"]["workspace"]
+
+
+def brain(config: RunnableConfig) -> Brain:
+    return config["configurable"].get("brain") or RuleBrain()
+
+
+def progress(config: RunnableConfig, msg: str) -> None:
+    fn = config["configurable"].get("progress")
+    if fn:
+        fn(msg)
+
+
+def run_dir(state: dict[str, Any]) -> Path:
+    p = Path(state["artifacts"])
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def event(phase: str, **data: Any) -> dict[str, Any]:
+    """One entry of the run's event log (appended through the state's reducer)."""
+    return {"t": round(time.time(), 3), "phase": phase, **data}
+
+
+def write_json(path: Path, data: Any) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+    return str(path)

@@ -1,0 +1,26 @@
+"""diagnose: failure taxonomy + suspect feedback, written to the run directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from agent.context import brain, event, progress, run_dir, workspace, write_json
+
+
+def diagnose(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    ws = workspace(config)
+    task = ws.store.get_task(state["task"])
+    diag = brain(config).diagnose(task, ws.store.traces(task.name))
+    path = write_json(run_dir(state) / "diagnosis.json", diag.model_dump())
+    fixable = [c for c in diag.clusters if c.fixable]
+    progress(config, f"diagnose: {diag.n_failures} failures in {len(fixable)} fixable clusters, "
+                     f"{len(diag.suspects)} suspect feedback, {diag.n_unlabeled} unlabeled")
+    return {
+        "diagnosis_path": path,
+        "excluded_suspect": sorted(diag.suspect_ids),
+        "has_fixable": any(c.fixable and c.count for c in diag.clusters),
+        "events": [event("diagnose", failures=diag.n_failures, clusters=len(diag.clusters), suspects=len(diag.suspects),
+                         unlabeled=diag.n_unlabeled)],
+    }

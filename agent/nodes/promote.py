@@ -1,0 +1,54 @@
+"""promote: behind an optional human approval, move the task's production alias to the winner.
+
+This node calls ``interrupt()``; on resume LangGraph re-runs it from the top, so everything before
+the interrupt is read-only and the promotion itself is idempotent (``registry.promote`` is a
+no-op when production already points at the candidate).
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import interrupt
+
+from agent.context import event, progress, workspace
+from tools import registry
+
+
+def promote(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    ws = workspace(config)
+    best = state["best"]
+    version = best["candidate"]
+    approval = {"approved": True, "by": f"{getpass.getuser()} (--approve)", "at": time.time()} if state.get("auto_approve") else None
+    if approval is None and ws.settings.gate.require_approval:
+        answer = interrupt({"question": f"promote {version} to production of {state['task']}?", "verdict": best["reasons"]})
+        approval = dict(answer) if isinstance(answer, dict) else {"approved": bool(answer)}
+    elif approval is None:
+        approval = {"approved": True, "by": "policy (gate.require_approval: false)", "at": time.time()}
+    if not approval.get("approved"):
+        progress(config, f"promote: rejected by {approval.get('by', '?')}")
+        return {"approval": approval, "promoted": False, "status": "rejected",
+                "events": [event("promote", promoted=False, approval=approval)]}
+    _record_suites(state, config, version)
+    registry.promote(ws.store, state["task"], version, actor=str(approval.get("by", "")), note=f"run {state['run_id']}")
+    progress(config, f"promote: production of {state['task']} → {version}")
+    return {"approval": approval, "promoted": True, "status": "promoted",
+            "events": [event("promote", promoted=True, version=version, approval=approval)]}
+
+
+def _record_suites(state: dict[str, Any], config: RunnableConfig, version: str) -> None:
+    """Remember this promotion's suites: the next repair also checks the candidate on them."""
+    ws = workspace(config)
+    row = ws.store.get_model_version(version)
+    suites = dict(row.metrics.get("suites") or {})
+    suites[f"{state['run_id'][:8]}-regression"] = state["splits"]["regression"]
+    suites[f"{state['run_id'][:8]}-target"] = state["splits"]["target"]
+    from tools.store.tables import ModelVersionRow
+
+    with ws.store.session() as s:
+        db_row = s.get(ModelVersionRow, version)
+        db_row.metrics = dict(db_row.metrics or {}) | {"suites": suites, "promoted_by_run": state["run_id"]}
+        s.add(db_row)

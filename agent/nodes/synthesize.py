@@ -1,0 +1,59 @@
+"""synthesize: held-out suites (once per run) and this iteration's training set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from agent.context import event, progress, run_dir, workspace, write_json
+from agent.state import Diagnosis, Plan
+from tools.data import load_items, write_items
+from tools.datasets import build_splits, build_training_set
+
+
+def _suites(state: dict[str, Any], config: RunnableConfig) -> dict[str, str]:
+    """Carve target/regression/train/replay once; later iterations reuse the same files."""
+    if state.get("splits"):
+        return state["splits"]
+    ws = workspace(config)
+    task = ws.store.get_task(state["task"])
+    diag = Diagnosis.model_validate_json(Path(state["diagnosis_path"]).read_text())
+    clusters = {c.key: c.trace_ids for c in diag.clusters if c.fixable}
+    splits = build_splits(task, ws.store.traces(task.name), excluded=diag.suspect_ids, clusters=clusters)
+    d = run_dir(state) / "data"
+    out = {}
+    for name in ("target", "regression", "train_failures", "replay_pool"):
+        out[name] = str(d / f"{name}.jsonl")
+        write_items(Path(out[name]), getattr(splits, name))
+    return out
+
+
+def synthesize(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    ws = workspace(config)
+    task = ws.store.get_task(state["task"])
+    suites = _suites(state, config)
+    p = Plan.model_validate(state["plan"])
+
+    def load(name: str) -> list:
+        path = Path(suites[name])
+        return load_items(path, task) if path.exists() and path.stat().st_size else []
+
+    from tools.datasets import RepairSplits
+
+    splits = RepairSplits(target=load("target"), regression=load("regression"),
+                          train_failures=load("train_failures"), replay_pool=load("replay_pool"))
+    extra = [load_items(Path(x), task) for x in config["configurable"].get("extra_eval_sets", [])]
+    items, stats = build_training_set(splits, replay_fraction=p.replay_fraction, failure_weight=p.failure_weight,
+                                      seed=state.get("iteration", 1), eval_sets=extra)
+    it_dir = run_dir(state) / f"iter-{state['iteration']}"
+    train_path = it_dir / "train.jsonl"
+    write_items(train_path, items)
+    write_json(it_dir / "train_stats.json", stats)
+    progress(config, f"synthesize: {stats['n']} training examples ({stats['failures']} failures, {stats['replay']} replay; "
+                     f"dropped {stats['dropped_contaminated']} contaminated, {stats['dropped_for_balance']} for balance); "
+                     f"held out {len(splits.target)} target, {len(splits.regression)} regression")
+    return {"splits": suites | {"train": str(train_path)},
+            "events": [event("synthesize", iteration=state["iteration"], **{k: v for k, v in stats.items() if k != "labels"},
+                             target=len(splits.target), regression=len(splits.regression))]}

@@ -1,0 +1,41 @@
+"""train: LoRA SFT through the model tools; safe to re-run (the job resumes or adopts its runner)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from agent.context import event, progress, run_dir, workspace
+from agent.state import Plan
+from tools.data import load_items
+from tools.train.launch import run_job
+from tools.train.spec import LoraSpec
+from tools.versions import build_job, progress_printer, register_trained
+
+
+def train(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    ws = workspace(config)
+    task = ws.store.get_task(state["task"])
+    p = Plan.model_validate(state["plan"])
+    incumbent = ws.store.get_model_version(state["incumbent"])
+    items = load_items(Path(state["splits"]["train"]), task)
+    job_dir = run_dir(state) / f"iter-{state['iteration']}" / "job"
+    from_incumbent = p.from_incumbent and incumbent.adapter_path is not None
+    extra = config["configurable"].get("train_overrides") or {}
+    job = build_job(ws, task, items, kind="sft", start=incumbent, job_dir=job_dir, from_incumbent=from_incumbent,
+                    epochs=p.epochs, learning_rate=p.learning_rate,
+                    lora=LoraSpec(r=p.lora_r, alpha=2 * p.lora_r, top_layers=p.top_layers), **extra)
+    progress(config, f"train: {len(items)} examples, {p.epochs:g} epochs, lr {p.learning_rate:g}, "
+                     f"{'from the incumbent adapter' if from_incumbent else 'fresh LoRA on the base'}")
+    result = run_job(job, progress_printer() if config["configurable"].get("progress") else None)
+    name = f"{task.name}-{state['run_id'][:8]}-i{state['iteration']}"
+    version = register_trained(ws, task, job, result, name=name, parent=incumbent, items=items)
+    return {
+        "candidate": version.name,
+        "train_tokens_used": state.get("train_tokens_used", 0) + int(result.get("train_tokens") or 0),
+        "events": [event("train", iteration=state["iteration"], version=version.name, steps=result["steps"],
+                         train_tokens=result["train_tokens"], tokens_per_s=result["tokens_per_s"],
+                         seconds=result["train_runtime_s"], metrics_path=str(job_dir / "metrics.jsonl"))],
+    }

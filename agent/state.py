@@ -1,0 +1,97 @@
+"""The repair graph's state and the agent's own payloads.
+
+State holds ids, paths and small summaries — never big blobs: datasets, eval outputs and reports
+live in the workspace (``.kaizen/artifacts/runs/RUN_ID``) and the store. Every value is JSON-able
+so LangGraph's SQLite checkpointer can persist it after each node.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel, Field
+
+
+class SuspectFlag(BaseModel):
+    """Feedback we do not trust, with the evidence that made us distrust it."""
+
+    trace_id: str
+    kind: Literal[
+        "correction_off_label", "contradicts_near_duplicates", "disagrees_with_similar_inputs",
+        "off_domain_input", "empty_or_garbage_input", "correction_equals_output",
+    ]
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class FailureCluster(BaseModel):
+    """A failure pattern: e.g. gold ``transfer`` answered as ``balance``."""
+
+    key: str
+    kind: Literal["confusion", "off_label", "format", "slice", "uncorrected", "suspect"]
+    fixable: bool
+    count: int
+    trace_ids: list[str]
+    examples: list[dict[str, str]] = Field(default_factory=list)
+    hypothesis: str = ""
+
+
+class Diagnosis(BaseModel):
+    task: str
+    n_traces: int
+    n_labeled: int
+    n_unlabeled: int
+    n_failures: int
+    n_passes: int
+    clusters: list[FailureCluster]
+    suspects: list[SuspectFlag]
+
+    @property
+    def suspect_ids(self) -> set[str]:
+        return {s.trace_id for s in self.suspects}
+
+
+class Plan(BaseModel):
+    """What one iteration will do: data mix and hyper-parameters, with the why."""
+
+    iteration: int
+    epochs: float = 3.0
+    learning_rate: float = 2e-4
+    replay_fraction: float = Field(0.15, ge=0.0, le=0.5)
+    failure_weight: int = Field(1, ge=1, le=4, description="Copies of each failure example in the training set.")
+    lora_r: int = 16
+    top_layers: int | None = None
+    from_incumbent: bool = True
+    drop_clusters: list[str] = Field(default_factory=list)
+    rationale: list[str] = Field(default_factory=list)
+
+
+Route = Literal["promote", "iterate", "stop"]
+
+
+class RepairState(TypedDict, total=False):
+    run_id: str
+    task: str
+    preset: str
+    auto_approve: bool
+    incumbent: str
+    iteration: int
+    max_iterations: int
+    started_at: float
+    deadline: float
+    train_tokens_budget: int
+    train_tokens_used: int
+    artifacts: str
+    diagnosis_path: str
+    splits: dict[str, str]  # suite name → JSONL path (target, regression, train pool …)
+    excluded_suspect: list[str]
+    has_fixable: bool
+    plan: dict[str, Any]
+    candidate: str | None
+    evals: dict[str, Any]  # "version/suite" → {score, outputs_path, decoding}
+    verdict: dict[str, Any] | None
+    best: dict[str, Any] | None
+    promoted: bool
+    status: str
+    approval: dict[str, Any] | None
+    events: Annotated[list[dict[str, Any]], operator.add]

@@ -1,0 +1,150 @@
+"""Building the repair data sets from labelled traces: held-out suites first, then training data.
+
+Order matters. The target-eval slice (failures) and the regression set (passes) are carved out
+first and are **never trained on**; training data is then built from what is left and
+decontaminated against every eval set. Every item records why it is in (``metadata.reason``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.data import item_id
+from tools.evaluate.metrics import normalize_label
+from tools.schema import EvalItem, TaskSpec, last_user_text
+from tools.similarity import near_duplicates
+from tools.store import TraceView
+
+
+@dataclass
+class RepairSplits:
+    target: list[EvalItem]
+    regression: list[EvalItem]
+    train_failures: list[EvalItem]
+    replay_pool: list[EvalItem]
+    notes: list[str] = field(default_factory=list)
+
+
+def trace_item(task: TaskSpec, t: TraceView, provenance: str, reason: str) -> EvalItem:
+    """An example from a trace: its user turns as input, the feedback's gold answer as expected."""
+    gold = t.gold or ""
+    if task.kind == "classification" and task.labels:
+        gold = normalize_label(gold, task.labels) or gold
+    msgs = [m for m in t.messages if m["role"] != "system"]
+    return EvalItem(id=t.id, messages=msgs, expected=gold,
+                    metadata={"trace_id": t.id, "provenance": provenance, "reason": reason})
+
+
+def _stratified_take(items: Sequence[EvalItem], n: int, key: Any, rnd: random.Random) -> tuple[list[EvalItem], list[EvalItem]]:
+    """Take ``n`` items spread over strata proportionally (round-robin); returns (taken, rest)."""
+    strata: dict[Any, list[EvalItem]] = defaultdict(list)
+    for it in items:
+        strata[key(it)].append(it)
+    for v in strata.values():
+        rnd.shuffle(v)
+    taken: list[EvalItem] = []
+    keys = sorted(strata, key=str)
+    while len(taken) < n and any(strata.values()):
+        for k in keys:
+            if strata[k] and len(taken) < n:
+                taken.append(strata[k].pop())
+    chosen = {it.id for it in taken}
+    return taken, [it for it in items if it.id not in chosen]
+
+
+def build_splits(task: TaskSpec, traces: Sequence[TraceView], *, excluded: set[str], clusters: dict[str, list[str]],
+                 seed: int = 0, target_fraction: float = 0.3, regression_ratio: float = 1.0) -> RepairSplits:
+    """Carve target-eval (failures, per cluster) and regression (passes, per label) sets.
+
+    ``excluded`` are suspect/unusable trace ids; ``clusters`` maps fixable cluster key → trace ids.
+    The regression set is ``regression_ratio`` × the failure count (clamped to 30–100 %, and to
+    half of the passes so replay keeps something).
+    """
+    rnd = random.Random(seed)
+    by_id = {t.id: t for t in traces}
+    target, train_f = [], []
+    for key in sorted(clusters):
+        ids = [i for i in clusters[key] if i in by_id and i not in excluded and by_id[i].correction]
+        rnd.shuffle(ids)
+        k = math.ceil(len(ids) * target_fraction) if len(ids) >= 2 else 0
+        for n, i in enumerate(ids):
+            into_target = n < k
+            item = trace_item(task, by_id[i], "trace", f"{'target-eval' if into_target else 'train'}: failure in cluster {key}")
+            (target if into_target else train_f).append(item)
+    passes = [trace_item(task, t, "trace", "passing trace") for t in traces if t.verdict == "pass" and t.id not in excluded]
+    n_fail = len(target) + len(train_f)
+    want = round(n_fail * min(1.0, max(0.3, regression_ratio)))
+    want = min(want, len(passes) // 2) if len(passes) > 1 else len(passes)
+    regression, pool = _stratified_take(passes, want, lambda it: it.expected, rnd)
+    for it in regression:
+        it.metadata["reason"] = f"regression: passing example of label {it.expected!r} (stratified)"
+    notes = [f"{len(target)} target-eval failures, {len(train_f)} training failures, {len(regression)} regression passes, "
+             f"{len(pool)} passes left for replay"]
+    return RepairSplits(target=target, regression=regression, train_failures=train_f, replay_pool=pool, notes=notes)
+
+
+def balance_labels(items: list[EvalItem], max_ratio: float = 3.0) -> tuple[list[EvalItem], int]:
+    """Cap every label at ``max_ratio`` × the rarest label's count; returns (kept, dropped count)."""
+    counts = Counter(str(it.expected) for it in items)
+    if len(counts) < 2:
+        return items, 0
+    cap = int(min(counts.values()) * max_ratio)
+    seen: Counter[str] = Counter()
+    kept = []
+    for it in items:
+        lab = str(it.expected)
+        if seen[lab] < cap:
+            kept.append(it)
+            seen[lab] += 1
+    return kept, len(items) - len(kept)
+
+
+def decontaminate(items: list[EvalItem], eval_sets: Iterable[Sequence[EvalItem]], threshold: float = 0.9) -> tuple[list[EvalItem], int]:
+    """Drop training items whose input is (nearly) the same as any eval item's input."""
+    refs = [last_user_text(e.messages) for s in eval_sets for e in s]
+    eval_ids = {e.id for s in eval_sets for e in s}
+    items = [it for it in items if it.id not in eval_ids]
+    dup = set(near_duplicates([last_user_text(it.messages) for it in items], refs, threshold))
+    return [it for i, it in enumerate(items) if i not in dup], len(dup)
+
+
+def dedupe(items: Iterable[EvalItem]) -> list[EvalItem]:
+    seen, out = set(), []
+    for it in items:
+        key = item_id(it.model_dump()["messages"], it.expected)
+        if key not in seen:
+            seen.add(key)
+            out.append(it)
+    return out
+
+
+def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_weight: int = 1, seed: int = 0,
+                       eval_sets: Sequence[Sequence[EvalItem]] = (), prior: Sequence[EvalItem] = (),
+                       max_ratio: float = 3.0) -> tuple[list[EvalItem], dict[str, Any]]:
+    """Failures (+ optional prior data) + replay of passes, deduped, balanced, decontaminated.
+
+    Replay is ``replay_fraction`` of the final set, sampled stratified by label from the passes
+    not held out, so the accumulated data stays bounded as logs grow.
+    """
+    rnd = random.Random(seed)
+    core = dedupe([*splits.train_failures, *prior])
+    n_replay = round(replay_fraction * len(core) / max(1e-9, 1 - replay_fraction)) if core else 0
+    replay, _ = _stratified_take(splits.replay_pool, min(n_replay, len(splits.replay_pool)), lambda it: it.expected, rnd)
+    replay = [it.model_copy(update={"metadata": it.metadata | {"provenance": "replay", "reason": "replay of a passing trace (guards against forgetting)"}})
+              for it in replay]
+    items = dedupe([*core, *replay])
+    items, n_contam = decontaminate(items, [splits.target, splits.regression, *eval_sets])
+    items, n_unbalanced = balance_labels(items, max_ratio)
+    weighted = [it for it in items for _ in range(failure_weight if it.metadata.get("provenance") == "trace" else 1)]
+    rnd.shuffle(weighted)
+    stats = {
+        "n": len(weighted), "failures": sum(it.metadata.get("provenance") == "trace" for it in items),
+        "replay": len(replay), "prior": len(prior), "dropped_contaminated": n_contam, "dropped_for_balance": n_unbalanced,
+        "failure_weight": failure_weight, "labels": dict(Counter(str(it.expected) for it in items)),
+    }
+    return weighted, stats

@@ -1,0 +1,161 @@
+"""The repair workflow: config → graph → run record → summary.
+
+``start`` begins a run, ``resume`` continues one that was killed, ``decide`` answers an approval.
+All three drive the same compiled graph with LangGraph's SQLite checkpointer (``durability="sync"``:
+each node's result is on disk before the next starts), under the task's lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agent.graph import build_graph
+from tools import lock, registry
+from tools.errors import ConfigError, KaizenError
+from tools.store.tables import RunRow
+from tools.workspace import Workspace
+
+EXIT_AWAITING_APPROVAL = 3
+PRESETS = {"repair": {}, "demo": {"max_iterations": 2}}
+
+
+@contextmanager
+def _graph(ws: Workspace) -> Iterator[Any]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(str(ws.checkpoints_path), check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        yield build_graph(SqliteSaver(conn))
+    finally:
+        conn.close()
+
+
+def _config(ws: Workspace, run: RunRow, progress: Callable[[str], None] | None) -> dict[str, Any]:
+    opts = run.config
+    return {"configurable": {
+        "thread_id": run.thread_id, "workspace": ws, "progress": progress,
+        "extra_eval_sets": opts.get("extra_eval_sets", []), "train_overrides": opts.get("train_overrides", {}),
+        "plan_defaults": opts.get("plan_defaults", {}),
+    }}
+
+
+def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str], None] | None) -> RunRow:
+    """Run the graph until it ends or interrupts; keep the run record and lock in step."""
+    lock.acquire_safely(ws.store, run.task, run.id)
+    run.status = "running"
+    ws.store.save_run(run)
+    try:
+        with _graph(ws) as graph:
+            cfg = _config(ws, run, progress)
+            for _ in graph.stream(graph_input, cfg, stream_mode="updates", durability="sync"):
+                lock.heartbeat(ws.store, run.task, run.id)
+            snap = graph.get_state(cfg)
+        state = dict(snap.values)
+        if snap.interrupts:
+            run.status = "awaiting_approval"
+        else:
+            run.status = state.get("status") or "not_promoted"
+        run.summary = summarize(state)
+        run.events = state.get("events", [])
+        run.report_path = _write_report(ws, run, state)
+        ws.store.save_run(run)
+        return run
+    except KaizenError:
+        run.status = "failed"
+        ws.store.save_run(run)
+        raise
+    except BaseException:
+        run.status = "interrupted"  # killed or Ctrl-C: `kaizen runs resume` continues from the last node
+        ws.store.save_run(run)
+        raise
+    finally:
+        lock.release(ws.store, run.task, run.id)
+
+
+def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "repair", max_iterations: int | None = None,
+          extra_eval_sets: list[Path] | None = None, train_overrides: dict[str, Any] | None = None,
+          plan_defaults: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> RunRow:
+    """Start a repair run on ``task`` from its production version."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: use {', '.join(PRESETS)}")
+    spec = ws.store.get_task(task)
+    incumbent = registry.resolve(ws.store, "production", spec.name)
+    budget = ws.settings.budget
+    iters = max_iterations or PRESETS[preset].get("max_iterations") or budget.max_iterations
+    run_id = uuid.uuid4().hex[:12]
+    lock.acquire_safely(ws.store, task, run_id)  # refuse early, before any record is written
+    lock.release(ws.store, task, run_id)
+    now = time.time()
+    run = RunRow(id=run_id, task=task, workflow="repair", status="running", thread_id=run_id, config={
+        "preset": preset, "approve": approve, "max_iterations": iters,
+        "extra_eval_sets": [str(p.resolve()) for p in (extra_eval_sets or [])],
+        "train_overrides": train_overrides or {}, "plan_defaults": plan_defaults or {},
+    })
+    ws.store.save_run(run)
+    state = {
+        "run_id": run_id, "task": task, "preset": "demo" if preset == "demo" else "repair", "auto_approve": approve,
+        "incumbent": incumbent.name, "iteration": 0, "max_iterations": iters, "started_at": now,
+        "deadline": now + budget.max_wall_clock_s, "train_tokens_budget": budget.max_train_tokens, "train_tokens_used": 0,
+        "artifacts": str(ws.artifact_dir("runs", run_id)), "evals": {}, "promoted": False, "events": [],
+    }
+    return _drive(ws, run, state, progress)
+
+
+def resume(ws: Workspace, run_id: str, progress: Callable[[str], None] | None = None) -> RunRow:
+    """Continue a run that was interrupted (killed, Ctrl-C) from its last finished node."""
+    run = ws.store.get_run(run_id)
+    if run.status in ("promoted", "not_promoted", "rejected"):
+        return run
+    if run.status == "awaiting_approval":
+        raise ConfigError(f"run {run_id} waits for approval: `kaizen runs approve {run_id}` or `kaizen runs reject {run_id}`")
+    return _drive(ws, run, None, progress)
+
+
+def decide(ws: Workspace, run_id: str, approved: bool, who: str, progress: Callable[[str], None] | None = None) -> RunRow:
+    """Answer the approval a run waits for, and let it finish."""
+    from langgraph.types import Command
+
+    run = ws.store.get_run(run_id)
+    if run.status != "awaiting_approval":
+        raise ConfigError(f"run {run_id} is {run.status}, not awaiting approval")
+    return _drive(ws, run, Command(resume={"approved": approved, "by": who, "at": time.time()}), progress)
+
+
+def summarize(state: dict[str, Any]) -> dict[str, Any]:
+    """The ``--json`` shape of ``kaizen repair``."""
+    best = state.get("best") or state.get("verdict") or {}
+    inc, cand = state.get("incumbent"), best.get("candidate") or state.get("candidate")
+    ev = state.get("evals") or {}
+
+    def score(version: str | None, suite: str) -> float | None:
+        return (ev.get(f"{version}/{suite}") or {}).get("score") if version else None
+
+    return {
+        "run_id": state.get("run_id"), "status": state.get("status"), "promoted": bool(state.get("promoted")),
+        "incumbent": inc, "candidate": cand,
+        "verdict": {"passed": bool(best.get("passed")), "reasons": best.get("reasons", [])},
+        "iterations": state.get("iteration", 0),
+        "before": {"target": score(inc, "target"), "regression": score(inc, "regression")},
+        "after": {"target": score(cand, "target"), "regression": score(cand, "regression")},
+        "new_regressions": best.get("new_regressions", 0), "fixed": len(best.get("fixed", [])),
+        "excluded_suspect": state.get("excluded_suspect", []), "train_tokens": state.get("train_tokens_used", 0),
+    }
+
+
+def _write_report(ws: Workspace, run: RunRow, state: dict[str, Any]) -> str:
+    import json
+
+    path = Path(state.get("artifacts") or ws.artifact_dir("runs", run.id)) / "report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {"run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
+              "summary": summarize(state), "verdict": state.get("verdict"), "best": state.get("best"),
+              "diagnosis_path": state.get("diagnosis_path"), "splits": state.get("splits"), "events": state.get("events", [])}
+    path.write_text(json.dumps(report, indent=2, default=str))
+    return str(path)
