@@ -56,7 +56,7 @@ class Plan(BaseModel):
 
     iteration: int
     epochs: float = 3.0
-    learning_rate: float = 2e-4
+    learning_rate: float = 1e-3
     replay_fraction: float = Field(0.15, ge=0.0, le=0.5)
     failure_weight: int = Field(1, ge=1, le=4, description="Copies of each failure example in the training set.")
     lora_r: int = 16

@@ -33,3 +33,47 @@ def tiny_llama_dir(smollm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     from tools.models import build_tiny_random_llama
 
     return build_tiny_random_llama(tmp_path_factory.mktemp("tiny-llama"), smollm_dir)
+
+
+# ------------------------------------------------------------------------------------------
+# A "deployed v1" for the CLINC150 banking slice: the default model after a brief LoRA SFT on
+# three of four intents. The fourth intent (card_declined) is the deliberate gap that the
+# repair tests then fix. Trained once per session (≈1 min on 2 CPU cores) and shared by every
+# test that needs a trained model; cached across sessions under the model cache, keyed by the
+# exact data and recipe, so a local re-run does not pay it again.
+CLINC_LABELS = ["balance", "transfer", "freeze_account", "card_declined"]
+CLINC_GAP = "card_declined"
+
+
+@pytest.fixture(scope="session")
+def clinc_task():
+    from tools.schema import TaskSpec
+    from workflows.clinc import SYSTEM_PROMPT
+
+    return TaskSpec(name="intents", kind="classification", labels=CLINC_LABELS, system_prompt=SYSTEM_PROMPT)
+
+
+@pytest.fixture(scope="session")
+def clinc_v1(smollm_dir: Path, shared_model_cache: Path, clinc_task) -> dict:
+    """Train (or reuse) the v1 adapter; returns {"adapter": Path, "result": dict, "train_ids": set}."""
+    import json
+
+    from tools.data import sft_rows, write_items
+    from tools.schema import content_hash
+    from tools.train.launch import run_job
+    from tools.train.spec import LoraSpec, TrainJob
+    from workflows.clinc import rows, to_items
+
+    seen = [lab for lab in CLINC_LABELS if lab != CLINC_GAP]
+    items = to_items(rows("train", seen, per_label=12, seed=1))
+    data = sft_rows(clinc_task, items)
+    recipe = dict(epochs=3, learning_rate=1e-3, batch_size=8, lora=LoraSpec(r=16, alpha=32, top_layers=12).model_dump(), seed=0)
+    key = content_hash({"data": data, "recipe": recipe, "v": 1})
+    job_dir = shared_model_cache / "test-fixtures" / f"clinc-v1-{key}"
+    job_dir.mkdir(parents=True, exist_ok=True)
+    write_items(job_dir / "data.jsonl", data)
+    job = TrainJob(kind="sft", base_dir=smollm_dir, data_path=job_dir / "data.jsonl", output_dir=job_dir, save_steps=100,
+                   **{k: v for k, v in recipe.items() if k != "lora"}, lora=LoraSpec(**recipe["lora"]))
+    result = run_job(job)
+    (job_dir / "fixture.json").write_text(json.dumps({"labels": CLINC_LABELS, "gap": CLINC_GAP}))
+    return {"adapter": Path(result["output_path"]), "result": result, "train_ids": {it.id for it in items}, "job_dir": job_dir}

@@ -41,20 +41,30 @@ def _latest_checkpoint(ckpt_dir: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
-def _metrics_callback(path: Path, t0: float):  # noqa: ANN202 - returns a TrainerCallback
+def _metrics_callback(path: Path, t0: float, t_train_start: list[float]):  # noqa: ANN202 - returns a TrainerCallback
     from transformers import TrainerCallback
 
     class MetricsToJsonl(TrainerCallback):
-        """Append every log record (with step, elapsed time and tokens/s) to metrics.jsonl."""
+        """Append every log record (with step, elapsed time and tokens/s) to metrics.jsonl.
+
+        tokens/s counts from the first step of *this* process (model loading excluded; after a
+        resume, only the tokens trained since).
+        """
+
+        start: float | None = None
+        start_tokens = 0.0
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN003
             if not logs:
                 return
             rec = {"step": state.global_step, "max_steps": state.max_steps, "elapsed_s": round(time.time() - t0, 2)}
             rec.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()})
-            tokens = logs.get("num_tokens") or getattr(state, "num_input_tokens_seen", 0)
+            tokens = float(logs.get("num_tokens") or getattr(state, "num_input_tokens_seen", 0) or 0)
+            if self.start is None:
+                # First log: we do not know when the step began, so rate from the train start.
+                self.start, self.start_tokens = t_train_start[0] or t0, 0.0
             if tokens and "train_runtime" not in logs:
-                rec["tokens_per_s"] = round(tokens / max(time.time() - t0, 1e-6), 2)
+                rec["tokens_per_s"] = round((tokens - self.start_tokens) / max(time.time() - self.start, 1e-6), 2)
             with path.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
 
@@ -184,11 +194,12 @@ def run(job: TrainJob) -> dict[str, Any]:
     common = _common_args(job, bf16, fp16, device)
     build = _sft_trainer if job.kind == "sft" else _grpo_trainer
     trainer = build(job, model, tok, peft_config, common)
-    trainer.add_callback(_metrics_callback(out / "metrics.jsonl", t0))
+    t_train_start = [0.0]
+    trainer.add_callback(_metrics_callback(out / "metrics.jsonl", t0, t_train_start))
     resume = _latest_checkpoint(out / "checkpoints")
     if resume:
         print(f"kaizen runner: resuming from {resume}", flush=True)
-    t_train = time.time()
+    t_train = t_train_start[0] = time.time()
     train_out = trainer.train(resume_from_checkpoint=resume)
     train_s = time.time() - t_train
     final = out / ("model" if job.full_finetune else "adapter")

@@ -55,7 +55,7 @@ class TrainJob(BaseModel):
     lora: LoraSpec = Field(default_factory=LoraSpec)
     epochs: float = Field(2.0, gt=0, description="Passes over the data (ignored when max_steps is set).")
     max_steps: int = Field(-1, description="Stop after this many optimiser steps (-1: use epochs).")
-    learning_rate: float = Field(2e-4, gt=0)
+    learning_rate: float = Field(1e-3, gt=0, description="1e-3 suits LoRA on small models (measured: 2e-4 barely moves a 135M model in 15 steps).")
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(256, ge=16, description="Truncate longer chats (tokens).")
