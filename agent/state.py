@@ -59,6 +59,8 @@ class Plan(BaseModel):
     learning_rate: float = 1e-3
     replay_fraction: float = Field(0.15, ge=0.0, le=0.5)
     failure_weight: int = Field(1, ge=1, le=4, description="Copies of each failure example in the training set.")
+    min_steps: int = Field(12, ge=1, description="Train at least this many optimiser steps (small failure sets).")
+    batch_size: int = 8
     lora_r: int = 16
     top_layers: int | None = None
     from_incumbent: bool = True

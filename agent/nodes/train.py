@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,12 @@ def train(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     items = load_items(Path(state["splits"]["train"]), task)
     job_dir = run_dir(state) / f"iter-{state['iteration']}" / "job"
     from_incumbent = p.from_incumbent and incumbent.adapter_path is not None
-    extra = config["configurable"].get("train_overrides") or {}
+    extra = dict(config["configurable"].get("train_overrides") or {})
+    steps = math.ceil(len(items) / p.batch_size) * p.epochs
+    if steps < p.min_steps:
+        extra.setdefault("max_steps", p.min_steps)
     job = build_job(ws, task, items, kind="sft", start=incumbent, job_dir=job_dir, from_incumbent=from_incumbent,
-                    epochs=p.epochs, learning_rate=p.learning_rate,
+                    epochs=p.epochs, learning_rate=p.learning_rate, batch_size=p.batch_size,
                     lora=LoraSpec(r=p.lora_r, alpha=2 * p.lora_r, top_layers=p.top_layers), **extra)
     progress(config, f"train: {len(items)} examples, {p.epochs:g} epochs, lr {p.learning_rate:g}, "
                      f"{'from the incumbent adapter' if from_incumbent else 'fresh LoRA on the base'}")
