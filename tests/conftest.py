@@ -77,3 +77,43 @@ def clinc_v1(smollm_dir: Path, shared_model_cache: Path, clinc_task) -> dict:
     result = run_job(job)
     (job_dir / "fixture.json").write_text(json.dumps({"labels": CLINC_LABELS, "gap": CLINC_GAP}))
     return {"adapter": Path(result["output_path"]), "result": result, "train_ids": {it.id for it in items}, "job_dir": job_dir}
+
+
+# ------------------------------------------------------------------------------------------
+# GRPO needs reward *variance* inside a group: with identical rewards every advantage is zero
+# and so is the gradient. A random Llama answers random tokens (reward always 0), so GRPO tests
+# use this variant, which answers "yes" or "no" about equally often as its first token.
+YES_NO_LABELS = ["yes", "no"]
+
+
+@pytest.fixture(scope="session")
+def yes_no_llama_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_llama_dir`` whose first generated token is "yes" or "no" (≈43 % each, any prompt).
+
+    The embedding rows of the two tokens (tied with the output head) are set to the same vector,
+    scaled so its logit at the generation position is ≈12 against ≈0 for every other token. That
+    position is always after ``<|im_start|>assistant\\n``, so its hidden state barely depends on
+    the prompt (cosine ≥ 0.998 measured). Sampling one token then gives label_exact_match
+    rewards of 0 and 1 within each group: a real GRPO learning signal.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("yes-no-llama")
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    chat = [{"role": "system", "content": "Answer with one label: yes, no."}, {"role": "user", "content": "Is 4 even?"}]
+    ids = tok(tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False), add_special_tokens=False,
+              return_tensors="pt").input_ids
+    label_ids = [tok.encode(w, add_special_tokens=False) for w in YES_NO_LABELS]
+    assert all(len(t) == 1 for t in label_ids), label_ids
+    with torch.no_grad():
+        h = model.model(input_ids=ids).last_hidden_state[0, -1]  # after the final norm: what the head sees
+        emb = model.get_input_embeddings().weight
+        for (t,) in label_ids:
+            emb[t] = h * (12.0 / h.dot(h))
+        probs = model(input_ids=ids).logits[0, -1].softmax(-1)
+    assert all(0.3 < probs[t].item() < 0.6 for (t,) in label_ids), [probs[t].item() for (t,) in label_ids]
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

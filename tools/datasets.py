@@ -123,28 +123,63 @@ def dedupe(items: Iterable[EvalItem]) -> list[EvalItem]:
     return out
 
 
+def _balancing_replay(core: list[EvalItem], pool: list[EvalItem], max_ratio: float, rnd: random.Random) -> list[EvalItem]:
+    """Replay items that lift every label to at least (largest label count / max_ratio).
+
+    Failures cluster on a few labels; rather than throwing failures away to balance, we replay
+    passing examples of the other labels — which also guards those labels against forgetting.
+    """
+    counts = Counter(str(it.expected) for it in core)
+    if not counts:
+        return []
+    need = math.ceil(max(counts.values()) / max_ratio)
+    by_label: dict[str, list[EvalItem]] = defaultdict(list)
+    for it in pool:
+        by_label[str(it.expected)].append(it)
+    out = []
+    for lab in sorted(by_label):
+        items = by_label[lab][:]
+        rnd.shuffle(items)
+        out.extend(items[: max(0, need - counts.get(lab, 0))])
+    return out
+
+
 def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_weight: int = 1, seed: int = 0,
                        eval_sets: Sequence[Sequence[EvalItem]] = (), prior: Sequence[EvalItem] = (),
                        max_ratio: float = 3.0) -> tuple[list[EvalItem], dict[str, Any]]:
     """Failures (+ optional prior data) + replay of passes, deduped, balanced, decontaminated.
 
-    Replay is ``replay_fraction`` of the final set, sampled stratified by label from the passes
-    not held out, so the accumulated data stays bounded as logs grow.
+    Replay is at least ``replay_fraction`` of the final set, sampled stratified by label from the
+    passes not held out (so the accumulated data stays bounded as logs grow), topped up so no label
+    has less than 1/``max_ratio`` of the largest; only then is anything still over the ratio capped.
     """
     rnd = random.Random(seed)
-    core = dedupe([*splits.train_failures, *prior])
+    # Decontaminate first, so that balancing counts only what will really be trained on (a replay
+    # item dropped afterwards would leave its label short and make the cap throw failures away).
+    evals = [splits.target, splits.regression, *eval_sets]
+    core, n_contam = decontaminate(dedupe([*splits.train_failures, *prior]), evals)
+    pool, n_pool_contam = decontaminate(splits.replay_pool, evals)
+    balancing = _balancing_replay(core, pool, max_ratio, rnd)
+    chosen = {it.id for it in balancing}
+    rest = [it for it in pool if it.id not in chosen]
     n_replay = round(replay_fraction * len(core) / max(1e-9, 1 - replay_fraction)) if core else 0
-    replay, _ = _stratified_take(splits.replay_pool, min(n_replay, len(splits.replay_pool)), lambda it: it.expected, rnd)
-    replay = [it.model_copy(update={"metadata": it.metadata | {"provenance": "replay", "reason": "replay of a passing trace (guards against forgetting)"}})
-              for it in replay]
+    more, _ = _stratified_take(rest, max(0, min(n_replay - len(balancing), len(rest))), lambda it: it.expected, rnd)
+    replay = [it.model_copy(update={"metadata": it.metadata | {"provenance": "replay", "reason": why}})
+              for group, why in ((balancing, "replay: balances labels (no label < 1/3 of the largest)"),
+                                 (more, "replay of a passing trace (guards against forgetting)"))
+              for it in group]
     items = dedupe([*core, *replay])
-    items, n_contam = decontaminate(items, [splits.target, splits.regression, *eval_sets])
     items, n_unbalanced = balance_labels(items, max_ratio)
-    weighted = [it for it in items for _ in range(failure_weight if it.metadata.get("provenance") == "trace" else 1)]
+    weighted = [
+        it if k == 0 else it.model_copy(update={"id": f"{it.id}~{k + 1}"})  # distinct ids: copies are meant
+        for it in items
+        for k in range(failure_weight if it.metadata.get("provenance") == "trace" else 1)
+    ]
     rnd.shuffle(weighted)
     stats = {
         "n": len(weighted), "failures": sum(it.metadata.get("provenance") == "trace" for it in items),
-        "replay": len(replay), "prior": len(prior), "dropped_contaminated": n_contam, "dropped_for_balance": n_unbalanced,
+        "replay": sum(it.metadata.get("provenance") == "replay" for it in items), "prior": len(prior),
+        "dropped_contaminated": n_contam, "replay_pool_contaminated": n_pool_contam, "dropped_for_balance": n_unbalanced,
         "failure_weight": failure_weight, "labels": dict(Counter(str(it.expected) for it in items)),
     }
     return weighted, stats

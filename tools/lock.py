@@ -11,7 +11,9 @@ import socket
 import sys
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from tools.errors import LockedError
 from tools.store import Store
@@ -31,23 +33,33 @@ def _stale(row: LockRow) -> str | None:
 
 
 def acquire(store: Store, task: str, run_id: str) -> None:
-    """Take the task's lock for ``run_id`` (re-entrant for the same run) or raise LockedError."""
+    """Take the task's lock for ``run_id`` (re-entrant for the same run) or raise LockedError.
+
+    The row is replaced only if it is still the one we judged: two runs that find the same
+    stale lock at once cannot both take it over (the second deletes nothing and is refused).
+    """
     with store.session() as s:
         row = s.get(LockRow, task)
-        if row is not None and row.run_id != run_id:
-            why = _stale(row)
-            if why is None:
-                raise LockedError(
-                    f"task {task!r} is busy: run {row.run_id} (pid {row.pid} on {row.host}) holds its lock; "
-                    f"wait for it or stop it (`kaizen runs list --task {task}`)"
-                )
-            print(f"kaizen: taking over the stale lock of run {row.run_id} on {task!r} ({why})", file=sys.stderr)
-            s.delete(row)
-            s.flush()
-        elif row is not None:
-            s.delete(row)
-            s.flush()
+        why = None
+        if row is not None:
+            if row.run_id != run_id:
+                why = _stale(row)
+                if why is None:
+                    raise LockedError(
+                        f"task {task!r} is busy: run {row.run_id} (pid {row.pid} on {row.host}) holds its lock; "
+                        f"wait for it or stop it (`kaizen runs list --task {task}`)"
+                    )
+            seen = (row.run_id, row.pid, row.host, row.heartbeat)
+            s.expunge(row)
+            gone = s.exec(delete(LockRow).where(  # type: ignore[call-overload]
+                col(LockRow.task) == task, col(LockRow.run_id) == seen[0], col(LockRow.pid) == seen[1],
+                col(LockRow.host) == seen[2], col(LockRow.heartbeat) == seen[3])).rowcount
+            if gone != 1:
+                raise LockedError(f"task {task!r} is busy: another run took its lock a moment ago")
         s.add(LockRow(task=task, run_id=run_id, pid=os.getpid(), host=socket.gethostname()))
+        s.flush()
+    if why is not None:
+        print(f"kaizen: took over the stale lock of run {seen[0]} on {task!r} ({why})", file=sys.stderr)
 
 
 def acquire_safely(store: Store, task: str, run_id: str) -> None:

@@ -108,7 +108,9 @@ class TransformersBackend:
             b = attn.shape[0]
             pos = (attn.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                first = self.model(input_ids=enc["input_ids"], attention_mask=attn, position_ids=pos, use_cache=True)
+                # Only the last prompt position's logits are needed: skipping the lm_head on the others
+                # (prompt_len × 576 × 49k multiply-adds per prompt) roughly halves the cost of scoring.
+                first = self.model(input_ids=enc["input_ids"], attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
                 cache = first.past_key_values
                 cache.batch_repeat_interleave(k)
                 first_lp = torch.log_softmax(first.logits[:, -1, :].float(), -1)  # (b, V)

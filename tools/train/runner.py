@@ -28,8 +28,35 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _load_rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+# What each row of a job's data file must hold (tools.data.sft_rows / grpo_rows write them).
+REQUIRED_KEYS = {"sft": ("prompt", "completion"), "grpo": ("prompt", "expected")}
+
+
+def _load_rows(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The job's data rows; a bad line raises ``ValueError("FILE:LINE: problem")`` before any model loads."""
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{path}:{lineno}: invalid JSON: {e}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{lineno}: each line must be a JSON object")
+        missing = [k for k in required if k not in row]
+        if missing:
+            need = ", ".join(required)
+            raise ValueError(f"{path}:{lineno}: missing {', '.join(map(repr, missing))} (rows need {need})")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no training rows")
+    return rows
+
+
+def _round(v: float) -> float:
+    """Six significant digits: short lines, yet a learning rate of 2e-7 is not logged as 0."""
+    return float(f"{v:.6g}")
 
 
 def _latest_checkpoint(ckpt_dir: Path) -> str | None:
@@ -41,14 +68,24 @@ def _latest_checkpoint(ckpt_dir: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
-def _metrics_callback(path: Path, t0: float, t_train_start: list[float]):  # noqa: ANN202 - returns a TrainerCallback
+def _checkpoint_tokens(ckpt: str) -> int:
+    """Tokens trained up to a checkpoint (from its trainer_state.json; 0 when unknown)."""
+    try:
+        state = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    logged = [h.get("num_tokens") or 0 for h in state.get("log_history", [])]
+    return int(max([state.get("num_input_tokens_seen") or 0, *logged]))
+
+
+def _metrics_callback(path: Path, t0: float, t_train_start: list[float], prior_tokens: int = 0):  # noqa: ANN202
     from transformers import TrainerCallback
 
     class MetricsToJsonl(TrainerCallback):
         """Append every log record (with step, elapsed time and tokens/s) to metrics.jsonl.
 
         tokens/s counts from the first step of *this* process (model loading excluded; after a
-        resume, only the tokens trained since).
+        resume, only the tokens trained since: ``prior_tokens`` were trained before the checkpoint).
         """
 
         start: float | None = None
@@ -58,11 +95,11 @@ def _metrics_callback(path: Path, t0: float, t_train_start: list[float]):  # noq
             if not logs:
                 return
             rec = {"step": state.global_step, "max_steps": state.max_steps, "elapsed_s": round(time.time() - t0, 2)}
-            rec.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()})
+            rec.update({k: (_round(v) if isinstance(v, float) else v) for k, v in logs.items()})
             tokens = float(logs.get("num_tokens") or getattr(state, "num_input_tokens_seen", 0) or 0)
             if self.start is None:
                 # First log: we do not know when the step began, so rate from the train start.
-                self.start, self.start_tokens = t_train_start[0] or t0, 0.0
+                self.start, self.start_tokens = t_train_start[0] or t0, float(prior_tokens)
             if tokens and "train_runtime" not in logs:
                 rec["tokens_per_s"] = round((tokens - self.start_tokens) / max(time.time() - self.start, 1e-6), 2)
             with path.open("a") as f:
@@ -135,11 +172,10 @@ def _common_args(job: TrainJob, bf16: bool, fp16: bool, device: str) -> dict[str
     )
 
 
-def _sft_trainer(job: TrainJob, model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
+def _sft_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    rows = _load_rows(job.data_path)
     ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     args = SFTConfig(
         **(
@@ -156,13 +192,12 @@ def _sft_trainer(job: TrainJob, model, tok, peft_config, common: dict[str, Any])
     return SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
 
 
-def _grpo_trainer(job: TrainJob, model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
+def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     from tools.train.rewards import get_reward
 
-    rows = _load_rows(job.data_path)
     ds = Dataset.from_list(
         [{"prompt": r["prompt"], "expected": r["expected"], **({"labels": r["labels"]} if "labels" in r else {})} for r in rows]
     )
@@ -190,15 +225,21 @@ def run(job: TrainJob) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "runner.pid").write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
     t0 = time.time()
+    rows = _load_rows(job.data_path, REQUIRED_KEYS[job.kind])  # fail on bad data before the slow model load
     model, tok, peft_config, device, bf16, fp16 = _load_model(job)
     common = _common_args(job, bf16, fp16, device)
     build = _sft_trainer if job.kind == "sft" else _grpo_trainer
-    trainer = build(job, model, tok, peft_config, common)
-    t_train_start = [0.0]
-    trainer.add_callback(_metrics_callback(out / "metrics.jsonl", t0, t_train_start))
+    trainer = build(job, rows, model, tok, peft_config, common)
     resume = _latest_checkpoint(out / "checkpoints")
+    prior_tokens = _checkpoint_tokens(resume) if resume else 0
     if resume:
         print(f"kaizen runner: resuming from {resume}", flush=True)
+        if hasattr(trainer, "_total_train_tokens"):
+            # TRL's SFTTrainer counts num_tokens in an attribute that is not part of the checkpoint
+            # (GRPO uses state.num_input_tokens_seen, which is): continue the count, not restart it.
+            trainer._total_train_tokens = prior_tokens
+    t_train_start = [0.0]
+    trainer.add_callback(_metrics_callback(out / "metrics.jsonl", t0, t_train_start, prior_tokens))
     t_train = t_train_start[0] = time.time()
     train_out = trainer.train(resume_from_checkpoint=resume)
     train_s = time.time() - t_train
@@ -216,9 +257,11 @@ def run(job: TrainJob) -> dict[str, Any]:
         "resumed_from": resume,
         "train_tokens": tokens,
         "train_runtime_s": round(train_s, 2),
-        "tokens_per_s": round(tokens / train_s, 2) if train_s > 0 and tokens else None,
+        # Rate of this process only: tokens trained before the resumed checkpoint took no time here.
+        "tokens_per_s": round((tokens - prior_tokens) / train_s, 2) if train_s > 0 and tokens > prior_tokens else None,
         "train_loss": train_out.training_loss,
         "device": device,
+        "dtype": "bf16" if bf16 else "fp16" if fp16 else "fp32",
         "total_s": round(time.time() - t0, 2),
     }
     _write_json_atomic(out / "result.json", result)

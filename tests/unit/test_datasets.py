@@ -1,0 +1,314 @@
+"""Repair data sets from labelled traces: held-out suites (target, regression) that never overlap
+and never reach training, decontamination, replay, label balance, provenance. No model.
+
+Inputs are real CLINC150 banking requests (the slice shipped in examples/data), so near-duplicate
+and decontamination checks see realistic text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+from banking_traces import LABELS, TASK, trace
+
+from tools.datasets import RepairSplits, balance_labels, build_splits, build_training_set, decontaminate, dedupe
+from tools.schema import EvalItem, last_user_text
+from tools.similarity import near_duplicates
+from workflows.clinc import rows
+
+# The deployed model's gap: card_declined answered "balance"; a few transfers too.
+N_FAIL = {"card_declined": 20, "transfer": 6, "freeze_account": 1}
+CLUSTER_OF = {"card_declined": "card_declined ← balance", "transfer": "transfer ← balance", "freeze_account": "freeze_account ← balance"}
+
+
+def scenario(seed: int = 0, per_label: int = 40, n_fail: dict[str, int] | None = None):  # noqa: ANN201
+    """(traces, clusters, excluded): failures per N_FAIL, passes for the rest, 3 suspects, 5 unlabeled."""
+    n_fail = N_FAIL if n_fail is None else n_fail
+    pairs = rows("train", LABELS, per_label=per_label, seed=seed)
+    seen: Counter[str] = Counter()
+    traces, clusters = [], {}
+    for i, (text, gold) in enumerate(pairs):
+        seen[gold] += 1
+        if seen[gold] <= n_fail.get(gold, 0):
+            t = trace(f"f{i}", text, "balance", "fail", gold)
+            clusters.setdefault(CLUSTER_OF[gold], []).append(t.id)
+        else:
+            t = trace(f"p{i}", text, gold)
+        traces.append(t)
+    # suspects: a poisoned correction inside the big cluster, an off-domain failure, a garbage pass
+    traces += [trace("s-poison", "why was my card declined at the mall", "balance", "fail", "freeze_account"),
+               trace("s-off", "what size wipers does this car take", "balance", "fail", "card_declined"),
+               trace("s-junk", "!!!!", "balance")]
+    clusters["card_declined ← balance"].append("s-off")
+    excluded = {"s-poison", "s-off", "s-junk"}
+    more = rows("val", LABELS, per_label=2, seed=seed)[:5]
+    traces += [trace(f"u{i}", text, gold, None) for i, (text, gold) in enumerate(more)]
+    return traces, clusters, excluded
+
+
+def ids(items: list[EvalItem]) -> set[str]:
+    return {it.id for it in items}
+
+
+def suites(s: RepairSplits) -> dict[str, list[EvalItem]]:
+    return {"target": s.target, "regression": s.regression, "train_failures": s.train_failures, "replay_pool": s.replay_pool}
+
+
+# ---------------------------------------------------------------------------------- build_splits
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_trace_is_in_two_suites_and_suspects_and_unlabeled_are_in_none(seed: int) -> None:
+    traces, clusters, excluded = scenario(seed)
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, seed=seed)
+    seen: Counter[str] = Counter(i for items in suites(s).values() for i in ids(items))
+    assert all(n == 1 for n in seen.values()), [i for i, n in seen.items() if n > 1]
+    assert not excluded & set(seen)
+    assert not {t.id for t in traces if t.verdict is None} & set(seen)
+    # every labelled, non-suspect trace is somewhere
+    assert set(seen) == {t.id for t in traces if t.verdict in ("pass", "fail") and t.id not in excluded}
+    # failures only in target/train, passes only in regression/replay
+    assert all(i.startswith("f") for i in ids(s.target) | ids(s.train_failures))
+    assert all(i.startswith("p") for i in ids(s.regression) | ids(s.replay_pool))
+
+
+def test_target_takes_about_30_percent_of_each_cluster_of_size_two_or_more() -> None:
+    traces, clusters, excluded = scenario()
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
+    target = ids(s.target)
+    for key, members in clusters.items():
+        usable = [i for i in members if i not in excluded]
+        k = len(target & set(usable))
+        if len(usable) >= 2:
+            assert k == math.ceil(0.3 * len(usable)), (key, k, len(usable))
+        else:
+            assert k == 0, key  # a lone failure is trained on, not held out
+    assert len(s.target) == 6 + 2  # ceil(0.3·20) + ceil(0.3·6)
+    for it in s.target:
+        assert it.expected in ("card_declined", "transfer")
+        assert it.metadata["reason"].startswith("target-eval: failure in cluster")
+
+
+def test_failures_without_correction_are_not_used() -> None:
+    traces, clusters, excluded = scenario()
+    traces.append(trace("f-nc", "my card got denied at the cinema", "balance", "fail", None))
+    clusters["card_declined ← balance"].append("f-nc")
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
+    assert "f-nc" not in ids(s.target) | ids(s.train_failures)
+
+
+def test_regression_is_stratified_by_label_and_sized_on_the_failures() -> None:
+    traces, clusters, excluded = scenario()
+    n_fail = sum(N_FAIL.values())
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
+    assert len(s.regression) == n_fail
+    per_label = Counter(it.expected for it in s.regression)
+    assert set(per_label) == set(LABELS)
+    # round-robin over labels: counts differ by at most one, except where a label runs out of passes
+    passes_of = Counter(t.output for t in traces if t.verdict == "pass" and t.id not in excluded)
+    full = [n for lab, n in per_label.items() if n < passes_of[lab]]
+    assert max(full) - min(per_label.values()) <= 1, per_label
+    assert per_label["card_declined"] == min(passes_of["card_declined"], max(per_label.values()))
+    for it in s.regression:
+        assert it.metadata["reason"] == f"regression: passing example of label {it.expected!r} (stratified)"
+
+
+@pytest.mark.parametrize(("ratio", "expected"), [(0.0, 0.3), (0.1, 0.3), (0.5, 0.5), (1.0, 1.0), (3.0, 1.0)])
+def test_regression_size_is_clamped_to_30_to_100_percent_of_the_failures(ratio: float, expected: float) -> None:
+    traces, clusters, excluded = scenario()
+    n_fail = sum(N_FAIL.values())
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, regression_ratio=ratio)
+    assert len(s.regression) == round(n_fail * expected)
+    assert 0.3 * n_fail - 1 <= len(s.regression) <= n_fail
+
+
+def test_regression_never_takes_more_than_half_the_passes() -> None:
+    traces, clusters, excluded = scenario(n_fail={"card_declined": 30, "transfer": 30, "freeze_account": 30}, per_label=40)
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
+    n_pass = sum(1 for t in traces if t.verdict == "pass" and t.id not in excluded)
+    assert len(s.regression) == n_pass // 2
+    assert len(s.replay_pool) == n_pass - n_pass // 2
+
+
+def test_splits_are_deterministic_for_a_seed() -> None:
+    traces, clusters, excluded = scenario()
+    a = build_splits(TASK, traces, excluded=excluded, clusters=clusters, seed=7)
+    b = build_splits(TASK, traces, excluded=excluded, clusters=clusters, seed=7)
+    assert {k: [i.id for i in v] for k, v in suites(a).items()} == {k: [i.id for i in v] for k, v in suites(b).items()}
+
+
+def test_all_unlabeled_gives_empty_splits_and_an_empty_training_set() -> None:
+    traces = [trace(f"u{i}", text, gold, None) for i, (text, gold) in enumerate(rows("train", LABELS, per_label=5))]
+    s = build_splits(TASK, traces, excluded=set(), clusters={})
+    assert (s.target, s.regression, s.train_failures, s.replay_pool) == ([], [], [], [])
+    items, stats = build_training_set(s, replay_fraction=0.15)
+    assert items == [] and stats["n"] == 0 and stats["failures"] == 0 and stats["replay"] == 0
+
+
+def test_no_traces_at_all() -> None:
+    s = build_splits(TASK, [], excluded=set(), clusters={})
+    assert (s.target, s.regression, s.train_failures, s.replay_pool) == ([], [], [], [])
+    assert build_training_set(s, replay_fraction=0.2)[0] == []
+
+
+def test_only_passes_gives_no_regression_set() -> None:
+    traces = [trace(f"p{i}", text, gold) for i, (text, gold) in enumerate(rows("train", LABELS, per_label=5))]
+    s = build_splits(TASK, traces, excluded=set(), clusters={})
+    assert s.target == [] and s.train_failures == [] and s.regression == []  # 0 failures → 0 regression
+    assert len(s.replay_pool) == 20
+
+
+# ---------------------------------------------------------------------------- build_training_set
+def _training(seed: int = 0, replay_fraction: float = 0.15, **kw):  # noqa: ANN003, ANN202
+    traces, clusters, excluded = scenario(seed)
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, seed=seed)
+    items, stats = build_training_set(s, replay_fraction=replay_fraction, seed=seed, **kw)
+    return traces, excluded, s, items, stats
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_training_never_contains_held_out_or_suspect_traces(seed: int) -> None:
+    _, excluded, s, items, _ = _training(seed)
+    assert items
+    train = ids(items)
+    assert not train & ids(s.target)
+    assert not train & ids(s.regression)
+    assert not train & excluded
+    assert not {i for i in train if i.startswith("u")}  # unlabeled
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_training_has_no_near_duplicate_of_any_eval_input(seed: int) -> None:
+    traces, clusters, excluded = scenario(seed)
+    # Re-logged requests: the same text again with trivial edits (a later, separate trace).
+    texts = {t.id: last_user_text(t.messages) for t in traces}
+    dup_traces = []
+    for t in list(traces):
+        if not t.id[1:].isdigit():
+            continue
+        if t.verdict == "pass" and int(t.id[1:]) % 4 == 0:
+            dup_traces.append(trace(f"p-dup-{t.id}", texts[t.id].capitalize() + "?", t.output))
+        if t.verdict == "fail" and t.id not in excluded and int(t.id[1:]) % 2 == 0:
+            dup_traces.append(trace(f"f-dup-{t.id}", texts[t.id] + " ?", t.output, "fail", t.correction))
+            clusters[next(k for k, v in clusters.items() if t.id in v)].append(f"f-dup-{t.id}")
+    traces += dup_traces
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, seed=seed)
+    items, stats = build_training_set(s, replay_fraction=0.3, seed=seed)
+    eval_texts = [last_user_text(e.messages) for e in [*s.target, *s.regression]]
+    train_texts = [last_user_text(it.messages) for it in items]
+    assert near_duplicates(train_texts, eval_texts, 0.9) == []
+    # some re-logged failures and passes were split across held-out and training data, and caught
+    assert stats["dropped_contaminated"] > 0 and stats["replay_pool_contaminated"] > 0
+
+
+def test_decontamination_covers_extra_eval_sets() -> None:
+    traces, clusters, excluded = scenario()
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
+    # a previous promotion's suite that happens to contain (variants of) three of our training failures
+    old = [EvalItem(id=f"old{i}", messages=[{"role": "user", "content": last_user_text(it.messages).upper() + "!"}],
+                    expected=str(it.expected)) for i, it in enumerate(s.train_failures[:3])]
+    items, stats = build_training_set(s, replay_fraction=0.15, eval_sets=[old])
+    assert not ids(items) & ids(s.train_failures[:3])
+    assert stats["dropped_contaminated"] >= 3
+    assert stats["failures"] == len(s.train_failures) - stats["dropped_contaminated"]
+    assert stats["dropped_for_balance"] == 0
+
+
+def test_replay_fraction_is_roughly_honoured_when_failures_are_balanced() -> None:
+    balanced = {lab: 12 for lab in ("card_declined", "transfer", "freeze_account")}
+    traces, clusters, excluded = scenario(n_fail=balanced, per_label=60)
+    # a balance cluster too, so no label needs balancing replay
+    for t in traces[:]:
+        if t.verdict == "pass" and t.output == "balance" and len(clusters.get("balance ← transfer", [])) < 12:
+            traces[traces.index(t)] = f = trace(t.id.replace("p", "f"), last_user_text(t.messages), "transfer", "fail", "balance")
+            clusters.setdefault("balance ← transfer", []).append(f.id)
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
+    for frac in (0.1, 0.2, 0.3, 0.5):
+        items, stats = build_training_set(s, replay_fraction=frac)
+        share = stats["replay"] / (stats["replay"] + stats["failures"])
+        assert share == pytest.approx(frac, abs=0.06), (frac, stats)
+        assert stats["n"] == len(items)
+
+
+def test_replay_is_at_least_the_fraction_and_tops_up_rare_labels() -> None:
+    _, _, s, items, stats = _training(replay_fraction=0.15)
+    assert stats["replay"] / stats["n"] >= 0.15
+    labels = Counter(str(it.expected) for it in items)
+    assert set(labels) == set(LABELS)  # labels without failures are replayed
+    assert max(labels.values()) <= 3 * min(labels.values()), labels
+    assert stats["labels"] == dict(labels)
+    # no failure thrown away to balance (CLINC has its own near-duplicates, so a failure may go
+    # for decontamination: "why was my card declined yesterday" / "my card was declined yesterday, why")
+    assert stats["dropped_for_balance"] == 0
+    assert stats["failures"] == len(s.train_failures) - stats["dropped_contaminated"]
+
+
+def test_label_ratio_is_capped_when_the_pool_cannot_balance() -> None:
+    traces, clusters, excluded = scenario()
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
+    # a replay pool with a single balance pass: the rarest label has 1 example, so others are capped at 3
+    s.replay_pool = [it for it in s.replay_pool if it.expected == "balance"][:1]
+    items, stats = build_training_set(s, replay_fraction=0.15)
+    labels = Counter(str(it.expected) for it in items)
+    assert max(labels.values()) <= 3 * min(labels.values()), labels
+    assert stats["dropped_for_balance"] > 0
+
+
+def test_every_item_says_where_it_comes_from_and_why() -> None:
+    _, _, s, items, _ = _training(replay_fraction=0.3)
+    for it in items:
+        assert it.metadata["provenance"] in ("trace", "replay")
+        assert it.metadata["reason"]
+        assert it.metadata["trace_id"] == it.id
+    for it in [*s.target, *s.regression, *s.train_failures, *s.replay_pool]:
+        assert it.metadata["provenance"] == "trace" and it.metadata["reason"]
+    reasons = Counter(it.metadata["reason"].split(":")[0] for it in items)
+    assert set(reasons) <= {"train", "replay"}
+    assert all(it.metadata["reason"].startswith("replay") for it in items if it.metadata["provenance"] == "replay")
+    assert all(it.metadata["reason"].startswith("train: failure in cluster") for it in items if it.metadata["provenance"] == "trace")
+
+
+def test_failure_weight_repeats_failures_only() -> None:
+    _, _, s, once, stats1 = _training()
+    _, _, _, thrice, stats3 = _training(failure_weight=3)
+    assert len(thrice) == len(once) + 2 * stats1["failures"]
+    c = Counter(it.id for it in thrice)
+    assert all(c[it.id] == (3 if it.metadata["provenance"] == "trace" else 1) for it in thrice)
+
+
+def test_prior_data_is_merged_but_never_leaks_eval_items() -> None:
+    traces, clusters, excluded = scenario()
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
+    prior = [it.model_copy(update={"metadata": {"provenance": "prior", "reason": "accumulated"}}) for it in s.target[:2]]
+    prior.append(EvalItem(id="prior-1", messages=[{"role": "user", "content": "why did my card get declined at the zoo"}],
+                          expected="card_declined", metadata={"provenance": "prior", "reason": "accumulated"}))
+    items, stats = build_training_set(s, replay_fraction=0.15, prior=prior)
+    assert "prior-1" in ids(items)
+    assert not ids(items) & ids(s.target)
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _item(i: int, text: str, label: str) -> EvalItem:
+    return EvalItem(id=f"i{i}", messages=[{"role": "user", "content": text}], expected=label)
+
+
+def test_dedupe_keeps_the_first_of_identical_items() -> None:
+    a, b, c = _item(1, "freeze my card", "freeze_account"), _item(2, "freeze my card", "freeze_account"), _item(3, "freeze my card", "transfer")
+    assert [it.id for it in dedupe([a, b, c])] == ["i1", "i3"]
+
+
+def test_balance_labels_caps_at_three_times_the_rarest() -> None:
+    items = [_item(i, f"t{i}", "a") for i in range(10)] + [_item(100 + i, f"u{i}", "b") for i in range(2)]
+    kept, dropped = balance_labels(items)
+    assert Counter(it.expected for it in kept) == {"a": 6, "b": 2} and dropped == 4
+    one = [_item(i, f"t{i}", "a") for i in range(5)]
+    assert balance_labels(one) == (one, 0)
+
+
+def test_decontaminate_drops_ids_and_near_duplicates() -> None:
+    train = [_item(1, "why was my card declined at the store", "card_declined"),
+             _item(2, "transfer fifty dollars to savings", "transfer"),
+             _item(3, "what's my balance", "balance")]
+    evals = [[_item(9, "Why was my card declined at the store?", "card_declined")], [_item(3, "totally different text", "balance")]]
+    kept, n = decontaminate(train, evals)
+    assert [it.id for it in kept] == ["i2"] and n == 1
