@@ -68,8 +68,14 @@ def build_splits(task: TaskSpec, traces: Sequence[TraceView], *, excluded: set[s
     rnd = random.Random(seed)
     by_id = {t.id: t for t in traces}
     target, train_f = [], []
-    for key in sorted(clusters):
-        ids = [i for i in clusters[key] if i in by_id and i not in excluded and by_id[i].correction]
+    groups = {key: [i for i in clusters[key] if i in by_id and i not in excluded and by_id[i].correction] for key in clusters}
+    # Singleton clusters cannot be split; pooled, they still give the target set its share of them.
+    singles = sorted(i for ids in groups.values() if len(ids) == 1 for i in ids)
+    groups = {k: v for k, v in groups.items() if len(v) >= 2}
+    if singles:
+        groups["(singleton clusters)"] = singles
+    for key in sorted(groups):
+        ids = groups[key]
         rnd.shuffle(ids)
         k = math.ceil(len(ids) * target_fraction) if len(ids) >= 2 else 0
         for n, i in enumerate(ids):

@@ -29,7 +29,9 @@ def train(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     if steps < p.min_steps:
         extra.setdefault("max_steps", p.min_steps)
     job = build_job(ws, task, items, kind="sft", start=incumbent, job_dir=job_dir, from_incumbent=from_incumbent,
-                    epochs=p.epochs, learning_rate=p.learning_rate, batch_size=p.batch_size,
+                    # A fresh adapter on the base needs the full LoRA rate; continuing one, the plan's gentler rate.
+                    epochs=p.epochs, learning_rate=p.learning_rate if from_incumbent else 2 * p.learning_rate,
+                    batch_size=p.batch_size,
                     lora=LoraSpec(r=p.lora_r, alpha=2 * p.lora_r, top_layers=p.top_layers), **extra)
     progress(config, f"train: {len(items)} examples, {p.epochs:g} epochs, lr {p.learning_rate:g}, "
                      f"{'from the incumbent adapter' if from_incumbent else 'fresh LoRA on the base'}")

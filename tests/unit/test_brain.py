@@ -227,11 +227,17 @@ def _diag() -> Diagnosis:
     return diagnose(base())
 
 
+DEFAULT = Plan(iteration=1)
+
+
 def test_plan_first_iteration_is_the_default_recipe() -> None:
     p = RuleBrain().plan(1, _diag(), None, None)
     assert p == Plan(iteration=1, rationale=p.rationale)
-    assert p.replay_fraction == 0.15 and p.learning_rate == 1e-3 and p.epochs == 3.0 and p.failure_weight == 1
+    assert 0.1 <= p.replay_fraction <= 0.2  # Pioneer Agent: 10–20 % replay
+    assert p.failure_weight == 1 and p.from_incumbent
     assert p.rationale and "default" in p.rationale[0]
+    # a verdict without a previous plan (or the reverse) is still a first iteration
+    assert RuleBrain().plan(1, _diag(), {"new_regressions": 9}, None).replay_fraction == DEFAULT.replay_fraction
 
 
 def test_plan_after_too_many_regressions_doubles_replay_and_halves_lr() -> None:
@@ -239,7 +245,8 @@ def test_plan_after_too_many_regressions_doubles_replay_and_halves_lr() -> None:
     last = {"passed": False, "new_regressions": 5, "max_new_regressions": 2, "target_gain": 0.5, "target_after": 0.9}
     p = RuleBrain().plan(2, _diag(), last, prev)
     assert p.iteration == 2
-    assert p.replay_fraction == pytest.approx(0.30) and p.learning_rate == pytest.approx(5e-4)
+    assert p.replay_fraction == pytest.approx(min(0.5, 2 * prev.replay_fraction))
+    assert p.learning_rate == pytest.approx(prev.learning_rate / 2)
     assert p.epochs == prev.epochs and p.failure_weight == prev.failure_weight
     assert any("regressions" in r for r in p.rationale)
     # replay is capped at 50 %
@@ -250,14 +257,14 @@ def test_plan_after_too_many_regressions_doubles_replay_and_halves_lr() -> None:
 def test_plan_regressions_at_the_limit_do_not_change_replay() -> None:
     last = {"new_regressions": 2, "max_new_regressions": 2, "target_gain": 0.0, "target_after": 0.9}
     p = RuleBrain().plan(2, _diag(), last, Plan(iteration=1))
-    assert p.replay_fraction == 0.15 and p.learning_rate == 1e-3
+    assert p.replay_fraction == DEFAULT.replay_fraction and p.learning_rate == DEFAULT.learning_rate
 
 
 def test_plan_after_no_target_gain_with_a_high_target_adds_epochs() -> None:
     last = {"new_regressions": 0, "max_new_regressions": 2, "target_gain": 0.0, "target_after": 0.85}
     p = RuleBrain().plan(2, _diag(), last, Plan(iteration=1))
-    assert p.epochs == 4.0 and p.failure_weight == 1
-    assert p.replay_fraction == 0.15 and p.learning_rate == 1e-3
+    assert p.epochs == DEFAULT.epochs + 1 and p.failure_weight == 1
+    assert p.replay_fraction == DEFAULT.replay_fraction and p.learning_rate == DEFAULT.learning_rate
     assert any("epochs" in r for r in p.rationale)
 
 
@@ -275,7 +282,8 @@ def test_plan_after_a_low_target_score_weights_failures_up() -> None:
 def test_plan_with_regressions_and_no_gain_changes_both() -> None:
     last = {"new_regressions": 3, "max_new_regressions": 2, "target_gain": -0.1, "target_after": 0.3}
     p = RuleBrain().plan(2, _diag(), last, Plan(iteration=1))
-    assert p.replay_fraction == pytest.approx(0.30) and p.learning_rate == pytest.approx(5e-4) and p.failure_weight == 2
+    assert p.replay_fraction == pytest.approx(2 * DEFAULT.replay_fraction)
+    assert p.learning_rate == pytest.approx(DEFAULT.learning_rate / 2) and p.failure_weight == 2
     assert len(p.rationale) == 2
 
 

@@ -49,7 +49,8 @@ def scenario(seed: int = 0, per_label: int = 40, n_fail: dict[str, int] | None =
 
 
 def ids(items: list[EvalItem]) -> set[str]:
-    return {it.id for it in items}
+    """The traces behind the items (weighted copies of one failure share it)."""
+    return {it.metadata.get("trace_id", it.id) for it in items}
 
 
 def suites(s: RepairSplits) -> dict[str, list[EvalItem]]:
@@ -259,7 +260,7 @@ def test_every_item_says_where_it_comes_from_and_why() -> None:
     for it in items:
         assert it.metadata["provenance"] in ("trace", "replay")
         assert it.metadata["reason"]
-        assert it.metadata["trace_id"] == it.id
+        assert it.id.split("~")[0] == it.metadata["trace_id"]
     for it in [*s.target, *s.regression, *s.train_failures, *s.replay_pool]:
         assert it.metadata["provenance"] == "trace" and it.metadata["reason"]
     reasons = Counter(it.metadata["reason"].split(":")[0] for it in items)
@@ -272,8 +273,10 @@ def test_failure_weight_repeats_failures_only() -> None:
     _, _, s, once, stats1 = _training()
     _, _, _, thrice, stats3 = _training(failure_weight=3)
     assert len(thrice) == len(once) + 2 * stats1["failures"]
-    c = Counter(it.id for it in thrice)
-    assert all(c[it.id] == (3 if it.metadata["provenance"] == "trace" else 1) for it in thrice)
+    assert stats3["n"] == len(thrice)
+    assert len({it.id for it in thrice}) == len(thrice)  # copies get distinct ids …
+    c = Counter(it.metadata["trace_id"] for it in thrice)  # … and keep their trace
+    assert all(c[it.metadata["trace_id"]] == (3 if it.metadata["provenance"] == "trace" else 1) for it in thrice)
 
 
 def test_prior_data_is_merged_but_never_leaks_eval_items() -> None:
