@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH bash examples/support-intents/demo.sh
+	$(BIN)/python examples/support-intents/demo.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
