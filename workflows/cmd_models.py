@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_promote)
+    p = models.add_parser("export", help="Write a standalone model directory (adapter merged into its base).")
+    p.add_argument("version")
+    p.add_argument("--task", default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
     p = models.add_parser("rollback", help="Swap the task's production and previous versions.")
     p.add_argument("--task", required=True)
     p.add_argument("--json", action="store_true")
@@ -104,4 +110,20 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     ws = find_workspace(args.workspace)
     old, new = registry.rollback(ws.store, args.task, actor=_actor(), note="kaizen models rollback")
     emit(args.json, {"task": args.task, "production": new, "previous": old}, lambda d: console.print(f"{args.task}: rolled back {old} → {new}"))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tools.models.load import export_merged
+    from tools.versions import version_paths
+
+    ws = find_workspace(args.workspace)
+    v = registry.resolve(ws.store, args.version, args.task)
+    base_dir, adapter = version_paths(ws, v)
+    if adapter is None:
+        from tools.errors import ConfigError
+
+        raise ConfigError(f"{v.name} is a base model ({base_dir}): it is already standalone")
+    out = export_merged(base_dir, adapter, args.out)
+    emit(args.json, {"version": v.name, "path": str(out)}, lambda d: console.print(f"Exported {d['version']} → {d['path']}"))
     return 0

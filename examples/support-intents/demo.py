@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 def kaizen(ws: Path, *args: str, json_out: bool = True, ok_codes: tuple[int, ...] = (0,)) -> dict:
     cmd = [str(BIN / "kaizen"), "-w", str(ws), *args] + (["--json"] if json_out else [])
     print(f"\n$ kaizen {' '.join(shlex.quote(a) for a in args)}", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE if json_out else None, text=True)
     if proc.returncode not in ok_codes:
         sys.exit(f"demo: `kaizen {' '.join(args)}` failed (exit {proc.returncode})")
     return json.loads(proc.stdout) if json_out else {}

@@ -76,3 +76,106 @@ def test_repair_fixes_the_gap_and_excludes_poison(tmp_path: Path, clinc_task, cl
     held = {json.loads(line)["id"] for name in ("target", "regression")
             for line in (Path(run.report_path).parent / "data" / f"{name}.jsonl").read_text().splitlines()}
     assert not held & {it["id"] for it in train}
+
+
+def test_candidate_that_breaks_passing_examples_is_not_promoted(tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path) -> None:
+    """Construct a bad candidate — the raw base model, which answers no label — and run the real
+    evaluate and gate nodes on it: the gate fails on regressions and routing rolls back."""
+    from agent.context import write_json  # noqa: F401 - the graph's own helpers are what we exercise
+    from agent.graph import build_graph
+    from agent.routing import after_gate
+    from agent.state import Diagnosis
+    from tools.data import write_items
+    from tools.datasets import build_splits
+
+    ws = _workspace(tmp_path, clinc_task, clinc_v1, prod_logs)
+    from agent.brain import RuleBrain
+
+    traces = ws.store.traces(clinc_task.name)
+    diag: Diagnosis = RuleBrain().diagnose(clinc_task, traces)
+    splits = build_splits(clinc_task, traces, excluded=diag.suspect_ids,
+                          clusters={c.key: c.trace_ids for c in diag.clusters if c.fixable})
+    run_dir = tmp_path / "run"
+    paths = {}
+    for name in ("target", "regression"):
+        paths[name] = str(run_dir / f"{name}.jsonl")
+        write_items(Path(paths[name]), getattr(splits, name))
+    state = {"run_id": "constructed01", "task": clinc_task.name, "incumbent": "v1", "candidate": "base", "iteration": 1,
+             "max_iterations": 1, "splits": paths, "artifacts": str(run_dir), "evals": {}, "preset": "repair"}
+    config = {"configurable": {"workspace": ws}}
+    graph = build_graph()
+    state |= graph.nodes["evaluate"].invoke(state, config)
+    update = graph.nodes["gate"].invoke(state, config)
+    verdict = update["verdict"]
+    print(verdict["reasons"])
+    assert not verdict["passed"]
+    assert verdict["new_regressions"] > 2
+    assert any("regression" in r and "exceeds" in r for r in verdict["reasons"])
+    assert after_gate(state | update) == "rollback"
+    assert registry.resolve(ws.store, "production", clinc_task.name).name == "v1"
+
+
+def test_killed_repair_resumes_without_redoing_nodes_or_training_twice(tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ws = _workspace(tmp_path, clinc_task, clinc_v1, prod_logs)
+    kaizen = str(Path(sys.executable).parent / "kaizen")
+    proc = subprocess.Popen([kaizen, "-w", str(tmp_path), "repair", "--task", clinc_task.name, "--approve",
+                             "--max-iterations", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    ckpt = []
+    while time.time() < deadline and not ckpt:
+        ckpt = list((tmp_path / ".kaizen" / "artifacts" / "runs").glob("*/iter-1/job/checkpoints/checkpoint-*/trainer_state.json"))
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.5)
+    assert ckpt, "training never wrote a checkpoint"
+    os.kill(proc.pid, signal.SIGKILL)  # the agent dies; its trainer (own process group) is orphaned
+    proc.wait()
+    job_dir = ckpt[0].parents[2]
+    runner_pid = json.loads((job_dir / "runner.pid").read_text())["pid"]
+    run_id = job_dir.parents[1].name
+    assert ws.store.get_run(run_id).status == "running"  # what a kill -9 leaves behind
+
+    out = subprocess.run([kaizen, "-w", str(tmp_path), "runs", "resume", run_id, "--json"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["status"] in ("promoted", "not_promoted")
+    assert "adopting training runner" in out.stderr or json.loads((job_dir / "runner.pid").read_text())["pid"] == runner_pid
+    # No second trainer: the runner that finished the job is the one started before the kill.
+    assert json.loads((job_dir / "runner.pid").read_text())["pid"] == runner_pid
+    assert (job_dir / "train.log").read_text().count("runner: done") == 1
+    # Finished nodes were not redone.
+    phases = [e["phase"] for e in ws.store.get_run(run_id).events]
+    assert phases.count("observe") == 1 and phases.count("diagnose") == 1 and phases.count("train") == 1
+    # A finished run cannot be resumed into running again.
+    again = subprocess.run([kaizen, "-w", str(tmp_path), "runs", "resume", run_id, "--json"], capture_output=True, text=True)
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == summary["status"]
+
+
+def test_second_repair_on_the_same_task_is_refused(tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path) -> None:
+    import subprocess
+    import sys
+
+    from tools import lock
+
+    ws = _workspace(tmp_path, clinc_task, clinc_v1, prod_logs)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.acquire(ws.store, clinc_task.name, "other-run")
+        from tools.store.tables import LockRow
+
+        with ws.store.session() as s:
+            row = s.get(LockRow, clinc_task.name)
+            row.pid = holder.pid  # a live process holds it
+            s.add(row)
+        kaizen = str(Path(sys.executable).parent / "kaizen")
+        out = subprocess.run([kaizen, "-w", str(tmp_path), "repair", "--task", clinc_task.name], capture_output=True, text=True)
+        assert out.returncode == 4
+        assert "busy" in out.stderr and "other-run" in out.stderr
+        assert not ws.store.list_runs(clinc_task.name)  # refused before any record was written
+    finally:
+        holder.kill()

@@ -112,7 +112,9 @@ def load_model(
     """
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # kaizen prints its own progress; per-tensor bars are noise
     base = _base_path(base_dir)
     info = adapter_info(adapter_dir) if adapter_dir is not None else None  # fail before the slow load
     device = pick_device(device)
