@@ -65,7 +65,11 @@ class Plan(BaseModel):
     batch_size: int = 8
     lora_r: int = 16
     top_layers: int | None = None
-    from_incumbent: bool = True
+    start: Literal["auto", "incumbent", "base"] = Field(
+        "auto",
+        description="auto: retrain from the base on the accumulated data when kaizen holds the incumbent's full "
+        "training data (lineage says so), else continue the incumbent's adapter (e.g. a model added from outside).",
+    )
     drop_clusters: list[str] = Field(default_factory=list)
     rationale: list[str] = Field(default_factory=list)
 

@@ -83,11 +83,15 @@ def build_job(ws: Workspace, task: TaskSpec, items: list[EvalItem], *, kind: str
 
 
 def register_trained(ws: Workspace, task: TaskSpec, job: TrainJob, result: dict[str, Any], *, name: str,
-                     parent: ModelVersionRow, items: list[EvalItem]) -> ModelVersionRow:
+                     parent: ModelVersionRow, items: list[EvalItem], train_items_path: str | None = None,
+                     holds_full_data: bool = False) -> ModelVersionRow:
     """Register a finished job's adapter as a new version with its lineage and recipe."""
     base = base_of(ws.store, parent)
     recipe = job.model_dump(mode="json", exclude={"base_dir", "data_path", "output_dir"}) | {
         "trained_by": getpass.getuser(), "job_dir": str(job.output_dir),
+        # Lineage for the next repair: the exact examples, and whether they are *all* this version
+        # learned (trained from its base, not continued from another adapter).
+        "train_items_path": train_items_path, "holds_full_data": holds_full_data and job.init_adapter is None,
     }
     try:
         return ws.store.get_model_version(name)  # re-running a finished step registers nothing twice

@@ -10,6 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from agent.context import event, progress, run_dir, workspace, write_json
 from agent.state import Diagnosis, Plan
 from tools.data import load_items, write_items
+from agent.nodes.train import continues_incumbent, holds_full_data
 from tools.datasets import build_splits, build_training_set
 
 
@@ -45,8 +46,14 @@ def synthesize(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     splits = RepairSplits(target=load("target"), regression=load("regression"),
                           train_failures=load("train_failures"), replay_pool=load("replay_pool"))
     extra = [load_items(Path(x), task) for x in config["configurable"].get("extra_eval_sets", [])]
+    incumbent = ws.store.get_model_version(state["incumbent"])
+    prior = []
+    if not continues_incumbent(p, incumbent) and holds_full_data(incumbent):
+        # Retraining from the base: everything the incumbent learned comes along (its held-out
+        # suites are removed again by decontamination inside build_training_set).
+        prior = [it for it in load_items(Path(incumbent.recipe["train_items_path"]), task)]
     items, stats = build_training_set(splits, replay_fraction=p.replay_fraction, failure_weight=p.failure_weight,
-                                      seed=state.get("iteration", 1), eval_sets=extra)
+                                      seed=state.get("iteration", 1), eval_sets=extra, prior=prior)
     it_dir = run_dir(state) / f"iter-{state['iteration']}"
     train_path = it_dir / "train.jsonl"
     write_items(train_path, items)

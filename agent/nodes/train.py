@@ -16,6 +16,21 @@ from tools.train.spec import LoraSpec
 from tools.versions import build_job, progress_printer, register_trained
 
 
+def continues_incumbent(p: Plan, incumbent: Any) -> bool:
+    """Continue the incumbent's adapter, or retrain from the base on the accumulated data?"""
+    if incumbent.adapter_path is None:
+        return False
+    if p.start == "auto":
+        return not holds_full_data(incumbent)
+    return p.start == "incumbent"
+
+
+def holds_full_data(version: Any) -> bool:
+    """kaizen trained this version from its base on data it still has (so it can retrain it)."""
+    path = (version.recipe or {}).get("train_items_path")
+    return bool(version.recipe.get("holds_full_data")) and bool(path) and Path(path).exists()
+
+
 def train(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     ws = workspace(config)
     task = ws.store.get_task(state["task"])
@@ -23,7 +38,7 @@ def train(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     incumbent = ws.store.get_model_version(state["incumbent"])
     items = load_items(Path(state["splits"]["train"]), task)
     job_dir = run_dir(state) / f"iter-{state['iteration']}" / "job"
-    from_incumbent = p.from_incumbent and incumbent.adapter_path is not None
+    from_incumbent = continues_incumbent(p, incumbent)
     extra = dict(config["configurable"].get("train_overrides") or {})
     steps = math.ceil(len(items) / p.batch_size) * p.epochs
     if steps < p.min_steps:
@@ -37,7 +52,8 @@ def train(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
                      f"{'from the incumbent adapter' if from_incumbent else 'fresh LoRA on the base'}")
     result = run_job(job, progress_printer() if config["configurable"].get("progress") else None)
     name = f"{task.name}-{state['run_id'][:8]}-i{state['iteration']}"
-    version = register_trained(ws, task, job, result, name=name, parent=incumbent, items=items)
+    version = register_trained(ws, task, job, result, name=name, parent=incumbent, items=items,
+                               train_items_path=state["splits"]["train"], holds_full_data=not from_incumbent)
     return {
         "candidate": version.name,
         "train_tokens_used": state.get("train_tokens_used", 0) + int(result.get("train_tokens") or 0),

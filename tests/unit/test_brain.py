@@ -234,7 +234,7 @@ def test_plan_first_iteration_is_the_default_recipe() -> None:
     p = RuleBrain().plan(1, _diag(), None, None)
     assert p == Plan(iteration=1, rationale=p.rationale)
     assert 0.1 <= p.replay_fraction <= 0.2  # Pioneer Agent: 10–20 % replay
-    assert p.failure_weight == 1 and p.from_incumbent
+    assert p.failure_weight == 1 and p.start == "auto"
     assert p.rationale and "default" in p.rationale[0]
     # a verdict without a previous plan (or the reverse) is still a first iteration
     assert RuleBrain().plan(1, _diag(), {"new_regressions": 9}, None).replay_fraction == DEFAULT.replay_fraction
