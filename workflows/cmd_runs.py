@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("repair", help="Diagnose the task's failures, train a fix, gate it, promote it.")
     p.add_argument("--task", required=True)
     p.add_argument("--approve", action="store_true", help="Approve the promotion in advance (no waiting).")
+    p.add_argument("--strategy", default="agent", choices=["agent", "naive"],
+                   help="naive: retrain on every correction as given, no triage/replay/gate, promote anyway (a baseline).")
     p.add_argument("--preset", default="repair", choices=["repair", "demo"], help="demo: at most 2 iterations.")
     p.add_argument("--max-iterations", type=int, default=None)
     p.add_argument("--eval-set", type=Path, action="append", default=[],
@@ -73,6 +75,10 @@ def cmd_repair(args: argparse.Namespace) -> int:
     from workflows import repair
 
     ws = find_workspace(args.workspace)
+    if args.strategy == "naive":
+        from workflows.naive import run_naive
+
+        return _result(run_naive(ws, args.task, progress=info), args.json)
     run = repair.start(ws, args.task, approve=args.approve, preset=args.preset, max_iterations=args.max_iterations,
                        extra_eval_sets=args.eval_set, progress=info)
     return _result(run, args.json)
