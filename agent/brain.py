@@ -185,7 +185,7 @@ class RuleBrain:
         0.80, otherwise tune (more epochs).
         """
         if previous is None or last is None:
-            return Plan(iteration=iteration, rationale=["default recipe: LoRA SFT continuing the incumbent, 20% replay, lr 5e-4"])
+            return Plan(iteration=iteration, rationale=["default recipe: LoRA SFT continuing the incumbent, a hard negative per failure, 20% replay, lr 5e-4"])
         p = previous.model_copy(update={"iteration": iteration, "rationale": []})
         regressions = last.get("new_regressions", 0)
         limit = last.get("max_new_regressions", 2)
@@ -193,7 +193,9 @@ class RuleBrain:
         if regressions > limit:
             p.replay_fraction = min(0.5, p.replay_fraction * 2)
             p.learning_rate = p.learning_rate * 0.5
-            p.rationale.append(f"{regressions} regressions > {limit}: replay ×2 ({p.replay_fraction:.0%}), learning rate ×0.5")
+            p.hard_negatives_per_case = min(3, p.hard_negatives_per_case + 1)
+            p.rationale.append(f"{regressions} regressions > {limit}: replay ×2 ({p.replay_fraction:.0%}), learning rate ×0.5, "
+                               f"hard negatives ×{p.hard_negatives_per_case}")
         if last.get("target_gain", 0.0) <= 0 or (target_after is not None and target_after < 0.8):
             if target_after is not None and target_after < 0.8:
                 p.failure_weight = min(4, p.failure_weight + 1)

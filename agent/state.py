@@ -61,6 +61,7 @@ class Plan(BaseModel):
     learning_rate: float = 5e-4
     replay_fraction: float = Field(0.2, ge=0.0, le=0.5, description="Replay share (Pioneer Agent: 10–20 %).")
     failure_weight: int = Field(1, ge=1, le=4, description="Copies of each failure example in the training set.")
+    hard_negatives_per_case: int = Field(1, ge=0, le=3, description="Passing examples of the confused-with label per failure.")
     min_steps: int = Field(12, ge=1, description="Train at least this many optimiser steps (small failure sets).")
     batch_size: int = 8
     lora_r: int = 16

@@ -150,9 +150,28 @@ def _balancing_replay(core: list[EvalItem], pool: list[EvalItem], max_ratio: flo
     return out
 
 
+def _hard_negatives(core: list[EvalItem], pool: list[EvalItem], confused_with: dict[str, str], per_case: int,
+                    rnd: random.Random) -> list[EvalItem]:
+    """For each failure "gold G answered as P", passing examples whose gold is P: the near-miss that
+    teaches where G stops (Pioneer Agent: each hard case gets a gold example *and* a hard negative)."""
+    by_label: dict[str, list[EvalItem]] = defaultdict(list)
+    for it in pool:
+        by_label[str(it.expected)].append(it)
+    for v in by_label.values():
+        rnd.shuffle(v)
+    out: list[EvalItem] = []
+    for it in core:
+        neighbour = confused_with.get(str(it.metadata.get("trace_id", it.id)))
+        for _ in range(per_case):
+            if neighbour and by_label.get(neighbour):
+                out.append(by_label[neighbour].pop())
+    return out
+
+
 def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_weight: int = 1, seed: int = 0,
                        eval_sets: Sequence[Sequence[EvalItem]] = (), prior: Sequence[EvalItem] = (),
-                       max_ratio: float = 3.0) -> tuple[list[EvalItem], dict[str, Any]]:
+                       max_ratio: float = 3.0, confused_with: dict[str, str] | None = None,
+                       hard_negatives_per_case: int = 1) -> tuple[list[EvalItem], dict[str, Any]]:
     """Failures (+ optional prior data) + replay of passes, deduped, balanced, decontaminated.
 
     Replay is at least ``replay_fraction`` of the final set, sampled stratified by label from the
@@ -165,14 +184,18 @@ def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_
     evals = [splits.target, splits.regression, *eval_sets]
     core, n_contam = decontaminate(dedupe([*splits.train_failures, *prior]), evals)
     pool, n_pool_contam = decontaminate(splits.replay_pool, evals)
-    balancing = _balancing_replay(core, pool, max_ratio, rnd)
-    chosen = {it.id for it in balancing}
+    negatives = _hard_negatives(core, pool, confused_with or {}, hard_negatives_per_case, rnd)
+    taken = {it.id for it in negatives}
+    balancing = _balancing_replay([*core, *negatives], [it for it in pool if it.id not in taken], max_ratio, rnd)
+    chosen = taken | {it.id for it in balancing}
     rest = [it for it in pool if it.id not in chosen]
     n_replay = round(replay_fraction * len(core) / max(1e-9, 1 - replay_fraction)) if core else 0
     more, _ = _stratified_take(rest, max(0, min(n_replay - len(balancing), len(rest))), lambda it: it.expected, rnd)
-    replay = [it.model_copy(update={"metadata": it.metadata | {"provenance": "replay", "reason": why}})
-              for group, why in ((balancing, "replay: balances labels (no label < 1/3 of the largest)"),
-                                 (more, "replay of a passing trace (guards against forgetting)"))
+    replay = [it.model_copy(update={"metadata": it.metadata | {"provenance": prov, "reason": why}})
+              for group, prov, why in (
+                  (negatives, "hard_negative", "hard negative: a passing example of the label a failure was confused with"),
+                  (balancing, "replay", "replay: balances labels (no label < 1/3 of the largest)"),
+                  (more, "replay", "replay of a passing trace (guards against forgetting)"))
               for it in group]
     items = dedupe([*core, *replay])
     items, n_unbalanced = balance_labels(items, max_ratio)
@@ -185,6 +208,7 @@ def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_
     stats = {
         "n": len(weighted), "failures": sum(it.metadata.get("provenance") == "trace" for it in items),
         "replay": sum(it.metadata.get("provenance") == "replay" for it in items), "prior": len(prior),
+        "hard_negatives": sum(it.metadata.get("provenance") == "hard_negative" for it in items),
         "dropped_contaminated": n_contam, "replay_pool_contaminated": n_pool_contam, "dropped_for_balance": n_unbalanced,
         "failure_weight": failure_weight, "labels": dict(Counter(str(it.expected) for it in items)),
     }

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
     p = runs.add_parser("show", help="Show a run's summary (and its report path with --open).")
     p.add_argument("run_id")
-    p.add_argument("--open", action="store_true", help="Print the report's path.")
+    p.add_argument("--open", action="store_true", help="Print the path of the run's report.html.")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
     for name, helptext in [("resume", "Continue a killed/interrupted run from its last finished node."),
@@ -59,11 +59,21 @@ def _print_summary(d: dict[str, Any]) -> None:
     for r in d["verdict"]["reasons"]:
         console.print(f"  gate: {r}", markup=False)
     if d.get("report_path"):
-        console.print(f"report: {d['report_path']}")
+        console.print(f"report: {d.get('report_html') or d['report_path']}", markup=False)
+
+
+def _html_report(report_path: str | None) -> Path | None:
+    """The run's ``report.html`` (beside the ``report.json`` the run record points at), if written."""
+    from workflows.report import html_path_for
+
+    html = html_path_for(report_path)
+    return html if html is not None and html.is_file() else None
 
 
 def _result(run: RunRow, as_json: bool) -> int:
-    data = dict(run.summary) | {"status": run.status, "run_id": run.id, "report_path": run.report_path}
+    html = _html_report(run.report_path)
+    data = dict(run.summary) | {"status": run.status, "run_id": run.id, "report_path": run.report_path,
+                                "report_html": str(html) if html else None}
     emit(as_json, data, _print_summary)
     if run.status == "awaiting_approval":
         info(f"run {run.id} waits for approval: `kaizen runs approve {run.id}` or `kaizen runs reject {run.id}`")
@@ -109,7 +119,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     ws = find_workspace(args.workspace)
     run = ws.store.get_run(args.run_id)
     if args.open:
-        console.print(run.report_path or "(no report yet)", markup=False)
+        html = _html_report(run.report_path)
+        console.print(str(html) if html else (run.report_path or "(no report yet)"), markup=False)
         return 0
     _result(run, args.json)
     return 0  # showing a run succeeds whatever state the run is in

@@ -150,12 +150,38 @@ def summarize(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_report(ws: Workspace, run: RunRow, state: dict[str, Any]) -> str:
+    """``report.json`` + ``report.html`` in the run directory; returns the JSON's path (the HTML lies beside it)."""
     import json
+    import logging
 
-    path = Path(state.get("artifacts") or ws.artifact_dir("runs", run.id)) / "report.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from workflows.report import write_report
+
+    run_dir = Path(state.get("artifacts") or ws.artifact_dir("runs", run.id))
     report = {"run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
               "summary": summarize(state), "verdict": state.get("verdict"), "best": state.get("best"),
-              "diagnosis_path": state.get("diagnosis_path"), "splits": state.get("splits"), "events": state.get("events", [])}
-    path.write_text(json.dumps(report, indent=2, default=str))
-    return str(path)
+              "diagnosis_path": state.get("diagnosis_path"), "splits": state.get("splits"), "events": state.get("events", []),
+              "incumbent": state.get("incumbent"), "started_at": state.get("started_at"),
+              "suspect_traces": _suspect_traces(ws, run.task, state.get("excluded_suspect") or [])}
+    try:
+        json_path, _ = write_report(run_dir, report)
+        return str(json_path)
+    except Exception:  # noqa: BLE001 - the report must never cost the run its outcome
+        logging.getLogger(__name__).exception("report: falling back to the plain summary")
+        path = run_dir / "report.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        report.pop("suspect_traces", None)
+        path.write_text(json.dumps(report, indent=2, default=str))
+        return str(path)
+
+
+def _suspect_traces(ws: Workspace, task: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What the report shows next to each excluded feedback: the input, the model's output, the correction."""
+    if not ids:
+        return {}
+    from tools.schema import last_user_text
+
+    try:
+        return {t.id: {"input": last_user_text(t.messages), "output": t.output, "correction": t.correction, "verdict": t.verdict}
+                for t in ws.store.traces(task, ids=ids)}
+    except Exception:  # noqa: BLE001 - evidence without the text is still evidence
+        return {}

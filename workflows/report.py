@@ -470,10 +470,10 @@ def _confusion_section(r: _Run) -> dict[str, Any] | None:
     cand = _merge_confusion([(r.evals.get((r.compared, s)) or {}).get("confusion") for s in suites]) if r.compared else None
     if inc is None:
         return None
-    if cand is not None and cand["labels"] != inc["labels"]:  # align on one label order
-        both = _merge_confusion([inc, {"labels": cand["labels"], "matrix": [[0] * len(cand["labels"]) for _ in cand["labels"]]}])
-        inc = _merge_confusion([inc, both and {"labels": both["labels"], "matrix": [[0] * len(both["labels"]) for _ in both["labels"]]}])
-        cand = _merge_confusion([cand, {"labels": inc["labels"], "matrix": [[0] * len(inc["labels"]) for _ in inc["labels"]]}])
+    if cand is not None and cand["labels"] != inc["labels"]:  # align both on one label order
+        union = _merge_confusion([inc, cand])["labels"]  # type: ignore[index]
+        zero = {"labels": union, "matrix": [[0] * len(union) for _ in union]}
+        inc, cand = _merge_confusion([zero, inc]), _merge_confusion([zero, cand])
     return {"suites": suites, "labels": inc["labels"], "incumbent": {"version": r.incumbent, "matrix": inc["matrix"]},
             "candidate": {"version": r.compared, "matrix": cand["matrix"]} if cand else None,
             "note": "rows: expected label, columns: model output; <invalid>: output matching no label"}
@@ -526,6 +526,13 @@ def build_report(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     """``report`` plus every section this run's artifacts allow (a failed section is logged in ``report_errors``)."""
     out = dict(report)
     out.pop("suspect_traces", None)  # folded into suspects.items
+    out["run"] = {"id": None, "task": None, "status": None, "config": {}} | dict(report.get("run") or {})
+    out["run"]["config"] = out["run"].get("config") or {}
+    summary = dict(report.get("summary") or {})
+    for k in ("before", "after"):
+        summary[k] = summary.get(k) or {}
+    summary["verdict"] = summary.get("verdict") or {"passed": False, "reasons": []}
+    out["summary"] = summary
     errors: list[dict[str, str]] = []
     try:
         r = _Run(Path(run_dir), report)
@@ -598,45 +605,54 @@ def fig_scores(data: dict[str, Any]) -> str | None:
     return _png(fig)
 
 
-def fig_confusion(conf: dict[str, Any] | None) -> str | None:
+def fig_confusion(conf: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """(incumbent | candidate heatmaps, change heatmap); the change is its own image so labels stay legible."""
     if not conf or not conf.get("labels"):
-        return None
+        return None, None
     import numpy as np
 
     labels = conf["labels"]
-    panels = [(f"{_short(conf['incumbent']['version'], 30)} (incumbent)", np.array(conf["incumbent"]["matrix"]), "Blues")]
+    inc = np.array(conf["incumbent"]["matrix"])
+    pair = [(f"{_short(conf['incumbent']['version'], 34)} (incumbent)", inc)]
+    change = None
     if conf.get("candidate"):
         cand = np.array(conf["candidate"]["matrix"])
-        panels.append((f"{_short(conf['candidate']['version'], 30)} (candidate)", cand, "Blues"))
-        panels.append(("change (candidate − incumbent)", cand - panels[0][1], "RdBu"))
+        pair.append((f"{_short(conf['candidate']['version'], 34)} (candidate)", cand))
+        change = cand - inc
+    vmax = max(int(m.max()) for _, m in pair) or 1
+    first = _heatmaps(labels, [(t, m, False) for t, m in pair], vmax)
+    second = _heatmaps(labels, [("change: candidate − incumbent (blue better, red worse)", change, True)], vmax) \
+        if change is not None else None
+    return first, second
+
+
+def _heatmaps(labels: list[str], panels: list[tuple[str, Any, bool]], vmax: int) -> str:
+    import numpy as np
+
     n = len(labels)
-    side = max(3.6, 0.36 * n + 1.8)
-    fig = _fig(side * len(panels), side)
-    vmax = max(int(p[1].max()) for p in panels[:2]) or 1
-    for k, (title, m, cmap) in enumerate(panels):
+    side = max(3.4, 0.32 * n + 1.6)
+    fig = _fig(side * len(panels) + 0.6, side + 0.4)
+    for k, (title, m, diff) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
-        if cmap == "RdBu":
-            lim = max(1, int(np.abs(m).max()))
-            # + on the diagonal (more right answers) is good: show it blue; off-diagonal + (new confusions) red.
-            signed = m.copy()
-            off = ~np.eye(n, dtype=bool)
-            signed[off] = -signed[off]
-            ax.imshow(signed, cmap=cmap, vmin=-lim, vmax=lim)
+        lim = max(1, int(np.abs(m).max()))
+        if diff:
+            # More on the diagonal (right answers) is good, more off it (confusions) is bad: blue good, red bad.
+            signed = np.where(np.eye(n, dtype=bool), m, -m)
+            ax.imshow(signed, cmap="RdBu", vmin=-lim, vmax=lim)
         else:
-            ax.imshow(m, cmap=cmap, vmin=0, vmax=vmax)
+            ax.imshow(m, cmap="Blues", vmin=0, vmax=vmax)
         ax.set_title(title, fontsize=9)
-        ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(n), labels if k == 0 else [""] * n, fontsize=7)
+        ax.set_xticks(range(n), labels, rotation=55, ha="right", fontsize=8)
+        ax.set_yticks(range(n), labels, fontsize=8)
         ax.set_xlabel("model output", fontsize=8)
-        if k == 0:
-            ax.set_ylabel("expected", fontsize=8)
+        ax.set_ylabel("expected", fontsize=8)
         if n <= 24:
             for i in range(n):
                 for j in range(n):
                     v = int(m[i, j])
                     if v:
-                        dark = cmap != "RdBu" and v > vmax * 0.55
-                        ax.text(j, i, f"{v:+d}" if cmap == "RdBu" else str(v), ha="center", va="center", fontsize=6.5,
+                        dark = abs(v) > lim * 0.55 if diff else v > vmax * 0.55
+                        ax.text(j, i, f"{v:+d}" if diff else str(v), ha="center", va="center", fontsize=7.5,
                                 color="white" if dark else "black")
     fig.tight_layout()
     return _png(fig)
@@ -650,7 +666,7 @@ def fig_training(training: list[dict[str, Any]]) -> str | None:
     ax = fig.add_subplot(1, 1, 1)
     for t in curves:
         ax.plot(t["curve"]["step"], t["curve"]["loss"], marker="o", markersize=3,
-                label=f"iteration {t['iteration']}" + (f" ({_short(t['version'], 24)})" if t.get("version") else ""))
+                label=f"iteration {t['iteration']}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("training loss")
     ax.set_title("training loss per iteration", fontsize=10)
@@ -717,6 +733,7 @@ def render_html(data: dict[str, Any]) -> str:
         except Exception as exc:  # noqa: BLE001 - a figure that fails is left out, the tables stay
             images[name] = None
             data.setdefault("report_errors", []).append({"section": f"figure {name}", "error": f"{type(exc).__name__}: {exc}"})
+    images["confusion"], images["confusion_change"] = images["confusion"] or (None, None)
     tpl = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
     return tpl.render(r=data, img=images, max_flips=MAX_FLIPS_SHOWN)
 

@@ -52,13 +52,17 @@ def synthesize(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         # Retraining from the base: everything the incumbent learned comes along (its held-out
         # suites are removed again by decontamination inside build_training_set).
         prior = [it for it in load_items(Path(incumbent.recipe["train_items_path"]), task)]
+    diag = Diagnosis.model_validate_json(Path(state["diagnosis_path"]).read_text())
+    confused_with = {tid: c.key.split(" ← ")[1] for c in diag.clusters if c.kind == "confusion" for tid in c.trace_ids}
     items, stats = build_training_set(splits, replay_fraction=p.replay_fraction, failure_weight=p.failure_weight,
-                                      seed=state.get("iteration", 1), eval_sets=extra, prior=prior)
+                                      seed=state.get("iteration", 1), eval_sets=extra, prior=prior,
+                                      confused_with=confused_with, hard_negatives_per_case=p.hard_negatives_per_case)
     it_dir = run_dir(state) / f"iter-{state['iteration']}"
     train_path = it_dir / "train.jsonl"
     write_items(train_path, items)
     write_json(it_dir / "train_stats.json", stats)
-    progress(config, f"synthesize: {stats['n']} training examples ({stats['failures']} failures, {stats['replay']} replay; "
+    progress(config, f"synthesize: {stats['n']} training examples ({stats['failures']} failures, "
+                     f"{stats['hard_negatives']} hard negatives, {stats['replay']} replay; "
                      f"dropped {stats['dropped_contaminated']} contaminated, {stats['dropped_for_balance']} for balance); "
                      f"held out {len(splits.target)} target, {len(splits.regression)} regression")
     return {"splits": suites | {"train": str(train_path)},
