@@ -55,10 +55,14 @@ def main() -> int:
     rep = kaizen(ws, "repair", "--task", TASK, "--preset", "demo", "--approve")
     phases["repair"] = time.time() - t
     t = time.time()
-    after = kaizen(ws, "eval", "--model", "production", "--task", TASK, "--data", str(DATA / "gold_heldout.jsonl"))
-    phases["eval production on gold"] = time.time() - t
+    # The candidate is measured on gold whether or not the gate let it through: that shows whether
+    # the gate's decision (made without ever seeing gold) was the right one.
+    cand = rep.get("candidate")
+    after = kaizen(ws, "eval", "--model", cand, "--task", TASK, "--data", str(DATA / "gold_heldout.jsonl")) if cand else before
+    phases["eval candidate on gold"] = time.time() - t
     summary = {
-        "gold_heldout": {"n": before["n"], "v1": before["score"], "repaired": after["score"], "repaired_version": after["model"]},
+        "gold_heldout": {"n": before["n"], "v1": before["score"], "repaired": after["score"], "repaired_version": after["model"],
+                         "promoted": rep["promoted"]},
         "repair": {k: rep[k] for k in ("run_id", "status", "promoted", "iterations", "before", "after", "fixed", "new_regressions")}
         | {"excluded_suspect": len(rep["excluded_suspect"]), "report": rep.get("report_path")},
         "ingest": ingest, "seconds": {k: round(v, 1) for k, v in phases.items()} | {"total": round(time.time() - t0, 1)},
@@ -69,13 +73,15 @@ def main() -> int:
     print("\n================ support-intents repair demo ================")
     print(f"gold held-out set (CLINC150 test split, {g['n']} examples, never trained on):")
     print(f"  v1 (deployed)        accuracy {g['v1']:.3f}")
-    print(f"  {g['repaired_version']:<20} accuracy {g['repaired']:.3f}   ({g['repaired'] - g['v1']:+.3f})")
+    print(f"  {g['repaired_version']:<20} accuracy {g['repaired']:.3f}   ({g['repaired'] - g['v1']:+.3f})  "
+          f"{'PROMOTED' if g['promoted'] else 'refused by the gate; production stays on v1'}")
     r = summary["repair"]
     print(f"repair run {r['run_id']}: {r['status']} after {r['iterations']} iteration(s); "
           f"target failures fixed {r['fixed']}, new regressions {r['new_regressions']}, "
           f"suspect feedback excluded {r['excluded_suspect']}")
     print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items()))
-    print(f"report: {r['report']}\nsummary: {ws / 'demo-summary.json'}")
+    html = Path(r["report"]).with_suffix(".html") if r.get("report") else None
+    print(f"report: {html if html and html.exists() else r['report']}\nsummary: {ws / 'demo-summary.json'}")
     return 0
 
 

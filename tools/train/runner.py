@@ -94,7 +94,11 @@ def _metrics_callback(path: Path, t0: float, t_train_start: list[float], prior_t
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN003
             if not logs:
                 return
-            rec = {"step": state.global_step, "max_steps": state.max_steps, "elapsed_s": round(time.time() - t0, 2)}
+            # cpu_s: this process's CPU seconds (all threads). Other load on the machine stretches
+            # elapsed_s far more than cpu_s (with one thread, hardly at all): kaizen bench tools
+            # compares steps by both.
+            rec = {"step": state.global_step, "max_steps": state.max_steps, "elapsed_s": round(time.time() - t0, 2),
+                   "cpu_s": round(time.process_time(), 2)}
             rec.update({k: (_round(v) if isinstance(v, float) else v) for k, v in logs.items()})
             tokens = float(logs.get("num_tokens") or getattr(state, "num_input_tokens_seen", 0) or 0)
             if self.start is None:
