@@ -32,12 +32,20 @@ def kaizen(ws: Path, *args: str, json_out: bool = True, ok_codes: tuple[int, ...
 
 
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--strategy", default="agent", choices=["agent", "naive"],
+                    help="naive: the baseline — retrain on every correction, no triage/replay/gate.")
+    strategy = ap.parse_args().strategy
     t0 = time.time()
     phases: dict[str, float] = {}
     if not (DATA / "logs.jsonl").exists() or not (DATA / "v1").exists():
         subprocess.run([sys.executable, str(HERE / "build_data.py")], check=True)
         phases["build v1 + logs"] = time.time() - t0
     ws = Path(os.environ.get("KAIZEN_DEMO_DIR") or tempfile.mkdtemp(prefix="kaizen-demo-")) / "support"
+    if ws.exists() and any(ws.iterdir()):
+        sys.exit(f"demo: {ws} is not empty: set KAIZEN_DEMO_DIR to a new directory")
     ws.mkdir(parents=True, exist_ok=True)
     labels = json.loads((HERE.parent / "data" / "clinc150_banking.json").read_text())["labels"]
     t = time.time()
@@ -52,7 +60,7 @@ def main() -> int:
     before = kaizen(ws, "eval", "--model", "v1", "--task", TASK, "--data", str(DATA / "gold_heldout.jsonl"))
     phases["eval v1 on gold"] = time.time() - t
     t = time.time()
-    rep = kaizen(ws, "repair", "--task", TASK, "--preset", "demo", "--approve")
+    rep = kaizen(ws, "repair", "--task", TASK, "--preset", "demo", "--approve", "--strategy", strategy)
     phases["repair"] = time.time() - t
     t = time.time()
     # The candidate is measured on gold whether or not the gate let it through: that shows whether
@@ -70,7 +78,7 @@ def main() -> int:
     }
     (ws / "demo-summary.json").write_text(json.dumps(summary, indent=2))
     g = summary["gold_heldout"]
-    print("\n================ support-intents repair demo ================")
+    print(f"\n================ support-intents repair demo ({strategy}) ================")
     print(f"gold held-out set (CLINC150 test split, {g['n']} examples, never trained on):")
     print(f"  v1 (deployed)        accuracy {g['v1']:.3f}")
     print(f"  {g['repaired_version']:<20} accuracy {g['repaired']:.3f}   ({g['repaired'] - g['v1']:+.3f})  "
