@@ -29,7 +29,7 @@ def version_paths(ws: Workspace, version: ModelVersionRow) -> tuple[Path, Path |
 
 
 def make_backend(ws: Workspace, version: ModelVersionRow, backend: str = "transformers", *,
-                 base_url: str | None = None, served_model: str | None = None, batch_size: int = 16) -> Any:
+                 base_url: str | None = None, served_model: str | None = None, batch_size: int = 32) -> Any:
     """An inference backend running ``version``."""
     from tools.evaluate import backends
 

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="generate: decode greedily; score: pick the likeliest label (classification).")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (--backend openai).")
     p.add_argument("--served-model", default=None, help="Model name at that endpoint (--backend openai).")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
