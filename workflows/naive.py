@@ -16,6 +16,7 @@ from typing import Any
 
 from tools import lock, registry
 from tools.datasets import trace_item
+from tools.evaluate.metrics import normalize_label
 from tools.evaluate.run import dataset_id, evaluate
 from tools.gate import compare
 from tools.store.tables import RunRow
@@ -53,7 +54,10 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
     scores: dict[str, dict[str, Any]] = {}
     for version in (incumbent.name, cand.name):
         backend = make_backend(ws, ws.store.get_model_version(version))
-        for suite, items in (("target", train), ("regression", passes)):
+        # Corrections outside the label set are trained on (that is the naive strategy) but cannot
+        # be scored, so they are left out of its measurement.
+        scorable = [it for it in train if not task.labels or normalize_label(str(it.expected), task.labels) is not None]
+        for suite, items in (("target", scorable), ("regression", passes)):
             if not items:
                 continue
             say(f"naive: evaluating {version} on {suite} ({len(items)})")

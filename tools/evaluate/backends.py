@@ -108,8 +108,8 @@ class TransformersBackend:
             b = attn.shape[0]
             pos = (attn.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                # Only the last prompt position's logits are needed: skipping the lm_head on the others
-                # (prompt_len × 576 × 49k multiply-adds per prompt) roughly halves the cost of scoring.
+                # Only the last prompt position's logits are needed: skipping the lm_head (576 × 49k)
+                # on every other prompt position saved ~10% of scoring CPU time (kaizen bench tools).
                 first = self.model(input_ids=enc["input_ids"], attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
                 cache = first.past_key_values
                 cache.batch_repeat_interleave(k)
