@@ -109,7 +109,7 @@ class TransformersBackend:
             pos = (attn.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
                 # Only the last prompt position's logits are needed: skipping the lm_head (576 × 49k)
-                # on every other prompt position saved ~10% of scoring CPU time (kaizen bench tools).
+                # on every other prompt position: ~10% less CPU time (32 prompts × 10 labels: 10.7 vs 11.7 s).
                 first = self.model(input_ids=enc["input_ids"], attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
                 cache = first.past_key_values
                 cache.batch_repeat_interleave(k)
