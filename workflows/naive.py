@@ -83,5 +83,21 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
         "new_regressions": len(broken), "fixed": len(fixed), "excluded_suspect": [], "train_tokens": result.get("train_tokens"),
         "seconds": round(time.time() - run.created_at.timestamp(), 1) if run.created_at.tzinfo else None,
     }
+    run.report_path = _report(out, run, incumbent.name)
     ws.store.save_run(run)
     return run
+
+
+def _report(out: Any, run: RunRow, incumbent: str) -> str | None:
+    """report.json + report.html like an agent run; a report failure never costs the run its outcome."""
+    import logging
+
+    from workflows.report import write_report
+
+    try:
+        json_path, _ = write_report(out, {"run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
+                                          "summary": run.summary, "incumbent": incumbent, "events": []})
+        return str(json_path)
+    except Exception:  # noqa: BLE001 - the report is a view; the promotion already happened
+        logging.getLogger(__name__).exception("naive: report failed")
+        return None

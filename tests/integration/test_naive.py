@@ -41,3 +41,5 @@ def test_naive_strategy_trains_on_everything_and_promotes(tmp_path: Path, tiny_l
     assert prod["name"] == summary["candidate"] and prod["parent"] == "tiny"
     train = [json.loads(line) for line in (Path(prod["recipe"]["job_dir"]) / "data.jsonl").read_text().splitlines()]
     assert len(train) == 7  # every correction, the poisoned one included
+    report = Path(summary["report_path"])
+    assert report.exists() and report.with_suffix(".html").exists()
