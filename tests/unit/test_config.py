@@ -14,12 +14,6 @@ from tools.errors import ConfigError
 from tools.workspace import find_workspace, init_workspace
 
 
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KAIZEN_HOME", raising=False)
-    monkeypatch.delenv("KAIZEN_DB_URL", raising=False)
-
-
 def write_yaml(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "kaizen.yaml"
     p.write_text(text)

@@ -18,12 +18,6 @@ from tools.store.tables import LockRow, utcnow
 from tools.workspace import init_workspace
 
 
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KAIZEN_HOME", raising=False)
-    monkeypatch.delenv("KAIZEN_DB_URL", raising=False)
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     ws, _ = init_workspace(tmp_path / "ws")

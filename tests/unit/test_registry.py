@@ -17,12 +17,6 @@ from tools.workspace import init_workspace
 from workflows.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KAIZEN_HOME", raising=False)
-    monkeypatch.delenv("KAIZEN_DB_URL", raising=False)
-
-
 @pytest.fixture
 def ws_dir(tmp_path: Path) -> Path:
     d = tmp_path / "ws"

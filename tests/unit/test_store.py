@@ -23,12 +23,6 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 INTENTS = TaskSpec(name="intents", kind="classification", labels=["balance", "transfer", "card_declined"])
 
 
-@pytest.fixture(autouse=True)
-def _no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KAIZEN_HOME", raising=False)
-    monkeypatch.delenv("KAIZEN_DB_URL", raising=False)
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     ws, _ = init_workspace(tmp_path / "ws")

@@ -88,6 +88,18 @@ def embedded_gguf_path() -> Path:
     raise missing
 
 
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Move a fully written ``tmp`` directory to ``target``, replacing whatever was there.
+
+    The old directory is renamed aside before being deleted, so ``target`` is never half-written.
+    """
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, target)
+
+
 def resolve_base(spec: str | os.PathLike[str], *, cache: Path | None = None) -> Path:
     """A local directory holding the model ``spec`` names (see the module docstring).
 
@@ -227,11 +239,7 @@ def ensure_embedded(cache: Path | None = None) -> Path:
                     created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 )
                 (tmp / MARKER_FILE).write_text(json.dumps(info, indent=2) + "\n")
-                if target.exists():  # stale (older format or interrupted by hand): move it aside first
-                    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-                    os.replace(target, old)
-                    shutil.rmtree(old, ignore_errors=True)
-                os.replace(tmp, target)
+                replace_dir(tmp, target)  # a stale target (older format, interrupted by hand) is moved aside
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
