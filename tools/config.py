@@ -8,11 +8,12 @@ error names the field and the fix.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tools.errors import ConfigError
 from tools.schema import TaskSpec
@@ -56,6 +57,39 @@ class BrainSettings(Section):
         return self
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(text: str) -> float:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"2d"`` → seconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a duration: use a number and a unit, e.g. 30m, 1h, 1d")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+class ScheduleSettings(Section):
+    """The scheduled loop (`kaizen watch` / `kaizen tick`); command-line flags override these."""
+
+    source: str | None = Field(None, description="Log file or directory to ingest from incrementally (a cursor per file).")
+    format: str = Field("auto", description="Log format of the source (as for kaizen ingest --format).")
+    every: str = Field("1h", description="kaizen watch: time between ticks (30m, 1h, 1d …).")
+    min_new_failures: int = Field(20, ge=1, description="Trigger: failures with feedback since the last repair.")
+    min_failure_rate_rise: float = Field(0.10, gt=0, le=1, description="Trigger: rise of the failure rate since the last promotion (absolute).")
+    rate_window: int = Field(30, ge=5, description="Labelled traces per window when comparing failure rates.")
+    drift_threshold: float = Field(0.30, gt=0, le=1, description="Trigger: share of new inputs unlike any earlier input.")
+    min_new_for_drift: int = Field(30, ge=5, description="New traces needed before drift is measured.")
+    cooldown: str = Field("6h", description="No new repair within this time of the last one.")
+    max_runs_per_day: int = Field(4, ge=0, description="Repairs started per 24 h, at most (the budget).")
+
+    @field_validator("every", "cooldown")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        duration_s(v)
+        return v
+
+
 class Settings(Section):
     """The whole of kaizen.yaml."""
 
@@ -64,6 +98,7 @@ class Settings(Section):
     gate: GateSettings = Field(default_factory=GateSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     brain: BrainSettings = Field(default_factory=BrainSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     @model_validator(mode="after")
     def _unique_tasks(self) -> Settings:
@@ -95,7 +130,7 @@ def load_settings(path: Path) -> Settings:
         where = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (model, tasks, gate, budget, brain)")
+        raise ConfigError(f"{path}: expected a mapping of sections (model, tasks, gate, budget, brain, schedule)")
     try:
         return Settings.model_validate(raw)
     except ValidationError as e:

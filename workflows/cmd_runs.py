@@ -98,6 +98,15 @@ def cmd_continue(args: argparse.Namespace) -> int:
     from workflows import repair
 
     ws = find_workspace(args.workspace)
+    if ws.store.get_run(args.run_id).workflow == "cold-start":
+        from workflows import cold_start
+        from workflows.cmd_loops import cold_start_result
+
+        if args.action == "resume":
+            run = cold_start.resume(ws, args.run_id, progress=info)
+        else:
+            run = cold_start.decide_approval(ws, args.run_id, args.action == "approve", getpass.getuser())
+        return cold_start_result(run, args.json)
     if args.action == "resume":
         run = repair.resume(ws, args.run_id, progress=info)
     else:
@@ -121,6 +130,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.open:
         html = _html_report(run.report_path)
         console.print(str(html) if html else (run.report_path or "(no report yet)"), markup=False)
+        return 0
+    if run.workflow == "cold-start":
+        from workflows.cmd_loops import cold_start_result
+
+        cold_start_result(run, args.json)
         return 0
     _result(run, args.json)
     return 0  # showing a run succeeds whatever state the run is in

@@ -81,24 +81,32 @@ def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str
 
 def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "repair", max_iterations: int | None = None,
           extra_eval_sets: list[Path] | None = None, train_overrides: dict[str, Any] | None = None,
-          plan_defaults: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> RunRow:
-    """Start a repair run on ``task`` from its production version."""
+          plan_defaults: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
+          run_id: str | None = None) -> RunRow:
+    """Start a repair run on ``task`` from its production version.
+
+    ``run_id`` lets a caller that already holds the task's lock under that id (a scheduled tick)
+    start the run without letting go of the lock in between.
+    """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}: use {', '.join(PRESETS)}")
     spec = ws.store.get_task(task)
     incumbent = registry.resolve(ws.store, "production", spec.name)
     budget = ws.settings.budget
     iters = max_iterations or PRESETS[preset].get("max_iterations") or budget.max_iterations
-    run_id = uuid.uuid4().hex[:12]
+    run_id = run_id or uuid.uuid4().hex[:12]
     lock.acquire_safely(ws.store, task, run_id)  # refuse early, before any record is written
-    lock.release(ws.store, task, run_id)
     now = time.time()
     run = RunRow(id=run_id, task=task, workflow="repair", status="running", thread_id=run_id, config={
         "preset": preset, "approve": approve, "max_iterations": iters,
         "extra_eval_sets": [str(p.resolve()) for p in (extra_eval_sets or [])],
         "train_overrides": train_overrides or {}, "plan_defaults": plan_defaults or {},
     })
-    ws.store.save_run(run)
+    try:
+        ws.store.save_run(run)
+    except BaseException:
+        lock.release(ws.store, task, run_id)
+        raise
     state = {
         "run_id": run_id, "task": task, "preset": "demo" if preset == "demo" else "repair", "auto_approve": approve,
         "incumbent": incumbent.name, "iteration": 0, "max_iterations": iters, "started_at": now,

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from tools.errors import WorkspaceError
-from tools.store.tables import SCHEMA_VERSION, Meta, utcnow
+from tools.store.tables import ADDITIVE_UPGRADE_FROM, SCHEMA_VERSION, Meta, utcnow
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -62,6 +62,9 @@ def check_schema(engine: Engine, url: str) -> None:
     with Session(engine) as s:
         row = s.exec(select(Meta).where(Meta.key == "schema_version")).first()
     found = int(row.value) if row else 0
+    if ADDITIVE_UPGRADE_FROM <= found < SCHEMA_VERSION:
+        _upgrade_additive(engine)
+        return
     if found != SCHEMA_VERSION:
         hint = (
             "upgrade kaizen (`pip install -U kaizen`)"
@@ -69,3 +72,14 @@ def check_schema(engine: Engine, url: str) -> None:
             else "this database predates the current schema: export what you need and run `kaizen init` in a new directory"
         )
         raise WorkspaceError(f"database {url} has schema v{found}, this kaizen expects v{SCHEMA_VERSION}: {hint}")
+
+
+def _upgrade_additive(engine: Engine) -> None:
+    """Bring an older schema up to date when the newer one only adds tables (no data moves)."""
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as s:
+        row = s.get(Meta, "schema_version")
+        assert row is not None
+        row.value = str(SCHEMA_VERSION)
+        s.add(row)
+        s.commit()

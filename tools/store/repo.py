@@ -7,7 +7,7 @@ all, which is what lets a bad import or a killed process leave the database cons
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +27,7 @@ from tools.store.tables import (
     ModelVersionRow,
     RunRow,
     TaskRow,
+    TickRow,
     TraceRow,
     utcnow,
 )
@@ -164,12 +165,14 @@ class Store:
 
     # ---------------------------------------------------------------------------------- traces
     def import_traces(
-        self, items: Iterable[tuple[int, TraceIn]], *, path: str, default_task: str | None, skip_invalid: bool = False
+        self, items: Iterable[tuple[int, TraceIn]], *, path: str, default_task: str | None, skip_invalid: bool = False,
+        also: Callable[[Session], None] | None = None,
     ) -> ImportStats:
         """Insert traces (and their feedback) in one transaction; already-present ids are duplicates.
 
         An unknown or missing task is a line error: it aborts the whole import unless
-        ``skip_invalid``, in which case the line is reported and skipped.
+        ``skip_invalid``, in which case the line is reported and skipped. ``also`` runs inside the
+        same transaction (the scheduled loop moves its read cursor there: imported ⇔ cursor moved).
         """
         stats = ImportStats()
         with self.session() as s:
@@ -221,6 +224,8 @@ class Store:
                 if tr.feedback:
                     s.flush()
                     stats.feedback_added += self._add_feedback(s, tid, tr.feedback.model_dump())
+            if also is not None:
+                also(s)
         return stats
 
     @staticmethod
@@ -233,8 +238,9 @@ class Store:
         s.add(FeedbackRow(trace_id=trace_id, content_hash=h, **fb))
         return 1
 
-    def add_feedback(self, items: Iterable[tuple[int, FeedbackIn]], *, path: str, skip_invalid: bool = False) -> ImportStats:
-        """Attach feedback to imported traces in one transaction."""
+    def add_feedback(self, items: Iterable[tuple[int, FeedbackIn]], *, path: str, skip_invalid: bool = False,
+                     also: Callable[[Session], None] | None = None) -> ImportStats:
+        """Attach feedback to imported traces in one transaction (``also``: as in ``import_traces``)."""
         stats = ImportStats()
         with self.session() as s:
             for line, fb in items:
@@ -250,6 +256,8 @@ class Store:
                 stats.duplicates += 1 - added
                 stats.failures += added and fb.verdict == "fail"
                 stats.passes += added and fb.verdict == "pass"
+            if also is not None:
+                also(s)
         return stats
 
     def traces(self, task: str, *, ids: Iterable[str] | None = None) -> list[TraceView]:
@@ -388,3 +396,16 @@ class Store:
             row.updated_at = utcnow()
             s.merge(row)
         return row
+
+    # ----------------------------------------------------------------------------------- ticks
+    def save_tick(self, row: TickRow) -> TickRow:
+        with self.session() as s:
+            s.merge(row)
+        return row
+
+    def list_ticks(self, task: str | None = None, limit: int = 100) -> list[TickRow]:
+        with self.session() as s:
+            q = select(TickRow).order_by(col(TickRow.started_at).desc()).limit(limit)
+            if task:
+                q = q.where(TickRow.task == task)
+            return list(s.exec(q))

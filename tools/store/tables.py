@@ -13,7 +13,10 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions from which an upgrade only *adds* tables (create_all does it in place, nothing is lost):
+# v2 added source_cursor and tick (the scheduled loop).
+ADDITIVE_UPGRADE_FROM = 1
 
 
 def utcnow() -> datetime:
@@ -196,3 +199,35 @@ class LockRow(SQLModel, table=True):
     pid: int
     host: str
     heartbeat: datetime = Field(default_factory=utcnow)
+
+
+class CursorRow(SQLModel, table=True):
+    """How far the scheduled loop has read one log file: ingestion resumes here, nothing twice.
+
+    ``head_hash`` (a hash of the file's first bytes) tells a rotated or rewritten file from one that
+    only grew: a different head means a new file under the old name, read from the start.
+    """
+
+    __tablename__ = "source_cursor"
+    task: str = Field(primary_key=True, foreign_key="task.name")
+    path: str = Field(primary_key=True)
+    offset: int = 0  # bytes consumed (always at a line boundary)
+    lines: int = 0  # lines consumed, for file:line error messages
+    head_hash: str = ""
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TickRow(SQLModel, table=True):
+    """One scheduled-loop tick: what it ingested, what the trigger policy decided and why, what ran."""
+
+    __tablename__ = "tick"
+    id: str = Field(primary_key=True)
+    task: str = Field(foreign_key="task.name", index=True)
+    status: str  # running | skipped | triggered | busy | failed | interrupted
+    ingested: dict[str, Any] = _json(dict)
+    decision: dict[str, Any] = _json(dict)
+    run_id: str | None = None
+    error: str | None = None
+    pid: int | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
