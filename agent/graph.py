@@ -1,8 +1,8 @@
 """``build_graph(checkpointer)``: the repair loop as a compiled LangGraph.
 
 observe → diagnose → plan → synthesize → train → evaluate → gate ─┬→ promote → END
-                       ↑                                          ├→ plan (iterate, changed plan)
-                       └──────────────────────────────────────────┴→ rollback → END
+                       ↑          │ (no training data)             ├→ plan (iterate, changed plan)
+                       └──────────┴───────────────────────────────┴→ rollback → END
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from agent.nodes.promote import promote
 from agent.nodes.rollback import rollback
 from agent.nodes.synthesize import synthesize
 from agent.nodes.train import train
-from agent.routing import after_diagnose, after_gate
+from agent.routing import after_diagnose, after_gate, after_synthesize
 from agent.state import RepairState
 
 
@@ -33,7 +33,7 @@ def build_graph(checkpointer: Any = None) -> Any:
     g.add_edge("observe", "diagnose")
     g.add_conditional_edges("diagnose", after_diagnose, {"plan": "plan", "rollback": "rollback"})
     g.add_edge("plan", "synthesize")
-    g.add_edge("synthesize", "train")
+    g.add_conditional_edges("synthesize", after_synthesize, {"train": "train", "rollback": "rollback"})
     g.add_edge("train", "evaluate")
     g.add_edge("evaluate", "gate")
     g.add_conditional_edges("gate", after_gate, {"promote": "promote", "iterate": "plan", "rollback": "rollback"})

@@ -28,3 +28,8 @@ def after_gate(state: dict[str, Any]) -> Literal["promote", "iterate", "rollback
 def after_diagnose(state: dict[str, Any]) -> Literal["plan", "rollback"]:
     """Nothing fixable (no usable corrected failures) → stop before spending anything."""
     return "plan" if state.get("has_fixable", True) else "rollback"
+
+
+def after_synthesize(state: dict[str, Any]) -> Literal["train", "rollback"]:
+    """An empty training set (everything was held out or decontaminated) cannot make a candidate."""
+    return "rollback" if state.get("no_train_data") else "train"

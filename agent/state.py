@@ -95,6 +95,7 @@ class RepairState(TypedDict, total=False):
     splits: dict[str, str]  # suite name → JSONL path (target, regression, train pool …)
     excluded_suspect: list[str]
     has_fixable: bool
+    no_train_data: bool  # this iteration's training set came out empty: nothing to train
     plan: dict[str, Any]
     candidate: str | None
     evals: dict[str, Any]  # "version/suite" → {score, outputs_path, decoding}

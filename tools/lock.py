@@ -82,3 +82,13 @@ def release(store: Store, task: str, run_id: str) -> None:
         row = s.get(LockRow, task)
         if row is not None and row.run_id == run_id:
             s.delete(row)
+
+
+def transfer(store: Store, task: str, from_id: str, to_id: str) -> None:
+    """Hand the lock held by ``from_id`` to ``to_id`` in one update (no moment without a holder)."""
+    with store.session() as s:
+        row = s.get(LockRow, task)
+        if row is None or row.run_id != from_id:
+            raise LockedError(f"task {task!r}: lock not held by {from_id}, cannot hand it to {to_id}")
+        row.run_id, row.heartbeat = to_id, utcnow()
+        s.add(row)

@@ -76,7 +76,8 @@ def tick(ws: Workspace, task: str, *, overrides: dict[str, Any] | None = None, p
     finally:
         row.finished_at = utcnow()
         ws.store.save_tick(row)
-        lock.release(ws.store, task, row.id)
+        for holder in {row.id, row.run_id} - {None}:
+            lock.release(ws.store, task, holder)
     return row
 
 
@@ -88,6 +89,7 @@ def _repair_step(ws: Workspace, task: str, row: TickRow, policy: ScheduleSetting
         row.decision, row.run_id = {"trigger": True, "reasons": [f"resume repair {left.id}, left unfinished by a killed tick"]}, left.id
         ws.store.save_tick(row)
         _say(progress, f"tick {row.id}: resuming repair {left.id}")
+        lock.transfer(ws.store, task, row.id, left.id)
         run = repair.resume(ws, left.id, progress=progress)
     else:
         d = decide(ws.store, task, policy)

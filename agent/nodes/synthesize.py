@@ -65,6 +65,13 @@ def synthesize(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
                      f"{stats['hard_negatives']} hard negatives, {stats['replay']} replay; "
                      f"dropped {stats['dropped_contaminated']} contaminated, {stats['dropped_for_balance']} for balance); "
                      f"held out {len(splits.target)} target, {len(splits.regression)} regression")
-    return {"splits": suites | {"train": str(train_path)},
+    if not items:
+        why = (f"no training examples left: {stats['dropped_contaminated']} candidates were (near-)duplicates of held-out "
+               "examples and nothing else was available; ingest more corrected failures")
+        progress(config, f"synthesize: {why}")
+        return {"splits": suites | {"train": str(train_path)}, "no_train_data": True,
+                "verdict": {"passed": False, "reasons": [why]},
+                "events": [event("synthesize", iteration=state["iteration"], n=0, reason=why)]}
+    return {"splits": suites | {"train": str(train_path)}, "no_train_data": False,
             "events": [event("synthesize", iteration=state["iteration"], **{k: v for k, v in stats.items() if k != "labels"},
                              target=len(splits.target), regression=len(splits.regression))]}

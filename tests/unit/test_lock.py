@@ -166,3 +166,12 @@ def test_two_runs_taking_over_the_same_stale_lock_cannot_both_win(store: Store, 
     finally:
         other.close()
     assert holder(store).run_id == "run-c"
+
+
+def test_transfer_hands_the_lock_over_without_a_gap(store: Store) -> None:
+    lock.acquire(store, "intents", "tick-1")
+    lock.transfer(store, "intents", "tick-1", "run-1")
+    assert holder(store).run_id == "run-1"
+    with pytest.raises(LockedError):
+        lock.transfer(store, "intents", "tick-1", "run-2")
+    lock.acquire(store, "intents", "run-1")  # re-entrant for the new holder

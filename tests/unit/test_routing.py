@@ -83,3 +83,11 @@ def test_routes_match_the_graph_edges() -> None:
     edges = {(e.source, e.target) for e in g.edges}
     assert ("gate", "promote") in edges and ("gate", "plan") in edges and ("gate", "rollback") in edges
     assert ("diagnose", "plan") in edges and ("diagnose", "rollback") in edges
+
+
+def test_an_empty_training_set_goes_to_rollback() -> None:
+    from agent.routing import after_synthesize
+
+    assert after_synthesize({"no_train_data": True}) == "rollback"
+    assert after_synthesize({"no_train_data": False}) == "train"
+    assert after_synthesize({}) == "train"

@@ -366,3 +366,21 @@ def test_other_schema_version_refused(tmp_path: Path, version: int, hint: str) -
         msg = str(ei.value)
         assert f"schema v{version}" in msg and f"expects v{SCHEMA_VERSION}" in msg
         assert hint in msg
+
+
+def test_a_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """v2 only added tables (source_cursor, tick): an older workspace keeps its data and gains them."""
+    ws, _ = init_workspace(tmp_path)
+    ws.store.add_task(TaskSpec(name="t", kind="classification", labels=["a", "b"]))
+    ws.store.close()
+    con = sqlite3.connect(ws.state / "kaizen.db")
+    con.execute("DROP TABLE tick")
+    con.execute("DROP TABLE source_cursor")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    store = Store(ws.db_url)
+    assert store.get_task("t").labels == ["a", "b"] and store.list_ticks() == []
+    con = sqlite3.connect(ws.state / "kaizen.db")
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    con.close()
