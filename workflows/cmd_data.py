@@ -40,9 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_task_show)
 
-    p = sub.add_parser("ingest", help="Import inference logs (JSONL) as traces, atomically and idempotently.")
+    p = sub.add_parser("ingest", help="Import inference logs (JSONL, or a vLLM text log) as traces, atomically and idempotently.")
     p.add_argument("file", type=Path)
-    p.add_argument("--format", default="auto", help="auto | kaizen | openai-chat")
+    p.add_argument(
+        "--format", default="auto", help="auto | kaizen | openai-chat | openai-batch | otel-genai | langfuse | vllm-log"
+    )
+    p.add_argument(
+        "--batch-input", type=Path, default=None, metavar="FILE",
+        help="openai-batch: the batch input file (default: FILE's name with 'output' → 'input', if it exists).",
+    )
     p.add_argument("--task", default=None, help="Task for lines that do not name one.")
     p.add_argument("--skip-invalid", action="store_true", help="Report bad lines and import the rest.")
     p.add_argument("--json", action="store_true")
@@ -122,6 +128,8 @@ def _import_summary(d: dict[str, Any]) -> None:
     )
     for e in d["errors"][:20]:
         console.print(f"  skipped {e}", markup=False)
+    if d.get("skipped"):
+        console.print(f"  left out, not traces (spans, events, unanswered requests …): {d['skipped']}", markup=False)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -131,11 +139,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     store = ws.store
     if args.task:
         store.get_task(args.task)
-    result = parse_traces(args.file, fmt=args.format, skip_invalid=args.skip_invalid)
+    result = parse_traces(
+        args.file, fmt=args.format, skip_invalid=args.skip_invalid, options={"batch_input": args.batch_input}
+    )
     stats = store.import_traces(result.traces, path=str(args.file), default_task=args.task, skip_invalid=args.skip_invalid)
     stats.invalid += len(result.invalid)
     stats.errors = [str(e) for e in result.invalid] + stats.errors
-    emit(args.json, stats.as_dict() | {"format": result.format}, _import_summary)
+    emit(args.json, stats.as_dict() | {"format": result.format, "skipped": len(result.skipped)}, _import_summary)
     return 0
 
 

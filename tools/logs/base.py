@@ -1,11 +1,15 @@
 """The shared machinery of the log importers: a streaming JSONL reader, the ``Importer`` protocol
 and the conversion of parse failures into ``LogFormatError``.
 
-Why it is split this way: every log format kaizen reads is "one JSON object per line", and what
-differs is only how one object maps onto ``TraceIn``. So reading, line numbering, size limits and
-error wording live here once, and a format is a small module with ``sniff`` and ``parse``. That
+Why it is split this way: almost every log format kaizen reads is "one JSON object per line", and
+what differs is only how one object maps onto ``TraceIn``. So reading, line numbering, size limits
+and error wording live here once, and a format is a small module with ``sniff`` and ``parse``. That
 keeps error messages identical across formats (``path:line: field: problem``) and makes a new
-format (OpenAI Batch, OTel GenAI spans, Langfuse, vLLM …) one file.
+format one file. The few formats that do not fit "one line, one trace" use optional hooks (see
+``Importer``): ``parse_many`` (one line, several traces: an OTLP export), ``bind`` (a second input
+file: OpenAI Batch), and text importers (``reads_text``: vLLM's plain-text request log, whose
+records span two lines). Well-formed records that are not traces (a Langfuse SPAN row) are reported
+as ``SkipRecord`` values rather than errors, so an honest export never needs ``--skip-invalid``.
 
 The reader never holds more than ``max_line_bytes`` of one line in memory: production logs are
 large and occasionally contain a runaway record (a base64 image, a looping generation), and that
@@ -50,9 +54,38 @@ class FieldError(ValueError):
         super().__init__(f"{field}: {problem}")
 
 
+class SkipRecord(Exception):
+    """A well-formed record that is deliberately not a trace (a Langfuse SPAN, a non-GenAI span).
+
+    Importers raise it from ``parse`` (or return it among ``parse_many``'s results); the reader
+    records ``(line, reason)`` in ``ParseResult.skipped`` whatever ``skip_invalid`` says, because
+    nothing is wrong with the file. It is not a ``ValueError`` so it can never pass for one.
+
+    Args:
+        reason: Why the record is not imported, in plain words.
+    """
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
 @runtime_checkable
 class Importer(Protocol):
     """One log format: recognises a record and turns it into a ``TraceIn``.
+
+    Optional hooks, looked up with ``getattr`` so that the two-method importers stay valid:
+
+    * ``parse_many(obj) -> list[TraceIn | SkipRecord]``: used instead of ``parse`` when one line
+      can hold several records (an OTLP ``resourceSpans`` export). A ``ValueError`` still rejects
+      the whole line, which keeps a line the unit of atomicity.
+    * ``bind(path, options, max_line_bytes) -> Importer``: called once, before the first record,
+      to get an importer configured for this file (OpenAI Batch loads its input file here).
+      ``options`` are the format-specific options of ``parse_traces``; a format without ``bind``
+      accepts none.
+    * ``reads_text = True`` with ``sniff_text(line) -> bool`` and
+      ``parse_lines(path, lines) -> Iterator[(lineno, TraceIn | SkipRecord | LogFormatError)]``:
+      a plain-text log read as a whole (vLLM), for formats whose records are not JSON lines.
 
     Attributes:
         name: The format's name as given to ``--format`` (e.g. ``"kaizen"``, ``"openai-chat"``).
@@ -77,11 +110,27 @@ class ParseResult:
         format: Name of the format used (detected or given).
         traces: ``(line number, trace)`` for every record that parsed, in file order.
         invalid: One error per skipped line (only filled with ``skip_invalid=True``).
+        skipped: ``(line number, reason)`` for well-formed records that are not traces (see
+            ``SkipRecord``); always filled, they are not errors.
     """
 
     format: str
     traces: list[tuple[int, TraceIn]] = dataclass_field(default_factory=list)
     invalid: list[LogFormatError] = dataclass_field(default_factory=list)
+    skipped: list[tuple[int, str]] = dataclass_field(default_factory=list)
+
+
+def parse_record(importer: Importer, obj: dict[str, Any]) -> list[TraceIn | SkipRecord]:
+    """Everything one decoded line yields: ``parse_many`` when the importer has it, else ``parse``.
+
+    Raises:
+        ValueError: The line does not fit the format (``FieldError``, ``ValidationError`` …).
+    """
+    many = getattr(importer, "parse_many", None)
+    try:
+        return list(many(obj)) if many is not None else [importer.parse(obj)]
+    except SkipRecord as skip:
+        return [skip]
 
 
 def _size_text(n: int) -> str:
@@ -108,6 +157,37 @@ def iter_records(
 
     Raises:
         LogFormatError: The file is missing, unreadable or holds no non-blank line.
+    """
+    p = os.fspath(path)
+    for lineno, raw in iter_lines(path, max_line_bytes):
+        yield lineno, raw if isinstance(raw, LogFormatError) else _decode(p, lineno, raw)
+
+
+def iter_text_lines(
+    path: str | os.PathLike[str], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, str | LogFormatError]]:
+    """Like ``iter_records`` for a plain-text log: ``(lineno, str)`` per non-blank line, ``\\r`` removed."""
+    p = os.fspath(path)
+    for lineno, raw in iter_lines(path, max_line_bytes, "file is empty: no log lines found"):
+        if isinstance(raw, LogFormatError):
+            yield lineno, raw
+            continue
+        try:
+            yield lineno, raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as e:
+            problem = f"not valid UTF-8 at byte {e.start}; re-encode the file as UTF-8"
+            yield lineno, LogFormatError(p, lineno, "<encoding>", problem)
+
+
+def iter_lines(
+    path: str | os.PathLike[str],
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    empty_problem: str = "file is empty: no JSON lines found",
+) -> Iterator[tuple[int, bytearray | LogFormatError]]:
+    """The raw non-blank lines of a file (newline removed), or the error for an over-long line.
+
+    Shared by the JSONL and the plain-text readers so both get the same size limit, line
+    numbering, BOM handling and file-level errors.
     """
     p = os.fspath(path)
     try:
@@ -157,11 +237,11 @@ def iter_records(
             if not raw or raw.isspace():
                 continue
             seen_any = True
-            yield lineno, _decode(p, lineno, raw)
+            yield lineno, raw
     finally:
         f.close()
     if not seen_any:
-        raise LogFormatError(p, 0, "<file>", "file is empty: no JSON lines found")
+        raise LogFormatError(p, 0, "<file>", empty_problem)
 
 
 def _read_line(f: BinaryIO, limit: int) -> bytearray:
