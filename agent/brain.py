@@ -8,12 +8,13 @@ should not trust, and turns the last verdict into the next iteration's plan.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from collections import Counter, defaultdict
 from typing import Any, Protocol
 
 from agent.state import Diagnosis, FailureCluster, Plan, SuspectFlag
 from tools.evaluate.metrics import normalize_label
-from tools.schema import TaskSpec, last_user_text
+from tools.schema import EvalItem, Skill, TaskSpec, last_user_text
 from tools.similarity import TextIndex
 from tools.store import TraceView
 
@@ -41,9 +42,27 @@ HYPOTHESES = {
 
 
 class Brain(Protocol):
+    name: str
+
     def diagnose(self, task: TaskSpec, traces: list[TraceView]) -> Diagnosis: ...
 
     def plan(self, iteration: int, diagnosis: Diagnosis, last: dict[str, Any] | None, previous: Plan | None) -> Plan: ...
+
+    def synthesize(self, task: TaskSpec, failures: list[EvalItem], eval_texts: list[str],
+                   confused_with: dict[str, str] | None = None, per_case: int = 2) -> list[EvalItem]: ...
+
+    def propose_skill(self, task: TaskSpec, skill: Skill | None, failures: list[EvalItem]) -> Skill | None: ...
+
+
+def make_brain(ws: Any, log_path: Path | None = None) -> Any:
+    """The brain ``kaizen.yaml`` asks for: the rule brain, or an LLM brain (which falls back to it)."""
+    s = ws.settings.brain
+    if s.kind != "llm":
+        return RuleBrain()
+    from agent.llm_brain import LLMBrain
+    from agent.llm_client import LLMClient
+
+    return LLMBrain(LLMClient(s, cache_dir=ws.artifact_dir("brain-cache"), log_path=log_path))
 
 
 def is_garbage(text: str) -> bool:
@@ -175,6 +194,15 @@ class RuleBrain:
                 hypothesis=hyp,
             ))
         return out
+
+    # ------------------------------------------------------------------- no teacher, no text
+    def synthesize(self, task: TaskSpec, failures: list[EvalItem], eval_texts: list[str],
+                   confused_with: dict[str, str] | None = None, per_case: int = 2) -> list[EvalItem]:
+        """Writing new inputs needs a teacher; the rule brain's data comes from the logs alone."""
+        return []
+
+    def propose_skill(self, task: TaskSpec, skill: Skill | None, failures: list[EvalItem]) -> Skill | None:
+        return None
 
     # ---------------------------------------------------------------------------------- plan
     def plan(self, iteration: int, diagnosis: Diagnosis, last: dict[str, Any] | None, previous: Plan | None) -> Plan:

@@ -48,3 +48,16 @@ def write_json(path: Path, data: Any) -> str:
     tmp.write_text(json.dumps(data, indent=2, default=str))
     tmp.replace(path)
     return str(path)
+
+
+def label(version: str, skill: int | None) -> str:
+    """What is compared and deployed: a model version, with its prompt skill when it has one."""
+    return f"{version}+skill{skill}" if skill else version
+
+
+def incumbent_label(state: dict[str, Any]) -> str:
+    return label(state["incumbent"], state.get("incumbent_skill"))
+
+
+def candidate_label(state: dict[str, Any]) -> str:
+    return label(state["candidate"], state.get("candidate_skill"))

@@ -34,6 +34,11 @@ class FailureCluster(BaseModel):
     trace_ids: list[str]
     examples: list[dict[str, str]] = Field(default_factory=list)
     hypothesis: str = ""
+    name: str = Field("", description="A short name for the pattern (LLM brain).")
+    external_reason: str = Field("", description="Why it is not fixable by training, when the brain says so.")
+    probes: list[str] = Field(default_factory=list, description="Synthetic inputs that should fail if the hypothesis is right.")
+    probe_results: list[dict[str, Any]] = Field(default_factory=list, description="Each probe's input, the incumbent's output, failed.")
+    confirmed: bool | None = Field(None, description="Probes failed on the incumbent as predicted (None: no probes run).")
 
 
 class Diagnosis(BaseModel):
@@ -72,6 +77,8 @@ class Plan(BaseModel):
         "training data (lineage says so), else continue the incumbent's adapter (e.g. a model added from outside).",
     )
     drop_clusters: list[str] = Field(default_factory=list)
+    fix: Literal["weights", "skill", "both"] = Field(
+        "weights", description="weights: train an adapter; skill: edit the prompt skill only; both.")
     rationale: list[str] = Field(default_factory=list)
 
 
@@ -84,6 +91,8 @@ class RepairState(TypedDict, total=False):
     preset: str
     auto_approve: bool
     incumbent: str
+    incumbent_skill: int | None  # production's prompt skill version
+    candidate_skill: int | None  # the candidate's skill version (a skill fix, or the incumbent's)
     iteration: int
     max_iterations: int
     started_at: float

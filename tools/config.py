@@ -49,6 +49,11 @@ class BrainSettings(Section):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (llm only).")
     model: str | None = Field(None, description="Model name at that endpoint (llm only).")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    redact_pii: bool = Field(True, description="Replace emails, phone, card, IBAN and IP numbers with placeholders before any request.")
+    max_tokens_per_run: int = Field(200_000, ge=0, description="Brain tokens (prompt + completion) per run; past it, the rule brain decides.")
+    max_retries: int = Field(2, ge=0, le=5, description="Retries of a call whose output is invalid or whose endpoint fails, before falling back.")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds per brain request.")
+    usd_per_1m_tokens: float | None = Field(None, ge=0, description="Price per million tokens, for the cost shown in reports (null: unknown; 0 for a local server).")
 
     @model_validator(mode="after")
     def _llm_needs_model(self) -> BrainSettings:

@@ -69,10 +69,14 @@ def new_version_name(ws: Workspace, task: str, prefix: str = "") -> str:
 
 
 def build_job(ws: Workspace, task: TaskSpec, items: list[EvalItem], *, kind: str, start: ModelVersionRow,
-              job_dir: Path, from_incumbent: bool = False, **params: Any) -> TrainJob:
-    """A training job for ``items`` on ``start``'s base (optionally initialised from its adapter)."""
+              job_dir: Path, from_incumbent: bool = False, skill: Any = None, **params: Any) -> TrainJob:
+    """A training job for ``items`` on ``start``'s base (optionally initialised from its adapter).
+
+    ``skill``: the prompt skill the model will be served with — training renders chats with it, so
+    the model learns under the prompt it will see.
+    """
     base_dir, adapter = version_paths(ws, start)
-    rows = sft_rows(task, items) if kind == "sft" else grpo_rows(task, items)
+    rows = sft_rows(task, items, skill) if kind == "sft" else grpo_rows(task, items, skill)
     data_path = job_dir / "data.jsonl"
     write_items(data_path, rows)
     m = ws.settings.model

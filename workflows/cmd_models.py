@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = models.add_parser("promote", help="Make VERSION the task's production version (old one → previous).")
     p.add_argument("version")
     p.add_argument("--task", required=True)
+    p.add_argument("--skill", type=int, default=None, help="Deploy this skill version with it (default: none).")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_promote)
     p = models.add_parser("export", help="Write a standalone model directory (adapter merged into its base).")
@@ -101,8 +102,13 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     ws = find_workspace(args.workspace)
-    old, new = registry.promote(ws.store, args.task, args.version, actor=_actor(), note="kaizen models promote")
-    emit(args.json, {"task": args.task, "production": new, "previous": old}, lambda d: console.print(f"{args.task}: production {old} → {new}"))
+    if args.skill is not None:
+        from tools.skills import get_skill
+
+        get_skill(ws.store, args.task, args.skill)  # a clear error before anything moves
+    old, new = registry.promote(ws.store, args.task, args.version, actor=_actor(), note="kaizen models promote", skill=args.skill)
+    emit(args.json, {"task": args.task, "production": new, "previous": old, "skill": args.skill},
+         lambda d: console.print(f"{args.task}: production {old} → {new}" + (f" with skill {args.skill}" if args.skill else "")))
     return 0
 
 

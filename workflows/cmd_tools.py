@@ -1,4 +1,4 @@
-"""CLI: the model tools used alone — ``kaizen eval``, ``kaizen train sft|grpo``, ``kaizen bench tools``."""
+"""CLI: the model tools used alone — ``kaizen eval``, ``kaizen train sft|grpo``, ``kaizen bench tools|adaptft``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from tools import registry
 from tools.data import load_items
 from tools.errors import ConfigError
 from tools.workspace import find_workspace
+from workflows.bench_adaptft import add_parser as add_adaptft_parser
 from workflows.output import console, emit, info
 
 
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="Fewer repetitions (smoke test).")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_tools)
+    add_adaptft_parser(bench)
 
 
 def _progress(label: str):  # noqa: ANN202

@@ -38,9 +38,12 @@ def _graph(ws: Workspace) -> Iterator[Any]:
 
 
 def _config(ws: Workspace, run: RunRow, progress: Callable[[str], None] | None) -> dict[str, Any]:
+    from agent.brain import make_brain
+
     opts = run.config
     return {"configurable": {
         "thread_id": run.thread_id, "workspace": ws, "progress": progress,
+        "brain": make_brain(ws, log_path=ws.artifact_dir("runs", run.id) / "brain.jsonl"),
         "extra_eval_sets": opts.get("extra_eval_sets", []), "train_overrides": opts.get("train_overrides", {}),
         "plan_defaults": opts.get("plan_defaults", {}),
     }}
@@ -63,6 +66,9 @@ def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str
         else:
             run.status = state.get("status") or "not_promoted"
         run.summary = summarize(state)
+        client = getattr(cfg["configurable"]["brain"], "client", None)
+        if client is not None:  # the LLM brain: calls, cache hits, fallbacks, tokens, redactions, cost
+            run.summary["brain"] = client.summary() | {"log": str(client.log_path)}
         run.events = state.get("events", [])
         run.report_path = _write_report(ws, run, state)
         ws.store.save_run(run)
@@ -109,11 +115,16 @@ def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "rep
         raise
     state = {
         "run_id": run_id, "task": task, "preset": "demo" if preset == "demo" else "repair", "auto_approve": approve,
-        "incumbent": incumbent.name, "iteration": 0, "max_iterations": iters, "started_at": now,
+        "incumbent": incumbent.name, "incumbent_skill": _production_skill(ws, task), "iteration": 0, "max_iterations": iters, "started_at": now,
         "deadline": now + budget.max_wall_clock_s, "train_tokens_budget": budget.max_train_tokens, "train_tokens_used": 0,
         "artifacts": str(ws.artifact_dir("runs", run_id)), "evals": {}, "promoted": False, "events": [],
     }
     return _drive(ws, run, state, progress)
+
+
+def _production_skill(ws: Workspace, task: str) -> int | None:
+    alias = ws.store.get_alias(task, "production")
+    return alias.skill_version if alias else None
 
 
 def resume(ws: Workspace, run_id: str, progress: Callable[[str], None] | None = None) -> RunRow:
@@ -138,8 +149,11 @@ def decide(ws: Workspace, run_id: str, approved: bool, who: str, progress: Calla
 
 def summarize(state: dict[str, Any]) -> dict[str, Any]:
     """The ``--json`` shape of ``kaizen repair``."""
+    from agent.context import label
+
     best = state.get("best") or state.get("verdict") or {}
-    inc, cand = state.get("incumbent"), best.get("candidate") or state.get("candidate")
+    inc = label(state["incumbent"], state.get("incumbent_skill")) if state.get("incumbent") else None
+    cand = best.get("candidate") or state.get("candidate")
     ev = state.get("evals") or {}
 
     def score(version: str | None, suite: str) -> float | None:

@@ -13,6 +13,13 @@ def diagnose(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     ws = workspace(config)
     task = ws.store.get_task(state["task"])
     diag = brain(config).diagnose(task, ws.store.traces(task.name))
+    if any(c.probes for c in diag.clusters):
+        from agent.probes import run_probes
+        from tools.versions import make_backend
+
+        n = run_probes(task, diag, make_backend(ws, ws.store.get_model_version(state["incumbent"])))
+        confirmed = [c.key for c in diag.clusters if c.confirmed]
+        progress(config, f"diagnose: {n} probes run on the incumbent; hypotheses confirmed for {len(confirmed)} clusters")
     path = write_json(run_dir(state) / "diagnosis.json", diag.model_dump())
     fixable = [c for c in diag.clusters if c.fixable]
     progress(config, f"diagnose: {diag.n_failures} failures in {len(fixable)} fixable clusters, "

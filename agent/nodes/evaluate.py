@@ -12,10 +12,11 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from agent.context import event, progress, run_dir, workspace
+from agent.context import candidate_label, event, incumbent_label, label, progress, run_dir, workspace
 from tools.data import load_items
 from tools.evaluate.run import dataset_id, evaluate as run_eval
 from tools.schema import EvalItem
+from tools.skills import get_skill
 from tools.versions import make_backend, record_eval
 
 
@@ -32,14 +33,17 @@ def suites_for(state: dict[str, Any], config: RunnableConfig) -> dict[str, str]:
     return suites
 
 
-def _eval_version(state: dict[str, Any], config: RunnableConfig, version: str, suites: dict[str, str]) -> dict[str, Any]:
+def _eval_version(state: dict[str, Any], config: RunnableConfig, version: str, skill_version: int | None,
+                  suites: dict[str, str]) -> dict[str, Any]:
     ws = workspace(config)
     task = ws.store.get_task(state["task"])
+    skill = get_skill(ws.store, task.name, skill_version) if skill_version else None
+    name = label(version, skill_version)
     out: dict[str, Any] = {}
     backend = None
     for suite, path in suites.items():
-        key = f"{version}/{suite}"
-        cache = run_dir(state) / "evals" / f"{version}--{suite}.json"
+        key = f"{name}/{suite}"
+        cache = run_dir(state) / "evals" / f"{name}--{suite}.json"
         if cache.exists():
             out[key] = json.loads(cache.read_text())
             continue
@@ -49,9 +53,9 @@ def _eval_version(state: dict[str, Any], config: RunnableConfig, version: str, s
             continue
         if backend is None:
             backend = make_backend(ws, ws.store.get_model_version(version))
-        progress(config, f"evaluate: {version} on {suite} ({len(items)} examples)")
-        report = run_eval(task, items, backend, model_version=version, suite=suite,
-                          outputs_path=run_dir(state) / "evals" / f"{version}--{suite}.jsonl")
+        progress(config, f"evaluate: {name} on {suite} ({len(items)} examples)")
+        report = run_eval(task, items, backend, model_version=version, suite=suite, skill=skill,
+                          outputs_path=run_dir(state) / "evals" / f"{name}--{suite}.jsonl")
         record_eval(ws, report, dataset_id(items), run_id=state["run_id"])
         out[key] = {"score": report.score, "n": report.n, "correct": report.correct_by_id, "decoding": report.decoding,
                     "metric": report.metric, "outputs_path": report.outputs_path,
@@ -63,7 +67,8 @@ def _eval_version(state: dict[str, Any], config: RunnableConfig, version: str, s
 def evaluate(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     suites = suites_for(state, config)
     evals = dict(state.get("evals") or {})
-    evals.update(_eval_version(state, config, state["incumbent"], suites))
-    evals.update(_eval_version(state, config, state["candidate"], suites))
-    scores = {k: v["score"] for k, v in evals.items() if k.startswith(state["candidate"] + "/") or k.startswith(state["incumbent"] + "/")}
+    evals.update(_eval_version(state, config, state["incumbent"], state.get("incumbent_skill"), suites))
+    evals.update(_eval_version(state, config, state["candidate"], state.get("candidate_skill"), suites))
+    inc, cand = incumbent_label(state), candidate_label(state)
+    scores = {k: v["score"] for k, v in evals.items() if k.startswith(cand + "/") or k.startswith(inc + "/")}
     return {"evals": evals, "events": [event("evaluate", iteration=state["iteration"], scores=scores)]}

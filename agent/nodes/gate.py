@@ -6,7 +6,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from agent.context import event, progress, workspace
+from agent.context import candidate_label, event, incumbent_label, progress, workspace
 from agent.nodes.evaluate import suites_for
 from tools.gate import compare, decide, gate_config
 
@@ -14,7 +14,7 @@ from tools.gate import compare, decide, gate_config
 def gate(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     ws = workspace(config)
     cfg = gate_config(state.get("preset", "repair"), ws.settings.gate)
-    inc, cand, ev = state["incumbent"], state["candidate"], state["evals"]
+    inc, cand, ev = incumbent_label(state), candidate_label(state), state["evals"]
     suites = suites_for(state, config)
 
     def cmp(suite: str):  # noqa: ANN202
@@ -31,6 +31,7 @@ def gate(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         "target_before": target.incumbent_score if target else None, "target_after": target.candidate_score if target else None,
         "target_gain": target.gain if target else 0.0, "fixed": target.newly_right if target else [],
         "broken": {s.suite: s.newly_wrong for s in regressions}, "candidate": cand, "iteration": state["iteration"],
+        "candidate_version": state["candidate"], "candidate_skill": state.get("candidate_skill"),
         "detail": verdict.model_dump(),
     }
     best = state.get("best")

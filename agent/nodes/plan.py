@@ -20,5 +20,5 @@ def plan(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     if previous is None and defaults:
         p = p.model_copy(update=defaults)
     progress(config, f"plan (iteration {iteration}): " + "; ".join(p.rationale))
-    return {"plan": p.model_dump(), "iteration": iteration, "candidate": None,
+    return {"plan": p.model_dump(), "iteration": iteration, "candidate": None, "candidate_skill": None,
             "events": [event("plan", iteration=iteration, rationale=p.rationale)]}

@@ -21,10 +21,10 @@ from tools import registry
 def promote(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     ws = workspace(config)
     best = state["best"]
-    version = best["candidate"]
+    version, skill = best.get("candidate_version") or best["candidate"], best.get("candidate_skill")
     approval = {"approved": True, "by": f"{getpass.getuser()} (--approve)", "at": time.time()} if state.get("auto_approve") else None
     if approval is None and ws.settings.gate.require_approval:
-        answer = interrupt({"question": f"promote {version} to production of {state['task']}?", "verdict": best["reasons"]})
+        answer = interrupt({"question": f"promote {best['candidate']} to production of {state['task']}?", "verdict": best["reasons"]})
         approval = dict(answer) if isinstance(answer, dict) else {"approved": bool(answer)}
     elif approval is None:
         approval = {"approved": True, "by": "policy (gate.require_approval: false)", "at": time.time()}
@@ -33,10 +33,10 @@ def promote(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return {"approval": approval, "promoted": False, "status": "rejected",
                 "events": [event("promote", promoted=False, approval=approval)]}
     _record_suites(state, config, version)
-    registry.promote(ws.store, state["task"], version, actor=str(approval.get("by", "")), note=f"run {state['run_id']}")
-    progress(config, f"promote: production of {state['task']} → {version}")
+    registry.promote(ws.store, state["task"], version, actor=str(approval.get("by", "")), note=f"run {state['run_id']}", skill=skill)
+    progress(config, f"promote: production of {state['task']} → {best['candidate']}")
     return {"approval": approval, "promoted": True, "status": "promoted",
-            "events": [event("promote", promoted=True, version=version, approval=approval)]}
+            "events": [event("promote", promoted=True, version=version, skill=skill, approval=approval)]}
 
 
 def _record_suites(state: dict[str, Any], config: RunnableConfig, version: str) -> None:

@@ -57,12 +57,15 @@ def synthesize(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     items, stats = build_training_set(splits, replay_fraction=p.replay_fraction, failure_weight=p.failure_weight,
                                       seed=state.get("iteration", 1), eval_sets=extra, prior=prior,
                                       confused_with=confused_with, hard_negatives_per_case=p.hard_negatives_per_case)
+    synthetic = _synthetic(state, config, task, splits, extra, confused_with, items)
+    items, stats["synthetic"] = items + synthetic, len(synthetic)
+    stats["n"] = len(items)
     it_dir = run_dir(state) / f"iter-{state['iteration']}"
     train_path = it_dir / "train.jsonl"
     write_items(train_path, items)
     write_json(it_dir / "train_stats.json", stats)
     progress(config, f"synthesize: {stats['n']} training examples ({stats['failures']} failures, "
-                     f"{stats['hard_negatives']} hard negatives, {stats['replay']} replay; "
+                     f"{stats['hard_negatives']} hard negatives, {stats['replay']} replay, {stats['synthetic']} synthetic; "
                      f"dropped {stats['dropped_contaminated']} contaminated, {stats['dropped_for_balance']} for balance); "
                      f"held out {len(splits.target)} target, {len(splits.regression)} regression")
     if not items:
@@ -75,3 +78,17 @@ def synthesize(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     return {"splits": suites | {"train": str(train_path)}, "no_train_data": False,
             "events": [event("synthesize", iteration=state["iteration"], **{k: v for k, v in stats.items() if k != "labels"},
                              target=len(splits.target), regression=len(splits.regression))]}
+
+
+def _synthetic(state: dict[str, Any], config: RunnableConfig, task: Any, splits: Any, extra: list, confused_with: dict,
+               items: list) -> list:
+    """The brain's paraphrases and hard negatives (none from the rule brain), kept clear of every eval set."""
+    from agent.context import brain
+    from tools.schema import last_user_text
+
+    if not splits.train_failures:
+        return []
+    eval_texts = [last_user_text(e.messages) for s in [splits.target, splits.regression, *extra] for e in s]
+    have = {it.id for it in items}
+    new = brain(config).synthesize(task, splits.train_failures, eval_texts, confused_with)
+    return [it for it in new if it.id not in have]

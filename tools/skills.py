@@ -1,0 +1,77 @@
+"""Prompt skills: versioned system prompt / instructions / few-shot, deployed with a model version.
+
+A skill is the cheapest fix there is — no training, no new weights — and for format and instruction
+failures often the right one. Versions are per task, numbered 1, 2, … and never changed once
+written (a new edit is a new version with ``parent``); the task's ``production`` alias points at a
+(model version, skill version) pair, so promote and rollback move both together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+from sqlmodel import col, select
+
+from tools.errors import NotFoundError
+from tools.schema import Skill
+from tools.store import Store
+from tools.store.tables import SkillRow
+
+
+def save_skill(store: Store, task: str, skill: Skill, parent: int | None = None) -> Skill:
+    """Store ``skill`` as the task's next version; returns it with its version number.
+
+    Saving the same content with the same parent again returns the existing version (a resumed
+    run that re-asks the brain gets the cached answer and must not mint a duplicate).
+    """
+    store.get_task(task)
+    body = skill.model_dump(mode="json", exclude={"name", "version"})
+    with store.session() as s:
+        for row in s.exec(select(SkillRow).where(SkillRow.task == task, SkillRow.parent == parent)):
+            if {k: v for k, v in row.body.items() if k not in ("name", "version")} == body:
+                return Skill.model_validate(row.body)
+        last = s.exec(select(SkillRow.version).where(SkillRow.task == task).order_by(col(SkillRow.version).desc())).first()
+        version = (last or 0) + 1
+        saved = skill.model_copy(update={"name": task, "version": version})
+        s.add(SkillRow(task=task, version=version, body=saved.model_dump(mode="json"), parent=parent))
+    return saved
+
+
+def get_skill(store: Store, task: str, version: int) -> Skill:
+    with store.session() as s:
+        row = s.exec(select(SkillRow).where(SkillRow.task == task, SkillRow.version == version)).first()
+    if row is None:
+        raise NotFoundError(f"task {task!r} has no skill version {version}: see `kaizen skills list --task {task}`")
+    return Skill.model_validate(row.body)
+
+
+def list_skills(store: Store, task: str) -> list[dict[str, Any]]:
+    aliases = {a.alias: a.skill_version for a in store.aliases(task).values()}
+    with store.session() as s:
+        rows = list(s.exec(select(SkillRow).where(SkillRow.task == task).order_by(col(SkillRow.version))))
+    return [{"version": r.version, "parent": r.parent, "created_at": r.created_at,
+             "aliases": sorted(a for a, v in aliases.items() if v == r.version),
+             "instructions": (r.body.get("instructions") or "")[:80], "few_shot": len(r.body.get("few_shot") or [])}
+            for r in rows]
+
+
+def production_skill(store: Store, task: str) -> Skill | None:
+    alias = store.get_alias(task, "production")
+    return get_skill(store, task, alias.skill_version) if alias and alias.skill_version else None
+
+
+def skill_text(skill: Skill | None) -> list[str]:
+    """A skill as the lines a person compares: system prompt, instructions, each few-shot turn."""
+    if skill is None:
+        return ["(no skill: the task's system prompt alone)"]
+    lines = [f"system_prompt: {skill.system_prompt or '(task default)'}", "instructions:"]
+    lines += [f"  {x}" for x in (skill.instructions or "").splitlines()] or ["  (none)"]
+    for i, shot in enumerate(skill.few_shot, 1):
+        lines += [f"few_shot {i} {m.role}: {json.dumps(m.content, ensure_ascii=False)}" for m in shot]
+    return lines
+
+
+def diff_skills(a: Skill | None, b: Skill | None, names: tuple[str, str] = ("a", "b")) -> str:
+    return "\n".join(difflib.unified_diff(skill_text(a), skill_text(b), *names, lineterm=""))
