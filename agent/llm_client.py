@@ -72,6 +72,7 @@ class LLMClient:
     # ------------------------------------------------------------------------------------ call
     def parse(self, purpose: str, schema: type[T], system: str, user: str, *, max_tokens: int = 1024) -> T | None:
         """Ask for ``schema``; None (and a logged reason) when the rule brain must decide instead."""
+        max_tokens = min(max_tokens, self.s.max_output_tokens)
         redactions: Counter[str] = Counter()
         if self.s.redact_pii:
             system, c1 = redact(system)

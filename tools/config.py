@@ -53,6 +53,7 @@ class BrainSettings(Section):
     max_tokens_per_run: int = Field(200_000, ge=0, description="Brain tokens (prompt + completion) per run; past it, the rule brain decides.")
     max_retries: int = Field(2, ge=0, le=5, description="Retries of a call whose output is invalid or whose endpoint fails, before falling back.")
     timeout_s: float = Field(120.0, gt=0, description="Seconds per brain request.")
+    max_output_tokens: int = Field(2048, ge=16, description="Cap on the tokens of any one answer (a cut-off answer falls back).")
     usd_per_1m_tokens: float | None = Field(None, ge=0, description="Price per million tokens, for the cost shown in reports (null: unknown; 0 for a local server).")
 
     @model_validator(mode="after")
