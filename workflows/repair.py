@@ -37,26 +37,26 @@ def _graph(ws: Workspace) -> Iterator[Any]:
         conn.close()
 
 
-def _config(ws: Workspace, run: RunRow, progress: Callable[[str], None] | None) -> dict[str, Any]:
+def _config(ws: Workspace, run: RunRow, progress: Callable[[str], None] | None, brain: Any = None) -> dict[str, Any]:
     from agent.brain import make_brain
 
     opts = run.config
     return {"configurable": {
         "thread_id": run.thread_id, "workspace": ws, "progress": progress,
-        "brain": make_brain(ws, log_path=ws.artifact_dir("runs", run.id) / "brain.jsonl"),
+        "brain": brain or make_brain(ws, log_path=ws.artifact_dir("runs", run.id) / "brain.jsonl"),
         "extra_eval_sets": opts.get("extra_eval_sets", []), "train_overrides": opts.get("train_overrides", {}),
         "plan_defaults": opts.get("plan_defaults", {}),
     }}
 
 
-def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str], None] | None) -> RunRow:
+def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str], None] | None, brain: Any = None) -> RunRow:
     """Run the graph until it ends or interrupts; keep the run record and lock in step."""
     lock.acquire_safely(ws.store, run.task, run.id)
     run.status = "running"
     ws.store.save_run(run)
     try:
         with _graph(ws) as graph:
-            cfg = _config(ws, run, progress)
+            cfg = _config(ws, run, progress, brain)
             for _ in graph.stream(graph_input, cfg, stream_mode="updates", durability="sync"):
                 lock.heartbeat(ws.store, run.task, run.id)
             snap = graph.get_state(cfg)
@@ -88,8 +88,10 @@ def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str
 def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "repair", max_iterations: int | None = None,
           extra_eval_sets: list[Path] | None = None, train_overrides: dict[str, Any] | None = None,
           plan_defaults: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
-          run_id: str | None = None) -> RunRow:
+          run_id: str | None = None, brain: Any = None) -> RunRow:
     """Start a repair run on ``task`` from its production version.
+
+    ``brain``: a brain object instead of the one kaizen.yaml configures (tests, embedding kaizen).
 
     ``run_id`` lets a caller that already holds the task's lock under that id (a scheduled tick)
     start the run without letting go of the lock in between.
@@ -119,7 +121,7 @@ def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "rep
         "deadline": now + budget.max_wall_clock_s, "train_tokens_budget": budget.max_train_tokens, "train_tokens_used": 0,
         "artifacts": str(ws.artifact_dir("runs", run_id)), "evals": {}, "promoted": False, "events": [],
     }
-    return _drive(ws, run, state, progress)
+    return _drive(ws, run, state, progress, brain)
 
 
 def _production_skill(ws: Workspace, task: str) -> int | None:
