@@ -20,6 +20,7 @@ from agent.brain import RuleBrain
 from agent.llm_client import LLMClient, fence
 from agent.state import Diagnosis, FailureCluster, Plan
 from tools.data import item_id
+from tools.errors import DataError
 from tools.evaluate.metrics import normalize_label
 from tools.schema import EvalItem, Message, Skill, TaskSpec, last_user_text
 from tools.similarity import near_duplicates
@@ -169,8 +170,12 @@ class LLMBrain:
             f"\nWrite {n} realistic, varied user inputs for this task with their correct label, spread evenly over the "
             "labels, several surface patterns per label."), f"Write {n} examples.", max_tokens=4096)
         if batch is None:
-            raise RuntimeError("the brain wrote no usable examples (see brain.jsonl): pass --seed-data or --dataset")
-        return validate_synthetic(task, [(i.input, i.label, "seed") for i in batch.items], [], [])
+            raise DataError("the brain wrote no usable examples (its answer was missing or invalid): "
+                            "pass --seed-data or --dataset")
+        items = validate_synthetic(task, [(i.input, i.label, "seed") for i in batch.items], [], [])
+        if not items:
+            raise DataError("none of the brain's examples passed validation (labels outside the set?): pass --seed-data or --dataset")
+        return items
 
     # ------------------------------------------------------------------------------- skill
     def propose_skill(self, task: TaskSpec, skill: Skill | None, failures: list[EvalItem]) -> Skill | None:

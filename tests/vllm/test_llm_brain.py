@@ -163,3 +163,15 @@ def test_brain_methods_return_our_types_or_fall_back(vllm_server, tmp_path: Path
     assert [r["purpose"] for r in records] == ["diagnose", "plan", "synthesize"]
     assert all(r["ok"] or r.get("fallback") for r in records)
     assert isinstance(ClusterReview.model_json_schema(), dict)
+
+
+def test_cold_start_examples_from_the_description_are_validated_or_refused_clearly(vllm_server, tmp_path: Path) -> None:
+    from tools.errors import DataError
+
+    c, _ = client(tmp_path, vllm_server, max_retries=0, max_output_tokens=200)
+    try:
+        items = LLMBrain(c).synthesize_seed(TASK, n=6)
+    except DataError as e:  # a 135M teacher may well write nothing usable: then the user is told what to do
+        assert "--seed-data" in str(e)
+        return
+    assert items and all(i.expected in TASK.labels and i.metadata["provenance"] == "synthetic" for i in items)
