@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from tools.errors import ConfigError
 from tools.schema import TaskSpec
 from tools.workspace import find_workspace, init_workspace
-from workflows.output import console, emit, info, table
+from workflows.output import console, emit, table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

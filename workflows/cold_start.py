@@ -33,6 +33,7 @@ from tools.schema import EvalItem, Strict, TaskSpec
 from tools.store.tables import RunRow
 from tools.workspace import Workspace
 from workflows.cold_start_policy import Attempt, next_attempt
+from workflows.run_record import tracked
 
 Progress = Callable[[str], None]
 MIN_EVAL = 10
@@ -191,27 +192,14 @@ def decide_approval(ws: Workspace, run_id: str, approved: bool, who: str) -> Run
 
 
 def _drive(ws: Workspace, run: RunRow, progress: Progress | None) -> RunRow:
-    lock.acquire_safely(ws.store, run.task, run.id)
-    run.status = "running"
-    ws.store.save_run(run)
-    try:
+    with tracked(ws, run):
         task = ws.store.get_task(run.task)
         run_dir = Path(run.config["run_dir"])
         train, heldout = load_items(run_dir / "train.jsonl", task), load_items(run_dir / "eval.jsonl", task)
         _eval_base(ws, run, task, heldout, progress)
         _search(ws, run, task, train, heldout, progress)
         _finish(ws, run, progress)
-        return run
-    except KaizenError:
-        run.status = "failed"
-        ws.store.save_run(run)
-        raise
-    except BaseException:
-        run.status = "interrupted"  # `kaizen runs resume` continues from the last finished attempt
-        ws.store.save_run(run)
-        raise
-    finally:
-        lock.release(ws.store, run.task, run.id)
+    return run
 
 
 def _base_version(ws: Workspace, task: str) -> Any:

@@ -17,8 +17,9 @@ from typing import Any
 
 from agent.graph import build_graph
 from tools import lock, registry
-from tools.errors import ConfigError, KaizenError
+from tools.errors import ConfigError
 from tools.store.tables import RunRow
+from workflows.run_record import tracked
 from tools.workspace import Workspace
 
 EXIT_AWAITING_APPROVAL = 3
@@ -51,20 +52,14 @@ def _config(ws: Workspace, run: RunRow, progress: Callable[[str], None] | None, 
 
 def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str], None] | None, brain: Any = None) -> RunRow:
     """Run the graph until it ends or interrupts; keep the run record and lock in step."""
-    lock.acquire_safely(ws.store, run.task, run.id)
-    run.status = "running"
-    ws.store.save_run(run)
-    try:
+    with tracked(ws, run):
         with _graph(ws) as graph:
             cfg = _config(ws, run, progress, brain)
             for _ in graph.stream(graph_input, cfg, stream_mode="updates", durability="sync"):
                 lock.heartbeat(ws.store, run.task, run.id)
             snap = graph.get_state(cfg)
         state = dict(snap.values)
-        if snap.interrupts:
-            run.status = "awaiting_approval"
-        else:
-            run.status = state.get("status") or "not_promoted"
+        run.status = "awaiting_approval" if snap.interrupts else (state.get("status") or "not_promoted")
         run.summary = summarize(state)
         client = getattr(cfg["configurable"]["brain"], "client", None)
         if client is not None:  # the LLM brain: calls, cache hits, fallbacks, tokens, redactions, cost
@@ -72,17 +67,7 @@ def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str
         run.events = state.get("events", [])
         run.report_path = _write_report(ws, run, state)
         ws.store.save_run(run)
-        return run
-    except KaizenError:
-        run.status = "failed"
-        ws.store.save_run(run)
-        raise
-    except BaseException:
-        run.status = "interrupted"  # killed or Ctrl-C: `kaizen runs resume` continues from the last node
-        ws.store.save_run(run)
-        raise
-    finally:
-        lock.release(ws.store, run.task, run.id)
+    return run
 
 
 def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "repair", max_iterations: int | None = None,
