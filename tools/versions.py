@@ -30,7 +30,9 @@ def version_paths(ws: Workspace, version: ModelVersionRow) -> tuple[Path, Path |
 
 def make_backend(ws: Workspace, version: ModelVersionRow, backend: str = "transformers", *,
                  base_url: str | None = None, served_model: str | None = None, batch_size: int = 32) -> Any:
-    """An inference backend running ``version``."""
+    """An inference backend running ``version`` (``vllm``: ``base_url`` attaches to a running vLLM server).
+
+    Backends that hold a process (``vllm`` started as a server) have a ``close()``; callers call it when done."""
     from tools.evaluate import backends
 
     if backend == "openai":
@@ -40,7 +42,8 @@ def make_backend(ws: Workspace, version: ModelVersionRow, backend: str = "transf
     base_dir, adapter = version_paths(ws, version)
     m = ws.settings.model
     if backend == "vllm":
-        return backends.VLLMBackend(base_dir, adapter)
+        dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(m.dtype, "auto" if m.device == "cuda" else "float32")
+        return backends.make_vllm_backend(base_dir, adapter, url=base_url, dtype=dtype)
     if backend == "transformers":
         return backends.TransformersBackend(
             base_dir, adapter, device=None if m.device == "auto" else m.device, dtype=None if m.dtype == "auto" else m.dtype,

@@ -33,6 +33,7 @@ from tools.evaluate.metrics import extract_final_answer, normalize_label
 from tools.schema import EvalItem, TaskSpec
 from workflows import clinc
 from workflows.perturb import (
+    OUT_OF_SCOPE,
     STAGE_POISON_RATES,
     Item,
     PerturbedItem,
@@ -50,8 +51,10 @@ GSM8K_CITATION = ("GSM8K: Cobbe et al., 'Training Verifiers to Solve Math Word P
                   "(openai/grade-school-math), MIT licence")
 GSM8K_SYSTEM_PROMPT = "Solve the math word problem step by step, then give the final answer after '####'."
 # Fixable noise that would change a math problem's answer (cutting the question off, dropping a
-# decimal point, "to" → "2"): off for GSM8K, where it would not be fixable any more.
-GSM8K_RATE_OVERRIDES = {"truncation": 0.0, "punctuation_loss": 0.0, "abbreviation": 0.0}
+# decimal point, "to" → "2"): off for GSM8K, where it would not be fixable any more. So is the
+# free-text correction poison: a math example's expected value must hold a final answer, and
+# kaizen refuses ("n/a") as one before any triage could drop it.
+GSM8K_RATE_OVERRIDES = {"truncation": 0.0, "punctuation_loss": 0.0, "abbreviation": 0.0, "off_label_correction": 0.0}
 
 
 def rank(seed: int, tag: str, key: str) -> str:
@@ -77,6 +80,7 @@ class Scenario:
     rates: dict[str, float] | None = None
     reference: dict[str, str] = field(default_factory=dict)
     stratify: bool = True
+    abstain_label: str | None = OUT_OF_SCOPE  # naive arm: the "right" correction of an input no label fits
     max_new_tokens: int = 12
     citation: str = clinc.CITATION
 
@@ -128,7 +132,7 @@ def gsm8k_scenario(*, v1_size: int, seed: int, path: Path = GSM8K_PATH) -> Scena
     reference = {it.id: r["answer"] for it, r in zip(pool, rest, strict=True)}
     labels = sorted({it.label for it in pool})
     return Scenario(name="gsm8k", task=task, v1_items=v1, pool=pool, labels=labels, rates=dict(GSM8K_RATE_OVERRIDES),
-                    reference=reference, stratify=False, max_new_tokens=256, citation=GSM8K_CITATION)
+                    reference=reference, stratify=False, abstain_label=None, max_new_tokens=256, citation=GSM8K_CITATION)
 
 
 # ------------------------------------------------------------------------------ stage batches
@@ -255,7 +259,7 @@ def arm_feedback(scenario: Scenario, items: Sequence[PerturbedItem], outputs: Se
     kind, labels = scenario.task.kind, scenario.labels
     failed = {it.id for it, out in zip(items, outputs, strict=True) if not matches(kind, out, it.correction, labels)}
     if arm == "naive":
-        shown = naive_feedback(items, labels, seed, failed=failed)
+        shown = naive_feedback(items, labels, seed, failed=failed, abstain_label=scenario.abstain_label)
     elif arm == "agent":
         shown = list(items)
     else:

@@ -77,8 +77,9 @@ PRESETS = {
     # SmolLM2-135M on 2 CPU cores, ≤ 45 min: v1 as in the support-intents demo (98 examples);
     # 100 inputs a stage → 70 logs per arm and 30 held out (90 after three stages).
     "small": Preset("small", base="smollm2-135m", per_stage=100, v1_per_label=12, v1_epochs=3),
-    # GPUs: AdaptFT's ~500 logs per stage.
-    "full": Preset("full", base="smollm2-135m", per_stage=500, v1_per_label=30, v1_epochs=3, gpu_only=True,
+    # GPUs: AdaptFT has ~500 logs per stage; the CLINC banking slice's pool holds ~1,260 inputs
+    # after v1's share, so 400 a stage (GSM8K's pool has 6,400).
+    "full": Preset("full", base="smollm2-135m", per_stage=400, v1_per_label=30, v1_epochs=3, gpu_only=True,
                    gsm8k_v1_size=1000, v1_lora={"r": 16, "alpha": 32}),
 }
 SCENARIOS = ("clinc", "gsm8k")
@@ -293,7 +294,7 @@ def run_stage(st: Stage, ctx: dict[str, Any], say: Progress) -> dict[str, Any]:
     naive = scorer(ctx["naive"], naive_prod, held)
     scores = {v: score(c, ids) for v, c in promoted.items()}
     best = max(s for s in scores.values() if s is not None)
-    row = {"stage": st.index, "first": _r(score(first, ids)) if first else None, "best": _r(best),
+    row = {"stage": st.index, "first": _r(score(first, ids)) if first is not None else None, "best": _r(best),
            "naive": _r(score(naive, ids)), "regressions": count_regressions(promoted[prev_prod["agent"]], promoted[agent_prod])}
     row["gap"] = _r(row["best"] - row["naive"])
     detail |= {"heldout": len(held), "agent_production": agent_prod, "agent_production_score": _r(scores[agent_prod]),
@@ -317,6 +318,7 @@ def bench_adaptft(scenario: str = "clinc", preset: str = "small", *, seed: int =
     t0 = time.time()
     say = _say(progress, t0)
     p = check_request(scenario, preset)
+    _preload()
     out = (out_dir or cache_dir() / "bench" / f"adaptft-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty: pass a new --out directory")
@@ -334,19 +336,38 @@ def bench_adaptft(scenario: str = "clinc", preset: str = "small", *, seed: int =
                                "naive": make_workspace(out / "naive", sc, bdir, v1),
                                "tests": [], "promoted": ["v1"],
                                "poisoned_ids": {f"s{s.index}-{it.id}" for s in stages for it in s.logs if it.poisoned}}
-        results = [run_stage(st, ctx, say) for st in stages]
-    data = {"stages": [r["row"] for r in results], "scenario": scenario, "preset": preset, "seed": seed,
+        results: list[dict[str, Any]] = []
+        for stage in stages:
+            results.append(run_stage(stage, ctx, say))
+            # Saved after every stage: a long run that dies late still leaves what it measured.
+            data = _results(results, stages, sc, p, seed, bdir, out, t0, t_setup, complete=stage is stages[-1])
+            (out / "results.json").write_text(json.dumps(data, indent=2))
+    data["plot_path"] = plot(data, out / "adaptft.png")
+    (out / "results.json").write_text(json.dumps(data, indent=2))
+    say(f"done in {data['seconds']['total']:.0f}s → {data['results_path']}")
+    return data
+
+
+def _preload() -> None:
+    """Import what the stages need before the first one: a run lasts many minutes, and it should run
+    one version of the code throughout (not pick up a half-saved edit at stage 3)."""
+    import tools.evaluate.run  # noqa: F401
+    import tools.logs  # noqa: F401
+    import tools.versions  # noqa: F401
+    import workflows.naive  # noqa: F401
+    import workflows.repair  # noqa: F401
+
+
+def _results(results: list[dict[str, Any]], stages: list[Stage], sc: Scenario, p: Preset, seed: int, bdir: Path,
+             out: Path, t0: float, t_setup: float, complete: bool) -> dict[str, Any]:
+    return {"stages": [r["row"] for r in results], "scenario": sc.name, "preset": p.name, "seed": seed, "complete": complete,
             "poison_rates": [s.poison_rate for s in stages], "base": str(bdir), "citation": sc.citation,
             "sizes": {"v1_train": len(sc.v1_items), "per_stage": p.per_stage, "logs_per_stage": len(stages[0].logs),
                       "test_per_stage": len(stages[0].test), "max_iterations": p.max_iterations},
             "details": [r["detail"] for r in results],
             "seconds": {"setup": round(t_setup, 1), "total": round(time.time() - t0, 1)},
-            "out": str(out), "workspaces": {"agent": str(out / "agent"), "naive": str(out / "naive")}}
-    data["results_path"] = str(out / "results.json")
-    data["plot_path"] = plot(data, out / "adaptft.png")
-    (out / "results.json").write_text(json.dumps(data, indent=2))
-    say(f"done in {data['seconds']['total']:.0f}s → {data['results_path']}")
-    return data
+            "out": str(out), "workspaces": {"agent": str(out / "agent"), "naive": str(out / "naive")},
+            "results_path": str(out / "results.json"), "plot_path": None}
 
 
 def plot(data: dict[str, Any], path: Path) -> str | None:
@@ -372,7 +393,7 @@ def plot(data: dict[str, Any], path: Path) -> str | None:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("held-out accuracy (clean gold)")
     ax.set_title(f"AdaptFT-style stages: {data['scenario']} / {data['preset']}", fontsize=10)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="best")
     ax.spines[["top", "right"]].set_visible(False)
     fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
     return str(path)
@@ -395,12 +416,15 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
 def cmd_bench_adaptft(args: argparse.Namespace) -> int:
     from workflows.output import console, emit, info, table
 
-    data = bench_adaptft(args.scenario, args.preset, seed=args.seed, out_dir=args.out, base=args.base, progress=info)
+    from rich.markup import escape
+
+    data = bench_adaptft(args.scenario, args.preset, seed=args.seed, out_dir=args.out, base=args.base,
+                         progress=lambda m: info(escape(m)))  # "[adaptft 01:23]" is not rich markup
 
     def pretty(d: dict[str, Any]) -> None:
         rates = d["poison_rates"]
-        rows = [[r["stage"], f"{rates[i]:.0%}", *(_fmt(r[k]) for k in ("first", "best", "naive", "gap")), r["regressions"]]
-                for i, r in enumerate(d["stages"])]
+        rows = [[r["stage"], f"{rates[i]:.0%}", *(_fmt(r[k]) for k in ("first", "best", "naive")), _fmt(r["gap"], signed=True),
+                 r["regressions"]] for i, r in enumerate(d["stages"])]
         table(f"AdaptFT-style benchmark: {d['scenario']} / {d['preset']} (held-out accuracy on clean gold)",
               ["stage", "poison", "first", "best", "naive", "gap", "regressions"], rows)
         console.print(f"{d['seconds']['total']:.0f} s; results {d['results_path']}; plot {d['plot_path']}")
@@ -409,5 +433,5 @@ def cmd_bench_adaptft(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:+.3f}" if x < 0 else f"{x:.3f}"
+def _fmt(x: float | None, signed: bool = False) -> str:
+    return "—" if x is None else f"{x:+.3f}" if signed else f"{x:.3f}"

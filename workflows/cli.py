@@ -15,10 +15,10 @@ from pathlib import Path
 from rich.text import Text
 
 from tools.errors import KaizenError
-from workflows import cmd_data, cmd_loops, cmd_models, cmd_runs, cmd_skills, cmd_tools
+from workflows import cmd_data, cmd_loops, cmd_models, cmd_runs, cmd_serve, cmd_skills, cmd_tools
 from workflows.output import err_console
 
-COMMAND_MODULES = (cmd_data, cmd_models, cmd_tools, cmd_runs, cmd_loops, cmd_skills)
+COMMAND_MODULES = (cmd_data, cmd_models, cmd_tools, cmd_runs, cmd_loops, cmd_skills, cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("version")
     p.add_argument("--task", required=True)
     p.add_argument("--skill", type=int, default=None, help="Deploy this skill version with it (default: none).")
+    p.add_argument("--no-swap", action="store_true", help="Move the alias only; a running `kaizen serve` is not hot-swapped.")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_promote)
     p = models.add_parser("export", help="Write a standalone model directory (adapter merged into its base).")
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
     p = models.add_parser("rollback", help="Swap the task's production and previous versions.")
     p.add_argument("--task", required=True)
+    p.add_argument("--no-swap", action="store_true", help="Move the aliases only; a running `kaizen serve` is not hot-swapped.")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rollback)
 
@@ -94,28 +96,39 @@ def cmd_add(args: argparse.Namespace) -> int:
     v = registry.add_external(ws.store, args.name, args.path, base=args.base, task=args.task)
     out = version_dict(v)
     if args.promote:
-        registry.promote(ws.store, args.task, v.name, actor=_actor(), note="models add --promote")
+        from tools.serving import promote_and_swap
+
+        res = promote_and_swap(ws.store, args.task, v.name, actor=_actor(), note="models add --promote")
         out["promoted"] = True
+        out["servers"] = res.servers
     emit(args.json, out, lambda d: console.print(f"Registered {d['name']} ({d['kind']})" + (" and promoted" if args.promote else "")))
     return 0
 
 
-def cmd_promote(args: argparse.Namespace) -> int:
-    ws = find_workspace(args.workspace)
-    if args.skill is not None:
-        from tools.skills import get_skill
+def _swapped(d: dict[str, Any]) -> None:
+    for s in d.get("servers") or []:
+        console.print(f"  hot-swapped {s['url']} in {s.get('swap_ms')} ms (loaded {s.get('loaded')}, unloaded {s.get('unloaded')})")
 
-        get_skill(ws.store, args.task, args.skill)  # a clear error before anything moves
-    old, new = registry.promote(ws.store, args.task, args.version, actor=_actor(), note="kaizen models promote", skill=args.skill)
-    emit(args.json, {"task": args.task, "production": new, "previous": old, "skill": args.skill},
-         lambda d: console.print(f"{args.task}: production {old} → {new}" + (f" with skill {args.skill}" if args.skill else "")))
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from tools.serving import promote_and_swap
+
+    ws = find_workspace(args.workspace)
+    # A live `kaizen serve` of the task loads the new version first; if that fails nothing moves.
+    res = promote_and_swap(ws.store, args.task, args.version, actor=_actor(), note="kaizen models promote", skill=args.skill,
+                           swap=not args.no_swap)
+    old, new = res.old, res.new
+    emit(args.json, res.as_dict(), lambda d: (console.print(f"{args.task}: production {old} → {new}"
+                                                            + (f" with skill {args.skill}" if args.skill else "")), _swapped(d)))
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from tools.serving import rollback_and_swap
+
     ws = find_workspace(args.workspace)
-    old, new = registry.rollback(ws.store, args.task, actor=_actor(), note="kaizen models rollback")
-    emit(args.json, {"task": args.task, "production": new, "previous": old}, lambda d: console.print(f"{args.task}: rolled back {old} → {new}"))
+    res = rollback_and_swap(ws.store, args.task, actor=_actor(), note="kaizen models rollback", swap=not args.no_swap)
+    emit(args.json, res.as_dict(with_skill=False), lambda d: (console.print(f"{args.task}: rolled back {res.old} → {res.new}"), _swapped(d)))
     return 0
 
 

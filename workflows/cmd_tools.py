@@ -1,4 +1,4 @@
-"""CLI: the model tools used alone — ``kaizen eval``, ``kaizen train sft|grpo``, ``kaizen bench tools|adaptft``."""
+"""CLI: the model tools used alone — ``kaizen eval``, ``kaizen train sft|grpo``, ``kaizen bench tools|adaptft|serving``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tools.data import load_items
 from tools.errors import ConfigError
 from tools.workspace import find_workspace
 from workflows.bench_adaptft import add_parser as add_adaptft_parser
+from workflows.bench_serving import add_parser as add_serving_parser
 from workflows.output import console, emit, info
 
 
@@ -22,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
     p.add_argument("--mode", default="auto", choices=["auto", "generate", "score"],
                    help="generate: decode greedily; score: pick the likeliest label (classification).")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (--backend openai).")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (--backend openai); with --backend vllm: "
+                   "a running vLLM server to use instead of starting one.")
     p.add_argument("--served-model", default=None, help="Model name at that endpoint (--backend openai).")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None)
@@ -56,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_tools)
     add_adaptft_parser(bench)
+    add_serving_parser(bench)
 
 
 def _progress(label: str):  # noqa: ANN202
@@ -79,8 +82,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     backend = make_backend(ws, version, args.backend, base_url=args.base_url, served_model=args.served_model, batch_size=args.batch_size)
     ds = dataset_id(items)
     out = ws.artifact_dir("evals", task.name) / f"{version.name}-{ds}.jsonl"
-    report = evaluate(task, items, backend, model_version=version.name, outputs_path=out, mode=args.mode,
-                      max_new_tokens=args.max_new_tokens, progress=_progress("eval"))
+    from workflows.serve import sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():  # a killed eval still stops the vLLM server it started
+            report = evaluate(task, items, backend, model_version=version.name, outputs_path=out, mode=args.mode,
+                              max_new_tokens=args.max_new_tokens, progress=_progress("eval"))
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()  # e.g. stop the vLLM server --backend vllm started
     record_eval(ws, report, ds)
     data: dict[str, Any] = {
         "model": version.name, "task": task.name, "n": report.n, "metric": report.metric, "score": report.score,

@@ -1,7 +1,7 @@
 """promote: behind an optional human approval, move the task's production alias to the winner.
 
 This node calls ``interrupt()``; on resume LangGraph re-runs it from the top, so everything before
-the interrupt is read-only and the promotion itself is idempotent (``registry.promote`` is a
+the interrupt is read-only and the promotion itself is idempotent (``promote_and_swap`` is a
 no-op when production already points at the candidate).
 """
 
@@ -15,7 +15,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import interrupt
 
 from agent.context import event, progress, workspace
-from tools import registry
+from tools.serving import promote_and_swap
 
 
 def promote(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
@@ -33,10 +33,14 @@ def promote(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return {"approval": approval, "promoted": False, "status": "rejected",
                 "events": [event("promote", promoted=False, approval=approval)]}
     _record_suites(state, config, version)
-    registry.promote(ws.store, state["task"], version, actor=str(approval.get("by", "")), note=f"run {state['run_id']}", skill=skill)
-    progress(config, f"promote: production of {state['task']} → {best['candidate']}")
+    # A live `kaizen serve` of the task is hot-swapped first; if it cannot load the candidate this
+    # raises (the run fails, production and the registry stay as they were; `kaizen runs resume` retries).
+    swapped = promote_and_swap(ws.store, state["task"], version, actor=str(approval.get("by", "")), note=f"run {state['run_id']}",
+                               skill=skill)
+    progress(config, f"promote: production of {state['task']} → {best['candidate']}"
+             + "".join(f"; hot-swapped {s['url']}" for s in swapped.servers))
     return {"approval": approval, "promoted": True, "status": "promoted",
-            "events": [event("promote", promoted=True, version=version, skill=skill, approval=approval)]}
+            "events": [event("promote", promoted=True, version=version, skill=skill, approval=approval, servers=swapped.servers)]}
 
 
 def _record_suites(state: dict[str, Any], config: RunnableConfig, version: str) -> None:

@@ -23,7 +23,7 @@ def scenario() -> st.Scenario:
 
 
 def test_scenario_pool_excludes_v1_examples_and_keeps_the_gaps(scenario: st.Scenario) -> None:
-    v1_texts = {it.messages[-1]["content"] for it in scenario.v1_items}
+    v1_texts = {it.messages[-1].content for it in scenario.v1_items}
     v1_labels = Counter(it.expected for it in scenario.v1_items)
     assert v1_labels["card_declined"] == 0 and v1_labels["bill_balance"] == 2 and v1_labels["balance"] == 12
     assert not v1_texts & {it.text for it in scenario.pool}
@@ -82,7 +82,7 @@ def test_heldout_is_the_union_of_test_splits_on_clean_gold() -> None:
     assert [it.id for it in h2] == ["x1", "x2", "x3", "x9"]  # grows; earlier stages stay in
     # Scored on what the user meant: the source text and its gold label, not the noise or the poison.
     last = h2[-1]
-    assert last.messages == [{"role": "user", "content": "clean text 9"}] and last.expected == "balance"
+    assert [(m.role, m.content) for m in last.messages] == [("user", "clean text 9")] and last.expected == "balance"
     assert st.heldout_union([s1, s1]) == h1  # no example twice
 
 
@@ -105,11 +105,13 @@ def test_feedback_agent_arm_keeps_corrections_naive_arm_is_corrupted(scenario: s
     poisoned = [it for it in items if it.poisoned]
     noisy_failures = [it for it in items if not it.poisoned and it.perturbations and it.correction != "balance"]
     assert poisoned and noisy_failures
-    # Only poisoned items and noisy failures are touched (exact shares are tested with perturb).
+    # Every poisoned item is treated, and exactly 30 % of the noisy failures lose their correction;
+    # nothing else is touched (the exact shares of the poisoned ones are tested with perturb).
     touched = {r["id"] for r in naive if r["metadata"]["adaptft"]["naive"]}
-    assert touched == {f"s3-{it.id}" for it in poisoned + noisy_failures}
+    noisy_ids = {f"s3-{it.id}" for it in noisy_failures}
+    assert {f"s3-{it.id}" for it in poisoned} <= touched <= {f"s3-{it.id}" for it in poisoned} | noisy_ids
+    assert len(touched & noisy_ids) == poison_count(len(noisy_failures), 0.3)
     assert abs(treat["wrong"] - 0.5 * len(poisoned)) <= 1 and abs(treat["correct"] - 0.2 * len(poisoned)) <= 1
-    assert treat["no_correction"] >= round(0.3 * len(noisy_failures))
     for r in naive:
         if r["metadata"]["adaptft"]["naive"] == "no_correction":
             assert r["feedback"]["verdict"] == "fail" and "correction" not in r["feedback"]
@@ -144,7 +146,8 @@ def test_request_checks_and_presets() -> None:
     with pytest.raises(ConfigError, match="unknown preset"):
         check_request("clinc", "huge")
     assert check_request("clinc", "tiny").base == "tiny"
-    assert PRESETS["small"].per_stage * len(STAGE_POISON_RATES) <= len(st.clinc_scenario(v1_per_label=12, seed=11).pool)
+    for p in PRESETS.values():  # every preset's three stages fit in the CLINC inference pool
+        assert p.per_stage * len(STAGE_POISON_RATES) <= len(st.clinc_scenario(v1_per_label=p.v1_per_label, seed=11).pool)
     assert STAGE_KEYS == ("stage", "first", "best", "naive", "gap", "regressions")
 
 
@@ -162,7 +165,7 @@ def test_gsm8k_scenario_items_answers_and_references() -> None:
     assert sc.task.kind == "math" and not sc.stratify and len(sc.v1_items) == 50
     it = sc.pool[0]
     assert "####" in sc.reference[it.id] and st.final_answer(sc.reference[it.id]) == it.label
-    assert not {v.messages[0]["content"] for v in sc.v1_items} & {p.text for p in sc.pool[:500]}
+    assert not {v.messages[0].content for v in sc.v1_items} & {p.text for p in sc.pool[:500]}
     stages = st.build_stages(sc, 20, seed=0)
     assert [s.poisoned for s in stages] == [3, 5, 8]
     # Fixable noise that would change the answer is off: inputs keep every digit of the source.
@@ -174,6 +177,11 @@ def test_gsm8k_scenario_items_answers_and_references() -> None:
     recs = st.log_records(sc, stages[0].logs, ["#### -1"] * len(stages[0].logs), arm="agent", stage=1, seed=0, model_version="v1")
     clean = [r for r, p in zip(recs, stages[0].logs, strict=True) if not p.poisoned]
     assert clean and all("####" in r["feedback"]["correction"] for r in clean)
+    # Every correction either arm is given holds a final answer: kaizen refuses math examples without one.
+    for s in stages:
+        for arm in ("agent", "naive"):
+            recs = st.log_records(sc, s.logs, ["#### -1"] * len(s.logs), arm=arm, stage=s.index, seed=0, model_version="v1")
+            assert all(st.final_answer(r["feedback"]["correction"]) for r in recs if r["feedback"].get("correction"))
 
 
 def test_items_are_perturb_items(scenario: st.Scenario) -> None:

@@ -36,6 +36,8 @@ LIGHT_MODULES = (
     "tools.train.spec",
     "tools.models",
     "tools.versions",
+    "tools.serving",
+    "workflows.serve",
 )
 
 EXPECTED_COMMANDS = {"init", "task", "ingest", "feedback", "traces", "models"}

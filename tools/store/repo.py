@@ -26,6 +26,7 @@ from tools.store.tables import (
     FeedbackRow,
     ModelVersionRow,
     RunRow,
+    ServerRow,
     TaskRow,
     TickRow,
     TraceRow,
@@ -408,4 +409,27 @@ class Store:
             q = select(TickRow).order_by(col(TickRow.started_at).desc()).limit(limit)
             if task:
                 q = q.where(TickRow.task == task)
+            return list(s.exec(q))
+
+    # --------------------------------------------------------------------------------- servers
+    def save_server(self, row: ServerRow) -> ServerRow:
+        with self.session() as s:
+            row.updated_at = utcnow()
+            s.merge(row)
+        return row
+
+    def get_server(self, server_id: str) -> ServerRow:
+        with self.session() as s:
+            row = s.get(ServerRow, server_id)
+            if row is None:
+                raise NotFoundError(f"server {server_id!r} not found: see `kaizen servers list`")
+            return row
+
+    def list_servers(self, task: str | None = None, status: str | None = None) -> list[ServerRow]:
+        with self.session() as s:
+            q = select(ServerRow).order_by(col(ServerRow.started_at).desc())
+            if task:
+                q = q.where(ServerRow.task == task)
+            if status:
+                q = q.where(ServerRow.status == status)
             return list(s.exec(q))

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Versions from which an upgrade only *adds* tables (create_all does it in place, nothing is lost):
-# v2 added source_cursor and tick (the scheduled loop).
+# v2 added source_cursor and tick (the scheduled loop); v3 added server (kaizen serve).
 ADDITIVE_UPGRADE_FROM = 1
 
 
@@ -231,3 +231,30 @@ class TickRow(SQLModel, table=True):
     pid: int | None = None
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class ServerRow(SQLModel, table=True):
+    """A ``kaizen serve`` process: where it listens and what it serves right now.
+
+    Written by the server itself (start, every route change, stop); read by ``promote``/``rollback``
+    in other processes, which hot-swap a live server through its admin endpoint (``admin_token``).
+    """
+
+    __tablename__ = "server"
+    id: str = Field(primary_key=True)
+    task: str = Field(foreign_key="task.name", index=True)
+    status: str  # starting | running | stopped | failed | gone
+    proxy_url: str = ""
+    vllm_url: str = ""
+    pid: int
+    host: str
+    base_version: str
+    model_version: str | None = None  # what the task's served name routes to now
+    skill_version: int | None = None
+    canary: dict[str, Any] = _json(dict)  # {"version", "skill_version", "fraction"} while a canary runs
+    log_path: str = ""
+    admin_token: str = ""
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    stopped_at: datetime | None = None
