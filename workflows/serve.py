@@ -462,6 +462,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        self._streaming = False
         try:
             if method == "GET" and path == "/health":
                 ok = self.proxy.upstream_healthy()
@@ -486,12 +487,18 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 raise ProxyError(404, f"{method} {path}: not served here (POST /v1/chat/completions, GET /v1/models, "
                                       "GET /health, POST /feedback, POST /admin/route|canary)", "not_found")
-        except ProxyError as exc:
-            self._error(exc)
         except (BrokenPipeError, ConnectionResetError):
-            pass
-        except KaizenError as exc:
-            self._error(ProxyError(500, str(exc), "server_error"))
+            self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - one bad request must not take the server down
+            if getattr(self, "_streaming", False):  # headers already sent: all we can do is end the connection
+                self.close_connection = True
+                return
+            err = exc if isinstance(exc, ProxyError) else ProxyError(500, f"{type(exc).__name__}: {exc}", "server_error")
+            if not isinstance(exc, ProxyError | KaizenError):
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
+            self._error(err)
 
     @staticmethod
     def _need_obj(body: Any) -> dict[str, Any]:
@@ -560,6 +567,7 @@ class Handler(BaseHTTPRequestHandler):
                     payload = {"error": {"message": raw, "type": "upstream_error", "code": resp.status}}
                 self._send(resp.status, payload)
                 return
+            self._streaming = True
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -568,7 +576,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_header(k, v)
             self.end_headers()
             parts: list[str] = []
-            usage, finish = None, None
+            usage, finish, done = None, None, False
             while True:
                 raw_line = resp.readline()
                 if not raw_line:
@@ -578,7 +586,7 @@ class Handler(BaseHTTPRequestHandler):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    self._chunk(b"data: [DONE]\n\n")
+                    done = True
                     break
                 try:
                     event = json.loads(data)
@@ -596,11 +604,14 @@ class Handler(BaseHTTPRequestHandler):
                     if not event.get("choices"):
                         continue
                 self._chunk(b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n")
-            self._chunk(b"")
+            # Logged before the stream ends: once a client has seen the end, its trace id takes feedback.
             upstream_ms = (time.perf_counter() - t0) * 1000
             p.write_trace(p.trace_line(trace_id=trace_id, route=route, is_canary=is_canary, messages=logged, output="".join(parts),
                                        latency_ms=(time.perf_counter() - started) * 1000, upstream_ms=upstream_ms, usage=usage,
                                        finish_reason=finish, stream=True))
+            if done:
+                self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")
         except OSError as exc:
             if isinstance(exc, BrokenPipeError | ConnectionResetError):
                 return  # the client went away: nothing is logged for a cut-off answer
@@ -649,7 +660,6 @@ class sigterm_as_interrupt:  # noqa: N801 - used as a context manager
             signal.signal(signal.SIGTERM, self.old)
 
 
-
 def _vllm_dtype(ws: Any, dtype: str | None) -> str:
     if dtype:
         return dtype
@@ -663,7 +673,8 @@ def _vllm_dtype(ws: Any, dtype: str | None) -> str:
 def serve(ws: Any, task_name: str, *, host: str = "127.0.0.1", port: int = 8000, vllm_port: int = 0,
           canary_version: str | None = None, canary_fraction: float = 0.0, canary_skill: int | None = None,
           log_path: Path | None = None, prompt_mode: str = "render", dtype: str | None = None, max_loras: int = 3,
-          max_lora_rank: int | None = None, cpu_threads: int | None = None, max_model_len: int = 2048, startup_timeout_s: float = 600.0, ready: Callable[[dict[str, Any]], None] | None = None,
+          max_lora_rank: int | None = None, cpu_threads: int | None = None, max_model_len: int = 2048,
+          startup_timeout_s: float = 600.0, ready: Callable[[dict[str, Any]], None] | None = None,
           stop_event: threading.Event | None = None, info: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Run ``kaizen serve`` until SIGINT/SIGTERM (or ``stop_event``); returns the final server record as a dict."""
     from tools.registry import base_of
@@ -690,10 +701,10 @@ def serve(ws: Any, task_name: str, *, host: str = "127.0.0.1", port: int = 8000,
         return Route(version=row.name, model=row.name if row.adapter_path else base.name, adapter_path=row.adapter_path,
                      skill_version=skill_v, skill=skill)
 
-    production = make_route(version.name, alias.skill_version)
-    canary = make_route(canary_version, canary_skill) if canary_version and canary_fraction > 0 else None
     if not 0.0 <= canary_fraction <= 1.0:
         raise ConfigError(f"--canary-fraction must be within [0, 1], got {canary_fraction}")
+    production = make_route(version.name, alias.skill_version)
+    canary = make_route(canary_version, canary_skill) if canary_version and canary_fraction > 0 else None
     python = find_vllm_python()  # the clear ToolUnavailableError before anything starts
     max_lora_rank = max_lora_rank or MAX_LORA_RANK
     if cpu_threads:
@@ -742,10 +753,15 @@ def serve(ws: Any, task_name: str, *, host: str = "127.0.0.1", port: int = 8000,
         row.vllm_url = vllm.url
         if stop.is_set():
             raise KeyboardInterrupt
-        proxy.load(production)
-        if canary is not None:
-            proxy.load(canary)
-            proxy.canary, proxy.canary_fraction = canary, canary_fraction
+        try:
+            proxy.load(production)
+            if canary is not None:
+                proxy.load(canary)
+                proxy.canary, proxy.canary_fraction = canary, canary_fraction
+        except ProxyError as exc:
+            from tools.serving import ServingError
+
+            raise ServingError(exc.message) from None
         startup_s = time.monotonic() - started
         proxy.on_change = persist
         thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="kaizen-serve", daemon=True)
@@ -759,7 +775,10 @@ def serve(ws: Any, task_name: str, *, host: str = "127.0.0.1", port: int = 8000,
             from tools.serving import route_body
 
             info(f"production moved to {cur.model_version} during start-up: switching")
-            proxy.route(route_body(store, cur.model_version, cur.skill_version))
+            try:
+                proxy.route(route_body(store, cur.model_version, cur.skill_version))
+            except ProxyError as exc:  # keep serving what was loaded; say so
+                info(f"  could not switch: {exc.message}")
         ready_info = {"server_id": server_id, "task": task_name, "url": row.proxy_url, "base_url": row.proxy_url + "/v1",
                       "model": task_name, "vllm_url": vllm.url, "version": proxy.production.version,
                       "skill": proxy.production.skill_version, "canary": proxy.canary_state(), "log": str(log_path),

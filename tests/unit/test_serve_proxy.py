@@ -250,7 +250,7 @@ def test_feedback_validation_file_and_store(env) -> None:
 
 
 def test_admin_route_loads_routes_then_unloads_and_needs_the_token(env) -> None:
-    url, stub, proxy, store = env["url"], env["stub"], env["proxy"], env["store"]
+    url, stub, store = env["url"], env["stub"], env["store"]
     v2 = store.get_model_version("v2").adapter_path
     status, out = http_json("POST", url + "/admin/route", {"version": "v2", "adapter_path": v2})
     assert status == 401
@@ -259,6 +259,7 @@ def test_admin_route_loads_routes_then_unloads_and_needs_the_token(env) -> None:
     assert status == 200 and out["loaded"] == "v2" and out["unloaded"] == ["v1"] and out["previous"]["version"] == "v1"
     assert stub.paths() == ["/v1/load_lora_adapter", "/v1/unload_lora_adapter"]
     assert chat(url, "x")[1]["choices"][0]["message"]["content"].startswith("v2|")
+    assert env["proxy"].production.version == "v2"
     # back to the base model: nothing to load, v2 unloaded
     status, out = http_json("POST", url + "/admin/route", {"version": "base", "adapter_path": None}, token=TOKEN)
     assert status == 200 and out["unloaded"] == ["v2"] and stub.loaded == set()
@@ -357,3 +358,18 @@ def test_kaizen_serve_without_vllm_says_how_to_get_it(tmp_path: Path, monkeypatc
     err = " ".join(capsys.readouterr().err.split())
     assert "vLLM is not installed" in err and "make vllm-venv" in err
     assert Store(ws.db_url).list_servers() == []  # nothing recorded, nothing started
+
+
+def test_the_scheduled_loop_reads_the_serving_directory(env) -> None:
+    """``kaizen tick --source .kaizen/serving/``: traces first, then the feedback file, nothing twice."""
+    from workflows.schedule_ingest import ingest_new
+
+    url, proxy, store = env["url"], env["proxy"], env["store"]
+    ids = [chat(url, t)[1]["id"] for t in ("one", "two")]
+    assert http_json("POST", url + "/feedback", {"trace_id": ids[0], "verdict": "fail", "correction": "transfer"})[1]["stored"] == "file"
+    rep = ingest_new(store, "intents", proxy.log_path.parent, env["tmp"] / "work")
+    assert (rep.imported, rep.feedback_added, rep.invalid) == (2, 1, 0), rep.as_dict()
+    assert store.traces("intents", ids=[ids[0]])[0].correction == "transfer"
+    chat(url, "three")
+    rep = ingest_new(store, "intents", proxy.log_path.parent, env["tmp"] / "work")
+    assert (rep.imported, rep.feedback_added) == (1, 0)

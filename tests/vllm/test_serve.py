@@ -252,7 +252,7 @@ def test_canary_sends_a_fraction_to_the_candidate(served, capsys) -> None:
 def test_eval_backend_vllm_agrees_with_transformers(served, capsys, tmp_path: Path) -> None:
     ws = served["ws"]
     data = tmp_path / "heldout.jsonl"
-    data.write_text("".join(GOLD.read_text().splitlines(keepends=True)[40:52]))
+    data.write_text("".join(GOLD.read_text().splitlines(keepends=True)[40:48]))
     t0 = time.perf_counter()
     v = kz_json(ws, capsys, "eval", "--model", "v1", "--task", TASK, "--data", str(data), "--backend", "vllm",
                 "--base-url", served["info"]["vllm_url"])
@@ -261,11 +261,11 @@ def test_eval_backend_vllm_agrees_with_transformers(served, capsys, tmp_path: Pa
     t = kz_json(ws, capsys, "eval", "--model", "v1", "--task", TASK, "--data", str(data))
     t_tf = time.perf_counter() - t0
     with capsys.disabled():
-        print(f"\neval of 12 examples: vLLM server {t_vllm:.1f} s, transformers {t_tf:.1f} s (model load included)")
+        print(f"\neval of 8 examples: vLLM server {t_vllm:.1f} s, transformers {t_tf:.1f} s (model load included)")
     assert v["backend"] == "vllm" and v["decoding"]["engine"] == "server"
     outs = [[json.loads(x)["output"] for x in Path(r["outputs_path"]).read_text().splitlines()] for r in (v, t)]
     agree = sum(a == b for a, b in zip(*outs, strict=True)) / len(outs[0])
-    assert agree >= 0.9 and abs(v["score"] - t["score"]) <= 0.1, (outs, v["score"], t["score"])
+    assert agree >= 0.85 and abs(v["score"] - t["score"]) <= 0.15, (outs, v["score"], t["score"])
     # the eval's temporary adapter is gone again
     status, models = http_json("GET", served["info"]["vllm_url"] + "/v1/models")
     assert not [m["id"] for m in models["data"] if m["id"].startswith("kaizen-eval-")]
@@ -284,3 +284,37 @@ def test_zz_sigterm_stops_vllm_and_marks_the_server_stopped(served, capsys) -> N
     # with no live server, promote only moves the alias
     out = kz_json(served["ws"], capsys, "models", "promote", "fresh", "--task", TASK)
     assert out["production"] == "fresh" and "servers" not in out
+
+
+def _eval_servers() -> set[int]:
+    """pids of vLLM servers started by VLLMServerBackend (served as "base"; kaizen serve names it after the version)."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"vllm.entrypoints.openai.api_server" in cmd and b"--served-model-name" in cmd:
+            if cmd[cmd.index(b"--served-model-name") + 1] == b"base" and b"--max-loras" in cmd:
+                out.add(int(d.name))
+    return out
+
+
+def test_zzz_eval_backend_vllm_starts_and_stops_its_own_server(served, capsys, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs after the serve server stopped, so only one vLLM of this module runs at a time."""
+    assert served["proc"].poll() is not None
+    monkeypatch.setenv("KAIZEN_VLLM_PYTHON", os.environ.get("KAIZEN_VLLM_PYTHON") or __import__("tools.vllm_server",
+                       fromlist=["x"]).find_vllm_python())
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read by the vLLM subprocess only (this process's torch is set up)
+    monkeypatch.setenv("KAIZEN_VLLM_ENGINE", "server")
+    data = tmp_path / "heldout.jsonl"
+    data.write_text("".join(GOLD.read_text().splitlines(keepends=True)[60:66]))
+    before = _eval_servers()
+    t0 = time.perf_counter()
+    out = kz_json(served["ws"], capsys, "eval", "--model", "v1", "--task", TASK, "--data", str(data), "--backend", "vllm")
+    with capsys.disabled():
+        print(f"\nkaizen eval --backend vllm (server start + 6 examples + stop): {time.perf_counter() - t0:.1f} s")
+    assert out["backend"] == "vllm" and out["decoding"]["engine"] == "server" and out["n"] == 6
+    assert out["score"] >= 0.5  # v1 knows these intents
+    assert _eval_servers() == before  # the server it started is gone

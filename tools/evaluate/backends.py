@@ -199,7 +199,8 @@ class VLLMServerBackend(OpenAIBackend):
                 raise ConfigError(f"the vLLM server at {url} serves {sorted(roots.values())}, not this version's base {base_dir}")
             self.server.served_model_name = base_name
         else:
-            self.server.start(base_dir, served_model_name="base", enable_lora=adapter_dir is not None, max_lora_rank=max_lora_rank,
+            rank = _servable_rank(adapter_dir, max_lora_rank) if adapter_dir is not None else max_lora_rank
+            self.server.start(base_dir, served_model_name="base", enable_lora=adapter_dir is not None, max_lora_rank=rank,
                               max_loras=1, dtype=dtype, log_file=log_file, timeout_s=timeout_s)
         model = self.server.served_model_name
         try:
@@ -227,6 +228,21 @@ class VLLMServerBackend(OpenAIBackend):
                 pass
         if not self.attached:
             self.server.stop()
+
+
+_VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+
+
+def _servable_rank(adapter_dir: Path, default: int) -> int:
+    """The smallest ``--max-lora-rank`` that serves this adapter: one adapter per eval server, and on a
+    CPU vLLM's LoRA cost grows with the maximum (measured: rank 64 ≈ 4× the time of rank 16)."""
+    import json
+
+    try:
+        r = int(json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("r") or default)
+    except (OSError, ValueError, TypeError):
+        return default
+    return next((x for x in _VLLM_LORA_RANKS if x >= r), r)
 
 
 def vllm_available_in_process() -> bool:
