@@ -22,7 +22,6 @@ Standard library only (urllib); nothing here imports the ML stack.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import urllib.error
 import urllib.request
@@ -33,6 +32,7 @@ from tools import registry
 from tools.errors import KaizenError, ModelError
 from tools.store import Store
 from tools.store.tables import ServerRow, utcnow
+from tools.train.launch import pid_alive
 
 ADMIN_TIMEOUT_S = 180.0  # a vLLM LoRA load takes ~0.03 s on CPU; draining in-flight requests up to 30 s
 HEALTH_TIMEOUT_S = 3.0
@@ -82,16 +82,6 @@ def error_message(payload: Any) -> str:
     return str(payload)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def healthy(row: ServerRow, timeout: float = HEALTH_TIMEOUT_S) -> bool:
     try:
         status, _ = http_json("GET", row.proxy_url + "/health", timeout=timeout)
@@ -111,7 +101,7 @@ def live_servers(store: Store, task: str) -> list[ServerRow]:
         if healthy(row):
             out.append(row)
             continue
-        if row.host == socket.gethostname() and not _pid_alive(row.pid):
+        if row.host == socket.gethostname() and not pid_alive(row.pid):
             row.status, row.stopped_at, row.error = "gone", utcnow(), "process no longer exists (found by a promote/rollback)"
             store.save_server(row)
             continue
