@@ -75,9 +75,10 @@ PRESETS = {
                    v1_lora={"r": 4, "alpha": 8}, max_iterations=1, plan_defaults={"min_steps": 1, "epochs": 1},
                    train_overrides={"save_steps": 1000}),
     # SmolLM2-135M on 2 CPU cores, ≤ 45 min: v1 as in the support-intents demo (98 examples);
-    # 60 inputs a stage → 42 logs per arm and 18 held out (54 after three stages). 100 a stage
-    # took 68+ min on 2 cores shared with other jobs (load 3-6), so it was cut to 60.
-    "small": Preset("small", base="smollm2-135m", per_stage=60, v1_per_label=12, v1_epochs=3),
+    # 100 inputs a stage → 70 logs per arm and 30 held out (90 after three stages). Measured:
+    # 12 min with v1 cached on a quiet 2-core machine (v1 itself: ~2 min idle, 18 min under load);
+    # shared with other CPU jobs (load 4-6) the same run took over an hour.
+    "small": Preset("small", base="smollm2-135m", per_stage=100, v1_per_label=12, v1_epochs=3),
     # GPUs: AdaptFT has ~500 logs per stage; the CLINC banking slice's pool holds ~1,260 inputs
     # after v1's share, so 400 a stage (GSM8K's pool has 6,400).
     "full": Preset("full", base="smollm2-135m", per_stage=400, v1_per_label=30, v1_epochs=3, gpu_only=True,
@@ -415,23 +416,26 @@ def add_parser(bench: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench_adaptft(args: argparse.Namespace) -> int:
-    from workflows.output import console, emit, info, table
-
     from rich.markup import escape
+
+    from workflows.output import emit, info
 
     data = bench_adaptft(args.scenario, args.preset, seed=args.seed, out_dir=args.out, base=args.base,
                          progress=lambda m: info(escape(m)))  # "[adaptft 01:23]" is not rich markup
-
-    def pretty(d: dict[str, Any]) -> None:
-        rates = d["poison_rates"]
-        rows = [[r["stage"], f"{rates[i]:.0%}", *(_fmt(r[k]) for k in ("first", "best", "naive")), _fmt(r["gap"], signed=True),
-                 r["regressions"]] for i, r in enumerate(d["stages"])]
-        table(f"AdaptFT-style benchmark: {d['scenario']} / {d['preset']} (held-out accuracy on clean gold)",
-              ["stage", "poison", "first", "best", "naive", "gap", "regressions"], rows)
-        console.print(f"{d['seconds']['total']:.0f} s; results {d['results_path']}; plot {d['plot_path']}")
-
-    emit(args.json, data, pretty)
+    emit(args.json, data, print_table)
     return 0
+
+
+def print_table(data: dict[str, Any]) -> None:
+    """The stage table (also for a saved ``results.json``: ``print_table(json.load(f))``)."""
+    from workflows.output import console, table
+
+    rates = data["poison_rates"]
+    rows = [[r["stage"], f"{rates[i]:.0%}", *(_fmt(r[k]) for k in ("first", "best", "naive")), _fmt(r["gap"], signed=True),
+             r["regressions"]] for i, r in enumerate(data["stages"])]
+    table(f"AdaptFT-style benchmark: {data['scenario']} / {data['preset']} (held-out accuracy on clean gold)",
+          ["stage", "poison", "first", "best", "naive", "gap", "regressions"], rows)
+    console.print(f"{data['seconds']['total']:.0f} s; results {data['results_path']}; plot {data['plot_path']}")
 
 
 def _fmt(x: float | None, signed: bool = False) -> str:
