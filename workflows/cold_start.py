@@ -381,10 +381,7 @@ def _synthesize(ws: Workspace, task: TaskSpec, progress: Progress | None) -> lis
 
     brain = make_brain(ws)
     _say(progress, f"no examples given: asking the brain ({ws.settings.brain.model}) to write them from the description")
-    items = brain.synthesize_seed(task, n=max(60, 8 * max(1, len(task.labels))))
-    for it in items:
-        it.metadata |= {"provenance": "synthetic"}
-    return items
+    return brain.synthesize_seed(task, n=max(60, 8 * max(1, len(task.labels))))  # validated, provenance "synthetic"
 
 
 def _on_gpu(ws: Workspace) -> bool:
