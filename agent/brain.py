@@ -8,15 +8,15 @@ should not trust, and turns the last verdict into the next iteration's plan.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any, Protocol
 
-from agent.state import Diagnosis, FailureCluster, Plan, SuspectFlag
-from tools.evaluate.metrics import normalize_label
-from tools.schema import EvalItem, Skill, TaskSpec, last_user_text
-from tools.similarity import TextIndex
-from tools.store import TraceView
+from kaizen.agent.state import Diagnosis, FailureCluster, Plan, SuspectFlag
+from kaizen.tools.evaluate.metrics import normalize_label
+from kaizen.tools.schema import EvalItem, Skill, TaskSpec, last_user_text
+from kaizen.tools.similarity import TextIndex
+from kaizen.tools.store import TraceView
 
 # Thresholds (cosine similarities of TF-IDF vectors), chosen on the CLINC150 banking slice.
 # NEAR_DUP (char n-grams): the same request with small edits. OFF_DOMAIN applies to the *domain*
@@ -59,8 +59,8 @@ def make_brain(ws: Any, log_path: Path | None = None) -> Any:
     s = ws.settings.brain
     if s.kind != "llm":
         return RuleBrain()
-    from agent.llm_brain import LLMBrain
-    from agent.llm_client import LLMClient
+    from kaizen.agent.llm_brain import LLMBrain
+    from kaizen.agent.llm_client import LLMClient
 
     return LLMBrain(LLMClient(s, cache_dir=ws.artifact_dir("brain-cache"), log_path=log_path))
 

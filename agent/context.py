@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kaizen.agent.brain import Brain, RuleBrain
+from kaizen.tools.workspace import Workspace
 from langchain_core.runnables import RunnableConfig
-
-from agent.brain import Brain, RuleBrain
-from tools.workspace import Workspace
 
 
 def workspace(config: RunnableConfig) -> Workspace:

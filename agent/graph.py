@@ -9,19 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaizen.agent.nodes.diagnose import diagnose
+from kaizen.agent.nodes.evaluate import evaluate
+from kaizen.agent.nodes.gate import gate
+from kaizen.agent.nodes.observe import observe
+from kaizen.agent.nodes.plan import plan
+from kaizen.agent.nodes.promote import promote
+from kaizen.agent.nodes.rollback import rollback
+from kaizen.agent.nodes.synthesize import synthesize
+from kaizen.agent.nodes.train import train
+from kaizen.agent.routing import after_diagnose, after_gate, after_synthesize
+from kaizen.agent.state import RepairState
 from langgraph.graph import END, START, StateGraph
-
-from agent.nodes.diagnose import diagnose
-from agent.nodes.evaluate import evaluate
-from agent.nodes.gate import gate
-from agent.nodes.observe import observe
-from agent.nodes.plan import plan
-from agent.nodes.promote import promote
-from agent.nodes.rollback import rollback
-from agent.nodes.synthesize import synthesize
-from agent.nodes.train import train
-from agent.routing import after_diagnose, after_gate, after_synthesize
-from agent.state import RepairState
 
 
 def build_graph(checkpointer: Any = None) -> Any:

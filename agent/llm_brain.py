@@ -14,17 +14,16 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+from kaizen.agent.brain import RuleBrain
+from kaizen.agent.llm_client import LLMClient, fence
+from kaizen.agent.state import Diagnosis, FailureCluster, Plan
+from kaizen.tools.data import item_id
+from kaizen.tools.errors import DataError
+from kaizen.tools.evaluate.metrics import normalize_label
+from kaizen.tools.schema import EvalItem, Message, Skill, TaskSpec, last_user_text
+from kaizen.tools.similarity import near_duplicates
+from kaizen.tools.store import TraceView
 from pydantic import BaseModel, ValidationError
-
-from agent.brain import RuleBrain
-from agent.llm_client import LLMClient, fence
-from agent.state import Diagnosis, FailureCluster, Plan
-from tools.data import item_id
-from tools.errors import DataError
-from tools.evaluate.metrics import normalize_label
-from tools.schema import EvalItem, Message, Skill, TaskSpec, last_user_text
-from tools.similarity import near_duplicates
-from tools.store import TraceView
 
 MAX_CLUSTERS = 8
 MAX_PROBES = 3

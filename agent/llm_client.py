@@ -23,10 +23,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kaizen.agent.redact import redact
+from kaizen.tools.config import BrainSettings
 from pydantic import BaseModel, ValidationError
-
-from agent.redact import redact
-from tools.config import BrainSettings
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.state import Diagnosis, FailureCluster
-from tools.evaluate.metrics import normalize_label
-from tools.schema import TaskSpec, render
+from kaizen.agent.state import Diagnosis, FailureCluster
+from kaizen.tools.evaluate.metrics import normalize_label
+from kaizen.tools.schema import TaskSpec, render
 
 
 def expected_label(task: TaskSpec, cluster: FailureCluster) -> str | None:

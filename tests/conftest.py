@@ -22,7 +22,7 @@ def shared_model_cache() -> Path:
 @pytest.fixture(scope="session")
 def smollm_dir(shared_model_cache: Path) -> Path:
     """The embedded SmolLM2-135M-Instruct as a safetensors directory (converted once, cached)."""
-    from tools.models import resolve_base
+    from kaizen.tools.models import resolve_base
 
     return resolve_base("smollm2-135m", cache=shared_model_cache)
 
@@ -30,7 +30,7 @@ def smollm_dir(shared_model_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama_dir(smollm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random Llama with the SmolLM2 tokenizer: seconds to train, for fast tests."""
-    from tools.models import build_tiny_random_llama
+    from kaizen.tools.models import build_tiny_random_llama
 
     return build_tiny_random_llama(tmp_path_factory.mktemp("tiny-llama"), smollm_dir)
 
@@ -47,8 +47,8 @@ CLINC_GAP = "card_declined"
 
 @pytest.fixture(scope="session")
 def clinc_task():
-    from tools.schema import TaskSpec
-    from workflows.clinc import SYSTEM_PROMPT
+    from kaizen.tools.schema import TaskSpec
+    from kaizen.workflows.bench.clinc import SYSTEM_PROMPT
 
     return TaskSpec(name="intents", kind="classification", labels=CLINC_LABELS, system_prompt=SYSTEM_PROMPT)
 
@@ -58,11 +58,11 @@ def clinc_v1(smollm_dir: Path, shared_model_cache: Path, clinc_task) -> dict:
     """Train (or reuse) the v1 adapter; returns {"adapter": Path, "result": dict, "train_ids": set}."""
     import json
 
-    from tools.data import sft_rows, write_items
-    from tools.schema import content_hash
-    from tools.train.launch import run_job
-    from tools.train.spec import LoraSpec, TrainJob
-    from workflows.clinc import rows, to_items
+    from kaizen.tools.data import sft_rows, write_items
+    from kaizen.tools.schema import content_hash
+    from kaizen.tools.train.launch import run_job
+    from kaizen.tools.train.spec import LoraSpec, TrainJob
+    from kaizen.workflows.bench.clinc import rows, to_items
 
     seen = [lab for lab in CLINC_LABELS if lab != CLINC_GAP]
     items = to_items(rows("train", seen, per_label=12, seed=1))

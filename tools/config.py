@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from kaizen.tools.errors import ConfigError
+from kaizen.tools.schema import TaskSpec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from tools.errors import ConfigError
-from tools.schema import TaskSpec
 
 
 class Section(BaseModel):
@@ -30,7 +29,7 @@ class ModelSettings(Section):
 
 
 class GateSettings(Section):
-    """Overrides of the workflow's gate preset (tools.gate.PRESETS); unset keys keep the preset's value."""
+    """Overrides of the workflow's gate preset (kaizen.tools.gate.PRESETS); unset keys keep the preset's value."""
 
     min_score: float | None = Field(None, ge=0.0, le=1.0, description="Candidate's target score must reach this (null: preset).")
     min_gain: float | None = Field(None, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set (null: preset).")

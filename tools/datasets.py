@@ -14,11 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.data import item_id
-from tools.evaluate.metrics import normalize_label
-from tools.schema import EvalItem, TaskSpec, last_user_text
-from tools.similarity import near_duplicates
-from tools.store import TraceView
+from kaizen.tools.data import item_id
+from kaizen.tools.evaluate.metrics import normalize_label
+from kaizen.tools.schema import EvalItem, TaskSpec, last_user_text
+from kaizen.tools.similarity import near_duplicates
+from kaizen.tools.store import TraceView
 
 
 @dataclass

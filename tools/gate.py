@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaizen.tools.evaluate.metrics import mcnemar_exact
 from pydantic import BaseModel, ConfigDict, Field
-
-from tools.evaluate.metrics import mcnemar_exact
 
 
 class GateConfig(BaseModel):

@@ -11,14 +11,13 @@ import socket
 import sys
 from datetime import UTC, datetime, timedelta
 
+from kaizen.tools.errors import LockedError
+from kaizen.tools.proc import pid_alive
+from kaizen.tools.store import Store
+from kaizen.tools.store.tables import LockRow, utcnow
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
-
-from tools.errors import LockedError
-from tools.store import Store
-from tools.store.tables import LockRow, utcnow
-from tools.train.launch import pid_alive
 
 STALE_AFTER_S = 600
 

@@ -11,9 +11,9 @@ import json
 import re
 from pathlib import Path
 
-from tools.errors import ModelError, NotFoundError
-from tools.store import Store
-from tools.store.tables import ModelVersionRow
+from kaizen.tools.errors import ModelError, NotFoundError
+from kaizen.tools.store import Store
+from kaizen.tools.store.tables import ModelVersionRow
 
 ALIASES = ("production", "previous", "candidate")
 _ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")

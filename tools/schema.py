@@ -1,7 +1,7 @@
 """The domain vocabulary as pydantic models, and the one prompt contract ``render``.
 
 These are the values that cross module boundaries (CLI ↔ tools ↔ agent). Database tables live in
-``tools.store``; these models are what callers see. ``render`` is the single place that turns a
+``kaizen.tools.store``; these models are what callers see. ``render`` is the single place that turns a
 task (+ skill) and the user's messages into model input, so training, evaluation and serving can
 never drift apart.
 """

@@ -12,12 +12,11 @@ import difflib
 import json
 from typing import Any
 
+from kaizen.tools.errors import NotFoundError
+from kaizen.tools.schema import Skill
+from kaizen.tools.store import Store
+from kaizen.tools.store.tables import SkillRow
 from sqlmodel import col, select
-
-from tools.errors import NotFoundError
-from tools.schema import Skill
-from tools.store import Store
-from tools.store.tables import SkillRow
 
 
 def save_skill(store: Store, task: str, skill: Skill, parent: int | None = None) -> Skill:

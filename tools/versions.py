@@ -11,18 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tools.data import grpo_rows, sft_rows, write_items
-from tools.errors import ConfigError, NotFoundError
-from tools.registry import base_of
-from tools.schema import EvalItem, TaskSpec, content_hash
-from tools.store.tables import EvalResultRow, ModelVersionRow
-from tools.train.spec import TrainJob
-from tools.workspace import Workspace
+from kaizen.tools.data import grpo_rows, sft_rows, write_items
+from kaizen.tools.errors import ConfigError, NotFoundError
+from kaizen.tools.registry import base_of
+from kaizen.tools.schema import EvalItem, TaskSpec, content_hash
+from kaizen.tools.store.tables import EvalResultRow, ModelVersionRow
+from kaizen.tools.train.spec import TrainJob
+from kaizen.tools.workspace import Workspace
 
 
 def version_paths(ws: Workspace, version: ModelVersionRow) -> tuple[Path, Path | None]:
     """(base model directory, adapter directory or None) for a registered version."""
-    from tools.models.resolve import resolve_base
+    from kaizen.tools.models.resolve import resolve_base
 
     base = base_of(ws.store, version)
     return resolve_base(base.base_ref), (Path(version.adapter_path) if version.adapter_path else None)
@@ -33,7 +33,7 @@ def make_backend(ws: Workspace, version: ModelVersionRow, backend: str = "transf
     """An inference backend running ``version`` (``vllm``: ``base_url`` attaches to a running vLLM server).
 
     Backends that hold a process (``vllm`` started as a server) have a ``close()``; callers call it when done."""
-    from tools.evaluate import backends
+    from kaizen.tools.evaluate import backends
 
     if backend == "openai":
         if not served_model:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from tools.config import Settings, load_settings, settings_template
-from tools.errors import NotFoundError, WorkspaceError
-from tools.store import Store
-from tools.store.tables import ModelVersionRow
+from kaizen.tools.config import Settings, load_settings, settings_template
+from kaizen.tools.errors import NotFoundError, WorkspaceError
+from kaizen.tools.store import Store
+from kaizen.tools.store.tables import ModelVersionRow
 
 STATE_DIR = ".kaizen"
 

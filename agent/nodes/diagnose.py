@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaizen.agent.context import brain, event, progress, run_dir, workspace, write_json
 from langchain_core.runnables import RunnableConfig
-
-from agent.context import brain, event, progress, run_dir, workspace, write_json
 
 
 def diagnose(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
@@ -14,8 +13,8 @@ def diagnose(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     task = ws.store.get_task(state["task"])
     diag = brain(config).diagnose(task, ws.store.traces(task.name))
     if any(c.probes for c in diag.clusters):
-        from agent.probes import run_probes
-        from tools.versions import make_backend
+        from kaizen.agent.probes import run_probes
+        from kaizen.tools.versions import make_backend
 
         n = run_probes(task, diag, make_backend(ws, ws.store.get_model_version(state["incumbent"])))
         confirmed = [c.key for c in diag.clusters if c.confirmed]

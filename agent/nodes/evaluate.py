@@ -10,14 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kaizen.agent.context import candidate_label, event, incumbent_label, label, progress, run_dir, workspace
+from kaizen.tools.data import load_items
+from kaizen.tools.evaluate.run import dataset_id
+from kaizen.tools.evaluate.run import evaluate as run_eval
+from kaizen.tools.schema import EvalItem
+from kaizen.tools.skills import get_skill
+from kaizen.tools.versions import make_backend, record_eval
 from langchain_core.runnables import RunnableConfig
-
-from agent.context import candidate_label, event, incumbent_label, label, progress, run_dir, workspace
-from tools.data import load_items
-from tools.evaluate.run import dataset_id, evaluate as run_eval
-from tools.schema import EvalItem
-from tools.skills import get_skill
-from tools.versions import make_backend, record_eval
 
 
 def suites_for(state: dict[str, Any], config: RunnableConfig) -> dict[str, str]:

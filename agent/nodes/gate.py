@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaizen.agent.context import candidate_label, event, incumbent_label, progress, workspace
+from kaizen.agent.nodes.evaluate import suites_for
+from kaizen.tools.gate import compare, decide, gate_config
 from langchain_core.runnables import RunnableConfig
-
-from agent.context import candidate_label, event, incumbent_label, progress, workspace
-from agent.nodes.evaluate import suites_for
-from tools.gate import compare, decide, gate_config
 
 
 def gate(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:

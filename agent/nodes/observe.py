@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaizen.agent.context import event, progress, workspace
 from langchain_core.runnables import RunnableConfig
-
-from agent.context import event, progress, workspace
 
 
 def observe(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kaizen.agent.context import brain, event, progress
+from kaizen.agent.state import Diagnosis, Plan
 from langchain_core.runnables import RunnableConfig
-
-from agent.context import brain, event, progress
-from agent.state import Diagnosis, Plan
 
 
 def plan(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:

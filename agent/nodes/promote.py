@@ -11,11 +11,10 @@ import getpass
 import time
 from typing import Any
 
+from kaizen.agent.context import event, progress, workspace
+from kaizen.tools.serve.hotswap import promote_and_swap
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import interrupt
-
-from agent.context import event, progress, workspace
-from tools.serving import promote_and_swap
 
 
 def promote(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
@@ -50,7 +49,7 @@ def _record_suites(state: dict[str, Any], config: RunnableConfig, version: str) 
     suites = dict(row.metrics.get("suites") or {})
     suites[f"{state['run_id'][:8]}-regression"] = state["splits"]["regression"]
     suites[f"{state['run_id'][:8]}-target"] = state["splits"]["target"]
-    from tools.store.tables import ModelVersionRow
+    from kaizen.tools.store.tables import ModelVersionRow
 
     with ws.store.session() as s:
         db_row = s.get(ModelVersionRow, version)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaizen.agent.context import event, progress
 from langchain_core.runnables import RunnableConfig
-
-from agent.context import event, progress
 
 
 def rollback(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:

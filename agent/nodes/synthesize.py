@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kaizen.agent.context import event, progress, run_dir, workspace, write_json
+from kaizen.agent.nodes.train import continues_incumbent, holds_full_data
+from kaizen.agent.state import Diagnosis, Plan
+from kaizen.tools.data import load_items, write_items
+from kaizen.tools.datasets import build_splits, build_training_set
 from langchain_core.runnables import RunnableConfig
-
-from agent.context import event, progress, run_dir, workspace, write_json
-from agent.state import Diagnosis, Plan
-from tools.data import load_items, write_items
-from agent.nodes.train import continues_incumbent, holds_full_data
-from tools.datasets import build_splits, build_training_set
 
 
 def _suites(state: dict[str, Any], config: RunnableConfig) -> dict[str, str]:
@@ -41,7 +40,7 @@ def synthesize(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         path = Path(suites[name])
         return load_items(path, task) if path.exists() and path.stat().st_size else []
 
-    from tools.datasets import RepairSplits
+    from kaizen.tools.datasets import RepairSplits
 
     splits = RepairSplits(target=load("target"), regression=load("regression"),
                           train_failures=load("train_failures"), replay_pool=load("replay_pool"))
@@ -83,8 +82,8 @@ def synthesize(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
 def _synthetic(state: dict[str, Any], config: RunnableConfig, task: Any, splits: Any, extra: list, confused_with: dict,
                items: list) -> list:
     """The brain's paraphrases and hard negatives (none from the rule brain), kept clear of every eval set."""
-    from agent.context import brain
-    from tools.schema import last_user_text
+    from kaizen.agent.context import brain
+    from kaizen.tools.schema import last_user_text
 
     if not splits.train_failures:
         return []

@@ -6,14 +6,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from kaizen.agent.context import event, progress, run_dir, workspace
+from kaizen.agent.state import Plan
+from kaizen.tools.data import load_items
+from kaizen.tools.train.launch import run_job
+from kaizen.tools.train.spec import LoraSpec
+from kaizen.tools.versions import build_job, progress_printer, register_trained
 from langchain_core.runnables import RunnableConfig
-
-from agent.context import event, progress, run_dir, workspace
-from agent.state import Plan
-from tools.data import load_items
-from tools.train.launch import run_job
-from tools.train.spec import LoraSpec
-from tools.versions import build_job, progress_printer, register_trained
 
 
 def continues_incumbent(p: Plan, incumbent: Any) -> bool:
@@ -33,8 +32,8 @@ def holds_full_data(version: Any) -> bool:
 
 def _skill_fix(state: dict[str, Any], config: RunnableConfig, task: Any) -> int | None:
     """Ask the brain for a minimal skill edit aimed at the training failures; store it as a new version."""
-    from agent.context import brain
-    from tools.skills import get_skill, save_skill
+    from kaizen.agent.context import brain
+    from kaizen.tools.skills import get_skill, save_skill
 
     ws = workspace(config)
     current = get_skill(ws.store, task.name, state["incumbent_skill"]) if state.get("incumbent_skill") else None
@@ -70,7 +69,7 @@ def train(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     steps = math.ceil(len(items) / p.batch_size) * p.epochs
     if steps < p.min_steps:
         extra.setdefault("max_steps", p.min_steps)
-    from tools.skills import get_skill
+    from kaizen.tools.skills import get_skill
 
     job = build_job(ws, task, items, kind="sft", start=incumbent, job_dir=job_dir, from_incumbent=from_incumbent,
                     skill=get_skill(ws.store, task.name, skill_v) if skill_v else None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.data import write_items
-from workflows.clinc import load_slice, rows, to_items
+from kaizen.tools.data import write_items
+from kaizen.workflows.bench.clinc import load_slice, rows, to_items
 
 HERE = Path(__file__).resolve().parent
 

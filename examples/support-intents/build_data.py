@@ -20,13 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from tools.data import sft_rows, write_items
-from tools.evaluate.backends import TransformersBackend
-from tools.models import resolve_base
-from tools.schema import TaskSpec, render
-from tools.train.launch import run_job
-from tools.train.spec import LoraSpec, TrainJob
-from workflows.clinc import SYSTEM_PROMPT, load_slice, make_logs, rows, to_items
+from kaizen.tools.data import sft_rows, write_items
+from kaizen.tools.evaluate.backends import TransformersBackend
+from kaizen.tools.models import resolve_base
+from kaizen.tools.schema import TaskSpec, render
+from kaizen.tools.train.launch import run_job
+from kaizen.tools.train.spec import LoraSpec, TrainJob
+from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, make_logs, rows, to_items
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"

@@ -16,10 +16,10 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA device", allow_module_level=True)
 
-from tools.data import grpo_rows, sft_rows, write_items  # noqa: E402
-from tools.schema import EvalItem, TaskSpec  # noqa: E402
-from tools.train.launch import read_metrics, run_job  # noqa: E402
-from tools.train.spec import LoraSpec, TrainJob  # noqa: E402
+from kaizen.tools.data import grpo_rows, sft_rows, write_items  # noqa: E402
+from kaizen.tools.schema import EvalItem, TaskSpec  # noqa: E402
+from kaizen.tools.train.launch import read_metrics, run_job  # noqa: E402
+from kaizen.tools.train.spec import LoraSpec, TrainJob  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 

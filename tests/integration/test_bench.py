@@ -21,7 +21,7 @@ VARIANTS = ("full", "lora_all", "lora_top10", "lora_all_grad_ckpt", "lora_all_lo
 
 
 def test_bench_tools_quick(smollm_dir: Path, tmp_path: Path) -> None:
-    from workflows.bench import bench_tools
+    from kaizen.workflows.bench.tools_bench import bench_tools
 
     lines: list[str] = []
     report = bench_tools(quick=True, progress=lines.append, out_dir=tmp_path)

@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workflows.bench_adaptft import PRESETS, STAGE_KEYS
-from workflows.perturb import STAGE_POISON_RATES, poison_count
+from kaizen.workflows.bench.adaptft import PRESETS, STAGE_KEYS
+from kaizen.workflows.bench.perturb import STAGE_POISON_RATES, poison_count
 
 
 def test_tiny_preset_runs_three_stages_through_the_cli(tmp_path: Path, smollm_dir: Path) -> None:

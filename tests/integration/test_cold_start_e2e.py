@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tools.data import write_items
-from workflows.clinc import rows, to_items
+from kaizen.tools.data import write_items
+from kaizen.workflows.bench.clinc import rows, to_items
 
 pytestmark = pytest.mark.slow
 LABELS = ["balance", "transfer", "freeze_account", "card_declined"]

@@ -1,4 +1,4 @@
-"""tools.models: the embedded default model, loading, LoRA adapters, merged export."""
+"""kaizen.tools.models: the embedded default model, loading, LoRA adapters, merged export."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tools.errors import ConfigError, ModelError, ToolUnavailableError
-from tools.models import (
+from kaizen.tools.errors import ConfigError, ModelError, ToolUnavailableError
+from kaizen.tools.models import (
     adapter_info,
     embedded_gguf_path,
     export_merged,
@@ -21,7 +20,7 @@ from tools.models import (
     pick_dtype,
     resolve_base,
 )
-from tools.models.resolve import MARKER_FILE
+from kaizen.tools.models.resolve import MARKER_FILE
 
 CHAT = [
     {"role": "system", "content": "You are a concise assistant."},
@@ -31,7 +30,7 @@ CHAT = [
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, tools.models; "
+        "import sys, kaizen.tools.models; "
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

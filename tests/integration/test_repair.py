@@ -10,14 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tools import registry
-from tools.evaluate.backends import TransformersBackend
-from tools.logs import parse_traces
-from tools.schema import render
-from tools.workspace import find_workspace, init_workspace
-from workflows import repair
-from workflows.clinc import load_slice, make_logs, rows, to_items
+from kaizen.tools import registry
+from kaizen.tools.evaluate.backends import TransformersBackend
+from kaizen.tools.logs import parse_traces
+from kaizen.tools.schema import render
+from kaizen.tools.workspace import find_workspace, init_workspace
+from kaizen.workflows.bench.clinc import load_slice, make_logs, rows, to_items
+from kaizen.workflows.repair import job as repair
 
 pytestmark = pytest.mark.slow
 
@@ -81,15 +80,15 @@ def test_repair_fixes_the_gap_and_excludes_poison(tmp_path: Path, clinc_task, cl
 def test_candidate_that_breaks_passing_examples_is_not_promoted(tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path) -> None:
     """Construct a bad candidate — the raw base model, which answers no label — and run the real
     evaluate and gate nodes on it: the gate fails on regressions and routing rolls back."""
-    from agent.context import write_json  # noqa: F401 - the graph's own helpers are what we exercise
-    from agent.graph import build_graph
-    from agent.routing import after_gate
-    from agent.state import Diagnosis
-    from tools.data import write_items
-    from tools.datasets import build_splits
+    from kaizen.agent.context import write_json  # noqa: F401 - the graph's own helpers are what we exercise
+    from kaizen.agent.graph import build_graph
+    from kaizen.agent.routing import after_gate
+    from kaizen.agent.state import Diagnosis
+    from kaizen.tools.data import write_items
+    from kaizen.tools.datasets import build_splits
 
     ws = _workspace(tmp_path, clinc_task, clinc_v1, prod_logs)
-    from agent.brain import RuleBrain
+    from kaizen.agent.brain import RuleBrain
 
     traces = ws.store.traces(clinc_task.name)
     diag: Diagnosis = RuleBrain().diagnose(clinc_task, traces)
@@ -160,13 +159,13 @@ def test_second_repair_on_the_same_task_is_refused(tmp_path: Path, clinc_task, c
     import subprocess
     import sys
 
-    from tools import lock
+    from kaizen.tools import lock
 
     ws = _workspace(tmp_path, clinc_task, clinc_v1, prod_logs)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock.acquire(ws.store, clinc_task.name, "other-run")
-        from tools.store.tables import LockRow
+        from kaizen.tools.store.tables import LockRow
 
         with ws.store.session() as s:
             row = s.get(LockRow, clinc_task.name)

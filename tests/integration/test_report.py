@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from agent.state import Diagnosis, FailureCluster, SuspectFlag
-from tools.evaluate.metrics import classification_metrics
-from tools.gate import PRESETS, compare, decide
-from workflows.repair import summarize
-from workflows.report import fmt_rate, fmt_score, write_report
+from kaizen.agent.state import Diagnosis, FailureCluster, SuspectFlag
+from kaizen.tools.evaluate.metrics import classification_metrics
+from kaizen.tools.gate import PRESETS, compare, decide
+from kaizen.workflows.repair.job import summarize
+from kaizen.workflows.report.build import fmt_rate, fmt_score, write_report
 
 LABELS = ["balance", "transfer", "card_declined", "freeze_account"]
 INC, C1, C2 = "v1", "intents-abc12345-i1", "intents-abc12345-i2"
@@ -344,10 +343,10 @@ def test_rejected_run_with_a_candidate_missing_its_evals(tmp_path: Path) -> None
 
 
 def test_runs_show_open_prints_the_html_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tools.schema import TaskSpec
-    from tools.store.tables import RunRow
-    from tools.workspace import init_workspace
-    from workflows.cli import main
+    from kaizen.tools.schema import TaskSpec
+    from kaizen.tools.store.tables import RunRow
+    from kaizen.tools.workspace import init_workspace
+    from kaizen.workflows.cli.main import main
 
     ws, _ = init_workspace(tmp_path)
     ws.store.add_task(TaskSpec(name="intents", kind="classification", labels=LABELS))
@@ -384,8 +383,8 @@ def test_repair_write_report_writes_both_files_with_suspect_texts(tmp_path: Path
     """``repair._write_report`` (what every run calls) passes the state and the suspects' texts through."""
     from types import SimpleNamespace
 
-    from tools.store.tables import RunRow
-    from workflows import repair
+    from kaizen.tools.store.tables import RunRow
+    from kaizen.workflows.repair import job as repair
 
     run_dir, report = make_run(tmp_path)
     traces = {"s1": SimpleNamespace(id="s1", messages=[{"role": "user", "content": "how much is in my savings"}], output="balance",

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tools.workspace import find_workspace
-from workflows import schedule
+from kaizen.tools.workspace import find_workspace
+from kaizen.workflows.schedule import job as schedule
 
 # Near-identical inputs: every training candidate is a near-duplicate of a held-out one, so the
 # repair must end cleanly with "no training examples left" (it used to crash on the empty file).
@@ -25,7 +24,7 @@ DUP_LOGS = [({"messages": [{"role": "user", "content": f"what is my balance {i}"
 
 
 def clinc_logs() -> list[dict]:
-    from workflows.clinc import rows
+    from kaizen.workflows.bench.clinc import rows
 
     out = []
     for i, (text, gold) in enumerate(rows("train", ["balance", "transfer"], per_label=8, seed=2)):
@@ -70,7 +69,7 @@ def test_a_repair_killed_during_training_is_resumed_by_the_next_tick(tmp_path: P
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     _, src = _setup(tmp_path, tiny_llama_dir, clinc_logs())
     ws = find_workspace(tmp_path)
-    import agent.nodes.train as train_node
+    import kaizen.agent.nodes.train as train_node
 
     real = train_node.run_job
 

@@ -12,15 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.brain import RuleBrain
-from agent.probes import run_probes
-from agent.state import Diagnosis, FailureCluster
-from tools.evaluate.backends import TransformersBackend
-from tools.schema import Skill, TaskSpec
-from tools.skills import list_skills
-from tools.workspace import find_workspace
-from workflows import repair
-from workflows.clinc import rows
+from kaizen.agent.brain import RuleBrain
+from kaizen.agent.probes import run_probes
+from kaizen.agent.state import Diagnosis, FailureCluster
+from kaizen.tools.evaluate.backends import TransformersBackend
+from kaizen.tools.schema import Skill, TaskSpec
+from kaizen.tools.skills import list_skills
+from kaizen.tools.workspace import find_workspace
+from kaizen.workflows.bench.clinc import rows
+from kaizen.workflows.repair import job as repair
 
 LABELS = ["balance", "transfer"]
 

@@ -21,13 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from tools.data import grpo_rows, sft_rows, write_items
-from tools.errors import TrainingFailedError
-from tools.schema import EvalItem, TaskSpec
-from tools.train import launch
-from tools.train.launch import pid_alive, read_metrics, read_result, run_job
-from tools.train.spec import LoraSpec, TrainJob
+from kaizen.tools.data import grpo_rows, sft_rows, write_items
+from kaizen.tools.errors import TrainingFailedError
+from kaizen.tools.schema import EvalItem, TaskSpec
+from kaizen.tools.train import launch
+from kaizen.tools.train.launch import pid_alive, read_metrics, read_result, run_job
+from kaizen.tools.train.spec import LoraSpec, TrainJob
 
 ROOT = Path(__file__).resolve().parents[2]
 YES_NO = TaskSpec(name="parity", kind="classification", labels=["yes", "no"])
@@ -36,7 +35,7 @@ TINY_LORA = LoraSpec(r=4, alpha=8)
 
 # Runs run_job in a separate interpreter, so the test can SIGKILL the launcher.
 LAUNCHER = (
-    "import sys; from pathlib import Path; from tools.train.spec import TrainJob; from tools.train.launch import run_job; "
+    "import sys; from pathlib import Path; from kaizen.tools.train.spec import TrainJob; from kaizen.tools.train.launch import run_job; "
     "run_job(TrainJob.model_validate_json(Path(sys.argv[1]).read_text()), poll_s=0.1)"
 )
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tools.evaluate.backends import TransformersBackend
-from tools.evaluate.run import evaluate
-from workflows.clinc import rows, to_items
+from kaizen.tools.evaluate.backends import TransformersBackend
+from kaizen.tools.evaluate.run import evaluate
+from kaizen.workflows.bench.clinc import rows, to_items
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tools.schema import TaskSpec
-from tools.store import TraceView
+from kaizen.tools.schema import TaskSpec
+from kaizen.tools.store import TraceView
 
 LABELS = ["balance", "transfer", "card_declined", "freeze_account"]
 TASK = TaskSpec(name="intents", kind="classification", labels=LABELS, system_prompt="Classify the banking request.")

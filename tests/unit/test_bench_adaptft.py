@@ -10,11 +10,10 @@ import argparse
 from collections import Counter
 
 import pytest
-
-from tools.errors import ConfigError, DataError
-from workflows import adaptft_stages as st
-from workflows.bench_adaptft import PRESETS, STAGE_KEYS, check_request
-from workflows.perturb import STAGE_POISON_RATES, Item, PerturbedItem, poison_count
+from kaizen.tools.errors import ConfigError, DataError
+from kaizen.workflows.bench import adaptft_stages as st
+from kaizen.workflows.bench.adaptft import PRESETS, STAGE_KEYS, check_request
+from kaizen.workflows.bench.perturb import STAGE_POISON_RATES, Item, PerturbedItem, poison_count
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +151,7 @@ def test_request_checks_and_presets() -> None:
 
 
 def test_cli_registers_bench_adaptft() -> None:
-    from workflows.cli import build_parser
+    from kaizen.workflows.cli.main import build_parser
 
     args = build_parser().parse_args(["bench", "adaptft", "--preset", "tiny", "--json", "--seed", "3"])
     assert isinstance(args, argparse.Namespace)

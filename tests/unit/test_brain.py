@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 from banking_traces import LABELS, TASK, card_declined_failures, passing, trace
-
-from agent.brain import RuleBrain, is_garbage
-from agent.state import Diagnosis, Plan
+from kaizen.agent.brain import RuleBrain, is_garbage
+from kaizen.agent.state import Diagnosis, Plan
 
 # The same balance request, with tiny edits (punctuation, a dropped word, singular/plural).
 NEAR_DUPS = [
@@ -211,7 +210,7 @@ def test_diagnosis_is_deterministic_and_order_independent() -> None:
 
 
 def test_generation_tasks_cluster_by_slice_and_reason() -> None:
-    from tools.schema import TaskSpec
+    from kaizen.tools.schema import TaskSpec
 
     gen = TaskSpec(name="summaries", kind="generation")
     ts = [trace(f"g-{i}", f"summarise the statement for account {i} and list the large transfers", "Short summary.", "fail",

@@ -4,13 +4,12 @@ expected labels. (The calls themselves are tested against a real vLLM server in 
 from __future__ import annotations
 
 import pytest
-
-from agent.llm_brain import validate_synthetic
-from agent.llm_client import DATA_RULE, fence
-from agent.probes import expected_label
-from agent.redact import iban_ok, luhn_ok, redact
-from agent.state import FailureCluster
-from tools.schema import TaskSpec
+from kaizen.agent.llm_brain import validate_synthetic
+from kaizen.agent.llm_client import DATA_RULE, fence
+from kaizen.agent.probes import expected_label
+from kaizen.agent.redact import iban_ok, luhn_ok, redact
+from kaizen.agent.state import FailureCluster
+from kaizen.tools.schema import TaskSpec
 
 TASK = TaskSpec(name="bank", kind="classification", labels=["balance", "transfer", "card_declined"])
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tools.errors import ConfigError, DataError
-from tools.schema import EvalItem, TaskSpec
-from tools.workspace import init_workspace
-from workflows import cold_start
-from workflows.cold_start import _attempt_items, load_task_file, split_data
-from workflows.cold_start_policy import Attempt, next_attempt, weak_labels
-from workflows.clinc import rows, to_items
+from kaizen.tools.errors import ConfigError, DataError
+from kaizen.tools.schema import EvalItem, TaskSpec
+from kaizen.tools.workspace import init_workspace
+from kaizen.workflows.bench.clinc import rows, to_items
+from kaizen.workflows.cold_start import job as cold_start
+from kaizen.workflows.cold_start.job import _attempt_items, load_task_file, split_data
+from kaizen.workflows.cold_start.policy import Attempt, next_attempt, weak_labels
 
 LABELS = ["balance", "transfer", "freeze_account", "card_declined"]
 TASK = TaskSpec(name="bank", kind="classification", labels=LABELS)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tools.config import Settings, load_settings, settings_template
-from tools.errors import ConfigError
-from tools.workspace import find_workspace, init_workspace
+from kaizen.tools.config import Settings, load_settings, settings_template
+from kaizen.tools.errors import ConfigError
+from kaizen.tools.workspace import find_workspace, init_workspace
 
 
 def write_yaml(tmp_path: Path, text: str) -> Path:

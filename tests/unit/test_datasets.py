@@ -12,11 +12,17 @@ from collections import Counter
 
 import pytest
 from banking_traces import LABELS, TASK, trace
-
-from tools.datasets import RepairSplits, balance_labels, build_splits, build_training_set, decontaminate, dedupe
-from tools.schema import EvalItem, last_user_text
-from tools.similarity import near_duplicates
-from workflows.clinc import rows
+from kaizen.tools.datasets import (
+    RepairSplits,
+    balance_labels,
+    build_splits,
+    build_training_set,
+    decontaminate,
+    dedupe,
+)
+from kaizen.tools.schema import EvalItem, last_user_text
+from kaizen.tools.similarity import near_duplicates
+from kaizen.workflows.bench.clinc import rows
 
 # The deployed model's gap: card_declined answered "balance"; a few transfers too.
 N_FAIL = {"card_declined": 20, "transfer": 6, "freeze_account": 1}

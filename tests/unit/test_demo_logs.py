@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from workflows.clinc import load_slice, make_logs, rows, typo
+from kaizen.workflows.bench.clinc import load_slice, make_logs, rows, typo
 
 
 def _model(texts: list[str]) -> list[str]:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tools.config import GateSettings, Settings, load_settings
-from tools.gate import PRESETS, GateConfig, SuiteComparison, Verdict, compare, decide, gate_config
+from kaizen.tools.config import GateSettings, Settings, load_settings
+from kaizen.tools.gate import PRESETS, GateConfig, SuiteComparison, Verdict, compare, decide, gate_config
 
 REPAIR = gate_config("repair")
 DECODING = {"backend": "transformers", "greedy": True, "dtype": "torch.float32", "mode": "generate", "max_new_tokens": 12}

@@ -25,19 +25,19 @@ LIGHT_MODULES = (
     "agent",
     "tools",
     "workflows",
-    "workflows.cli",
-    "tools.store",
-    "tools.logs",
-    "tools.registry",
-    "tools.config",
-    "tools.evaluate.backends",
-    "tools.evaluate.run",
-    "tools.train.launch",
-    "tools.train.spec",
-    "tools.models",
-    "tools.versions",
-    "tools.serving",
-    "workflows.serve",
+    "kaizen.workflows.cli.main",
+    "kaizen.tools.store",
+    "kaizen.tools.logs",
+    "kaizen.tools.registry",
+    "kaizen.tools.config",
+    "kaizen.tools.evaluate.backends",
+    "kaizen.tools.evaluate.run",
+    "kaizen.tools.train.launch",
+    "kaizen.tools.train.spec",
+    "kaizen.tools.models",
+    "kaizen.tools.versions",
+    "kaizen.tools.serve.hotswap",
+    "kaizen.workflows.serve.proxy",
 )
 
 EXPECTED_COMMANDS = {"init", "task", "ingest", "feedback", "traces", "models"}
@@ -73,7 +73,7 @@ SCRIPT = textwrap.dedent(
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                from workflows.cli import main
+                from kaizen.workflows.cli.main import main
                 rc = main(argv)
         except SystemExit as e:
             rc = e.code or 0
@@ -93,8 +93,8 @@ SCRIPT = textwrap.dedent(
                     yield [*prefix, name]
                     yield from subcommands(sub, [*prefix, name])
 
-    if "workflows.cli" not in report["missing"] and "workflows.cli" not in report["failed"]:
-        from workflows.cli import build_parser
+    if "kaizen.workflows.cli.main" not in report["missing"] and "kaizen.workflows.cli.main" not in report["failed"]:
+        from kaizen.workflows.cli.main import build_parser
         report["help"]["--help"] = run_help(["--help"])
         cmds = list(subcommands(build_parser(), []))
         report["commands"] = [c[0] for c in cmds if len(c) == 1]

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tools.logs import FORMATS, UNKNOWN_FORMAT, Importer, SkipRecord, parse_traces
-from tools.schema import TaskSpec
-from tools.store import Store
-from tools.workspace import init_workspace
+from kaizen.tools.logs import FORMATS, UNKNOWN_FORMAT, Importer, SkipRecord, parse_traces
+from kaizen.tools.schema import TaskSpec
+from kaizen.tools.store import Store
+from kaizen.tools.workspace import init_workspace
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 CASES = [

@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from tools.errors import LogFormatError
-from tools.logs import SkipRecord, detect_format, parse_traces
-from tools.logs.langfuse import IMPORTER
+from kaizen.tools.errors import LogFormatError
+from kaizen.tools.logs import SkipRecord, detect_format, parse_traces
+from kaizen.tools.logs.langfuse import IMPORTER
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 OBS = FIX / "langfuse_observations.jsonl"

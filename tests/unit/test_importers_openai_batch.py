@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from tools.errors import ConfigError, LogFormatError
-from tools.logs import FORMATS, detect_format, parse_traces
-from workflows.cli import main
+from kaizen.tools.errors import ConfigError, LogFormatError
+from kaizen.tools.logs import FORMATS, detect_format, parse_traces
+from kaizen.workflows.cli.main import main
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 INPUT = FIX / "openai_batch_input.jsonl"

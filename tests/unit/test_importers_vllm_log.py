@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tools.errors import ConfigError, LogFormatError
-from tools.logs import detect_text_format, parse_traces
-from tools.logs.vllm_log import IMPORTER, messages_from_prompt
+from kaizen.tools.errors import ConfigError, LogFormatError
+from kaizen.tools.logs import detect_text_format, parse_traces
+from kaizen.tools.logs.vllm_log import IMPORTER, messages_from_prompt
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 LOG = FIX / "vllm_requests.log"

@@ -10,12 +10,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
-from tools import lock
-from tools.errors import LockedError
-from tools.store import Store
-from tools.store.tables import LockRow, utcnow
-from tools.workspace import init_workspace
+from kaizen.tools import lock
+from kaizen.tools.errors import LockedError
+from kaizen.tools.store import Store
+from kaizen.tools.store.tables import LockRow, utcnow
+from kaizen.tools.workspace import init_workspace
 
 
 @pytest.fixture

@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from tools.errors import ConfigError, LogFormatError
-from tools.logs import FORMATS, detect_format, parse_feedback, parse_traces, read_jsonl
-from tools.logs.base import ParseResult
-from tools.schema import FeedbackIn, TraceIn
+from kaizen.tools.errors import ConfigError, LogFormatError
+from kaizen.tools.logs import FORMATS, detect_format, parse_feedback, parse_traces, read_jsonl
+from kaizen.tools.logs.base import ParseResult
+from kaizen.tools.schema import FeedbackIn, TraceIn
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 

@@ -1,13 +1,12 @@
-"""Tests of tools.evaluate.metrics against values computed by hand."""
+"""Tests of kaizen.tools.evaluate.metrics against values computed by hand."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-
-from tools.errors import ConfigError, DataError
-from tools.evaluate.metrics import (
+from kaizen.tools.errors import ConfigError, DataError
+from kaizen.tools.evaluate.metrics import (
     classification_metrics,
     code_metrics,
     compute_metrics,

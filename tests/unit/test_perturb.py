@@ -12,9 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from pydantic import ValidationError
-
-from workflows.perturb import (
+from kaizen.workflows.bench.perturb import (
+    _CODE_SWITCH,  # the dictionary the effect check compares against
     NAIVE_NO_CORRECTION,
     OUT_OF_SCOPE,
     PERTURBATIONS,
@@ -31,7 +30,7 @@ from workflows.perturb import (
     poison_count,
     table,
 )
-from workflows.perturb import _CODE_SWITCH  # the dictionary the effect check compares against
+from pydantic import ValidationError
 
 LABELS = ["card_declined", "balance", "transfer", "bill_due", "freeze_account"]
 TEXTS = [
@@ -221,9 +220,9 @@ CHECKS: dict[str, Callable[[str, str, str, str | None], None]] = {
 # ------------------------------------------------------------------------------------ registry
 def test_module_is_pure_no_ml_stack_imported() -> None:
     """The benchmark generator must run where torch is not installed (and import fast)."""
-    code = ("import sys, workflows.perturb; "
+    code = ("import sys, kaizen.workflows.bench.perturb; "
             "print(sorted(m for m in sys.modules if m.partition('.')[0] in "
-            "{'torch', 'transformers', 'trl', 'peft', 'vllm', 'datasets', 'numpy', 'tools'}))")
+            "{'torch', 'transformers', 'trl', 'peft', 'vllm', 'datasets', 'numpy'} or m.startswith('kaizen.tools')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=__file__.rsplit("/tests/", 1)[0])
     assert proc.returncode == 0, proc.stderr

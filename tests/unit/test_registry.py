@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tools import registry
-from tools.errors import ConfigError, ModelError, NotFoundError
-from tools.schema import TaskSpec
-from tools.store import Store
-from tools.store.tables import ModelVersionRow
-from tools.workspace import init_workspace
-from workflows.cli import main
+from kaizen.tools import registry
+from kaizen.tools.errors import ConfigError, ModelError, NotFoundError
+from kaizen.tools.schema import TaskSpec
+from kaizen.tools.store import Store
+from kaizen.tools.store.tables import ModelVersionRow
+from kaizen.tools.workspace import init_workspace
+from kaizen.workflows.cli.main import main
 
 
 @pytest.fixture

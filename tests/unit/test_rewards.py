@@ -1,14 +1,13 @@
-"""Tests of tools.train.rewards: values by hand, both completion formats, the registry, doctests."""
+"""Tests of kaizen.tools.train.rewards: values by hand, both completion formats, the registry, doctests."""
 
 from __future__ import annotations
 
 import doctest
 
+import kaizen.tools.train.rewards as rewards_module
 import pytest
-
-import tools.train.rewards as rewards_module
-from tools.errors import ConfigError
-from tools.train.rewards import (
+from kaizen.tools.errors import ConfigError
+from kaizen.tools.train.rewards import (
     REWARDS,
     completion_text,
     get_reward,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from agent.routing import after_diagnose, after_gate, budget_left
+from kaizen.agent.routing import after_diagnose, after_gate, budget_left
 
 PASSED = {"passed": True, "reasons": ["target 0.2 → 0.9"]}
 FAILED = {"passed": False, "reasons": ["target gain +0.000 is below the required > 0"]}
@@ -77,7 +76,7 @@ def test_after_diagnose_rolls_back_when_nothing_is_fixable() -> None:
 
 def test_routes_match_the_graph_edges() -> None:
     """Every value a router returns is an edge of the compiled graph (no model, no checkpointer)."""
-    from agent.graph import build_graph
+    from kaizen.agent.graph import build_graph
 
     g = build_graph().get_graph()
     edges = {(e.source, e.target) for e in g.edges}
@@ -86,7 +85,7 @@ def test_routes_match_the_graph_edges() -> None:
 
 
 def test_an_empty_training_set_goes_to_rollback() -> None:
-    from agent.routing import after_synthesize
+    from kaizen.agent.routing import after_synthesize
 
     assert after_synthesize({"no_train_data": True}) == "rollback"
     assert after_synthesize({"no_train_data": False}) == "train"

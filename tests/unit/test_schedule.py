@@ -10,16 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from tools import lock
-from tools.config import ScheduleSettings
-from tools.errors import ConfigError, LockedError
-from tools.schema import TaskSpec
-from tools.store.tables import RunRow, TickRow
-from tools.workspace import init_workspace
-from workflows import schedule
-from workflows.schedule_ingest import cursor_positions, ingest_new
-from workflows.schedule_policy import decide, failure_rate_rise, novel_share
+from kaizen.tools import lock
+from kaizen.tools.config import ScheduleSettings
+from kaizen.tools.errors import ConfigError, LockedError
+from kaizen.tools.schema import TaskSpec
+from kaizen.tools.store.tables import RunRow, TickRow
+from kaizen.tools.workspace import init_workspace
+from kaizen.workflows.schedule import job as schedule
+from kaizen.workflows.schedule.ingest import cursor_positions, ingest_new
+from kaizen.workflows.schedule.policy import decide, failure_rate_rise, novel_share
 
 TASK = "intents"
 NEVER = {"min_new_failures": 10_000, "min_failure_rate_rise": 1.0, "drift_threshold": 1.0}
@@ -133,7 +132,7 @@ def test_a_tick_left_running_by_a_dead_process_is_marked_interrupted(ws, tmp_pat
     dead.wait()
     ws.store.save_tick(TickRow(id="old", task=TASK, status="running", pid=dead.pid))
     lock.acquire(ws.store, TASK, "old")
-    from tools.store.tables import LockRow
+    from kaizen.tools.store.tables import LockRow
 
     with ws.store.session() as s:  # the dead tick still holds the lock
         row = s.get(LockRow, TASK)
@@ -196,7 +195,7 @@ def test_policy_cooldown_and_daily_budget(ws, tmp_path: Path) -> None:
 
 
 def test_policy_triggers_when_the_failure_rate_rises_after_a_promotion(ws, tmp_path: Path) -> None:
-    from tools import registry
+    from kaizen.tools import registry
 
     registry.promote(ws.store, TASK, "base", actor="test")  # a promotion event to measure from
     ingest_lines(ws, tmp_path, [line(f"balance {i}") for i in range(5)], "a.jsonl")

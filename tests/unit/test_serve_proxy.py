@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tools.schema import Message, Skill, TaskSpec
-from tools.serving import ServingError, http_json, promote_and_swap, rollback_and_swap
-from tools.skills import save_skill
-from tools.store import Store
-from tools.store.tables import ModelVersionRow, ServerRow
-from tools.workspace import init_workspace
-from workflows.serve import Route, ServingProxy, local_url, make_http_server
+from kaizen.tools.schema import Message, Skill, TaskSpec
+from kaizen.tools.serve.hotswap import ServingError, http_json, promote_and_swap, rollback_and_swap
+from kaizen.tools.skills import save_skill
+from kaizen.tools.store import Store
+from kaizen.tools.store.tables import ModelVersionRow, ServerRow
+from kaizen.tools.workspace import init_workspace
+from kaizen.workflows.serve.proxy import Route, ServingProxy, local_url, make_http_server
 
 TASK = TaskSpec(name="intents", kind="classification", labels=["balance", "transfer"], system_prompt="Classify. Label only.")
 TOKEN = "secret-token"
@@ -160,7 +159,7 @@ def test_stable_name_routes_to_production_with_the_task_prompt_and_logs_a_trace(
 
 
 def test_the_log_is_read_by_kaizen_ingest_unchanged(env) -> None:
-    from tools.logs import parse_traces
+    from kaizen.tools.logs import parse_traces
 
     for text in ("a", "b"):
         assert chat(env["url"], text)[0] == 200
@@ -239,7 +238,7 @@ def test_feedback_validation_file_and_store(env) -> None:
     proxy._ids.clear()
     assert proxy.known_trace(resp["id"])
 
-    from tools.logs import parse_feedback, parse_traces
+    from kaizen.tools.logs import parse_feedback, parse_traces
 
     store.import_traces(parse_traces(proxy.log_path).traces, path="log", default_task=None)
     assert store.add_feedback(parse_feedback(proxy.feedback_path).items, path="fb").feedback_added == 1
@@ -348,7 +347,7 @@ def test_no_swap_moves_the_alias_only(env) -> None:
 
 
 def test_kaizen_serve_without_vllm_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from workflows.cli import main
+    from kaizen.workflows.cli.main import main
 
     ws, _ = init_workspace(tmp_path / "w")
     assert main(["-w", str(ws.root), "task", "add", "intents", "--kind", "classification", "--labels", "a,b"]) == 0
@@ -362,7 +361,7 @@ def test_kaizen_serve_without_vllm_says_how_to_get_it(tmp_path: Path, monkeypatc
 
 def test_the_scheduled_loop_reads_the_serving_directory(env) -> None:
     """``kaizen tick --source .kaizen/serving/``: traces first, then the feedback file, nothing twice."""
-    from workflows.schedule_ingest import ingest_new
+    from kaizen.workflows.schedule.ingest import ingest_new
 
     url, proxy, store = env["url"], env["proxy"], env["store"]
     ids = [chat(url, t)[1]["id"] for t in ("one", "two")]

@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tools import registry
-from tools.errors import NotFoundError
-from tools.schema import Message, Skill, TaskSpec, render
-from tools.skills import diff_skills, get_skill, list_skills, production_skill, save_skill
-from tools.workspace import init_workspace
-from workflows.cli import main
+from kaizen.tools import registry
+from kaizen.tools.errors import NotFoundError
+from kaizen.tools.schema import Message, Skill, TaskSpec, render
+from kaizen.tools.skills import diff_skills, get_skill, list_skills, production_skill, save_skill
+from kaizen.tools.workspace import init_workspace
+from kaizen.workflows.cli.main import main
 
 TASK = TaskSpec(name="bank", kind="classification", labels=["balance", "transfer"])
 

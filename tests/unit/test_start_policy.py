@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.nodes.train import continues_incumbent, holds_full_data
-from agent.state import Plan
-from tools.store.tables import ModelVersionRow
+from kaizen.agent.nodes.train import continues_incumbent, holds_full_data
+from kaizen.agent.state import Plan
+from kaizen.tools.store.tables import ModelVersionRow
 
 
 def _v(tmp_path: Path, *, adapter: bool = True, full: bool = False, data_exists: bool = True) -> ModelVersionRow:

@@ -8,16 +8,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from kaizen.tools.errors import ConfigError, LogFormatError, NotFoundError, WorkspaceError
+from kaizen.tools.logs import parse_feedback, parse_traces
+from kaizen.tools.schema import TaskSpec
+from kaizen.tools.store import ImportStats, Store
+from kaizen.tools.store.tables import SCHEMA_VERSION, FeedbackRow, TraceRow
+from kaizen.tools.workspace import init_workspace
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
-
-from tools.errors import ConfigError, LogFormatError, NotFoundError, WorkspaceError
-from tools.logs import parse_feedback, parse_traces
-from tools.schema import TaskSpec
-from tools.store import ImportStats, Store
-from tools.store.tables import SCHEMA_VERSION, FeedbackRow, TraceRow
-from tools.workspace import init_workspace
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 INTENTS = TaskSpec(name="intents", kind="classification", labels=["balance", "transfer", "card_declined"])

@@ -23,8 +23,8 @@ def require_vllm() -> bool:
 @pytest.fixture(scope="session")
 def vllm_python() -> str:
     """The python that runs vLLM, or skip (fail under KAIZEN_REQUIRE_VLLM=1) saying how to get one."""
-    from tools.errors import ToolUnavailableError
-    from tools.vllm_server import find_vllm_python
+    from kaizen.tools.errors import ToolUnavailableError
+    from kaizen.tools.serve.vllm_server import find_vllm_python
 
     try:
         return find_vllm_python()
@@ -36,8 +36,8 @@ def vllm_python() -> str:
 
 @pytest.fixture(scope="session")
 def vllm_server(vllm_python: str, smollm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The running :class:`tools.vllm_server.VLLMServer`; stopped at the end of the session."""
-    from tools.vllm_server import VLLMServer
+    """The running :class:`kaizen.tools.serve.vllm_server.VLLMServer`; stopped at the end of the session."""
+    from kaizen.tools.serve.vllm_server import VLLMServer
 
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     with VLLMServer(python=vllm_python).start(

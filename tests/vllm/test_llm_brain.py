@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from kaizen.agent.brain import RuleBrain
+from kaizen.agent.llm_brain import ClusterReview, LLMBrain
+from kaizen.agent.llm_client import LLMClient
+from kaizen.tools.config import BrainSettings
+from kaizen.tools.schema import TaskSpec
+from kaizen.tools.store import TraceView
 from pydantic import BaseModel
-
-from agent.brain import RuleBrain
-from agent.llm_brain import ClusterReview, LLMBrain
-from agent.llm_client import LLMClient
-from tools.config import BrainSettings
-from tools.schema import TaskSpec
-from tools.store import TraceView
 
 pytestmark = pytest.mark.vllm
 SERVED_NAME = "smollm2-135m"  # as in conftest.py
@@ -88,7 +87,7 @@ def test_truncated_json_is_retried_then_falls_back(vllm_server, tmp_path: Path) 
 
 
 def test_a_server_that_is_down_falls_back_quickly(tmp_path: Path) -> None:
-    from tools.vllm_server import free_port
+    from kaizen.tools.serve.vllm_server import free_port
 
     s = BrainSettings(kind="llm", base_url=f"http://127.0.0.1:{free_port()}/v1", model="x", max_retries=1, timeout_s=5)
     c = LLMClient(s, cache_dir=tmp_path / "cache", log_path=tmp_path / "brain.jsonl")
@@ -144,8 +143,8 @@ def test_injected_trace_stays_data_and_cannot_change_the_format(vllm_server, tmp
 
 
 def test_brain_methods_return_our_types_or_fall_back(vllm_server, tmp_path: Path) -> None:
-    from agent.state import Diagnosis, Plan
-    from tools.schema import EvalItem
+    from kaizen.agent.state import Diagnosis, Plan
+    from kaizen.tools.schema import EvalItem
 
     c, _ = client(tmp_path, vllm_server, max_retries=0)  # one attempt per decision: this test is about types
     brain = LLMBrain(c)
@@ -166,7 +165,7 @@ def test_brain_methods_return_our_types_or_fall_back(vllm_server, tmp_path: Path
 
 
 def test_cold_start_examples_from_the_description_are_validated_or_refused_clearly(vllm_server, tmp_path: Path) -> None:
-    from tools.errors import DataError
+    from kaizen.tools.errors import DataError
 
     c, _ = client(tmp_path, vllm_server, max_retries=0, max_output_tokens=200)
     try:

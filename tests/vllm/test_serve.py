@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tools.serving import http_json
-from workflows.cli import main
+from kaizen.tools.serve.hotswap import http_json
+from kaizen.workflows.cli.main import main
 
 pytestmark = pytest.mark.vllm
 
@@ -69,7 +68,7 @@ def _read_ready(proc: subprocess.Popen, timeout: float) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def served(vllm_python: str, smollm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from tools.workspace import init_workspace
+    from kaizen.tools.workspace import init_workspace
 
     ws = tmp_path_factory.mktemp("serve-ws")
     init_workspace(ws)
@@ -79,7 +78,7 @@ def served(vllm_python: str, smollm_dir: Path, tmp_path_factory: pytest.TempPath
     env.pop("KAIZEN_HOME", None)
     err_log = open(ws / "serve.err", "w")  # noqa: SIM115 - closed at teardown
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "workflows.cli", "-w", str(ws), "serve", "--task", TASK, "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "kaizen.workflows.cli.main", "-w", str(ws), "serve", "--task", TASK, "--port", "0",
                              "--cpu-threads", "1", "--json"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err_log, text=True)
     try:
@@ -118,7 +117,7 @@ def ask(served: dict[str, Any], text: str = BALANCE_Q, **extra: Any) -> tuple[st
 
 
 def production(ws: Path) -> tuple[str, int]:
-    from tools.workspace import find_workspace
+    from kaizen.tools.workspace import find_workspace
 
     w = find_workspace(ws)
     return w.store.get_alias(TASK, "production").model_version, len(w.store.alias_history(TASK))
@@ -147,7 +146,7 @@ def test_the_running_server_is_recorded(served, capsys) -> None:
 
 def test_adapters_kaizen_trains_load_in_vllm(served, capsys) -> None:
     """The committed v1 (all layers) and the fresh one (top layers, r=16) both load and answer."""
-    from tools.vllm_server import VLLMServer
+    from kaizen.tools.serve.vllm_server import VLLMServer
 
     fresh = kz_json(served["ws"], capsys, "models", "show", "fresh")
     assert json.loads((Path(fresh["adapter_path"]) / "adapter_config.json").read_text())["r"] == 16
@@ -223,7 +222,7 @@ def test_logs_round_trip_through_kaizen_ingest_and_feedback_lands(served, capsys
     kz_json(ws, capsys, "ingest", str(log))
     status, out = http_json("POST", url + "/feedback", {"trace_id": tid_b, "verdict": "pass", "reason": "right queue"})
     assert status == 200 and out == {"trace_id": tid_b, "stored": "store", "added": True}
-    from tools.workspace import find_workspace
+    from kaizen.tools.workspace import find_workspace
 
     views = {v.id: v for v in find_workspace(ws).store.traces(TASK, ids=[tid_a, tid_b])}
     assert (views[tid_a].verdict, views[tid_a].correction) == ("fail", "transfer")
@@ -277,7 +276,7 @@ def test_zz_sigterm_stops_vllm_and_marks_the_server_stopped(served, capsys) -> N
     assert proc.wait(60) == 0
     (row,) = kz_json(served["ws"], capsys, "servers", "list", "--task", TASK, "--all")
     assert row["status"] == "stopped" and row["stopped_at"]
-    from tools.serving import ServingError
+    from kaizen.tools.serve.hotswap import ServingError
 
     with pytest.raises(ServingError, match="unreachable"):
         http_json("GET", served["info"]["vllm_url"] + "/health", timeout=2)
@@ -304,7 +303,7 @@ def test_zzz_eval_backend_vllm_starts_and_stops_its_own_server(served, capsys, t
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs after the serve server stopped, so only one vLLM of this module runs at a time."""
     assert served["proc"].poll() is not None
-    monkeypatch.setenv("KAIZEN_VLLM_PYTHON", os.environ.get("KAIZEN_VLLM_PYTHON") or __import__("tools.vllm_server",
+    monkeypatch.setenv("KAIZEN_VLLM_PYTHON", os.environ.get("KAIZEN_VLLM_PYTHON") or __import__("kaizen.tools.serve.vllm_server",
                        fromlist=["x"]).find_vllm_python())
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read by the vLLM subprocess only (this process's torch is set up)
     monkeypatch.setenv("KAIZEN_VLLM_ENGINE", "server")

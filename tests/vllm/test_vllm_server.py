@@ -10,9 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from tools.errors import ToolUnavailableError
-from tools.vllm_server import VLLMServer, VLLMServerError, find_vllm_python
+from kaizen.tools.errors import ToolUnavailableError
+from kaizen.tools.serve.vllm_server import VLLMServer, VLLMServerError, find_vllm_python
 
 ROOT = Path(__file__).resolve().parents[2]
 V1_ADAPTER = ROOT / "examples" / "support-intents" / "data" / "v1"

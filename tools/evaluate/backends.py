@@ -1,7 +1,7 @@
 """Inference backends behind one protocol: transformers (CPU default), vLLM (a server, or the offline
 engine where ``import vllm`` works), OpenAI-compatible.
 
-Every backend takes already-rendered chats (``tools.schema.render``) and decodes greedily by
+Every backend takes already-rendered chats (``kaizen.tools.schema.render``) and decodes greedily by
 default, and reports its decoding settings so the gate can check that candidate and incumbent
 were measured the same way.
 """
@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from tools.errors import ConfigError, ModelError, ToolUnavailableError
+from kaizen.tools.errors import ConfigError, ModelError, ToolUnavailableError
 
 Chat = list[dict[str, str]]
 ProgressFn = Callable[[int, int], None]
@@ -44,7 +44,7 @@ class TransformersBackend:
 
     def __init__(self, base_dir: Path, adapter_dir: Path | None = None, *, device: str | None = None,
                  dtype: Any = None, batch_size: int = 16):
-        from tools.models.load import load_model
+        from kaizen.tools.models.load import load_model
 
         self.model, self.tokenizer = load_model(base_dir, adapter_dir, device=device, dtype=dtype)
         self.device = next(self.model.parameters()).device
@@ -182,7 +182,7 @@ class VLLMServerBackend(OpenAIBackend):
         import uuid
         from urllib.parse import urlsplit
 
-        from tools.vllm_server import VLLMServer
+        from kaizen.tools.serve.vllm_server import VLLMServer
 
         if adapter_dir is not None and not Path(adapter_dir).exists():
             raise ModelError(f"adapter {adapter_dir} does not exist")

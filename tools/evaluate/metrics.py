@@ -2,7 +2,7 @@
 
 Everything here is a pure function of (outputs, expected) — no model, no torch, no database — so
 the same code scores offline evaluations, gates a candidate against the incumbent, and backs the
-GRPO rewards in ``tools.train.rewards``. ``compute_metrics`` is the single entry point callers
+GRPO rewards in ``kaizen.tools.train.rewards``. ``compute_metrics`` is the single entry point callers
 use: it checks that the expected values fit the task kind (raising ``DataError`` that names the
 offending example) and always returns ``score`` (the headline metric), ``metric`` (its name) and
 ``correct`` (one bool per example, what ``mcnemar_exact`` compares between two models).
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tools.errors import ConfigError, DataError
-from tools.schema import DEFAULT_METRIC
+from kaizen.tools.errors import ConfigError, DataError
+from kaizen.tools.schema import DEFAULT_METRIC
 
 INVALID = "<invalid>"
 """Column of the confusion matrix for outputs that match no label."""

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from tools.errors import ConfigError
-from tools.evaluate.metrics import compute_metrics
-from tools.schema import EvalItem, EvalReport, ExampleOutcome, TaskSpec, content_hash, render
+from kaizen.tools.errors import ConfigError
+from kaizen.tools.evaluate.metrics import compute_metrics
+from kaizen.tools.schema import EvalItem, EvalReport, ExampleOutcome, TaskSpec, content_hash, render
 
 Mode = Literal["auto", "generate", "score"]
 DEFAULT_MAX_NEW_TOKENS = {"classification": 12, "extraction": 128, "math": 256, "generation": 128, "code": 256}

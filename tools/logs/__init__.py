@@ -24,9 +24,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import closing
 from typing import Any
 
-from tools.errors import ConfigError, LogFormatError
-from tools.logs import kaizen_jsonl, langfuse, openai_batch, openai_chat, otel_genai, vllm_log
-from tools.logs.base import (
+from kaizen.tools.errors import ConfigError, LogFormatError
+from kaizen.tools.logs import kaizen_jsonl, langfuse, openai_batch, openai_chat, otel_genai, vllm_log
+from kaizen.tools.logs.base import (
     DEFAULT_MAX_LINE_BYTES,
     FieldError,
     Importer,
@@ -38,8 +38,8 @@ from tools.logs.base import (
     read_jsonl,
     to_log_error,
 )
-from tools.logs.feedback import FeedbackResult, parse_feedback
-from tools.schema import TraceIn
+from kaizen.tools.logs.feedback import FeedbackResult, parse_feedback
+from kaizen.tools.schema import TraceIn
 
 __all__ = [
     "FORMATS",

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from kaizen.tools.errors import LogFormatError
+from kaizen.tools.schema import TraceIn
 from pydantic import ValidationError
-
-from tools.errors import LogFormatError
-from tools.schema import TraceIn
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 _SKIP_CHUNK = 1024 * 1024

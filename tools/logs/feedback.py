@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from tools.errors import LogFormatError
-from tools.logs.base import DEFAULT_MAX_LINE_BYTES, iter_records, to_log_error
-from tools.schema import FeedbackIn
+from kaizen.tools.errors import LogFormatError
+from kaizen.tools.logs.base import DEFAULT_MAX_LINE_BYTES, iter_records, to_log_error
+from kaizen.tools.schema import FeedbackIn
 
 
 @dataclass

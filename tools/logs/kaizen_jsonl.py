@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.logs.base import flatten_content
-from tools.schema import TraceIn
+from kaizen.tools.logs.base import flatten_content
+from kaizen.tools.schema import TraceIn
 
 
 class KaizenJsonl:

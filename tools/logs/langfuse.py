@@ -36,10 +36,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from kaizen.tools.logs.base import FieldError, SkipRecord, explain, flatten_content
+from kaizen.tools.schema import TraceIn
 from pydantic import ValidationError
-
-from tools.logs.base import FieldError, SkipRecord, explain, flatten_content
-from tools.schema import TraceIn
 
 
 def _get(obj: dict[str, Any], *keys: str) -> tuple[str, Any]:

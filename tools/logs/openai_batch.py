@@ -37,10 +37,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tools.errors import ConfigError, LogFormatError
-from tools.logs.base import DEFAULT_MAX_LINE_BYTES, FieldError, iter_records
-from tools.logs.openai_chat import IMPORTER as OPENAI_CHAT
-from tools.schema import TraceIn
+from kaizen.tools.errors import ConfigError, LogFormatError
+from kaizen.tools.logs.base import DEFAULT_MAX_LINE_BYTES, FieldError, iter_records
+from kaizen.tools.logs.openai_chat import IMPORTER as OPENAI_CHAT
+from kaizen.tools.schema import TraceIn
 
 _CHAT_URL = "/v1/chat/completions"
 _KEPT_BODY_KEYS = ("model", "messages", "metadata")

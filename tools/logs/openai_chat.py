@@ -34,10 +34,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from kaizen.tools.logs.base import FieldError, explain, flatten_content
+from kaizen.tools.schema import TraceIn
 from pydantic import ValidationError
-
-from tools.logs.base import FieldError, explain, flatten_content
-from tools.schema import TraceIn
 
 _TOP_LEVEL = frozenset(
     {"request", "response", "feedback", "metadata", "task", "latency_ms", "model_version", "id", "timestamp"}

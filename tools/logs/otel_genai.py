@@ -43,10 +43,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kaizen.tools.logs.base import FieldError, SkipRecord, explain, flatten_content
+from kaizen.tools.schema import TraceIn
 from pydantic import ValidationError
-
-from tools.logs.base import FieldError, SkipRecord, explain, flatten_content
-from tools.schema import TraceIn
 
 _INFERENCE_OPS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY = re.compile(r"gen_ai\.(prompt|completion)\.(\d+)\.(role|content)")

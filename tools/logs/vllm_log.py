@@ -49,11 +49,10 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from kaizen.tools.errors import LogFormatError
+from kaizen.tools.logs.base import FieldError, SkipRecord, explain, to_log_error
+from kaizen.tools.schema import TraceIn
 from pydantic import ValidationError
-
-from tools.errors import LogFormatError
-from tools.logs.base import FieldError, SkipRecord, explain, to_log_error
-from tools.schema import TraceIn
 
 _TIME = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR)\s+(\d\d-\d\d \d\d:\d\d:\d\d)")
 _RECEIVED = re.compile(r"Received request (\S+): (.*)")

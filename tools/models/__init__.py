@@ -8,12 +8,12 @@
 * :func:`pick_device`, :func:`pick_dtype`, :func:`configure_cpu_threads` choose where and how.
 
 Nothing in this package imports torch, transformers or peft at module level: ``import
-tools.models`` is cheap and works without them; they are imported when a function needs them.
+kaizen.tools.models`` is cheap and works without them; they are imported when a function needs them.
 """
 
-from tools.models.device import available_cpus, configure_cpu_threads, pick_device, pick_dtype
-from tools.models.load import adapter_info, export_merged, load_model, load_tokenizer
-from tools.models.resolve import (
+from kaizen.tools.models.device import available_cpus, configure_cpu_threads, pick_device, pick_dtype
+from kaizen.tools.models.load import adapter_info, export_merged, load_model, load_tokenizer
+from kaizen.tools.models.resolve import (
     DEFAULT_BASE,
     build_tiny_random_llama,
     cache_dir,

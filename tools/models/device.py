@@ -2,7 +2,7 @@
 
 Every choice can be forced: by argument (``model.device`` / ``model.dtype`` in kaizen.yaml) or by
 the ``KAIZEN_DEVICE`` environment variable. torch is imported inside the functions so that
-``import tools.models`` stays light.
+``import kaizen.tools.models`` stays light.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 import os
 from typing import Any
 
-from tools.errors import ConfigError
+from kaizen.tools.errors import ConfigError
 
 _DTYPE_NAMES = {
     "fp32": "float32",

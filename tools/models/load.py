@@ -1,6 +1,6 @@
 """Load a base model (optionally with a LoRA adapter), export merged models, inspect adapters.
 
-torch/transformers/peft are imported inside the functions so that ``import tools.models`` stays
+torch/transformers/peft are imported inside the functions so that ``import kaizen.tools.models`` stays
 light.
 """
 
@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tools.errors import ModelError
-from tools.models.device import configure_cpu_threads, pick_device, pick_dtype
-from tools.models.resolve import replace_dir, resolve_base
+from kaizen.tools.errors import ModelError
+from kaizen.tools.models.device import configure_cpu_threads, pick_device, pick_dtype
+from kaizen.tools.models.resolve import replace_dir, resolve_base
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -109,7 +109,6 @@ def load_model(
     folds the adapter into the base weights and returns a plain transformers model. The model
     is in eval mode unless ``for_training``.
     """
-    import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 

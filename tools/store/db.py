@@ -7,12 +7,11 @@ old database gets a clear message instead of a confusing SQL error.
 
 from __future__ import annotations
 
+from kaizen.tools.errors import WorkspaceError
+from kaizen.tools.store.tables import ADDITIVE_UPGRADE_FROM, SCHEMA_VERSION, Meta, utcnow
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
-
-from tools.errors import WorkspaceError
-from tools.store.tables import ADDITIVE_UPGRADE_FROM, SCHEMA_VERSION, Meta, utcnow
 
 BUSY_TIMEOUT_MS = 30_000
 

@@ -13,13 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
-
-from tools.errors import ConfigError, LogFormatError, NotFoundError
-from tools.schema import FeedbackIn, TaskSpec, TraceIn, content_hash
-from tools.store.db import check_schema, create_schema, make_engine
-from tools.store.tables import (
+from kaizen.tools.errors import ConfigError, LogFormatError, NotFoundError
+from kaizen.tools.schema import FeedbackIn, TaskSpec, TraceIn, content_hash
+from kaizen.tools.store.db import check_schema, create_schema, make_engine
+from kaizen.tools.store.tables import (
     AliasEvent,
     AliasRow,
     EvalResultRow,
@@ -32,6 +29,8 @@ from tools.store.tables import (
     TraceRow,
     utcnow,
 )
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 
 @dataclass

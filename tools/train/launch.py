@@ -18,25 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tools.errors import TrainingFailedError
-from tools.train.spec import TrainJob
+from kaizen.tools.errors import TrainingFailedError
+from kaizen.tools.proc import pid_alive
+from kaizen.tools.train.spec import TrainJob
 
 Progress = Callable[[dict[str, Any]], None]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own exited child not yet reaped) counts as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _runner_pid(job_dir: Path) -> int | None:
@@ -51,7 +37,7 @@ def _runner_pid(job_dir: Path) -> int | None:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return pid  # no /proc (macOS): trust the pid file
-    return pid if "tools.train.runner" in cmd and str(job_dir) in cmd else None
+    return pid if "kaizen.tools.train.runner" in cmd and str(job_dir) in cmd else None
 
 
 def log_tail(job_dir: Path, n: int = 30) -> str:
@@ -130,12 +116,12 @@ def run_job(job: TrainJob, progress: Progress | None = None, *, poll_s: float = 
     run_env = dict(os.environ) | (env or {}) | {"PYTHONUNBUFFERED": "1"}
     with (job_dir / "train.log").open("a") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.train.runner", str(job_path)],
+            [sys.executable, "-m", "kaizen.tools.train.runner", str(job_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stoppable as a whole, survives our Ctrl-C
             env=run_env,
-            cwd=str(Path(__file__).resolve().parents[2]),
+            cwd=str(job_dir),  # the runner is found by its package name, wherever the user stands
         )
     try:
         _follow(job_dir, lambda: proc.poll() is None, progress, poll_s)

@@ -6,7 +6,7 @@ TRL calls each reward as ``f(prompts=..., completions=..., completion_ids=..., *
 format) or a list of messages (conversational format: ``[{"role": "assistant", "content": ...}]``).
 Every function returns one float per completion, in [0, 1].
 
-The rewards reuse the evaluation helpers of ``tools.evaluate.metrics``, so what is rewarded in
+The rewards reuse the evaluation helpers of ``kaizen.tools.evaluate.metrics``, so what is rewarded in
 training is what is scored in evaluation. Look a reward up by name with ``get_reward``.
 """
 
@@ -18,8 +18,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from tools.errors import ConfigError
-from tools.evaluate.metrics import extract_final_answer, normalize_label
+from kaizen.tools.errors import ConfigError
+from kaizen.tools.evaluate.metrics import extract_final_answer, normalize_label
 
 _WORD_RE = re.compile(r"[^\W_]+")
 _WHOLE_FENCE_RE = re.compile(r"\A```[ \t]*(?:json)?[ \t]*\n(.*)\n?```\Z", re.DOTALL | re.IGNORECASE)

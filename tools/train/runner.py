@@ -1,4 +1,4 @@
-"""The training subprocess: ``python -m tools.train.runner JOB_DIR/job.json``.
+"""The training subprocess: ``python -m kaizen.tools.train.runner JOB_DIR/job.json``.
 
 Runs in its own process (group) so GPU memory is freed and a crash is contained. It writes, inside
 the job directory:
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.train.spec import TrainJob
+from kaizen.tools.train.spec import TrainJob
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -114,9 +114,8 @@ def _metrics_callback(path: Path, t0: float, t_train_start: list[float], prior_t
 
 def _load_model(job: TrainJob):  # noqa: ANN202
     import torch
+    from kaizen.tools.models.device import configure_cpu_threads, pick_device, pick_dtype
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tools.models.device import configure_cpu_threads, pick_device, pick_dtype
 
     device = pick_device(None if job.device == "auto" else job.device)
     dtype = pick_dtype(device, None if job.dtype == "auto" else job.dtype)
@@ -198,9 +197,8 @@ def _sft_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_con
 
 def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
     from datasets import Dataset
+    from kaizen.tools.train.rewards import get_reward
     from trl import GRPOConfig, GRPOTrainer
-
-    from tools.train.rewards import get_reward
 
     ds = Dataset.from_list(
         [{"prompt": r["prompt"], "expected": r["expected"], **({"labels": r["labels"]} if "labels" in r else {})} for r in rows]
@@ -275,7 +273,7 @@ def run(job: TrainJob) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m tools.train.runner JOB_DIR/job.json", file=sys.stderr)
+        print("usage: python -m kaizen.tools.train.runner JOB_DIR/job.json", file=sys.stderr)
         return 2
     job = TrainJob.model_validate_json(Path(argv[0]).read_text())
     result = run(job)

@@ -43,7 +43,7 @@ class LoraSpec(BaseModel):
 
 
 class TrainJob(BaseModel):
-    """One SFT or GRPO job. ``data_path`` holds rendered chats (see tools.train.data)."""
+    """One SFT or GRPO job. ``data_path`` holds rendered chats (see kaizen.tools.data)."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["sft", "grpo"]
@@ -66,7 +66,7 @@ class TrainJob(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # GRPO
-    rewards: list[str] = Field(default_factory=lambda: ["label_exact_match"], description="Reward names (tools.train.rewards).")
+    rewards: list[str] = Field(default_factory=lambda: ["label_exact_match"], description="Reward names (kaizen.tools.train.rewards).")
     num_generations: int = Field(4, ge=2, description="Completions per prompt (GRPO group size).")
     max_completion_length: int = Field(16, ge=1)
     temperature: float = Field(1.0, gt=0)

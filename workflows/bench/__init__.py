@@ -1,0 +1,1 @@
+"""``kaizen bench …``: tool speed, serving throughput and the AdaptFT staged benchmark."""

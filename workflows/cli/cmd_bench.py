@@ -1,0 +1,93 @@
+"""CLI: ``kaizen bench tools|adaptft|serving`` — benchmarks, reported as ratios measured in one run.
+
+The benchmarks themselves live in ``workflows/bench/``; this module only parses flags and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from kaizen.workflows.bench.adaptft import PRESETS, SCENARIOS
+from kaizen.workflows.cli.output import console, emit, info, table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="Benchmarks (ratios measured in one run).").add_subparsers(dest="bench_cmd", metavar="WHAT")
+    p = bench.add_parser("tools", help="Generation batching, SFT tokens/s and MFU, LoRA vs full step time.")
+    p.add_argument("--quick", action="store_true", help="Fewer repetitions (smoke test).")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_tools)
+    add_adaptft_parser(bench)
+    add_serving_parser(bench)
+
+
+def cmd_bench_tools(args: argparse.Namespace) -> int:
+    from kaizen.workflows.bench.tools_bench import bench_tools
+
+    data = bench_tools(quick=args.quick, progress=info)
+    emit(args.json, data, lambda d: console.print_json(data=d))
+    return 0
+
+
+def add_adaptft_parser(bench: argparse._SubParsersAction) -> None:
+    """Register ``kaizen bench adaptft`` ."""
+    p = bench.add_parser("adaptft", help="AdaptFT-style staged benchmark: agent (triage + gate) vs naive retraining.")
+    p.add_argument("--scenario", default="clinc", choices=SCENARIOS, help="clinc (CLINC150 banking) or gsm8k (--preset full only).")
+    p.add_argument("--preset", default="small", choices=list(PRESETS),
+                   help="tiny: smoke test (~3 min); small: SmolLM2-135M on CPU (≤ 45 min on 2 cores); full: GPU.")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="Output directory (default: <cache>/bench/adaptft-<time>/).")
+    p.add_argument("--base", default=None, help="Base model instead of the preset's (a directory or a cached hub id).")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_adaptft)
+
+
+def cmd_bench_adaptft(args: argparse.Namespace) -> int:
+    from kaizen.workflows.bench.adaptft import bench_adaptft
+    from rich.markup import escape
+
+    data = bench_adaptft(args.scenario, args.preset, seed=args.seed, out_dir=args.out, base=args.base,
+                         progress=lambda m: info(escape(m)))  # "[adaptft 01:23]" is not rich markup
+    emit(args.json, data, print_table)
+    return 0
+
+
+def print_table(data: dict[str, Any]) -> None:
+    """The stage table (also for a saved ``results.json``: ``print_table(json.load(f))``)."""
+    rates = data["poison_rates"]
+    rows = [[r["stage"], f"{rates[i]:.0%}", *(_fmt(r[k]) for k in ("first", "best", "naive")), _fmt(r["gap"], signed=True),
+             r["regressions"]] for i, r in enumerate(data["stages"])]
+    table(f"AdaptFT-style benchmark: {data['scenario']} / {data['preset']} (held-out accuracy on clean gold)",
+          ["stage", "poison", "first", "best", "naive", "gap", "regressions"], rows)
+    console.print(f"{data['seconds']['total']:.0f} s; results {data['results_path']}; plot {data['plot_path']}")
+
+
+def _fmt(x: float | None, signed: bool = False) -> str:
+    return "—" if x is None else f"{x:+.3f}" if signed else f"{x:.3f}"
+
+
+def add_serving_parser(bench: argparse._SubParsersAction) -> None:
+    """Register ``kaizen bench serving`` ."""
+    p = bench.add_parser("serving", help="vLLM server vs transformers throughput, hot-swap latency, proxy overhead (needs .venv-vllm).")
+    p.add_argument("--n", type=int, default=64, help="Prompts for the throughput comparison.")
+    p.add_argument("--requests", type=int, default=30, help="Sequential requests for the proxy overhead.")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for both engines (default 1: steady on a shared CPU; 0: each engine's default).")
+    p.add_argument("--max-lora-rank", type=int, default=None, help="vLLM --max-lora-rank (default 64, as kaizen serve).")
+    p.add_argument("--quick", action="store_true", help="One repetition, fewer prompts (smoke test).")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_serving)
+
+
+def cmd_bench_serving(args: argparse.Namespace) -> int:
+    from kaizen.tools.proc import sigterm_as_interrupt
+    from kaizen.workflows.bench.serving import bench_serving
+
+    quick = args.quick
+    with sigterm_as_interrupt():  # a stopped bench still stops its vLLM server
+        data = bench_serving(n=16 if quick else args.n, reps=1 if quick else 2, requests=6 if quick else args.requests,
+                             threads=args.threads or None, max_lora_rank=args.max_lora_rank, progress=info)
+    emit(args.json, data, lambda d: console.print_json(data=d))
+    return 0

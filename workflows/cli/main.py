@@ -1,0 +1,64 @@
+"""The ``kaizen`` command line: ``main(argv) -> int``.
+
+Sub-commands live in ``workflows/cli/cmd_*.py``, each registering its own parsers. Only argparse,
+rich and the light parts of ``tools`` are imported here, so ``kaizen --help`` never loads torch.
+Errors kaizen raises on purpose (``KaizenError``) print as one line with a non-zero exit;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kaizen.tools.errors import KaizenError
+from kaizen.workflows.cli import (
+    cmd_bench,
+    cmd_data,
+    cmd_loops,
+    cmd_models,
+    cmd_runs,
+    cmd_serve,
+    cmd_skills,
+    cmd_tools,
+)
+from kaizen.workflows.cli.output import err_console
+from rich.text import Text
+
+COMMAND_MODULES = (cmd_data, cmd_models, cmd_tools, cmd_bench, cmd_runs, cmd_loops, cmd_skills, cmd_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kaizen",
+        description="Keep a deployed small language model getting better: ingest logs, diagnose, train, gate, promote.",
+    )
+    p.add_argument("--workspace", "-w", type=Path, default=None, help="Workspace directory (default: $KAIZEN_HOME or the nearest .kaizen/).")
+    p.add_argument("--debug", action="store_true", help="Show tracebacks on errors.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except KaizenError as e:
+        if args.debug:
+            raise
+        err_console.print(Text.assemble(("error: ", "red"), str(e)))
+        return e.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The cold-start job: a new task from a description and examples (``job``, ``policy``, ``report``)."""

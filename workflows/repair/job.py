@@ -1,0 +1,196 @@
+"""The repair workflow: config → graph → run record → summary.
+
+``start`` begins a run, ``resume`` continues one that was killed, ``decide`` answers an approval.
+All three drive the same compiled graph with LangGraph's SQLite checkpointer (``durability="sync"``:
+each node's result is on disk before the next starts), under the task's lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kaizen.agent.graph import build_graph
+from kaizen.tools import lock, registry
+from kaizen.tools.errors import ConfigError
+from kaizen.tools.run_record import tracked
+from kaizen.tools.store.tables import RunRow
+from kaizen.tools.workspace import Workspace
+
+EXIT_AWAITING_APPROVAL = 3
+PRESETS = {"repair": {}, "demo": {"max_iterations": 2}}
+
+
+@contextmanager
+def _graph(ws: Workspace) -> Iterator[Any]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(str(ws.checkpoints_path), check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        yield build_graph(SqliteSaver(conn))
+    finally:
+        conn.close()
+
+
+def _config(ws: Workspace, run: RunRow, progress: Callable[[str], None] | None, brain: Any = None) -> dict[str, Any]:
+    from kaizen.agent.brain import make_brain
+
+    opts = run.config
+    return {"configurable": {
+        "thread_id": run.thread_id, "workspace": ws, "progress": progress,
+        "brain": brain or make_brain(ws, log_path=ws.artifact_dir("runs", run.id) / "brain.jsonl"),
+        "extra_eval_sets": opts.get("extra_eval_sets", []), "train_overrides": opts.get("train_overrides", {}),
+        "plan_defaults": opts.get("plan_defaults", {}),
+    }}
+
+
+def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str], None] | None, brain: Any = None) -> RunRow:
+    """Run the graph until it ends or interrupts; keep the run record and lock in step."""
+    with tracked(ws, run):
+        with _graph(ws) as graph:
+            cfg = _config(ws, run, progress, brain)
+            for _ in graph.stream(graph_input, cfg, stream_mode="updates", durability="sync"):
+                lock.heartbeat(ws.store, run.task, run.id)
+            snap = graph.get_state(cfg)
+        state = dict(snap.values)
+        run.status = "awaiting_approval" if snap.interrupts else (state.get("status") or "not_promoted")
+        run.summary = summarize(state)
+        client = getattr(cfg["configurable"]["brain"], "client", None)
+        if client is not None:  # the LLM brain: calls, cache hits, fallbacks, tokens, redactions, cost
+            run.summary["brain"] = client.summary() | {"log": str(client.log_path)}
+        run.events = state.get("events", [])
+        run.report_path = _write_report(ws, run, state)
+        ws.store.save_run(run)
+    return run
+
+
+def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "repair", max_iterations: int | None = None,
+          extra_eval_sets: list[Path] | None = None, train_overrides: dict[str, Any] | None = None,
+          plan_defaults: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
+          run_id: str | None = None, brain: Any = None) -> RunRow:
+    """Start a repair run on ``task`` from its production version.
+
+    ``brain``: a brain object instead of the one kaizen.yaml configures (tests, embedding kaizen).
+
+    ``run_id`` lets a caller that already holds the task's lock under that id (a scheduled tick)
+    start the run without letting go of the lock in between.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: use {', '.join(PRESETS)}")
+    spec = ws.store.get_task(task)
+    incumbent = registry.resolve(ws.store, "production", spec.name)
+    budget = ws.settings.budget
+    iters = max_iterations or PRESETS[preset].get("max_iterations") or budget.max_iterations
+    run_id = run_id or uuid.uuid4().hex[:12]
+    lock.acquire_safely(ws.store, task, run_id)  # refuse early, before any record is written
+    now = time.time()
+    run = RunRow(id=run_id, task=task, workflow="repair", status="running", thread_id=run_id, config={
+        "preset": preset, "approve": approve, "max_iterations": iters,
+        "extra_eval_sets": [str(p.resolve()) for p in (extra_eval_sets or [])],
+        "train_overrides": train_overrides or {}, "plan_defaults": plan_defaults or {},
+    })
+    try:
+        ws.store.save_run(run)
+    except BaseException:
+        lock.release(ws.store, task, run_id)
+        raise
+    state = {
+        "run_id": run_id, "task": task, "preset": "demo" if preset == "demo" else "repair", "auto_approve": approve,
+        "incumbent": incumbent.name, "incumbent_skill": _production_skill(ws, task), "iteration": 0, "max_iterations": iters, "started_at": now,
+        "deadline": now + budget.max_wall_clock_s, "train_tokens_budget": budget.max_train_tokens, "train_tokens_used": 0,
+        "artifacts": str(ws.artifact_dir("runs", run_id)), "evals": {}, "promoted": False, "events": [],
+    }
+    return _drive(ws, run, state, progress, brain)
+
+
+def _production_skill(ws: Workspace, task: str) -> int | None:
+    alias = ws.store.get_alias(task, "production")
+    return alias.skill_version if alias else None
+
+
+def resume(ws: Workspace, run_id: str, progress: Callable[[str], None] | None = None) -> RunRow:
+    """Continue a run that was interrupted (killed, Ctrl-C) from its last finished node."""
+    run = ws.store.get_run(run_id)
+    if run.status in ("promoted", "not_promoted", "rejected"):
+        return run
+    if run.status == "awaiting_approval":
+        raise ConfigError(f"run {run_id} waits for approval: `kaizen runs approve {run_id}` or `kaizen runs reject {run_id}`")
+    return _drive(ws, run, None, progress)
+
+
+def decide(ws: Workspace, run_id: str, approved: bool, who: str, progress: Callable[[str], None] | None = None) -> RunRow:
+    """Answer the approval a run waits for, and let it finish."""
+    from langgraph.types import Command
+
+    run = ws.store.get_run(run_id)
+    if run.status != "awaiting_approval":
+        raise ConfigError(f"run {run_id} is {run.status}, not awaiting approval")
+    return _drive(ws, run, Command(resume={"approved": approved, "by": who, "at": time.time()}), progress)
+
+
+def summarize(state: dict[str, Any]) -> dict[str, Any]:
+    """The ``--json`` shape of ``kaizen repair``."""
+    from kaizen.agent.context import label
+
+    best = state.get("best") or state.get("verdict") or {}
+    inc = label(state["incumbent"], state.get("incumbent_skill")) if state.get("incumbent") else None
+    cand = best.get("candidate") or state.get("candidate")
+    ev = state.get("evals") or {}
+
+    def score(version: str | None, suite: str) -> float | None:
+        return (ev.get(f"{version}/{suite}") or {}).get("score") if version else None
+
+    return {
+        "run_id": state.get("run_id"), "status": state.get("status"), "promoted": bool(state.get("promoted")),
+        "incumbent": inc, "candidate": cand,
+        "verdict": {"passed": bool(best.get("passed")), "reasons": best.get("reasons", [])},
+        "iterations": state.get("iteration", 0),
+        "before": {"target": score(inc, "target"), "regression": score(inc, "regression")},
+        "after": {"target": score(cand, "target"), "regression": score(cand, "regression")},
+        "new_regressions": best.get("new_regressions", 0), "fixed": len(best.get("fixed", [])),
+        "excluded_suspect": state.get("excluded_suspect", []), "train_tokens": state.get("train_tokens_used", 0),
+    }
+
+
+def _write_report(ws: Workspace, run: RunRow, state: dict[str, Any]) -> str:
+    """``report.json`` + ``report.html`` in the run directory; returns the JSON's path (the HTML lies beside it)."""
+    import json
+    import logging
+
+    from kaizen.workflows.report.build import write_report
+
+    run_dir = Path(state.get("artifacts") or ws.artifact_dir("runs", run.id))
+    report = {"run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
+              "summary": summarize(state), "verdict": state.get("verdict"), "best": state.get("best"),
+              "diagnosis_path": state.get("diagnosis_path"), "splits": state.get("splits"), "events": state.get("events", []),
+              "incumbent": state.get("incumbent"), "started_at": state.get("started_at"),
+              "suspect_traces": _suspect_traces(ws, run.task, state.get("excluded_suspect") or [])}
+    try:
+        json_path, _ = write_report(run_dir, report)
+        return str(json_path)
+    except Exception:  # noqa: BLE001 - the report must never cost the run its outcome
+        logging.getLogger(__name__).exception("report: falling back to the plain summary")
+        path = run_dir / "report.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        report.pop("suspect_traces", None)
+        path.write_text(json.dumps(report, indent=2, default=str))
+        return str(path)
+
+
+def _suspect_traces(ws: Workspace, task: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What the report shows next to each excluded feedback: the input, the model's output, the correction."""
+    if not ids:
+        return {}
+    from kaizen.tools.schema import last_user_text
+
+    try:
+        return {t.id: {"input": last_user_text(t.messages), "output": t.output, "correction": t.correction, "verdict": t.verdict}
+                for t in ws.store.traces(task, ids=ids)}
+    except Exception:  # noqa: BLE001 - evidence without the text is still evidence
+        return {}

@@ -1,0 +1,1 @@
+"""The scheduled loop: ``kaizen tick`` / ``watch`` (``job``), cursor ingestion (``ingest``), trigger policy (``policy``)."""
