@@ -33,7 +33,9 @@ class GateSettings(Section):
 
     min_score: float | None = Field(None, ge=0.0, le=1.0, description="Candidate's target score must reach this (null: preset).")
     min_gain: float | None = Field(None, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set (null: preset).")
-    max_new_regressions: int | None = Field(None, ge=0, description="Most right→wrong flips on a regression suite (null: preset, 2 for repair).")
+    max_new_regressions: int | None = Field(None, ge=0, description="Right→wrong flips always allowed on a regression suite (null: preset, 2 for repair).")
+    max_regression_rate: float | None = Field(None, ge=0.0, le=1.0, description="Right→wrong flips allowed as a share of the suite, when larger than max_new_regressions (null: preset, 0.05).")
+    alpha: float | None = Field(None, gt=0.0, lt=1.0, description="One-sided paired test: refuse a candidate significantly worse on a regression suite at this level (null: preset, 0.05).")
     require_approval: bool = Field(True, description="Wait for `kaizen runs approve` before promoting (kaizen repair --approve skips it).")
 
 
@@ -41,6 +43,16 @@ class BudgetSettings(Section):
     max_iterations: int = Field(3, ge=1, le=20, description="Train→evaluate iterations per repair run.")
     max_wall_clock_s: int = Field(3600, ge=60, description="Stop a run after this many seconds (checked between phases).")
     max_train_tokens: int = Field(200_000, ge=1000, description="Training tokens per run, all iterations together.")
+
+
+class RepairSettings(Section):
+    """How far a repair goes and how it keeps its proof (see the README's "What a repair does")."""
+
+    target_score: float = Field(0.95, ge=0.0, le=1.0, description="τ: stop iterating once a passing candidate reaches this on the target suite.")
+    plateau: float = Field(0.02, ge=0.0, le=1.0, description="δ: stop iterating when a passing iteration gains less than this on the target suite.")
+    final_fraction: float = Field(0.15, ge=0.0, le=0.5, description="Share of trusted traces kept as the final slice that verifies the refit (never trained on or used to choose).")
+    refit: bool = Field(True, description="After the loop, fold the held-out target and regression traces into the best candidate and verify it on the final slice.")
+    recover: bool = Field(True, description="When a candidate fails only on regressions, try a short refresh and a sparse rollback before discarding it.")
 
 
 class BrainSettings(Section):
@@ -102,6 +114,7 @@ class Settings(Section):
     tasks: list[TaskSpec] = Field(default_factory=list, description="Tasks declared here (also: kaizen task add).")
     gate: GateSettings = Field(default_factory=GateSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    repair: RepairSettings = Field(default_factory=RepairSettings)
     brain: BrainSettings = Field(default_factory=BrainSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 

@@ -1,8 +1,11 @@
 """Building the repair data sets from labelled traces: held-out suites first, then training data.
 
-Order matters. The target-eval slice (failures) and the regression set (passes) are carved out
-first and are **never trained on**; training data is then built from what is left and
-decontaminated against every eval set. Every item records why it is in (``metadata.reason``).
+Order matters. A **final** slice of all trusted traces is set aside first: it is never trained on and
+never used to choose anything until it verifies the last candidate (the refit). The target-eval slice
+(failures) and the regression set (passes) come next and are never trained on *inside the loop*;
+training data is built from what is left and decontaminated against every eval set. After the loop,
+the refit folds the target and regression traces into training (they have done their job of choosing)
+and is verified on the final slice. Every item records why it is in (``metadata.reason``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ class RepairSplits:
     regression: list[EvalItem]
     train_failures: list[EvalItem]
     replay_pool: list[EvalItem]
+    final: list[EvalItem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def roles(self) -> dict[str, list[EvalItem]]:
+        return {"target": self.target, "regression": self.regression, "train_failures": self.train_failures,
+                "replay_pool": self.replay_pool, "final": self.final}
 
 
 def trace_item(task: TaskSpec, t: TraceView, provenance: str, reason: str) -> EvalItem:
@@ -57,23 +65,43 @@ def _stratified_take(items: Sequence[EvalItem], n: int, key: Any, rnd: random.Ra
     return taken, [it for it in items if it.id not in chosen]
 
 
+def _final_slice(failures: list[EvalItem], passes: list[EvalItem], fraction: float, min_size: int,
+                 rnd: random.Random) -> tuple[list[EvalItem], set[str]]:
+    """A stratified slice (by verdict and label) of every trusted trace; empty when it would be too small to mean anything."""
+    pool = [*failures, *passes]
+    n = round(len(pool) * fraction)
+    if fraction <= 0 or n < min_size:
+        return [], set()
+    kinds = {it.id: "fail" for it in failures} | {it.id: "pass" for it in passes}
+    final, _ = _stratified_take(pool, n, lambda it: (kinds[it.id], str(it.expected)), rnd)
+    for it in final:
+        it.metadata["reason"] = f"final slice ({kinds[it.id]}): verifies the refit, never trained on"
+    return final, {it.id for it in final}
+
+
 def build_splits(task: TaskSpec, traces: Sequence[TraceView], *, excluded: set[str], clusters: dict[str, list[str]],
-                 seed: int = 0, target_fraction: float = 0.3, regression_ratio: float = 1.0) -> RepairSplits:
-    """Carve target-eval (failures, per cluster) and regression (passes, per label) sets.
+                 seed: int = 0, target_fraction: float = 0.3, final_fraction: float = 0.15, min_final: int = 20,
+                 regression_share: float = 0.5, max_regression: int = 300) -> RepairSplits:
+    """Carve the final slice, then target-eval (failures, per cluster) and regression (passes, per label).
 
     ``excluded`` are suspect/unusable trace ids; ``clusters`` maps fixable cluster key → trace ids.
-    The regression set is ``regression_ratio`` × the failure count (clamped to 30–100 %, and to
-    half of the passes so replay keeps something).
+    The regression set is drawn from *all* trusted passes (stratified by label): ``regression_share`` of
+    them, at most ``max_regression``; the rest is the replay pool. Its size no longer depends on how many
+    failures there are — a big suite is what lets the gate tell a real regression from noise.
     """
     rnd = random.Random(seed)
     by_id = {t.id: t for t in traces}
-    target, train_f = [], []
     groups = {key: [i for i in clusters[key] if i in by_id and i not in excluded and by_id[i].correction] for key in clusters}
+    failures = [trace_item(task, by_id[i], "trace", f"failure in cluster {key}") for key in sorted(groups) for i in groups[key]]
+    passes = [trace_item(task, t, "trace", "passing trace") for t in traces if t.verdict == "pass" and t.id not in excluded]
+    final, final_ids = _final_slice(failures, passes, final_fraction, min_final, rnd)
+    groups = {k: [i for i in v if i not in final_ids] for k, v in groups.items()}
     # Singleton clusters cannot be split; pooled, they still give the target set its share of them.
     singles = sorted(i for ids in groups.values() if len(ids) == 1 for i in ids)
     groups = {k: v for k, v in groups.items() if len(v) >= 2}
     if singles:
         groups["(singleton clusters)"] = singles
+    target, train_f = [], []
     for key in sorted(groups):
         ids = groups[key]
         rnd.shuffle(ids)
@@ -82,16 +110,14 @@ def build_splits(task: TaskSpec, traces: Sequence[TraceView], *, excluded: set[s
             into_target = n < k
             item = trace_item(task, by_id[i], "trace", f"{'target-eval' if into_target else 'train'}: failure in cluster {key}")
             (target if into_target else train_f).append(item)
-    passes = [trace_item(task, t, "trace", "passing trace") for t in traces if t.verdict == "pass" and t.id not in excluded]
-    n_fail = len(target) + len(train_f)
-    want = round(n_fail * min(1.0, max(0.3, regression_ratio)))
-    want = min(want, len(passes) // 2) if len(passes) > 1 else len(passes)
+    passes = [it for it in passes if it.id not in final_ids]
+    want = min(max_regression, round(len(passes) * regression_share)) if len(passes) > 1 else 0
     regression, pool = _stratified_take(passes, want, lambda it: it.expected, rnd)
     for it in regression:
         it.metadata["reason"] = f"regression: passing example of label {it.expected!r} (stratified)"
-    notes = [f"{len(target)} target-eval failures, {len(train_f)} training failures, {len(regression)} regression passes, "
-             f"{len(pool)} passes left for replay"]
-    return RepairSplits(target=target, regression=regression, train_failures=train_f, replay_pool=pool, notes=notes)
+    notes = [f"{len(final)} final-slice traces, {len(target)} target-eval failures, {len(train_f)} training failures, "
+             f"{len(regression)} regression passes, {len(pool)} passes left for replay"]
+    return RepairSplits(target=target, regression=regression, train_failures=train_f, replay_pool=pool, final=final, notes=notes)
 
 
 def balance_labels(items: list[EvalItem], max_ratio: float = 3.0) -> tuple[list[EvalItem], int]:
@@ -168,6 +194,22 @@ def _hard_negatives(core: list[EvalItem], pool: list[EvalItem], confused_with: d
     return out
 
 
+def _replay_take(rest: list[EvalItem], pool: list[EvalItem], n: int, rnd: random.Random) -> list[EvalItem]:
+    """``n`` replay items: distinct ones first (stratified), then repeats of the pool when passes are scarce.
+
+    The plan's replay share is a promise about the training set; when the pool is smaller than the
+    share asks for, passes are shown more than once (distinct ids, ``~rK``) rather than silently shrinking it.
+    """
+    taken, _ = _stratified_take(rest, min(n, len(rest)), lambda it: it.expected, rnd)
+    k = 2
+    while len(taken) < n and pool:
+        more = pool[:]
+        rnd.shuffle(more)
+        taken += [it.model_copy(update={"id": f"{it.id}~r{k}"}) for it in more[: n - len(taken)]]
+        k += 1
+    return taken
+
+
 def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_weight: int = 1, seed: int = 0,
                        eval_sets: Sequence[Sequence[EvalItem]] = (), prior: Sequence[EvalItem] = (),
                        max_ratio: float = 3.0, confused_with: dict[str, str] | None = None,
@@ -189,15 +231,15 @@ def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_
     balancing = _balancing_replay([*core, *negatives], [it for it in pool if it.id not in taken], max_ratio, rnd)
     chosen = taken | {it.id for it in balancing}
     rest = [it for it in pool if it.id not in chosen]
-    n_replay = round(replay_fraction * len(core) / max(1e-9, 1 - replay_fraction)) if core else 0
-    more, _ = _stratified_take(rest, max(0, min(n_replay - len(balancing), len(rest))), lambda it: it.expected, rnd)
+    n_replay = math.ceil(replay_fraction * len(core) / max(1e-9, 1 - replay_fraction)) if core else 0
+    more = _replay_take(rest, pool, max(0, n_replay - len(negatives) - len(balancing)), rnd)
     replay = [it.model_copy(update={"metadata": it.metadata | {"provenance": prov, "reason": why}})
               for group, prov, why in (
                   (negatives, "hard_negative", "hard negative: a passing example of the label a failure was confused with"),
                   (balancing, "replay", "replay: balances labels (no label < 1/3 of the largest)"),
                   (more, "replay", "replay of a passing trace (guards against forgetting)"))
               for it in group]
-    items = dedupe([*core, *replay])
+    items = [*dedupe(core), *[it for it in replay if "~r" in it.id], *dedupe(it for it in replay if "~r" not in it.id)]
     items, n_unbalanced = balance_labels(items, max_ratio)
     weighted = [
         it if k == 0 else it.model_copy(update={"id": f"{it.id}~{k + 1}"})  # distinct ids: copies are meant
@@ -209,7 +251,33 @@ def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_
         "n": len(weighted), "failures": sum(it.metadata.get("provenance") == "trace" for it in items),
         "replay": sum(it.metadata.get("provenance") == "replay" for it in items), "prior": len(prior),
         "hard_negatives": sum(it.metadata.get("provenance") == "hard_negative" for it in items),
+        "replay_share": round(sum(it.metadata.get("provenance") in ("replay", "hard_negative") for it in items) / len(items), 4)
+        if items else 0.0, "replay_fraction": replay_fraction,
         "dropped_contaminated": n_contam, "replay_pool_contaminated": n_pool_contam, "dropped_for_balance": n_unbalanced,
         "failure_weight": failure_weight, "labels": dict(Counter(str(it.expected) for it in items)),
     }
     return weighted, stats
+
+
+def build_refit_set(splits: RepairSplits, loop_items: Sequence[EvalItem], *, replay_fraction: float, seed: int = 0,
+                    max_ratio: float = 3.0) -> tuple[list[EvalItem], dict[str, Any]]:
+    """The refit's data: the held-out target and regression traces (they have chosen the recipe; now they
+    teach), plus replay of what the loop trained on at the plan's share. Never the final slice."""
+    rnd = random.Random(seed)
+    core = [it.model_copy(update={"metadata": it.metadata | {"provenance": "trace", "reason": f"refit: {role} trace"}})
+            for role, group in (("target", splits.target), ("regression", splits.regression)) for it in group]
+    final_texts = [splits.final]
+    core, n_contam = decontaminate(dedupe(core), final_texts)
+    loop = [it for it in loop_items if "~" not in it.id]
+    loop, _ = decontaminate(loop, final_texts)
+    n_replay = math.ceil(replay_fraction * len(core) / max(1e-9, 1 - replay_fraction)) if core else 0
+    replay = [it.model_copy(update={"metadata": it.metadata | {"provenance": "replay", "reason": "refit: replay of the loop's data"}})
+              for it in _replay_take(loop, loop, n_replay, rnd)]
+    items, n_unbalanced = balance_labels([*core, *replay], max_ratio)
+    rnd.shuffle(items)
+    stats = {"n": len(items), "failures": sum(it.metadata.get("provenance") == "trace" for it in items),
+             "replay": sum(it.metadata.get("provenance") == "replay" for it in items), "hard_negatives": 0,
+             "replay_share": round(sum(it.metadata.get("provenance") == "replay" for it in items) / len(items), 4) if items else 0.0,
+             "replay_fraction": replay_fraction, "dropped_contaminated": n_contam, "dropped_for_balance": n_unbalanced,
+             "labels": dict(Counter(str(it.expected) for it in items))}
+    return items, stats

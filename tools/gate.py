@@ -10,15 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaizen.tools.evaluate.metrics import mcnemar_exact
+import math
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from kaizen.tools.evaluate.metrics import mcnemar_exact
 
 
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_score: float = Field(0.0, ge=0.0, le=1.0, description="Candidate's target score must reach this.")
     min_gain: float = Field(0.0, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set must reach this.")
-    max_new_regressions: int = Field(2, ge=0, description="Most right→wrong flips allowed on each regression suite.")
+    max_new_regressions: int = Field(2, ge=0, description="Right→wrong flips always allowed on a regression suite "
+                                     "(the absolute floor; small suites).")
+    max_regression_rate: float = Field(0.05, ge=0.0, le=1.0, description="Right→wrong flips allowed as a share of a "
+                                       "regression suite's size (large suites); the larger of this and the floor applies.")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="Significance of the one-sided paired test: a candidate whose "
+                         "newly-wrong outnumber its newly-right on a regression suite with p < alpha is refused.")
     require_strict_gain: bool = Field(True, description="A tie on the target set (no example fixed) does not pass.")
 
 
@@ -26,7 +34,8 @@ PRESETS: dict[str, GateConfig] = {
     # Repair must fix something and may break at most ε = 2 passing examples (Pioneer Agent's gate).
     "repair": GateConfig(min_gain=0.0, max_new_regressions=2, require_strict_gain=True),
     # Cold start: never worse than the base on the held-out set.
-    "cold-start": GateConfig(min_gain=0.0, max_new_regressions=1_000_000, require_strict_gain=False),
+    "cold-start": GateConfig(min_gain=0.0, max_new_regressions=1_000_000, max_regression_rate=1.0, alpha=1e-9,
+                             require_strict_gain=False),
     "demo": GateConfig(min_gain=0.0, max_new_regressions=2, require_strict_gain=True),
 }
 
@@ -87,6 +96,56 @@ def compare(suite: str, incumbent: dict[str, bool], candidate: dict[str, bool],
     )
 
 
+def paired_worse_p(newly_wrong: int, newly_right: int) -> float:
+    """One-sided exact sign test on the discordant pairs: P(≥ newly_wrong of them break | no real difference).
+
+    >>> round(paired_worse_p(4, 10), 3)  # more fixed than broken: nowhere near significantly worse
+    0.971
+    >>> round(paired_worse_p(6, 0), 4)
+    0.0156
+    """
+    from scipy.stats import binom
+
+    n = newly_wrong + newly_right
+    return 1.0 if n == 0 else float(binom.sf(newly_wrong - 1, n, 0.5))
+
+
+def rate_upper_bound(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper–Pearson upper bound of the right→wrong rate k/n.
+
+    >>> round(rate_upper_bound(0, 100), 4)
+    0.0295
+    """
+    from scipy.stats import beta
+
+    if n == 0:
+        return 1.0
+    return 1.0 if k >= n else float(beta.ppf(confidence, k + 1, n - k))
+
+
+def allowed_regressions(config: GateConfig, n: int) -> int:
+    """The floor ε, or the rate × the suite's size when that is larger.
+
+    >>> allowed_regressions(GateConfig(), 12), allowed_regressions(GateConfig(), 82), allowed_regressions(GateConfig(), 2000)
+    (2, 4, 100)
+    """
+    return max(config.max_new_regressions, math.floor(config.max_regression_rate * n + 1e-9))
+
+
+def check_regressions(config: GateConfig, s: SuiteComparison) -> tuple[bool, str]:
+    """One regression suite: within the allowed count *and* not significantly worse (paired, one-sided)."""
+    k, r = len(s.newly_wrong), len(s.newly_right)
+    allowed = allowed_regressions(config, s.n)
+    p = paired_worse_p(k, r)
+    bound = rate_upper_bound(k, s.n)
+    detail = f"{k} newly wrong, {r} newly right of {s.n} (allowed {allowed}; rate ≤ {bound:.1%} at 95 %; paired p={p:.3g})"
+    if k > allowed:
+        return False, f"{s.suite}: {detail}: more than allowed"
+    if p < config.alpha:
+        return False, f"{s.suite}: {detail}: significantly worse (p < {config.alpha})"
+    return True, f"{s.suite}: {detail}"
+
+
 def decide(config: GateConfig, target: SuiteComparison | None, regressions: list[SuiteComparison],
            decoding: tuple[dict[str, Any], dict[str, Any]] | None = None) -> Verdict:
     """Apply the thresholds; every failed check adds a reason, and so does every passed one."""
@@ -115,10 +174,7 @@ def decide(config: GateConfig, target: SuiteComparison | None, regressions: list
         if s.n == 0:
             reasons.append(f"{s.suite}: empty, no regression check possible")
             continue
-        k = len(s.newly_wrong)
-        if k > config.max_new_regressions:
-            ok = False
-            reasons.append(f"{s.suite}: {k} newly wrong of {s.n} exceeds max_new_regressions={config.max_new_regressions}")
-        else:
-            reasons.append(f"{s.suite}: {k} newly wrong of {s.n} (≤ {config.max_new_regressions})")
+        passed, why = check_regressions(config, s)
+        ok = ok and passed
+        reasons.append(why)
     return Verdict(passed=ok, reasons=reasons, target=target, regressions=regressions, config=config)

@@ -11,6 +11,11 @@ Deterministic (seeded) and offline. Data: CLINC150 (Larson et al., EMNLP 2019; C
    made-up corrections on the off-domain inputs, and 10 % unlabeled.
 3. Gold held-out set = CLINC's *test* split for the 10 intents (20 each): the demo's before/after
    numbers are measured there, never on feedback that may be poisoned.
+4. Answer key (``data/answer_key.jsonl``): each trace's true label and the noise that hit it. kaizen never
+   ingests it; only the oracle arm (``demo.py --strategy oracle``) and the triage score read it.
+
+``--logs-only`` rebuilds the logs and the answer key from the recorded v1 outputs in ``data/logs.jsonl``
+(no training, no generation): the same seeded noise, so the same logs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from kaizen.tools.models import resolve_base
 from kaizen.tools.schema import TaskSpec, render
 from kaizen.tools.train.launch import run_job
 from kaizen.tools.train.spec import LoraSpec, TrainJob
+from kaizen.tools.answer_key import write_answer_key
 from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, make_logs, rows, to_items
 
 HERE = Path(__file__).resolve().parent
@@ -62,14 +68,24 @@ def build_v1(task: TaskSpec, out: Path) -> set[str]:
     return {it.id for it in items}
 
 
+def v1_train_ids(task: TaskSpec) -> set[str]:
+    """The ids of v1's training examples (seeded: the same without training again)."""
+    return {it.id for lab in task.labels for it in to_items(rows("train", [lab], per_label=GAPS.get(lab, 12), seed=11))}
+
+
 def main() -> int:
     t0 = time.time()
     task = task_spec()
     DATA.mkdir(parents=True, exist_ok=True)
-    print("1/3 training the deployed v1 (with gaps: card_declined unseen, bill_balance ×2) …", file=sys.stderr)
-    trained = build_v1(task, DATA)
+    logs_only = "--logs-only" in sys.argv
+    if logs_only:  # replay v1's recorded answers, in input order
+        recorded = [json.loads(x)["output"] for x in (DATA / "logs.jsonl").read_text().splitlines() if x.strip()]
+        trained = v1_train_ids(task)
+    else:
+        print("1/3 training the deployed v1 (with gaps: card_declined unseen, bill_balance ×2) …", file=sys.stderr)
+        trained = build_v1(task, DATA)
     print("2/3 running v1 on 206 production inputs …", file=sys.stderr)
-    backend = TransformersBackend(resolve_base("smollm2-135m"), DATA / "v1")
+    backend = None if logs_only else TransformersBackend(resolve_base("smollm2-135m"), DATA / "v1")
     pool = [p for p, it in zip(rows("train", task.labels, per_label=40, seed=23), to_items(rows("train", task.labels, per_label=40, seed=23)), strict=True)
             if it.id not in trained]
     per: dict[str, int] = {}
@@ -80,11 +96,15 @@ def main() -> int:
             per[lab] = per.get(lab, 0) + 1
 
     def run_model(texts: list[str]) -> list[str]:
+        if backend is None:
+            assert len(recorded) == len(texts), "data/logs.jsonl does not match the inputs: rebuild without --logs-only"
+            return recorded
         return backend.generate([render(task, None, [{"role": "user", "content": t}]) for t in texts], max_new_tokens=12)
 
     oos = [t for t, _ in load_slice()["oos"][10:16]]
-    logs = make_logs(run_model, task.labels, pairs, seed=29, off_domain=oos, model_version="v1")
+    logs, key = make_logs(run_model, task.labels, pairs, seed=29, off_domain=oos, model_version="v1", id_prefix="support-")
     (DATA / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
+    write_answer_key(DATA / "answer_key.jsonl", key)
     print("3/3 writing the gold held-out set (CLINC test split) …", file=sys.stderr)
     gold = to_items(rows("test", task.labels, per_label=20, seed=0))
     write_items(DATA / "gold_heldout.jsonl", gold)

@@ -32,10 +32,11 @@ def prod_logs(smollm_dir: Path, clinc_v1: dict, clinc_task, tmp_path_factory) ->
     def run_model(texts: list[str]) -> list[str]:
         return backend.generate([render(clinc_task, None, [{"role": "user", "content": t}]) for t in texts], max_new_tokens=12)
 
-    logs = make_logs(run_model, clinc_task.labels, pairs, seed=3, poison_rate=0.08, unlabeled_rate=0.1,
+    logs, key = make_logs(run_model, clinc_task.labels, pairs, seed=3, poison_rate=0.08, unlabeled_rate=0.1,
                      off_domain=[t for t, _ in load_slice()["oos"][:3]])
     path = tmp_path_factory.mktemp("logs") / "prod.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in logs))
+    path.with_name("answer_key.jsonl").write_text("".join(json.dumps(k) + "\n" for k in key))
     return path
 
 
@@ -65,8 +66,8 @@ def test_repair_fixes_the_gap_and_excludes_poison(tmp_path: Path, clinc_task, cl
     assert registry.resolve(ws.store, "previous", clinc_task.name).name == "v1"
     # Off-domain inputs with made-up corrections: most are caught ("how much is an overdraft fee"
     # is CLINC out-of-scope yet close to banking, so we don't demand all).
-    by_text = {t.messages[-1]["content"]: t.id for t in ws.store.traces(clinc_task.name)}
-    off = {by_text[r["messages"][-1]["content"]] for r in logs if "off_domain" in r["metadata"]["noise"]}
+    key = [json.loads(line) for line in prod_logs.with_name("answer_key.jsonl").read_text().splitlines()]
+    off = {k["id"] for k in key if "off_domain" in k["noise"]}
     caught = off & set(s["excluded_suspect"])
     assert len(caught) >= len(off) - 1
     train = [json.loads(line) for line in Path(run.report_path).with_name("iter-1").joinpath("train.jsonl").read_text().splitlines()]

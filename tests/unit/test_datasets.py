@@ -60,7 +60,7 @@ def ids(items: list[EvalItem]) -> set[str]:
 
 
 def suites(s: RepairSplits) -> dict[str, list[EvalItem]]:
-    return {"target": s.target, "regression": s.regression, "train_failures": s.train_failures, "replay_pool": s.replay_pool}
+    return s.roles()
 
 
 # ---------------------------------------------------------------------------------- build_splits
@@ -74,14 +74,15 @@ def test_no_trace_is_in_two_suites_and_suspects_and_unlabeled_are_in_none(seed: 
     assert not {t.id for t in traces if t.verdict is None} & set(seen)
     # every labelled, non-suspect trace is somewhere
     assert set(seen) == {t.id for t in traces if t.verdict in ("pass", "fail") and t.id not in excluded}
-    # failures only in target/train, passes only in regression/replay
+    # failures only in target/train, passes only in regression/replay; the final slice holds both
     assert all(i.startswith("f") for i in ids(s.target) | ids(s.train_failures))
     assert all(i.startswith("p") for i in ids(s.regression) | ids(s.replay_pool))
+    assert {i[0] for i in ids(s.final)} == {"f", "p"}
 
 
 def test_target_takes_about_30_percent_of_each_cluster_of_size_two_or_more() -> None:
     traces, clusters, excluded = scenario()
-    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0)
     target = ids(s.target)
     for key, members in clusters.items():
         usable = [i for i in members if i not in excluded]
@@ -101,40 +102,39 @@ def test_failures_without_correction_are_not_used() -> None:
     traces.append(trace("f-nc", "my card got denied at the cinema", "balance", "fail", None))
     clusters["card_declined ← balance"].append("f-nc")
     s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
-    assert "f-nc" not in ids(s.target) | ids(s.train_failures)
+    assert "f-nc" not in ids(s.target) | ids(s.train_failures) | ids(s.final)
 
 
-def test_regression_is_stratified_by_label_and_sized_on_the_failures() -> None:
+def test_regression_is_drawn_from_all_passes_stratified_by_label() -> None:
     traces, clusters, excluded = scenario()
-    n_fail = sum(N_FAIL.values())
-    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
-    assert len(s.regression) == n_fail
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0)
+    n_pass = sum(1 for t in traces if t.verdict == "pass" and t.id not in excluded)
+    assert len(s.regression) == round(n_pass * 0.5)  # sized on the passes, not on the failure count
     per_label = Counter(it.expected for it in s.regression)
     assert set(per_label) == set(LABELS)
     # round-robin over labels: counts differ by at most one, except where a label runs out of passes
     passes_of = Counter(t.output for t in traces if t.verdict == "pass" and t.id not in excluded)
     full = [n for lab, n in per_label.items() if n < passes_of[lab]]
     assert max(full) - min(per_label.values()) <= 1, per_label
-    assert per_label["card_declined"] == min(passes_of["card_declined"], max(per_label.values()))
     for it in s.regression:
         assert it.metadata["reason"] == f"regression: passing example of label {it.expected!r} (stratified)"
 
 
-@pytest.mark.parametrize(("ratio", "expected"), [(0.0, 0.3), (0.1, 0.3), (0.5, 0.5), (1.0, 1.0), (3.0, 1.0)])
-def test_regression_size_is_clamped_to_30_to_100_percent_of_the_failures(ratio: float, expected: float) -> None:
+def test_regression_is_bounded() -> None:
     traces, clusters, excluded = scenario()
-    n_fail = sum(N_FAIL.values())
-    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, regression_ratio=ratio)
-    assert len(s.regression) == round(n_fail * expected)
-    assert 0.3 * n_fail - 1 <= len(s.regression) <= n_fail
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0, max_regression=10)
+    assert len(s.regression) == 10 and len(set(it.expected for it in s.regression)) == len(LABELS)
 
 
-def test_regression_never_takes_more_than_half_the_passes() -> None:
-    traces, clusters, excluded = scenario(n_fail={"card_declined": 30, "transfer": 30, "freeze_account": 30}, per_label=40)
-    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
-    n_pass = sum(1 for t in traces if t.verdict == "pass" and t.id not in excluded)
-    assert len(s.regression) == n_pass // 2
-    assert len(s.replay_pool) == n_pass - n_pass // 2
+def test_final_slice_is_stratified_and_sized() -> None:
+    traces, clusters, excluded = scenario()
+    trusted = [t for t in traces if t.verdict in ("pass", "fail") and t.id not in excluded]
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.2)
+    assert len(s.final) == round(0.2 * len(trusted))
+    assert {it.expected for it in s.final} == set(LABELS)
+    assert all(it.metadata["reason"].startswith("final slice") for it in s.final)
+    # too small to verify anything: no final slice at all
+    assert build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.2, min_final=1000).final == []
 
 
 def test_splits_are_deterministic_for_a_seed() -> None:
@@ -147,7 +147,7 @@ def test_splits_are_deterministic_for_a_seed() -> None:
 def test_all_unlabeled_gives_empty_splits_and_an_empty_training_set() -> None:
     traces = [trace(f"u{i}", text, gold, None) for i, (text, gold) in enumerate(rows("train", LABELS, per_label=5))]
     s = build_splits(TASK, traces, excluded=set(), clusters={})
-    assert (s.target, s.regression, s.train_failures, s.replay_pool) == ([], [], [], [])
+    assert (s.target, s.regression, s.train_failures, s.replay_pool, s.final) == ([], [], [], [], [])
     items, stats = build_training_set(s, replay_fraction=0.15)
     assert items == [] and stats["n"] == 0 and stats["failures"] == 0 and stats["replay"] == 0
 
@@ -158,11 +158,11 @@ def test_no_traces_at_all() -> None:
     assert build_training_set(s, replay_fraction=0.2)[0] == []
 
 
-def test_only_passes_gives_no_regression_set() -> None:
+def test_only_passes_gives_no_failures_to_train_on() -> None:
     traces = [trace(f"p{i}", text, gold) for i, (text, gold) in enumerate(rows("train", LABELS, per_label=5))]
     s = build_splits(TASK, traces, excluded=set(), clusters={})
-    assert s.target == [] and s.train_failures == [] and s.regression == []  # 0 failures → 0 regression
-    assert len(s.replay_pool) == 20
+    assert s.target == [] and s.train_failures == [] and s.final == []  # 20 traces: too few for a final slice
+    assert len(s.regression) == 10 and len(s.replay_pool) == 10
 
 
 # ---------------------------------------------------------------------------- build_training_set
@@ -321,3 +321,40 @@ def test_decontaminate_drops_ids_and_near_duplicates() -> None:
     evals = [[_item(9, "Why was my card declined at the store?", "card_declined")], [_item(3, "totally different text", "balance")]]
     kept, n = decontaminate(train, evals)
     assert [it.id for it in kept] == ["i2"] and n == 1
+
+
+# ---------------------------------------------------------------------- replay share and the refit
+@pytest.mark.parametrize("fraction", [0.2, 0.4])
+def test_the_replay_share_the_plan_asks_for_is_the_share_training_gets(fraction: float) -> None:
+    _, _, _, items, stats = _training(replay_fraction=fraction, max_ratio=100.0)
+    replayed = sum(it.metadata.get("provenance") in ("replay", "hard_negative") for it in items)
+    assert replayed / len(items) >= fraction - 1 / len(items), stats
+    assert stats["replay_share"] >= fraction - 1 / len(items)
+
+
+def test_replay_share_holds_when_passes_are_scarce() -> None:
+    """Few passes left for replay: they are shown more than once instead of shrinking the share."""
+    traces, clusters, excluded = scenario()
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0)
+    s.replay_pool = s.replay_pool[:3]
+    items, stats = build_training_set(s, replay_fraction=0.4, hard_negatives_per_case=0, max_ratio=100.0)
+    replayed = [it for it in items if it.metadata.get("provenance") == "replay"]
+    assert len(replayed) / len(items) >= 0.4 - 1 / len(items), stats
+    assert {it.metadata["trace_id"] for it in replayed} <= {it.id for it in s.replay_pool}
+    assert len({it.id for it in items}) == len(items)  # repeats carry distinct ids
+
+
+def test_refit_trains_on_the_held_out_suites_never_on_the_final_slice() -> None:
+    from kaizen.tools.datasets import build_refit_set
+
+    traces, clusters, excluded = scenario()
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.2)
+    loop, _ = build_training_set(s, replay_fraction=0.2)
+    items, stats = build_refit_set(s, loop, replay_fraction=0.3, max_ratio=100.0)
+    got = ids(items)
+    held = ids(s.target) | ids(s.regression)
+    assert len(held - got) == stats["dropped_contaminated"] < len(held) / 10  # only near-duplicates of the final slice
+    assert not got & ids(s.final) and not got & excluded
+    assert stats["replay_share"] >= 0.3 - 1 / len(items)
+    texts = [last_user_text(it.messages) for it in items]
+    assert not near_duplicates(texts, [last_user_text(it.messages) for it in s.final], 0.9)

@@ -17,24 +17,27 @@ def test_make_logs_is_deterministic_and_noisy() -> None:
     labels = load_slice()["labels"]
     pairs = rows("train", labels, per_label=20, seed=23)
     oos = [t for t, _ in load_slice()["oos"][:6]]
-    a = make_logs(_model, labels, pairs, seed=29, off_domain=oos)
-    b = make_logs(_model, labels, pairs, seed=29, off_domain=oos)
-    assert a == b
-    assert a != make_logs(_model, labels, pairs, seed=30, off_domain=oos)
-    noise = Counter(n for r in a for n in r["metadata"]["noise"])
+    a, key = make_logs(_model, labels, pairs, seed=29, off_domain=oos)
+    b, key_b = make_logs(_model, labels, pairs, seed=29, off_domain=oos)
+    assert (a, key) == (b, key_b)
+    assert a != make_logs(_model, labels, pairs, seed=30, off_domain=oos)[0]
+    assert [r["id"] for r in a] == [k["id"] for k in key] and len({r["id"] for r in a}) == len(a)
+    assert all("metadata" not in r for r in a), "the truth goes to the answer key, never into the logs"
+    noise = Counter(n for k in key for n in k["noise"])
     assert noise["off_domain"] == 6
     assert 0.05 * len(pairs) < noise["unlabeled"] < 0.2 * len(pairs)
     assert 0.03 * len(pairs) < noise["poisoned"] < 0.15 * len(pairs)
     assert 0.08 * len(pairs) < noise["typo"] < 0.25 * len(pairs)
-    for rec, (text, gold) in zip(a, pairs, strict=False):
+    for rec, k, (text, gold) in zip(a, key, pairs, strict=False):
         fb = rec.get("feedback")
-        if "poisoned" in rec["metadata"]["noise"]:
+        assert k["label"] == gold
+        if "poisoned" in k["noise"]:
             assert fb["verdict"] == "fail" and fb["correction"] != gold
         elif fb and fb["verdict"] == "fail":
             assert fb["correction"] == gold and rec["output"] != gold
         elif fb:
             assert rec["output"] == gold
-        if "typo" in rec["metadata"]["noise"]:
+        if "typo" in k["noise"]:
             assert rec["messages"][0]["content"] != text
 
 

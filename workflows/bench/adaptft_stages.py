@@ -297,6 +297,25 @@ def log_records(scenario: Scenario, items: Sequence[PerturbedItem], outputs: Seq
     return recs
 
 
+def split_truth(scenario: Scenario, records: Sequence[Mapping[str, Any]],
+                items: Sequence[PerturbedItem]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(logs, answer_key)``: the records as kaizen ingests them (no ``metadata.adaptft``) and the truth.
+
+    The answer key (``kaizen.tools.answer_key``) holds each trace's right answer (None when no answer is
+    right, e.g. a jailbreak or an off-domain input that replaced the original) and its noise: the
+    perturbations, ``poisoned`` and the naive arm's treatment. Only the oracle arm and triage scoring read it.
+    """
+    logs, key = [], []
+    for r, it in zip(records, items, strict=True):
+        meta = r["metadata"]["adaptft"]
+        logs.append({k: v for k, v in r.items() if k != "metadata"})
+        label = _reference(scenario, it, it.expected) if it.expected is not None else None
+        noise = [*meta["perturbations"], *(["poisoned", f"poison:{meta['poison']}"] if meta["poison"] else []),
+                 *([f"naive:{meta['naive']}"] if meta["naive"] else [])]
+        key.append({"id": r["id"], "label": label, "noise": noise})
+    return logs, key
+
+
 def feedback_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Per-arm summary of a stage's logs: passes, failures with and without a correction, poisoned, naive treatments."""
     c: Counter[str] = Counter()

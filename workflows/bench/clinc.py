@@ -66,14 +66,16 @@ def typo(text: str, rnd: random.Random) -> str:
 
 def make_logs(run_model: Any, labels: list[str], pairs: list[tuple[str, str]], *, seed: int = 0, typo_rate: float = 0.15,
               poison_rate: float = 0.08, off_domain: list[str] = (), unlabeled_rate: float = 0.1,
-              model_version: str = "v1", start: str = "2026-11-01T09:00:00") -> list[dict[str, Any]]:
+              model_version: str = "v1", start: str = "2026-11-01T09:00:00",
+              id_prefix: str = "t") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Production logs: run the deployed model on (noisy) inputs and attach realistic feedback.
 
     ``run_model(list_of_texts) -> list_of_outputs`` is the deployed model. Feedback is the gold
     label (fail + correction when the output is wrong, pass when right), except: ``poison_rate`` of
     labelled traces get a *wrong* correction (a human slip or a malicious label), off-domain inputs
     get a correction from the label set (which cannot be right), ``unlabeled_rate`` get no feedback.
-    Each trace's metadata says which noise hit it, so a test can check what diagnosis caught.
+    Returns ``(logs, answer_key)``: every record has an ``id``; the truth about it (its real label,
+    ``None`` off-domain, and which noise hit it) goes to the answer key, never into the logs kaizen ingests.
     """
     from datetime import datetime, timedelta
 
@@ -85,15 +87,16 @@ def make_logs(run_model: Any, labels: list[str], pairs: list[tuple[str, str]], *
     inputs += [(t, None, False) for t in off_domain]
     outputs = run_model([t for t, _, _ in inputs])
     t0 = datetime.fromisoformat(start)
-    logs = []
+    logs, key = [], []
     for i, ((text, gold, typod), out) in enumerate(zip(inputs, outputs, strict=True)):
         meta: dict[str, Any] = {"noise": []}
         if typod:
             meta["noise"].append("typo")
         rec: dict[str, Any] = {
-            "timestamp": (t0 + timedelta(minutes=7 * i)).isoformat(), "model_version": model_version,
-            "messages": [{"role": "user", "content": text}], "output": out, "metadata": meta,
+            "id": f"{id_prefix}{i:04d}", "timestamp": (t0 + timedelta(minutes=7 * i)).isoformat(),
+            "model_version": model_version, "messages": [{"role": "user", "content": text}], "output": out,
         }
+        key.append({"id": rec["id"], "label": gold, "noise": meta["noise"]})
         if gold is None:
             meta["noise"].append("off_domain")
             rec["feedback"] = {"verdict": "fail", "correction": rnd.choice(labels), "source": "human"}
@@ -108,4 +111,4 @@ def make_logs(run_model: Any, labels: list[str], pairs: list[tuple[str, str]], *
         else:
             rec["feedback"] = {"verdict": "fail", "correction": gold, "source": "human", "reason": "wrong intent"}
         logs.append(rec)
-    return logs
+    return logs, key
