@@ -8,6 +8,10 @@ the job directory:
 * ``checkpoints/checkpoint-N`` — the resume points; a re-run resumes from the newest;
 * ``adapter/`` (LoRA) or ``model/`` (full fine-tune) — the result;
 * ``result.json`` — written last: steps, train_tokens, tokens_per_s, runtime. Its presence means done.
+
+Under ``accelerate launch`` (``TrainJob.launcher``) every rank runs this module; only rank 0 writes the
+files above (the Trainer saves checkpoints and the adapter on the main process), and a rank whose
+launcher dies goes too (``PR_SET_PDEATHSIG``) instead of waiting forever in a collective.
 """
 
 from __future__ import annotations
@@ -20,6 +24,27 @@ from pathlib import Path
 from typing import Any
 
 from kaizen.tools.train.spec import TrainJob
+
+
+def _rank() -> tuple[int, int]:
+    """(global rank, world size) from torchrun's environment; (0, 1) for a plain ``python -m`` run."""
+    return int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def _die_with_parent() -> None:
+    """Linux: let the kernel SIGTERM this rank when its launcher (torch's elastic agent) dies.
+
+    Only for ranks: a plain runner must outlive a killed kaizen process, which then adopts it.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except OSError as e:
+        print(f"kaizen runner: cannot tie this rank to its launcher ({e}); it may outlive a killed launcher", flush=True)
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -92,7 +117,7 @@ def _metrics_callback(path: Path, t0: float, t_train_start: list[float], prior_t
         start_tokens = 0.0
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN003
-            if not logs:
+            if not logs or not state.is_world_process_zero:  # one writer: rank 0 (logs are gathered already)
                 return
             # cpu_s: this process's CPU seconds (all threads). Other load on the machine stretches
             # elapsed_s far more than cpu_s (with one thread, hardly at all): kaizen bench tools
@@ -172,6 +197,9 @@ def _common_args(job: TrainJob, bf16: bool, fp16: bool, device: str) -> dict[str
         # TRL turns gradient checkpointing on by default; for small models it only re-computes the
         # forward pass (measured ~2x slower on CPU). Memory is not the constraint here.
         gradient_checkpointing=False,
+        # Under DDP every trainable weight (LoRA or full) gets a gradient each step: skip the extra
+        # autograd-graph walk that transformers' default (find unused parameters) costs every step.
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -225,10 +253,18 @@ def run(job: TrainJob) -> dict[str, Any]:
     """Train (or resume) the job and write its outputs; returns the result record."""
     out = job.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    (out / "runner.pid").write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+    rank, world = _rank()
+    if world > 1:
+        _die_with_parent()
+    if rank == 0:
+        (out / "runner.pid").write_text(json.dumps({"pid": os.getpid(), "started": time.time(), "world_size": world}))
     t0 = time.time()
     rows = _load_rows(job.data_path, REQUIRED_KEYS[job.kind])  # fail on bad data before the slow model load
     model, tok, peft_config, device, bf16, fp16 = _load_model(job)
+    if world > 1 and device == "cpu":
+        # accelerate names a CPU rank's device "cpu:0", and torch.load(map_location="cpu:0") cannot restore
+        # the optimizer state on resume ("don't know how to restore data location"): plain "cpu" can.
+        os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
     common = _common_args(job, bf16, fp16, device)
     build = _sft_trainer if job.kind == "sft" else _grpo_trainer
     trainer = build(job, rows, model, tok, peft_config, common)
@@ -246,7 +282,10 @@ def run(job: TrainJob) -> dict[str, Any]:
     train_out = trainer.train(resume_from_checkpoint=resume)
     train_s = time.time() - t_train
     final = out / ("model" if job.full_finetune else "adapter")
-    trainer.save_model(str(final))
+    trainer.save_model(str(final))  # every rank calls it (ZeRO-3/FSDP gather); the main process writes
+    trainer.accelerator.wait_for_everyone()  # result.json (done) only once every rank has finished
+    if rank != 0:
+        return {"rank": rank}
     tok.save_pretrained(str(final))
     state = trainer.state
     tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
@@ -264,6 +303,7 @@ def run(job: TrainJob) -> dict[str, Any]:
         "train_loss": train_out.training_loss,
         "device": device,
         "dtype": "bf16" if bf16 else "fp16" if fp16 else "fp32",
+        "num_processes": world,
         "total_s": round(time.time() - t0, 2),
     }
     _write_json_atomic(out / "result.json", result)
@@ -277,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job = TrainJob.model_validate_json(Path(argv[0]).read_text())
     result = run(job)
-    print("kaizen runner: done " + json.dumps(result), flush=True)
+    if _rank()[0] == 0:
+        print("kaizen runner: done " + json.dumps(result), flush=True)
     return 0
 
 

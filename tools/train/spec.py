@@ -42,6 +42,44 @@ class LoraSpec(BaseModel):
         return self
 
 
+class LauncherSpec(BaseModel):
+    """How the runner process is started: plain ``python -m`` or ``accelerate launch`` (data parallel).
+
+    Also the ``train.launcher`` section of kaizen.yaml. Under accelerate every rank trains on its share
+    of each batch (``batch_size`` is per process: the global batch is ``batch_size × grad_accum ×
+    num_processes``); only rank 0 writes metrics, checkpoints' trainer state, the adapter and
+    ``result.json``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["python", "accelerate"] = Field(
+        "python", description="python: one process. accelerate: `accelerate launch` (DDP, DeepSpeed or FSDP; several GPUs, or gloo on CPU).")
+    num_processes: int | None = Field(
+        None, ge=1, description="accelerate: processes (one per GPU). null: the config file's value, else every visible GPU (1 on a CPU).")
+    strategy: Literal["ddp", "deepspeed-zero2", "deepspeed-zero3", "fsdp"] = Field(
+        "ddp", description="accelerate without config_file: the accelerate config kaizen writes into the job dir "
+        "(ddp; DeepSpeed ZeRO-2/3 needs the deepspeed package; fsdp). Only ddp has been run by kaizen's tests (CPU, gloo).")
+    config_file: Path | None = Field(
+        None, description="accelerate: your own `accelerate config` YAML (multi-node, offload …); overrides strategy. "
+        "A relative path is relative to the workspace root.")
+    main_process_port: int | None = Field(
+        None, ge=1, le=65535, description="accelerate: rendezvous port on 127.0.0.1. null: a free port per job.")
+    extra_args: list[str] = Field(
+        default_factory=list, description="accelerate: further `accelerate launch` arguments, passed as-is (e.g. [--gpu_ids, '0,1']).")
+
+    @model_validator(mode="after")
+    def _python_takes_no_accelerate_options(self) -> LauncherSpec:
+        if self.kind == "python" and (self.config_file or (self.num_processes or 1) > 1 or self.extra_args):
+            raise ValueError("num_processes, config_file and extra_args need the accelerate launcher: set train.launcher.kind: accelerate")
+        return self
+
+    def relative_to(self, root: Path) -> LauncherSpec:
+        """The same launcher with a relative ``config_file`` resolved against ``root`` (the workspace)."""
+        if self.config_file is None or self.config_file.is_absolute():
+            return self
+        return self.model_copy(update={"config_file": (root / self.config_file).resolve()})
+
+
 class TrainJob(BaseModel):
     """One SFT or GRPO job. ``data_path`` holds rendered chats (see kaizen.tools.data)."""
 
@@ -72,6 +110,7 @@ class TrainJob(BaseModel):
     temperature: float = Field(1.0, gt=0)
     use_vllm: bool = Field(False, description="GRPO generation with vLLM colocated on the GPU (not supported on CPU).")
     trl_overrides: dict[str, Any] = Field(default_factory=dict, description="Passed to SFTConfig/GRPOConfig as-is.")
+    launcher: LauncherSpec = Field(default_factory=LauncherSpec, description="python (one process) or accelerate (data parallel).")
 
     @model_validator(mode="after")
     def _checks(self) -> TrainJob:
@@ -80,6 +119,8 @@ class TrainJob(BaseModel):
             value = getattr(self, name)
             if value is not None and not value.is_absolute():
                 object.__setattr__(self, name, value.resolve())
+        if self.launcher.config_file is not None and not self.launcher.config_file.is_absolute():
+            object.__setattr__(self, "launcher", self.launcher.relative_to(Path.cwd()))
         if self.kind == "grpo" and (self.batch_size * self.grad_accum) % self.num_generations:
             raise ValueError(
                 f"batch_size×grad_accum ({self.batch_size * self.grad_accum}) must be a multiple of num_generations "
