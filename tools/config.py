@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.schema import TaskSpec
+from kaizen.tools.train.spec import LauncherSpec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
@@ -107,6 +108,12 @@ class ScheduleSettings(Section):
         return v
 
 
+class TrainSettings(Section):
+    """How training jobs run (``kaizen train``, and the train step of repair and cold start)."""
+
+    launcher: LauncherSpec = Field(default_factory=LauncherSpec, description="python (one process) or accelerate (data parallel).")
+
+
 class Settings(Section):
     """The whole of kaizen.yaml."""
 
@@ -117,6 +124,7 @@ class Settings(Section):
     repair: RepairSettings = Field(default_factory=RepairSettings)
     brain: BrainSettings = Field(default_factory=BrainSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
 
     @model_validator(mode="after")
     def _unique_tasks(self) -> Settings:

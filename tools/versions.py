@@ -83,6 +83,7 @@ def build_job(ws: Workspace, task: TaskSpec, items: list[EvalItem], *, kind: str
     data_path = job_dir / "data.jsonl"
     write_items(data_path, rows)
     m = ws.settings.model
+    params.setdefault("launcher", ws.settings.train.launcher.relative_to(ws.root))  # kaizen.yaml train.launcher
     return TrainJob(
         kind=kind, base_dir=base_dir, init_adapter=adapter if from_incumbent else None, data_path=data_path,
         output_dir=job_dir, device=m.device, dtype=m.dtype, **params,
