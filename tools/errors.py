@@ -73,3 +73,19 @@ class LockedError(KaizenError):
     """Another run holds the task's lock."""
 
     exit_code = 4
+
+
+class ServingError(KaizenError):
+    """A serving proxy or vLLM server refused a request or cannot be reached; the message carries what it said."""
+
+
+class ProxyError(KaizenError):
+    """An error answer of ``kaizen serve``'s proxy: the HTTP status, the message and the OpenAI error type.
+
+    Raised inside the proxy and turned into ``{"error": {"message", "type", "code"}}`` with ``status``;
+    raised outside a request (start-up), the CLI prints its message like any other error.
+    """
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind

@@ -37,7 +37,9 @@ LIGHT_MODULES = (
     "kaizen.tools.models",
     "kaizen.tools.versions",
     "kaizen.tools.serve.hotswap",
-    "kaizen.workflows.serve.proxy",
+    "kaizen.tools.serve.http",
+    "kaizen.workflows.serve.app",
+    "kaizen.workflows.serve.process",
 )
 
 EXPECTED_COMMANDS = {"init", "task", "ingest", "feedback", "traces", "models"}

@@ -24,7 +24,8 @@ from kaizen.tools.skills import save_skill
 from kaizen.tools.store import Store
 from kaizen.tools.store.tables import ModelVersionRow, ServerRow
 from kaizen.tools.workspace import init_workspace
-from kaizen.workflows.serve.proxy import Route, ServingProxy, local_url, make_http_server
+from kaizen.workflows.serve.app import AppServer
+from kaizen.workflows.serve.router import Route, ServingProxy
 
 TASK = TaskSpec(name="intents", kind="classification", labels=["balance", "transfer"], system_prompt="Classify. Label only.")
 TOKEN = "secret-token"
@@ -50,10 +51,10 @@ class Stub:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._send(200, {}) if self.path == "/health" else self._send(404, {"error": {"message": "no"}})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.calls.append((self.path, body))
                 if self.path == "/v1/load_lora_adapter":
@@ -118,12 +119,9 @@ def env(tmp_path: Path):
                          production=Route("v1", "v1", store.get_model_version("v1").adapter_path), log_path=tmp_path / "serving" / "intents.jsonl",
                          store=store, server_id="srv1", admin_token=TOKEN, rng=random.Random(0), fsync=False)
     proxy.load(proxy.production)
-    httpd = make_http_server(proxy, "127.0.0.1", 0)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = local_url(httpd)
-    yield {"store": store, "stub": stub, "proxy": proxy, "url": url, "tmp": tmp_path}
-    httpd.shutdown()
-    httpd.server_close()
+    web = AppServer(proxy, "127.0.0.1", 0).start()
+    yield {"store": store, "stub": stub, "proxy": proxy, "url": web.url, "tmp": tmp_path}
+    web.stop()
     stub.httpd.shutdown()
     store.close()
 

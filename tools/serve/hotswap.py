@@ -16,70 +16,28 @@ Servers are found through the ``server`` table (written by ``kaizen serve`` itse
 server whose process is gone is marked ``gone`` and skipped; one whose process lives but whose proxy
 does not answer is an error (``--no-swap`` moves the alias without it).
 
-Standard library only (urllib); nothing here imports the ML stack.
+HTTP through the one client of :mod:`kaizen.tools.serve.http` (httpx, no proxy from the environment);
+nothing here imports the ML stack.
 """
 
 from __future__ import annotations
 
-import json
 import socket
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from kaizen.tools import registry
-from kaizen.tools.errors import KaizenError, ModelError
+from kaizen.tools.errors import KaizenError, ModelError, ServingError
 from kaizen.tools.proc import pid_alive
+from kaizen.tools.serve.http import error_message, request_json
 from kaizen.tools.store import Store
 from kaizen.tools.store.tables import ServerRow, utcnow
 
 ADMIN_TIMEOUT_S = 180.0  # a vLLM LoRA load takes ~0.03 s on CPU; draining in-flight requests up to 30 s
 HEALTH_TIMEOUT_S = 3.0
 
-
-# No proxy from the environment: these are calls to our own servers (usually 127.0.0.1), and urllib
-# would otherwise send them through $http_proxy.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class ServingError(KaizenError):
-    """A serving proxy refused or failed a request; the message carries what it said."""
-
-
-def http_json(method: str, url: str, body: Any = None, *, token: str = "", timeout: float = 30.0) -> tuple[int, Any]:
-    """One JSON request with the standard library. Returns (status, decoded body) for any HTTP status;
-    raises :class:`ServingError` only when the server cannot be reached."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (OSError, urllib.error.URLError) as exc:
-        raise ServingError(f"{method} {url}: unreachable: {exc}") from None
-    text = raw.decode(errors="replace")
-    try:
-        return status, json.loads(text) if text.strip() else None
-    except ValueError:
-        return status, text
-
-
-def error_message(payload: Any) -> str:
-    """The message of an OpenAI-style ``{"error": {"message": ...}}`` body (or the body itself)."""
-    if isinstance(payload, dict):
-        err = payload.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-        if payload.get("message"):
-            return str(payload["message"])
-    return str(payload)
+# Kept importable from here: callers and tests use ``hotswap.http_json`` / ``hotswap.ServingError``.
+http_json = request_json
 
 
 def healthy(row: ServerRow, timeout: float = HEALTH_TIMEOUT_S) -> bool:

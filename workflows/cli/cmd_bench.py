@@ -76,6 +76,9 @@ def add_serving_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for both engines (default 1: steady on a shared CPU; 0: each engine's default).")
     p.add_argument("--max-lora-rank", type=int, default=None, help="vLLM --max-lora-rank (default 64, as kaizen serve).")
+    p.add_argument("--concurrency", type=int, default=16, help="Concurrent clients for the proxy overhead under load.")
+    p.add_argument("--load-requests", type=int, default=20, help="Requests per client for the proxy overhead under load.")
+    p.add_argument("--skip-throughput", action="store_true", help="Only the swap latency and proxy overhead (no transformers run).")
     p.add_argument("--quick", action="store_true", help="One repetition, fewer prompts (smoke test).")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_serving)
@@ -88,6 +91,7 @@ def cmd_bench_serving(args: argparse.Namespace) -> int:
     quick = args.quick
     with sigterm_as_interrupt():  # a stopped bench still stops its vLLM server
         data = bench_serving(n=16 if quick else args.n, reps=1 if quick else 2, requests=6 if quick else args.requests,
-                             threads=args.threads or None, max_lora_rank=args.max_lora_rank, progress=info)
+                             threads=args.threads or None, max_lora_rank=args.max_lora_rank, concurrency=args.concurrency,
+                             load_requests=4 if quick else args.load_requests, throughput=not args.skip_throughput, progress=info)
     emit(args.json, data, lambda d: console.print_json(data=d))
     return 0

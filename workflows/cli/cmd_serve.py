@@ -1,4 +1,4 @@
-"""CLI: ``kaizen serve`` (vLLM behind kaizen's proxy) and ``kaizen servers list|canary``."""
+"""CLI: ``kaizen serve`` (vLLM behind kaizen's proxy, Starlette on uvicorn) and ``kaizen servers list|canary``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="Proxy address (vLLM itself always listens on 127.0.0.1).")
     p.add_argument("--port", type=int, default=8000, help="Proxy port (0: a free one).")
     p.add_argument("--vllm-port", type=int, default=0, help="vLLM's own port on 127.0.0.1 (0: a free one).")
+    p.add_argument("--vllm-url", default=None,
+                   help="Attach to this running vLLM server (--enable-lora, runtime LoRA updating on) instead of starting one; "
+                        "it is left running at exit.")
     p.add_argument("--canary-version", default=None, help="Send --canary-fraction of the requests to this version.")
     p.add_argument("--canary-fraction", type=float, default=0.0)
     p.add_argument("--canary-skill", type=int, default=None, help="Skill version served with the canary.")
@@ -59,7 +62,7 @@ def _only_task(ws: Any) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from kaizen.workflows.serve.proxy import serve
+    from kaizen.workflows.serve.process import serve
 
     ws = find_workspace(args.workspace)
     task = args.task or _only_task(ws)
@@ -71,10 +74,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         info(f"serving task {d['task']} as model {d['model']!r} at {d['base_url']} → {d['version']}"
              + (f" + skill {d['skill']}" if d["skill"] else "")
              + (f"; canary {d['canary']['version']} at {d['canary']['fraction']:.0%}" if d["canary"] else "")
-             + f" (vLLM {d['vllm_url']}, up in {d['startup_s']} s)")
+             + f" (vLLM {d['vllm_url']}{' attached' if d['attached'] else ''}, up in {d['startup_s']} s)")
         info(f"  traces → {d['log']}; feedback: POST {d['url']}/feedback; Ctrl-C stops")
 
-    serve(ws, task, host=args.host, port=args.port, vllm_port=args.vllm_port, canary_version=args.canary_version,
+    serve(ws, task, host=args.host, port=args.port, vllm_port=args.vllm_port, vllm_url=args.vllm_url, canary_version=args.canary_version,
           canary_fraction=args.canary_fraction, canary_skill=args.canary_skill, log_path=args.log, prompt_mode=args.prompt,
           dtype=args.dtype, max_loras=args.max_loras, max_lora_rank=args.max_lora_rank, cpu_threads=args.cpu_threads,
           max_model_len=args.max_model_len, startup_timeout_s=args.startup_timeout,
