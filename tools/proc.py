@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -26,6 +27,34 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as a token no other process on this host ever shares.
+
+    ``<boot id>:<start time in clock ticks since boot>`` (field 22 of ``/proc/<pid>/stat``): a pid
+    reused by a later process, even after a reboot, gives a different token. None where it cannot
+    be known (no such process, no ``/proc`` as on macOS): callers then fall back to the pid alone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name in (...) may hold spaces and ")"
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None
+
+
+def host_id() -> str:
+    """This machine's name in task locks: ``$KAIZEN_HOST_ID``, else the host name.
+
+    Processes on the same host are judged by pid and start time; a holder with another host id only
+    by its heartbeat (its pid means nothing here). Overriding it lets one machine act as two hosts
+    (tests of a shared PostgreSQL store, containers that share a host name)."""
+    from kaizen.tools.env import env
+
+    return env().host_id or socket.gethostname()
 
 
 class sigterm_as_interrupt:  # noqa: N801 - used as a context manager

@@ -10,27 +10,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kaizen.tools import lock
 from kaizen.tools.errors import KaizenError
+from kaizen.tools.lock import task_lock
 from kaizen.tools.store.tables import RunRow
 from kaizen.tools.workspace import Workspace
 
 
 @contextmanager
 def tracked(ws: Workspace, run: RunRow) -> Iterator[RunRow]:
-    """Hold the task's lock while ``run`` works; record ``failed``/``interrupted`` if it stops early."""
-    lock.acquire_safely(ws.store, run.task, run.id)
-    run.status = "running"
-    ws.store.save_run(run)
-    try:
-        yield run
-    except KaizenError:
-        run.status = "failed"
+    """Hold the task's lock while ``run`` works; record ``failed``/``interrupted`` if it stops early.
+
+    The lock is ``task_lock``'s: taken here, or joined if this thread already holds it (a tick that
+    drives the run, a job that took it before writing the run record).
+    """
+    with task_lock(ws.store, run.task, run.id):
+        run.status = "running"
         ws.store.save_run(run)
-        raise
-    except BaseException:
-        run.status = "interrupted"
-        ws.store.save_run(run)
-        raise
-    finally:
-        lock.release(ws.store, run.task, run.id)
+        try:
+            yield run
+        except KaizenError:
+            run.status = "failed"
+            ws.store.save_run(run)
+            raise
+        except BaseException:
+            run.status = "interrupted"
+            ws.store.save_run(run)
+            raise

@@ -161,6 +161,7 @@ def test_second_repair_on_the_same_task_is_refused(tmp_path: Path, clinc_task, c
     import sys
 
     from kaizen.tools import lock
+    from kaizen.tools.proc import process_start
 
     ws = _workspace(tmp_path, clinc_task, clinc_v1, prod_logs)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -170,7 +171,7 @@ def test_second_repair_on_the_same_task_is_refused(tmp_path: Path, clinc_task, c
 
         with ws.store.session() as s:
             row = s.get(LockRow, clinc_task.name)
-            row.pid = holder.pid  # a live process holds it
+            row.pid, row.proc_start = holder.pid, process_start(holder.pid)  # a live process holds it
             s.add(row)
         kaizen = str(Path(sys.executable).parent / "kaizen")
         out = subprocess.run([kaizen, "-w", str(tmp_path), "repair", "--task", clinc_task.name], capture_output=True, text=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from kaizen.tools.errors import WorkspaceError
 from kaizen.tools.store.tables import ADDITIVE_UPGRADE_FROM, SCHEMA_VERSION, Meta, utcnow
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 BUSY_TIMEOUT_MS = 30_000
@@ -74,11 +75,37 @@ def check_schema(engine: Engine, url: str) -> None:
 
 
 def _upgrade_additive(engine: Engine) -> None:
-    """Bring an older schema up to date when the newer one only adds tables (no data moves)."""
+    """Bring an older schema up to date when the newer one only adds tables or nullable columns (no data moves)."""
     SQLModel.metadata.create_all(engine)
+    _add_missing_columns(engine)
     with Session(engine) as s:
         row = s.get(Meta, "schema_version")
         assert row is not None
         row.value = str(SCHEMA_VERSION)
         s.add(row)
         s.commit()
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each nullable column a table lacks (old rows read it as NULL).
+
+    Two processes opening an old database at once may race here: a column the other one added
+    in the meantime is not an error.
+    """
+    for table in SQLModel.metadata.sorted_tables:
+        have = {c["name"] for c in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable or column.primary_key:
+                raise WorkspaceError(f"cannot add column {table.name}.{column.name} in place (it is required): "
+                                     "export what you need and run `kaizen init` in a new directory")
+            prep = engine.dialect.identifier_preparer
+            ddl = (f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.format_column(column)} "
+                   f"{column.type.compile(dialect=engine.dialect)}")
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(ddl))
+            except DBAPIError:
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise

@@ -21,6 +21,7 @@ from kaizen.tools.store.tables import (
     AliasRow,
     EvalResultRow,
     FeedbackRow,
+    LockRow,
     ModelVersionRow,
     RunRow,
     ServerRow,
@@ -29,7 +30,8 @@ from kaizen.tools.store.tables import (
     TraceRow,
     utcnow,
 )
-from sqlalchemy import func
+from sqlalchemy import delete, func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 
@@ -432,3 +434,42 @@ class Store:
             if status:
                 q = q.where(ServerRow.status == status)
             return list(s.exec(q))
+
+    # ------------------------------------------------------------------------------ task locks
+    # The rows only: who may take a lock over is tools.lock's policy.
+    def get_lock(self, task: str) -> LockRow | None:
+        with self.session() as s:
+            return s.get(LockRow, task)
+
+    def take_lock(self, row: LockRow, *, replacing: LockRow | None = None) -> bool:
+        """Write ``row`` if the task's lock is free, or still exactly ``replacing``; False if another holder got there first."""
+        try:
+            with self.session() as s:
+                if replacing is not None:
+                    gone = s.exec(delete(LockRow).where(  # type: ignore[call-overload]
+                        col(LockRow.task) == replacing.task, col(LockRow.run_id) == replacing.run_id,
+                        col(LockRow.pid) == replacing.pid, col(LockRow.host) == replacing.host,
+                        col(LockRow.heartbeat) == replacing.heartbeat)).rowcount
+                    if gone != 1:
+                        s.rollback()
+                        return False
+                s.add(LockRow.model_validate(row.model_dump()))
+                s.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    def beat_lock(self, task: str, job_id: str, pid: int, host: str) -> bool:
+        """Refresh the heartbeat of the lock ``(job_id, pid, host)`` holds; False if it holds none."""
+        with self.session() as s:
+            n = s.exec(update(LockRow).where(  # type: ignore[call-overload]
+                col(LockRow.task) == task, col(LockRow.run_id) == job_id, col(LockRow.pid) == pid,
+                col(LockRow.host) == host).values(heartbeat=utcnow())).rowcount
+        return n == 1
+
+    def drop_lock(self, task: str, job_id: str, pid: int, host: str) -> None:
+        """Delete the lock ``(job_id, pid, host)`` holds (a lock another holder took over stays)."""
+        with self.session() as s:
+            s.exec(delete(LockRow).where(  # type: ignore[call-overload]
+                col(LockRow.task) == task, col(LockRow.run_id) == job_id, col(LockRow.pid) == pid,
+                col(LockRow.host) == host))

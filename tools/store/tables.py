@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3
-# Versions from which an upgrade only *adds* tables (create_all does it in place, nothing is lost):
-# v2 added source_cursor and tick (the scheduled loop); v3 added server (kaizen serve).
+SCHEMA_VERSION = 4
+# Versions from which an upgrade only *adds* tables or nullable columns (done in place by
+# ``db._upgrade_additive``, nothing is lost): v2 added source_cursor and tick (the scheduled loop);
+# v3 added server (kaizen serve); v4 added task_lock.proc_start (a reused pid cannot hold a lock).
 ADDITIVE_UPGRADE_FROM = 1
 
 
@@ -191,14 +192,18 @@ class EvalResultRow(SQLModel, table=True):
 
 
 class LockRow(SQLModel, table=True):
-    """One run per task: holder pid/host and a heartbeat so a stale lock can be taken over."""
+    """One job per task: the holder (job id, pid, its start time, host) and a heartbeat.
+
+    On its own host a holder is alive while its pid runs with the recorded start time; from another
+    host only the heartbeat can tell (see ``tools.lock``)."""
 
     __tablename__ = "task_lock"
     task: str = Field(primary_key=True)
-    run_id: str
+    run_id: str  # the job holding the lock: a run, or the tick that drives one
     pid: int
     host: str
     heartbeat: datetime = Field(default_factory=utcnow)
+    proc_start: str | None = None  # tools.proc.process_start(pid); None in rows written before v4
 
 
 class CursorRow(SQLModel, table=True):

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kaizen.tools import lock, registry
+from kaizen.tools import registry
 from kaizen.tools.data import item_id, load_items, write_items
 from kaizen.tools.datasets import decontaminate, dedupe
 from kaizen.tools.errors import ConfigError, DataError, KaizenError, NotFoundError
 from kaizen.tools.gate import compare, decide, gate_config
+from kaizen.tools.lock import task_lock
 from kaizen.tools.run_record import tracked
 from kaizen.tools.schema import EvalItem, Strict, TaskSpec
 from kaizen.tools.store.tables import RunRow
@@ -150,22 +151,21 @@ def start(ws: Workspace, task_file: Path, *, seed_data: Path | None = None, data
     held = load_items(eval_set, task) if eval_set else None
     train, heldout, notes = split_data(task, seeds, data, eval_fraction=spec.eval_fraction, max_eval=spec.max_eval, eval_set=held)
     run_id = uuid.uuid4().hex[:12]
-    lock.acquire_safely(ws.store, task.name, run_id)  # refuse early, before anything is written
-    lock.release(ws.store, task.name, run_id)
-    run_dir = ws.artifact_dir("runs", run_id)
-    write_items(run_dir / "train.jsonl", train)
-    write_items(run_dir / "eval.jsonl", heldout)
-    on_gpu = _on_gpu(ws)
-    run = RunRow(id=run_id, task=task.name, workflow="cold-start", status="running", thread_id=run_id, config={
-        "task_file": str(task_file.resolve()), "approve": approve, "target_score": spec.target_score, "on_gpu": on_gpu,
-        "max_attempts": max_attempts or spec.max_attempts or (5 if on_gpu else 3), "run_dir": str(run_dir),
-        "started_at": time.time(),
-    }, summary={"attempts": [], "notes": notes, "n_train": len(train), "n_eval": len(heldout)})
-    ws.store.save_run(run)
-    _say(progress, f"cold start {run_id}: {len(train)} training / {len(heldout)} held-out examples of {task.name}")
-    for n in notes:
-        _say(progress, f"  note: {n}")
-    return _drive(ws, run, progress)
+    with task_lock(ws.store, task.name, run_id):  # refuse early, before anything is written; held until the run stops
+        run_dir = ws.artifact_dir("runs", run_id)
+        write_items(run_dir / "train.jsonl", train)
+        write_items(run_dir / "eval.jsonl", heldout)
+        on_gpu = _on_gpu(ws)
+        run = RunRow(id=run_id, task=task.name, workflow="cold-start", status="running", thread_id=run_id, config={
+            "task_file": str(task_file.resolve()), "approve": approve, "target_score": spec.target_score, "on_gpu": on_gpu,
+            "max_attempts": max_attempts or spec.max_attempts or (5 if on_gpu else 3), "run_dir": str(run_dir),
+            "started_at": time.time(),
+        }, summary={"attempts": [], "notes": notes, "n_train": len(train), "n_eval": len(heldout)})
+        ws.store.save_run(run)
+        _say(progress, f"cold start {run_id}: {len(train)} training / {len(heldout)} held-out examples of {task.name}")
+        for n in notes:
+            _say(progress, f"  note: {n}")
+        return _drive(ws, run, progress)
 
 
 def resume(ws: Workspace, run_id: str, progress: Progress | None = None) -> RunRow:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from kaizen.agent.graph import build_graph
-from kaizen.tools import lock, registry
+from kaizen.tools import registry
 from kaizen.tools.errors import ConfigError
+from kaizen.tools.lock import task_lock
 from kaizen.tools.run_record import tracked
 from kaizen.tools.store.tables import RunRow
 from kaizen.tools.workspace import Workspace
@@ -56,7 +57,7 @@ def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str
         with _graph(ws) as graph:
             cfg = _config(ws, run, progress, brain)
             for _ in graph.stream(graph_input, cfg, stream_mode="updates", durability="sync"):
-                lock.heartbeat(ws.store, run.task, run.id)
+                pass  # the task lock's own thread keeps its heartbeat
             snap = graph.get_state(cfg)
         state = dict(snap.values)
         run.status = "awaiting_approval" if snap.interrupts else (state.get("status") or "not_promoted")
@@ -78,8 +79,8 @@ def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "rep
 
     ``brain``: a brain object instead of the one kaizen.yaml configures (tests, embedding kaizen).
 
-    ``run_id`` lets a caller that already holds the task's lock under that id (a scheduled tick)
-    start the run without letting go of the lock in between.
+    ``run_id``: the run's id (a scheduled tick gives its own). A caller that holds the task's lock
+    in this thread (a tick) keeps it: the run works under it.
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}: use {', '.join(PRESETS)}")
@@ -88,25 +89,21 @@ def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "rep
     budget = ws.settings.budget
     iters = max_iterations or PRESETS[preset].get("max_iterations") or budget.max_iterations
     run_id = run_id or uuid.uuid4().hex[:12]
-    lock.acquire_safely(ws.store, task, run_id)  # refuse early, before any record is written
-    now = time.time()
-    run = RunRow(id=run_id, task=task, workflow="repair", status="running", thread_id=run_id, config={
-        "preset": preset, "approve": approve, "max_iterations": iters,
-        "extra_eval_sets": [str(p.resolve()) for p in (extra_eval_sets or [])],
-        "train_overrides": train_overrides or {}, "plan_defaults": plan_defaults or {},
-    })
-    try:
+    with task_lock(ws.store, task, run_id):  # refuse early, before any record is written; _drive's tracked joins it
+        now = time.time()
+        run = RunRow(id=run_id, task=task, workflow="repair", status="running", thread_id=run_id, config={
+            "preset": preset, "approve": approve, "max_iterations": iters,
+            "extra_eval_sets": [str(p.resolve()) for p in (extra_eval_sets or [])],
+            "train_overrides": train_overrides or {}, "plan_defaults": plan_defaults or {},
+        })
         ws.store.save_run(run)
-    except BaseException:
-        lock.release(ws.store, task, run_id)
-        raise
-    state = {
-        "run_id": run_id, "task": task, "preset": "demo" if preset == "demo" else "repair", "auto_approve": approve,
-        "incumbent": incumbent.name, "incumbent_skill": _production_skill(ws, task), "iteration": 0, "max_iterations": iters, "started_at": now,
-        "deadline": now + budget.max_wall_clock_s, "train_tokens_budget": budget.max_train_tokens, "train_tokens_used": 0,
-        "artifacts": str(ws.artifact_dir("runs", run_id)), "evals": {}, "promoted": False, "events": [],
-    }
-    return _drive(ws, run, state, progress, brain)
+        state = {
+            "run_id": run_id, "task": task, "preset": "demo" if preset == "demo" else "repair", "auto_approve": approve,
+            "incumbent": incumbent.name, "incumbent_skill": _production_skill(ws, task), "iteration": 0, "max_iterations": iters, "started_at": now,
+            "deadline": now + budget.max_wall_clock_s, "train_tokens_budget": budget.max_train_tokens, "train_tokens_used": 0,
+            "artifacts": str(ws.artifact_dir("runs", run_id)), "evals": {}, "promoted": False, "events": [],
+        }
+        return _drive(ws, run, state, progress, brain)
 
 
 def _production_skill(ws: Workspace, task: str) -> int | None:

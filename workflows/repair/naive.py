@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kaizen.tools import lock, registry
+from kaizen.tools import registry
 from kaizen.tools.datasets import trace_item
 from kaizen.tools.evaluate.metrics import normalize_label
 from kaizen.tools.evaluate.run import dataset_id, evaluate
 from kaizen.tools.gate import compare
+from kaizen.tools.lock import task_lock
 from kaizen.tools.store.tables import RunRow
 from kaizen.tools.train.launch import run_job
 from kaizen.tools.train.spec import LoraSpec
@@ -29,11 +30,8 @@ from kaizen.tools.workspace import Workspace
 def run_naive(ws: Workspace, task_name: str, progress: Callable[[str], None] | None = None) -> RunRow:
     """Train on every correction, promote without a gate; holds the task's lock like any run."""
     run_id = uuid.uuid4().hex[:12]
-    lock.acquire_safely(ws.store, task_name, run_id)
-    try:
+    with task_lock(ws.store, task_name, run_id):
         return _naive(ws, task_name, run_id, progress)
-    finally:
-        lock.release(ws.store, task_name, run_id)
 
 
 def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str], None] | None) -> RunRow:

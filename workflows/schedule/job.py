@@ -1,7 +1,8 @@
 """The scheduled improvement loop: ``kaizen tick`` (one pass, for cron) and ``kaizen watch`` (a loop).
 
-A tick holds the task's lock from start to end — so two ticks (or a tick and a manual repair)
-never overlap — and does four things, recording each in its ``tick`` row:
+A tick holds the task's lock (``task_lock``) from start to end — so two ticks (or a tick and a
+manual repair) never overlap; the repair it runs or resumes works under the same lock — and does
+four things, recording each in its ``tick`` row:
 
 1. recover: ticks left ``running`` by a dead process are marked ``interrupted``;
 2. ingest what is new in the log source (``schedule_ingest``: a cursor per file, moved in the
@@ -17,12 +18,13 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from kaizen.tools import lock
 from kaizen.tools.config import ScheduleSettings, duration_s
 from kaizen.tools.errors import ConfigError, KaizenError, LockedError
+from kaizen.tools.lock import task_lock
 from kaizen.tools.proc import pid_alive
 from kaizen.tools.store.tables import RunRow, TickRow, utcnow
 from kaizen.tools.workspace import Workspace
@@ -48,36 +50,35 @@ def tick(ws: Workspace, task: str, *, overrides: dict[str, Any] | None = None, p
     if not policy.source:
         raise ConfigError("no log source: pass --source PATH or set schedule.source in kaizen.yaml")
     row = TickRow(id=uuid.uuid4().hex[:12], task=task, status="running", pid=os.getpid())
-    try:
-        lock.acquire_safely(ws.store, task, row.id)
-    except LockedError as e:
-        ws.store.save_tick(row.model_copy(update={"status": "busy", "error": str(e), "finished_at": utcnow()}))
-        raise
-    ws.store.save_tick(row)
-    try:
-        _recover(ws, task, row.id, progress)
-        report = ingest_new(ws.store, task, Path(policy.source), ws.artifact_dir("ticks", row.id), policy.format)
-        row.ingested = report.as_dict()
-        _say(progress, f"tick {row.id}: ingested {report.imported} new traces, {report.feedback_added} feedback "
-                       f"({report.duplicates} duplicates, {report.invalid} invalid lines) from {policy.source}")
-        for err in report.errors[:5]:
-            _say(progress, f"  skipped: {err}")
+    with ExitStack() as held:
+        try:
+            held.enter_context(task_lock(ws.store, task, row.id))  # the tick's, and the repair's it drives
+        except LockedError as e:
+            ws.store.save_tick(row.model_copy(update={"status": "busy", "error": str(e), "finished_at": utcnow()}))
+            raise
         ws.store.save_tick(row)
-        _repair_step(ws, task, row, policy, progress)
-    except LockedError as e:
-        row.status, row.error = "busy", str(e)
-        raise
-    except KaizenError as e:
-        row.status, row.error = "failed", str(e)
-        raise
-    except BaseException:
-        row.status = "interrupted"
-        raise
-    finally:
-        row.finished_at = utcnow()
-        ws.store.save_tick(row)
-        for holder in {row.id, row.run_id} - {None}:
-            lock.release(ws.store, task, holder)
+        try:
+            _recover(ws, task, row.id, progress)
+            report = ingest_new(ws.store, task, Path(policy.source), ws.artifact_dir("ticks", row.id), policy.format)
+            row.ingested = report.as_dict()
+            _say(progress, f"tick {row.id}: ingested {report.imported} new traces, {report.feedback_added} feedback "
+                           f"({report.duplicates} duplicates, {report.invalid} invalid lines) from {policy.source}")
+            for err in report.errors[:5]:
+                _say(progress, f"  skipped: {err}")
+            ws.store.save_tick(row)
+            _repair_step(ws, task, row, policy, progress)
+        except LockedError as e:
+            row.status, row.error = "busy", str(e)
+            raise
+        except KaizenError as e:
+            row.status, row.error = "failed", str(e)
+            raise
+        except BaseException:
+            row.status = "interrupted"
+            raise
+        finally:
+            row.finished_at = utcnow()
+            ws.store.save_tick(row)
     return row
 
 
@@ -89,8 +90,7 @@ def _repair_step(ws: Workspace, task: str, row: TickRow, policy: ScheduleSetting
         row.decision, row.run_id = {"trigger": True, "reasons": [f"resume repair {left.id}, left unfinished by a killed tick"]}, left.id
         ws.store.save_tick(row)
         _say(progress, f"tick {row.id}: resuming repair {left.id}")
-        lock.transfer(ws.store, task, row.id, left.id)
-        run = repair.resume(ws, left.id, progress=progress)
+        run = repair.resume(ws, left.id, progress=progress)  # under this tick's lock
     else:
         d = decide(ws.store, task, policy)
         row.decision = d.model_dump(mode="json")
@@ -100,7 +100,7 @@ def _repair_step(ws: Workspace, task: str, row: TickRow, policy: ScheduleSetting
             row.status = "skipped"
             _say(progress, f"tick {row.id}: no repair")
             return
-        row.run_id = row.id  # the run takes the tick's id: the lock passes on without a gap
+        row.run_id = row.id  # the run takes the tick's id
         ws.store.save_tick(row)
         _say(progress, f"tick {row.id}: starting repair {row.run_id}")
         run = repair.start(ws, task, run_id=row.id, progress=progress)
