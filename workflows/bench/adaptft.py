@@ -177,7 +177,9 @@ def make_workspace(root: Path, sc: Scenario, base: Path, v1: Path) -> Any:
     ws.store.add_task(sc.task)
     registry.add_external(ws.store, "bench-base", base, note="adaptft bench base")
     registry.add_external(ws.store, "v1", v1, base="bench-base", task=sc.task.name, note="adaptft deployed v1")
-    registry.promote(ws.store, sc.task.name, "v1", actor="adaptft bench")
+    from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path (no server runs here yet)
+
+    promote_and_swap(ws.store, sc.task.name, "v1", actor="adaptft bench")
     return ws
 
 

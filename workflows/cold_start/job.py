@@ -183,7 +183,9 @@ def decide_approval(ws: Workspace, run_id: str, approved: bool, who: str) -> Run
         raise ConfigError(f"run {run_id} is {run.status}, not awaiting approval")
     version = run.summary["best"]["version"]
     if approved:
-        registry.promote(ws.store, run.task, version, actor=who, note=f"cold start {run_id}")
+        from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path: live servers swap first
+
+        promote_and_swap(ws.store, run.task, version, actor=who, note=f"cold start {run_id}")
     run.status = "promoted" if approved else "rejected"
     run.summary = run.summary | {"promoted": approved, "approval": {"approved": approved, "by": who, "at": time.time()}}
     ws.store.save_run(run)
@@ -319,7 +321,9 @@ def _finish(ws: Workspace, run: RunRow, progress: Progress | None) -> None:
         run.status = "not_promoted"
     elif run.config.get("approve") or not ws.settings.gate.require_approval:
         who = f"{getpass.getuser()} (--approve)" if run.config.get("approve") else "policy (gate.require_approval: false)"
-        registry.promote(ws.store, run.task, best.version or "", actor=who, note=f"cold start {run.id}")
+        from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path: live servers swap first
+
+        promote_and_swap(ws.store, run.task, best.version or "", actor=who, note=f"cold start {run.id}")
         run.status, summary["promoted"] = "promoted", True
     else:
         ws.store.set_aliases(run.task, {"candidate": (best.version or "", None)}, action="set", note=f"cold start {run.id}")

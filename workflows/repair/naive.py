@@ -62,7 +62,9 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
             rep = evaluate(task, items, backend, model_version=version, suite=suite, outputs_path=out / "evals" / f"{version}--{suite}.jsonl")
             record_eval(ws, rep, dataset_id(items), run_id=run_id)
             scores[f"{version}/{suite}"] = {"score": rep.score, "correct": rep.correct_by_id}
-    registry.promote(ws.store, task_name, cand.name, actor="naive strategy (no gate)", note=f"run {run_id}")
+    from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path: live servers swap first
+
+    promote_and_swap(ws.store, task_name, cand.name, actor="naive strategy (no gate)", note=f"run {run_id}")
     say(f"naive: promoted {cand.name} without a gate")
 
     def get(v: str, s: str) -> float | None:
