@@ -22,11 +22,12 @@ from kaizen.workflows.cli import (
     cmd_serve,
     cmd_skills,
     cmd_tools,
+    cmd_ui,
 )
 from kaizen.workflows.cli.output import err_console
 from rich.text import Text
 
-COMMAND_MODULES = (cmd_data, cmd_models, cmd_tools, cmd_bench, cmd_runs, cmd_loops, cmd_skills, cmd_serve)
+COMMAND_MODULES = (cmd_data, cmd_models, cmd_tools, cmd_bench, cmd_runs, cmd_loops, cmd_skills, cmd_serve, cmd_ui)
 
 
 def build_parser() -> argparse.ArgumentParser:
