@@ -1,44 +1,18 @@
-"""The decision-maker behind diagnose and plan.
+"""The brain protocol — the decision-maker behind diagnose, plan and synthesize — and the factory.
 
-``RuleBrain`` is deterministic and needs no network: it is the offline default and the fallback of
-any LLM brain. It reads labelled traces, separates failures we can learn from from feedback we
-should not trust, and turns the last verdict into the next iteration's plan.
+Two implementations: ``RuleBrain`` (``agent/rule_brain.py``, deterministic, offline) and ``LLMBrain``
+(``agent/llm_brain.py``, any OpenAI-compatible endpoint, falling back to the rule brain). Neither
+imports this module's factory, so there is no import cycle.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Protocol
 
-from kaizen.agent.state import Diagnosis, FailureCluster, Plan, SuspectFlag
-from kaizen.tools.evaluate.metrics import normalize_label
-from kaizen.tools.schema import EvalItem, Skill, TaskSpec, last_user_text
-from kaizen.tools.similarity import TextIndex
+from kaizen.agent.state import Diagnosis, Plan
+from kaizen.tools.schema import EvalItem, Skill, TaskSpec
 from kaizen.tools.store import TraceView
-
-# Thresholds (cosine similarities of TF-IDF vectors), chosen on the CLINC150 banking slice.
-# NEAR_DUP (char n-grams): the same request with small edits. OFF_DOMAIN applies to the *domain*
-# similarity — the mean of the char-n-gram and the content-word similarity of a pair (char alone
-# for an input without content words): char n-grams alone match function words ("what size wipers
-# does this car take" scores ≈0.15–0.23 against banking requests, as high as in-domain inputs).
-# On 4–10 banking intents × 12–50 inputs (15 % with typos) vs CLINC's 60 out-of-scope queries, a
-# best domain similarity < 0.12 flags 57–85 % of the out-of-scope queries and ≤ 0.8 % of the
-# in-domain ones (char n-grams alone < 0.12: 8–50 % of out-of-scope).
-OFF_DOMAIN = 0.12
-NEAR_DUP = 0.75
-# A correction is contradicted by near-duplicates only when at least this many agree on another
-# label: with one, it is one word against another (and the first seen would be the one flagged).
-MIN_DUP_VOTES = 2
-KNN = 7
-
-HYPOTHESES = {
-    "off_label": "the model replies outside the label set",
-    "format": "right label, wrong format",
-    "uncorrected": "failures without a correction: nothing to learn from until someone corrects them",
-    "slice": "failures concentrated in this slice",
-}
 
 
 class Brain(Protocol):
@@ -56,6 +30,8 @@ class Brain(Protocol):
 
 def make_brain(ws: Any, log_path: Path | None = None) -> Any:
     """The brain ``kaizen.yaml`` asks for: the rule brain, or an LLM brain (which falls back to it)."""
+    from kaizen.agent.rule_brain import RuleBrain
+
     s = ws.settings.brain
     if s.kind != "llm":
         return RuleBrain()
@@ -63,175 +39,3 @@ def make_brain(ws: Any, log_path: Path | None = None) -> Any:
     from kaizen.agent.llm_client import LLMClient
 
     return LLMBrain(LLMClient(s, cache_dir=ws.artifact_dir("brain-cache"), log_path=log_path))
-
-
-def is_garbage(text: str) -> bool:
-    """Empty, or mostly not letters (keyboard mash, binary, emoji floods)."""
-    t = text.strip()
-    if len(t) < 2:
-        return True
-    letters = sum(ch.isalpha() for ch in t)
-    return letters / len(t) < 0.5 or not re.search(r"[aeiouy]", t.casefold())
-
-
-class RuleBrain:
-    """Deterministic diagnosis and planning."""
-
-    name = "rule"
-
-    # ------------------------------------------------------------------------------ diagnose
-    def diagnose(self, task: TaskSpec, traces: list[TraceView]) -> Diagnosis:
-        labeled = [t for t in traces if t.verdict in ("pass", "fail")]
-        suspects = self._suspects(task, labeled)
-        bad = {s.trace_id for s in suspects}
-        failures = [t for t in labeled if t.verdict == "fail"]
-        clusters = self._clusters(task, [t for t in failures if t.id not in bad])
-        if suspects:
-            by_kind: dict[str, list[str]] = defaultdict(list)
-            for s in suspects:
-                by_kind[s.kind].append(s.trace_id)
-            for kind, ids in sorted(by_kind.items()):
-                clusters.append(FailureCluster(key=f"suspect:{kind}", kind="suspect", fixable=False, count=len(ids), trace_ids=ids,
-                                               hypothesis="feedback not trusted: excluded from training and from the target set"))
-        return Diagnosis(
-            task=task.name, n_traces=len(traces), n_labeled=len(labeled), n_unlabeled=len(traces) - len(labeled),
-            n_failures=len(failures), n_passes=len(labeled) - len(failures), clusters=clusters, suspects=suspects,
-        )
-
-    def _suspects(self, task: TaskSpec, labeled: list[TraceView]) -> list[SuspectFlag]:
-        flags: dict[str, SuspectFlag] = {}
-
-        def flag(t: TraceView, kind: str, **evidence: Any) -> None:
-            flags.setdefault(t.id, SuspectFlag(trace_id=t.id, kind=kind, evidence=evidence))  # type: ignore[arg-type]
-
-        texts = [last_user_text(t.messages) for t in labeled]
-        for t, text in zip(labeled, texts, strict=True):
-            if is_garbage(text):
-                flag(t, "empty_or_garbage_input", input=text[:200])
-        if task.kind == "classification" and task.labels:
-            for t in labeled:
-                if t.verdict == "fail" and t.correction is not None:
-                    if normalize_label(t.correction, task.labels) is None:
-                        flag(t, "correction_off_label", correction=t.correction, labels=task.labels)
-                    elif t.correction.strip() == t.output.strip():
-                        flag(t, "correction_equals_output", output=t.output)
-        if len(labeled) >= 3:
-            self._similarity_flags(task, labeled, texts, flags, flag)
-        return list(flags.values())
-
-    def _gold(self, task: TaskSpec, t: TraceView) -> str | None:
-        g = t.gold
-        if g is None:
-            return None
-        return normalize_label(g, task.labels) if task.labels else g.strip()
-
-    def _similarity_flags(self, task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any) -> None:
-        import numpy as np
-
-        sims = TextIndex(texts).self_similarity()
-        words = TextIndex(texts, analyzer="word")
-        domain = np.where(words.has_terms()[:, None], (sims + words.self_similarity()) / 2, sims)
-        golds = [self._gold(task, t) for t in labeled]
-        for i, t in enumerate(labeled):
-            if t.id in flags:
-                continue
-            row = sims[i]
-            best = float(domain[i].max()) if len(row) else 0.0
-            if best < OFF_DOMAIN:
-                flag(t, "off_domain_input", input=texts[i][:200], best_similarity=round(best, 3))
-                continue
-            if t.verdict != "fail" or golds[i] is None or task.kind != "classification":
-                continue
-            order = [j for j in row.argsort()[::-1] if labeled[j].id not in flags and golds[j] is not None][:KNN]
-            dups = [j for j in order if row[j] >= NEAR_DUP]
-            if dups:
-                votes = Counter(golds[j] for j in dups)
-                top, n = votes.most_common(1)[0]
-                if top != golds[i] and n >= MIN_DUP_VOTES and n > votes.get(golds[i], 0):
-                    flag(t, "contradicts_near_duplicates", correction=golds[i],
-                         neighbours=[{"trace_id": labeled[j].id, "label": golds[j], "similarity": round(float(row[j]), 3)} for j in dups])
-                    continue
-            weights: Counter[str] = Counter()
-            for j in order:
-                weights[golds[j]] += float(row[j])
-            total = sum(weights.values())
-            if total <= 0 or len(order) < 3:
-                continue
-            top, w = weights.most_common(1)[0]
-            own = weights.get(golds[i], 0.0)
-            if top != golds[i] and w / total >= 0.7 and own / total < 0.1:
-                flag(t, "disagrees_with_similar_inputs", correction=golds[i], majority=top, share=round(w / total, 3),
-                     neighbours=[{"trace_id": labeled[j].id, "label": golds[j], "similarity": round(float(row[j]), 3)} for j in order])
-
-    def _clusters(self, task: TaskSpec, failures: list[TraceView]) -> list[FailureCluster]:
-        groups: dict[tuple[str, str], list[TraceView]] = defaultdict(list)
-        for t in failures:
-            if not t.correction:
-                groups[("uncorrected", f"uncorrected: {t.metadata.get('slice', 'all')}")].append(t)
-            elif task.kind == "classification":
-                gold = normalize_label(t.correction, task.labels) or t.correction
-                pred = normalize_label(t.output, task.labels)
-                if pred is None:
-                    groups[("off_label", f"{gold} ← off-label output")].append(t)
-                elif pred == gold:
-                    groups[("format", f"{gold} ← badly formatted")].append(t)
-                else:
-                    groups[("confusion", f"{gold} ← {pred}")].append(t)
-            else:
-                key = f"{t.metadata.get('slice', 'all')}: {t.reason or 'unspecified'}"
-                groups[("slice", key)].append(t)
-        out = []
-        for (kind, key), ts in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-            if kind == "confusion":
-                gold, pred = key.split(" ← ", 1)
-                hyp = f"the model answers {pred!r} where {gold!r} is right"
-            else:
-                hyp = HYPOTHESES[kind]
-            out.append(FailureCluster(
-                key=key, kind=kind, fixable=kind != "uncorrected", count=len(ts), trace_ids=[t.id for t in ts],  # type: ignore[arg-type]
-                examples=[{"trace_id": t.id, "input": last_user_text(t.messages)[:200], "output": t.output[:200],
-                           "correction": (t.correction or "")[:200]} for t in ts[:3]],
-                hypothesis=hyp,
-            ))
-        return out
-
-    # ------------------------------------------------------------------- no teacher, no text
-    def synthesize(self, task: TaskSpec, failures: list[EvalItem], eval_texts: list[str],
-                   confused_with: dict[str, str] | None = None, per_case: int = 2) -> list[EvalItem]:
-        """Writing new inputs needs a teacher; the rule brain's data comes from the logs alone."""
-        return []
-
-    def propose_skill(self, task: TaskSpec, skill: Skill | None, failures: list[EvalItem]) -> Skill | None:
-        return None
-
-    # ---------------------------------------------------------------------------------- plan
-    def plan(self, iteration: int, diagnosis: Diagnosis, last: dict[str, Any] | None, previous: Plan | None) -> Plan:
-        """First iteration: the default recipe. Later: change what the last verdict says failed.
-
-        Policy after Pioneer Agent: too many regressions → more replay and a gentler learning
-        rate; target not fixed → rework data (weight the failures) when the target score is below
-        0.80, otherwise tune (more epochs).
-        """
-        if previous is None or last is None:
-            return Plan(iteration=iteration, rationale=["default recipe: LoRA SFT continuing the incumbent, a hard negative per failure, 20% replay, lr 5e-4"])
-        p = previous.model_copy(update={"iteration": iteration, "rationale": []})
-        regressions = last.get("new_regressions", 0)
-        limit = last.get("max_new_regressions", 2)
-        target_after = last.get("target_after")
-        if regressions > limit:
-            p.replay_fraction = min(0.5, p.replay_fraction * 2)
-            p.learning_rate = p.learning_rate * 0.5
-            p.hard_negatives_per_case = min(3, p.hard_negatives_per_case + 1)
-            p.rationale.append(f"{regressions} regressions > {limit}: replay ×2 ({p.replay_fraction:.0%}), learning rate ×0.5, "
-                               f"hard negatives ×{p.hard_negatives_per_case}")
-        if last.get("target_gain", 0.0) <= 0 or (target_after is not None and target_after < 0.8):
-            if target_after is not None and target_after < 0.8:
-                p.failure_weight = min(4, p.failure_weight + 1)
-                p.rationale.append(f"target {target_after:.2f} < 0.80: rework data (failure examples ×{p.failure_weight})")
-            else:
-                p.epochs = p.epochs + 1
-                p.rationale.append(f"target gain too small: epochs → {p.epochs:g}")
-        if not p.rationale:
-            p.epochs += 1
-            p.rationale.append("gate failed for another reason: one more epoch")
-        return p

@@ -1,39 +1,45 @@
-"""What every node needs besides the state: the workspace, run directory, brain and events.
+"""What every node needs besides the state: the run's context, passed as LangGraph's ``context_schema``.
 
-Passed through LangGraph's ``config["configurable"]`` (never checkpointed, so it may hold live
-objects); nodes stay thin by getting everything from here.
+The context is never checkpointed (it may hold live objects: the workspace, the brain); a resumed run
+rebuilds it from the run record. Nodes read it as ``runtime.context`` — typed, no ``configurable`` keys.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaizen.agent.brain import Brain, RuleBrain
+from kaizen.agent.brain import Brain
+from kaizen.tools.rundir import RunDir
 from kaizen.tools.workspace import Workspace
-from langchain_core.runnables import RunnableConfig
 
 
-def workspace(config: RunnableConfig) -> Workspace:
-    return config["configurable"]["workspace"]
+@dataclass
+class RunContext:
+    """The live objects and options of one run."""
+
+    workspace: Workspace
+    brain: Brain
+    progress: Callable[[str], None] | None = None
+    extra_eval_sets: list[str] = field(default_factory=list)
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    plan_defaults: dict[str, Any] = field(default_factory=dict)
+    # The oracle arm only: the scenario's answer key (perfect triage and corrections). The agent never has one.
+    answer_key: str | None = None
+    # Evaluation mode of the run's suites: "prefix" (constrained greedy, classification) falls back to generation.
+    eval_mode: str = "prefix"
+
+    def say(self, msg: str) -> None:
+        if self.progress:
+            self.progress(msg)
 
 
-def brain(config: RunnableConfig) -> Brain:
-    return config["configurable"].get("brain") or RuleBrain()
-
-
-def progress(config: RunnableConfig, msg: str) -> None:
-    fn = config["configurable"].get("progress")
-    if fn:
-        fn(msg)
-
-
-def run_dir(state: dict[str, Any]) -> Path:
-    p = Path(state["artifacts"])
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+def run_dir(state: Any) -> RunDir:
+    return RunDir(Path(state["artifacts"]))
 
 
 def event(phase: str, **data: Any) -> dict[str, Any]:
@@ -54,9 +60,9 @@ def label(version: str, skill: int | None) -> str:
     return f"{version}+skill{skill}" if skill else version
 
 
-def incumbent_label(state: dict[str, Any]) -> str:
+def incumbent_label(state: Any) -> str:
     return label(state["incumbent"], state.get("incumbent_skill"))
 
 
-def candidate_label(state: dict[str, Any]) -> str:
+def candidate_label(state: Any) -> str:
     return label(state["candidate"], state.get("candidate_skill"))

@@ -1,20 +1,27 @@
-"""``build_graph(checkpointer)``: the repair loop as a compiled LangGraph.
+"""``build_graph(checkpointer)``: the repair loop as a compiled LangGraph with a typed state and context.
 
-observe → diagnose → plan → synthesize → train → evaluate → gate ─┬→ promote → END
-                       ↑          │ (no training data)             ├→ plan (iterate, changed plan)
-                       └──────────┴───────────────────────────────┴→ rollback → END
+observe → diagnose → plan → synthesize → train → evaluate → gate ─┬→ plan      (iterate: from the passing candidate,
+            │            ↑                                         │             or with a changed plan after a failure)
+            │            └─────────────────────────────────────────┼→ recover → evaluate → gate   (regressions only)
+            │                                                      ├→ refit → promote              (best candidate, verified
+            └→ rollback (nothing fixable)                          │                                on the final slice)
+                                                                   ├→ promote → END
+                                                                   └→ rollback → END
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from kaizen.agent.context import RunContext
 from kaizen.agent.nodes.diagnose import diagnose
 from kaizen.agent.nodes.evaluate import evaluate
 from kaizen.agent.nodes.gate import gate
 from kaizen.agent.nodes.observe import observe
 from kaizen.agent.nodes.plan import plan
 from kaizen.agent.nodes.promote import promote
+from kaizen.agent.nodes.recover import recover
+from kaizen.agent.nodes.refit import refit
 from kaizen.agent.nodes.rollback import rollback
 from kaizen.agent.nodes.synthesize import synthesize
 from kaizen.agent.nodes.train import train
@@ -22,20 +29,29 @@ from kaizen.agent.routing import after_diagnose, after_gate, after_synthesize
 from kaizen.agent.state import RepairState
 from langgraph.graph import END, START, StateGraph
 
+NODES = {"observe": observe, "diagnose": diagnose, "plan": plan, "synthesize": synthesize, "train": train,
+         "evaluate": evaluate, "gate": gate, "recover": recover, "refit": refit, "promote": promote, "rollback": rollback}
+
+
+def after_recover(state: RepairState) -> Literal["evaluate", "plan", "recover", "refit", "promote", "rollback"]:
+    """A recovery that made a candidate is measured; one that could not (no examples, no adapter) moves on."""
+    return "evaluate" if state.get("candidate") else after_gate(state)
+
 
 def build_graph(checkpointer: Any = None) -> Any:
-    g = StateGraph(RepairState)
-    for name, fn in [("observe", observe), ("diagnose", diagnose), ("plan", plan), ("synthesize", synthesize),
-                     ("train", train), ("evaluate", evaluate), ("gate", gate), ("promote", promote), ("rollback", rollback)]:
+    g = StateGraph(RepairState, context_schema=RunContext)
+    for name, fn in NODES.items():
         g.add_node(name, fn)
     g.add_edge(START, "observe")
     g.add_edge("observe", "diagnose")
-    g.add_conditional_edges("diagnose", after_diagnose, {"plan": "plan", "rollback": "rollback"})
+    g.add_conditional_edges("diagnose", after_diagnose, ["plan", "rollback"])
     g.add_edge("plan", "synthesize")
-    g.add_conditional_edges("synthesize", after_synthesize, {"train": "train", "rollback": "rollback"})
+    g.add_conditional_edges("synthesize", after_synthesize, ["train", "refit", "promote", "rollback"])
     g.add_edge("train", "evaluate")
     g.add_edge("evaluate", "gate")
-    g.add_conditional_edges("gate", after_gate, {"promote": "promote", "iterate": "plan", "rollback": "rollback"})
+    g.add_conditional_edges("gate", after_gate, ["plan", "recover", "refit", "promote", "rollback"])
+    g.add_conditional_edges("recover", after_recover, ["evaluate", "plan", "recover", "refit", "promote", "rollback"])
+    g.add_edge("refit", "promote")
     g.add_edge("promote", END)
     g.add_edge("rollback", END)
     return g.compile(checkpointer=checkpointer)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from kaizen.agent.brain import RuleBrain
 from kaizen.agent.llm_client import LLMClient, fence
+from kaizen.agent.rule_brain import RuleBrain
 from kaizen.agent.state import Diagnosis, FailureCluster, Plan
 from kaizen.tools.data import item_id
 from kaizen.tools.errors import DataError

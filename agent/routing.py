@@ -2,34 +2,44 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, Literal
+from typing import Literal
+
+from kaizen.agent.policy import budget_left, only_regressions, stop_after_pass
+from kaizen.agent.state import RepairState
+
+Finish = Literal["refit", "promote", "rollback"]
 
 
-def budget_left(state: dict[str, Any]) -> str | None:
-    """Why no further iteration may start (None when one may)."""
-    if state.get("iteration", 0) >= state.get("max_iterations", 3):
-        return f"max iterations ({state.get('max_iterations', 3)}) reached"
-    if state.get("deadline") and time.time() >= state["deadline"]:
-        return "wall-clock budget spent"
-    if state.get("train_tokens_budget") and state.get("train_tokens_used", 0) >= state["train_tokens_budget"]:
-        return "training-token budget spent"
-    return None
+def finish(state: RepairState) -> Finish:
+    """The loop is over: verify a refit of the best candidate when there is one to make, else decide."""
+    best = state.get("best")
+    if not best:
+        return "rollback"
+    if state.get("refit_enabled", True) and not state.get("refit_done") and state.get("final_n", 0):
+        return "refit"
+    return "promote"
 
 
-def after_gate(state: dict[str, Any]) -> Literal["promote", "iterate", "rollback"]:
-    """Promote a passing candidate; otherwise iterate with a changed plan while budget lasts."""
+def after_gate(state: RepairState) -> Literal["plan", "recover", "refit", "promote", "rollback"]:
+    """Iterate from a passing candidate until τ, a plateau or the budget; recover a candidate that only broke
+    too much; otherwise iterate with a changed plan while budget lasts; then finish."""
     verdict = state.get("verdict") or {}
+    if state.get("step") == "refit":
+        return "promote" if state.get("best") else "rollback"
     if verdict.get("passed"):
-        return "promote"
-    return "rollback" if budget_left(state) else "iterate"
+        if stop_after_pass(state, state.get("target_score", 0.95), state.get("plateau", 0.02)):
+            return finish(state)
+        return "plan"
+    if only_regressions(verdict) and len(state.get("recovery") or []) < len(state.get("recoveries", [])):
+        return "recover"
+    return finish(state) if budget_left(state) else "plan"
 
 
-def after_diagnose(state: dict[str, Any]) -> Literal["plan", "rollback"]:
+def after_diagnose(state: RepairState) -> Literal["plan", "rollback"]:
     """Nothing fixable (no usable corrected failures) → stop before spending anything."""
     return "plan" if state.get("has_fixable", True) else "rollback"
 
 
-def after_synthesize(state: dict[str, Any]) -> Literal["train", "rollback"]:
+def after_synthesize(state: RepairState) -> Literal["train", "refit", "promote", "rollback"]:
     """An empty training set (everything was held out or decontaminated) cannot make a candidate."""
-    return "rollback" if state.get("no_train_data") else "train"
+    return finish(state) if state.get("no_train_data") else "train"

@@ -76,40 +76,60 @@ class Plan(BaseModel):
         description="auto: retrain from the base on the accumulated data when kaizen holds the incumbent's full "
         "training data (lineage says so), else continue the incumbent's adapter (e.g. a model added from outside).",
     )
-    drop_clusters: list[str] = Field(default_factory=list)
     fix: Literal["weights", "skill", "both"] = Field(
         "weights", description="weights: train an adapter; skill: edit the prompt skill only; both.")
     rationale: list[str] = Field(default_factory=list)
 
 
-Route = Literal["promote", "iterate", "stop"]
+class PathStep(TypedDict, total=False):
+    """One gated candidate of the run, for the report's path table."""
+
+    step: str  # "1", "2" (iterations), "1r1" (a recovery of iteration 1), "refit"
+    recipe: str
+    candidate: str
+    passed: bool
+    target: float | None
+    regressions: int
+    reasons: list[str]
 
 
 class RepairState(TypedDict, total=False):
+    """The graph's state: ids, paths and small summaries (artifacts live in the run directory)."""
+
     run_id: str
     task: str
     preset: str
     auto_approve: bool
-    incumbent: str
+    incumbent: str  # production when the run started: every candidate is gated against it
     incumbent_skill: int | None  # production's prompt skill version
     candidate_skill: int | None  # the candidate's skill version (a skill fix, or the incumbent's)
     iteration: int
     max_iterations: int
+    target_score: float  # τ (repair.target_score)
+    plateau: float  # δ (repair.plateau)
+    refit_enabled: bool  # repair.refit
+    recoveries: list[str]  # the recoveries to try, in order ("refresh", "rollback"); [] when repair.recover is off
+    final_n: int  # size of the final slice (0: no refit possible)
     started_at: float
     deadline: float
     train_tokens_budget: int
     train_tokens_used: int
     artifacts: str
     diagnosis_path: str
-    splits: dict[str, str]  # suite name → JSONL path (target, regression, train pool …)
+    splits: dict[str, str]  # role → JSONL path (target, regression, final, train pool …; "train": this step's set)
     excluded_suspect: list[str]
     has_fixable: bool
     no_train_data: bool  # this iteration's training set came out empty: nothing to train
     plan: dict[str, Any]
     candidate: str | None
-    evals: dict[str, Any]  # "version/suite" → {score, outputs_path, decoding}
+    step: str  # the candidate's step name ("1", "1r1", "refit"): where its files are
+    working: dict[str, Any] | None  # the last passing candidate: the next iteration starts from it
+    recovery: list[str]  # recoveries tried on this iteration's candidate ("refresh", "rollback")
+    evals: dict[str, Any]  # "label/suite" → {score, n, correct, decoding …}
     verdict: dict[str, Any] | None
     best: dict[str, Any] | None
+    refit_done: bool
+    path: Annotated[list[PathStep], operator.add]
     promoted: bool
     status: str
     approval: dict[str, Any] | None

@@ -67,6 +67,8 @@ class SuiteComparison(BaseModel):
 
 class Verdict(BaseModel):
     passed: bool
+    target_ok: bool = True
+    regressions_ok: bool = True
     reasons: list[str]
     target: SuiteComparison | None
     regressions: list[SuiteComparison]
@@ -156,25 +158,35 @@ def decide(config: GateConfig, target: SuiteComparison | None, regressions: list
         if a != b:
             ok = False
             reasons.append(f"incomparable: incumbent measured with {a}, candidate with {b}")
-    if target is None or target.n == 0:
-        ok = False
-        reasons.append("no target examples: nothing shows the candidate fixes anything")
-    else:
-        gain = target.gain
-        if gain < config.min_gain or (config.require_strict_gain and gain <= 0 and config.min_gain <= 0):
-            ok = False
-            reasons.append(f"target gain {gain:+.3f} is below the required {'> 0' if config.require_strict_gain and config.min_gain <= 0 else f'≥ {config.min_gain:+.3f}'}")
-        else:
-            reasons.append(f"target {target.incumbent_score:.3f} → {target.candidate_score:.3f} ({gain:+.3f}; "
-                           f"{len(target.newly_right)} fixed, {len(target.newly_wrong)} broken; McNemar p={target.p_value:.3g})")
-        if target.candidate_score < config.min_score:
-            ok = False
-            reasons.append(f"target score {target.candidate_score:.3f} is below min_score {config.min_score:.3f}")
+    target_ok, target_reasons = check_target(config, target)
+    ok = ok and target_ok
+    reasons += target_reasons
+    regressions_ok = True
     for s in regressions:
         if s.n == 0:
             reasons.append(f"{s.suite}: empty, no regression check possible")
             continue
         passed, why = check_regressions(config, s)
-        ok = ok and passed
+        regressions_ok = regressions_ok and passed
         reasons.append(why)
-    return Verdict(passed=ok, reasons=reasons, target=target, regressions=regressions, config=config)
+    return Verdict(passed=ok and regressions_ok, target_ok=target_ok, regressions_ok=regressions_ok, reasons=reasons,
+                   target=target, regressions=regressions, config=config)
+
+
+def check_target(config: GateConfig, target: SuiteComparison | None) -> tuple[bool, list[str]]:
+    """The target suite: something fixed (a strict gain by default), and the minimum score reached."""
+    if target is None or target.n == 0:
+        return False, ["no target examples: nothing shows the candidate fixes anything"]
+    ok, reasons = True, []
+    gain = target.gain
+    if gain < config.min_gain or (config.require_strict_gain and gain <= 0 and config.min_gain <= 0):
+        ok = False
+        need = "> 0" if config.require_strict_gain and config.min_gain <= 0 else f"≥ {config.min_gain:+.3f}"
+        reasons.append(f"target gain {gain:+.3f} is below the required {need}")
+    else:
+        reasons.append(f"target {target.incumbent_score:.3f} → {target.candidate_score:.3f} ({gain:+.3f}; "
+                       f"{len(target.newly_right)} fixed, {len(target.newly_wrong)} broken; McNemar p={target.p_value:.3g})")
+    if target.candidate_score < config.min_score:
+        ok = False
+        reasons.append(f"target score {target.candidate_score:.3f} is below min_score {config.min_score:.3f}")
+    return ok, reasons

@@ -130,3 +130,17 @@ def progress_printer(total_hint: str = "") -> Callable[[dict[str, Any]], None]:
 
     return show
 
+
+
+def register_adapter(ws: Workspace, task: TaskSpec, *, name: str, adapter_path: Path, parent: ModelVersionRow,
+                     recipe: dict[str, Any], items: list[EvalItem] | None = None) -> ModelVersionRow:
+    """Register an adapter kaizen made without a training job (e.g. a sparse rollback) as a new version."""
+    try:
+        return ws.store.get_model_version(name)  # idempotent: a resumed step registers nothing twice
+    except NotFoundError:
+        pass
+    base = base_of(ws.store, parent)
+    return ws.store.add_model_version(
+        ModelVersionRow(name=name, kind="adapter", base_ref=base.name, adapter_path=str(adapter_path), parent=parent.name,
+                        task=task.name, recipe=recipe | {"holds_full_data": False},
+                        data_hash=content_hash(sorted(it.id for it in items or [])), metrics={}))

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaizen.agent.context import event, progress, workspace
-from langchain_core.runnables import RunnableConfig
+from kaizen.agent.context import RunContext, event
+from kaizen.agent.policy import load_traces
+from kaizen.agent.state import RepairState
+from langgraph.runtime import Runtime
 
 
-def observe(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-    ws = workspace(config)
-    traces = ws.store.traces(state["task"])
+def observe(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    c = runtime.context
+    traces = load_traces(c, c.workspace.store.get_task(state["task"]))
     labeled = sum(t.verdict is not None for t in traces)
-    progress(config, f"observe: {len(traces)} traces ({labeled} labelled), incumbent {state['incumbent']}")
-    return {"events": [event("observe", traces=len(traces), labeled=labeled, incumbent=state["incumbent"])]}
+    c.say(f"observe: {len(traces)} traces ({labeled} labelled), incumbent {state['incumbent']}"
+          + (" — ORACLE arm: labels from the answer key" if c.answer_key else ""))
+    return {"events": [event("observe", traces=len(traces), labeled=labeled, incumbent=state["incumbent"],
+                             oracle=bool(c.answer_key))]}

@@ -5,19 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kaizen.agent.context import brain, event, progress
-from kaizen.agent.state import Diagnosis, Plan
-from langchain_core.runnables import RunnableConfig
+from kaizen.agent.context import RunContext, event
+from kaizen.agent.state import Diagnosis, Plan, RepairState
+from langgraph.runtime import Runtime
 
 
-def plan(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+def plan(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    c = runtime.context
     diag = Diagnosis.model_validate_json(Path(state["diagnosis_path"]).read_text())
     previous = Plan.model_validate(state["plan"]) if state.get("plan") else None
     iteration = state.get("iteration", 0) + 1
-    p = brain(config).plan(iteration, diag, state.get("verdict"), previous)
-    defaults = config["configurable"].get("plan_defaults") or {}
-    if previous is None and defaults:
-        p = p.model_copy(update=defaults)
-    progress(config, f"plan (iteration {iteration}): " + "; ".join(p.rationale))
-    return {"plan": p.model_dump(), "iteration": iteration, "candidate": None, "candidate_skill": None,
-            "events": [event("plan", iteration=iteration, rationale=p.rationale)]}
+    p = c.brain.plan(iteration, diag, state.get("verdict"), previous)
+    if previous is None and c.plan_defaults:
+        p = p.model_copy(update=c.plan_defaults)
+    c.say(f"plan (iteration {iteration}): " + "; ".join(p.rationale))
+    return {"plan": p.model_dump(), "iteration": iteration, "candidate": None, "candidate_skill": None, "recovery": [],
+            "step": str(iteration), "events": [event("plan", iteration=iteration, rationale=p.rationale)]}

@@ -11,14 +11,16 @@ import getpass
 import time
 from typing import Any
 
-from kaizen.agent.context import event, progress, workspace
+from kaizen.agent.context import RunContext, event
+from kaizen.agent.state import RepairState
 from kaizen.tools.serve.hotswap import promote_and_swap
-from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 
-def promote(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-    ws = workspace(config)
+def promote(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    c = runtime.context
+    ws = c.workspace
     best = state["best"]
     version, skill = best.get("candidate_version") or best["candidate"], best.get("candidate_skill")
     approval = {"approved": True, "by": f"{getpass.getuser()} (--approve)", "at": time.time()} if state.get("auto_approve") else None
@@ -28,30 +30,30 @@ def promote(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
     elif approval is None:
         approval = {"approved": True, "by": "policy (gate.require_approval: false)", "at": time.time()}
     if not approval.get("approved"):
-        progress(config, f"promote: rejected by {approval.get('by', '?')}")
+        c.say(f"promote: rejected by {approval.get('by', '?')}")
         return {"approval": approval, "promoted": False, "status": "rejected",
                 "events": [event("promote", promoted=False, approval=approval)]}
-    _record_suites(state, config, version)
+    _record_suites(state, c, version, best)
     # A live `kaizen serve` of the task is hot-swapped first; if it cannot load the candidate this
     # raises (the run fails, production and the registry stay as they were; `kaizen runs resume` retries).
     swapped = promote_and_swap(ws.store, state["task"], version, actor=str(approval.get("by", "")), note=f"run {state['run_id']}",
                                skill=skill)
-    progress(config, f"promote: production of {state['task']} → {best['candidate']}"
+    c.say(f"promote: production of {state['task']} → {best['candidate']}"
              + "".join(f"; hot-swapped {s['url']}" for s in swapped.servers))
     return {"approval": approval, "promoted": True, "status": "promoted",
             "events": [event("promote", promoted=True, version=version, skill=skill, approval=approval, servers=swapped.servers)]}
 
 
-def _record_suites(state: dict[str, Any], config: RunnableConfig, version: str) -> None:
-    """Remember this promotion's suites: the next repair also checks the candidate on them."""
-    ws = workspace(config)
-    row = ws.store.get_model_version(version)
-    suites = dict(row.metrics.get("suites") or {})
-    suites[f"{state['run_id'][:8]}-regression"] = state["splits"]["regression"]
-    suites[f"{state['run_id'][:8]}-target"] = state["splits"]["target"]
-    from kaizen.tools.store.tables import ModelVersionRow
+def _record_suites(state: RepairState, c: RunContext, version: str, best: dict[str, Any]) -> None:
+    """Remember the suites this promotion was judged on (never trained on by it): the next repair keeps them.
 
-    with ws.store.session() as s:
-        db_row = s.get(ModelVersionRow, version)
-        db_row.metrics = dict(db_row.metrics or {}) | {"suites": suites, "promoted_by_run": state["run_id"]}
-        s.add(db_row)
+    A refit trained on the run's target and regression traces, so only the final slice still qualifies.
+    Earlier promotions' suites are carried forward (the newest six).
+    """
+    ws = c.workspace
+    run = state["run_id"][:8]
+    mine = ({f"{run}-final": state["splits"]["final"]} if best.get("step") == "refit"
+            else {f"{run}-regression": state["splits"]["regression"], f"{run}-target": state["splits"]["target"]})
+    inherited = ws.store.get_model_version(state["incumbent"]).metrics.get("suites") or {}
+    suites = dict(list({**inherited, **mine}.items())[-6:])
+    ws.store.update_model_metrics(version, {"suites": suites, "promoted_by_run": state["run_id"]})

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaizen.agent.context import event, progress
-from langchain_core.runnables import RunnableConfig
+from kaizen.agent.context import RunContext, event
+from kaizen.agent.state import RepairState
+from langgraph.runtime import Runtime
 
 
-def rollback(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+def rollback(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     verdict = state.get("verdict") or {}
     why = "; ".join(verdict.get("reasons", [])) or "no candidate"
-    progress(config, f"rollback: production stays on {state['incumbent']} ({why})")
+    runtime.context.say(f"rollback: production stays on {state['incumbent']} ({why})")
     return {"promoted": False, "status": "not_promoted",
-            "events": [event("rollback", incumbent=state["incumbent"], last_candidate=state.get("candidate"), reasons=verdict.get("reasons", []))]}
+            "events": [event("rollback", incumbent=state["incumbent"], last_candidate=state.get("candidate"),
+                             reasons=verdict.get("reasons", []))]}

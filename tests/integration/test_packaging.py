@@ -27,9 +27,15 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
 
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import shutil
+
     tmp = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: setuptools writes build/ and *.egg-info into the source tree it builds.
+    src = tmp / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__",
+                                                            ".kaizen", "v1-job", ".pytest_cache"))
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"),
-          str(ROOT)], cwd=tmp)
+          str(src)], cwd=tmp)
     wheel = next((tmp / "dist").glob("kaizen-*.whl"))
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kaizen.agent.brain import RuleBrain
+from kaizen.agent.rule_brain import RuleBrain
 from kaizen.agent.probes import run_probes
 from kaizen.agent.state import Diagnosis, FailureCluster
 from kaizen.tools.evaluate.backends import TransformersBackend

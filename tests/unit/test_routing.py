@@ -1,4 +1,4 @@
-"""The repair graph's routing: pure functions of the state (promote / iterate / roll back)."""
+"""The repair graph's routing: pure functions of the state (iterate / recover / refit / promote / roll back)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import time
 import pytest
 from kaizen.agent.routing import after_diagnose, after_gate, budget_left
 
-PASSED = {"passed": True, "reasons": ["target 0.2 → 0.9"]}
+PASSED = {"passed": True, "reasons": ["target 0.2 → 0.96"], "target_after": 0.96}
+BEST = {"candidate": "c1", "candidate_version": "c1", "target_after": 0.96}
 FAILED = {"passed": False, "reasons": ["target gain +0.000 is below the required > 0"]}
 
 
@@ -17,18 +18,41 @@ def state(**kw) -> dict:  # noqa: ANN003
     return base | kw
 
 
-def test_promote_when_the_gate_passed() -> None:
-    assert after_gate(state(verdict=PASSED)) == "promote"
+def test_promote_when_the_gate_passed_and_tau_is_reached() -> None:
+    assert after_gate(state(verdict=PASSED, best=BEST)) == "promote"
+    # with a final slice, the best candidate is refitted and verified first (once)
+    assert after_gate(state(verdict=PASSED, best=BEST, final_n=25)) == "refit"
+    assert after_gate(state(verdict=PASSED, best=BEST, final_n=25, refit_enabled=False)) == "promote"
 
 
 def test_a_passed_gate_promotes_even_with_the_budget_spent() -> None:
     # the candidate is already trained and verified: spending is over, promoting costs nothing
-    assert after_gate(state(verdict=PASSED, iteration=3, deadline=time.time() - 1, train_tokens_used=10**9)) == "promote"
+    low = PASSED | {"target_after": 0.5}
+    assert after_gate(state(verdict=low, best=BEST, iteration=3, deadline=time.time() - 1, train_tokens_used=10**9)) == "promote"
+
+
+def test_a_pass_below_tau_iterates_from_it_until_a_plateau() -> None:
+    low = PASSED | {"target_after": 0.7}
+    assert after_gate(state(verdict=low, best=BEST)) == "plan"
+    assert after_gate(state(verdict=low | {"gain_over_working": 0.1}, best=BEST)) == "plan"
+    assert after_gate(state(verdict=low | {"gain_over_working": 0.01}, best=BEST)) == "promote"  # δ = 0.02
+    assert after_gate(state(verdict=low, best=BEST, target_score=0.6)) == "promote"  # τ configurable
+
+
+def test_a_candidate_that_only_broke_too_much_is_recovered_in_order() -> None:
+    only_reg = {"passed": False, "target_gain": 0.3, "target_failed": False, "regression_failed": True}
+    s = state(verdict=only_reg, recoveries=["refresh", "rollback"], recovery=[])
+    assert after_gate(s) == "recover"
+    assert after_gate(s | {"recovery": ["refresh"]}) == "recover"
+    assert after_gate(s | {"recovery": ["refresh", "rollback"]}) == "plan"  # both tried: a new iteration
+    assert after_gate(s | {"recoveries": []}) == "plan"  # repair.recover: false
+    # a target that did not move is not a recovery case
+    assert after_gate(state(verdict=only_reg | {"target_gain": 0.0, "target_failed": True}, recoveries=["refresh"])) == "plan"
 
 
 def test_iterate_when_failed_and_budget_left() -> None:
-    assert after_gate(state()) == "iterate"
-    assert after_gate(state(iteration=2)) == "iterate"
+    assert after_gate(state()) == "plan"
+    assert after_gate(state(iteration=2)) == "plan"
     assert budget_left(state()) is None
 
 
@@ -49,20 +73,20 @@ def test_rollback_when_the_token_budget_is_spent() -> None:
     s = state(train_tokens_used=200_000)
     assert after_gate(s) == "rollback"
     assert "token" in budget_left(s)
-    assert after_gate(state(train_tokens_used=199_999)) == "iterate"
+    assert after_gate(state(train_tokens_used=199_999)) == "plan"
 
 
 def test_missing_or_empty_verdict_is_not_a_pass() -> None:
-    assert after_gate(state(verdict=None)) == "iterate"
-    assert after_gate(state(verdict={})) == "iterate"
+    assert after_gate(state(verdict=None)) == "plan"
+    assert after_gate(state(verdict={})) == "plan"
     assert after_gate(state(verdict=None, iteration=3)) == "rollback"
 
 
 def test_defaults_when_budgets_are_unset() -> None:
     # no deadline / token budget recorded: only the iteration count limits (default 3)
-    assert after_gate({"iteration": 2, "verdict": FAILED}) == "iterate"
+    assert after_gate({"iteration": 2, "verdict": FAILED}) == "plan"
     assert after_gate({"iteration": 3, "verdict": FAILED}) == "rollback"
-    assert after_gate({"verdict": FAILED}) == "iterate"
+    assert after_gate({"verdict": FAILED}) == "plan"
 
 
 @pytest.mark.parametrize(("has_fixable", "route"), [(True, "plan"), (False, "rollback")])
@@ -81,6 +105,8 @@ def test_routes_match_the_graph_edges() -> None:
     g = build_graph().get_graph()
     edges = {(e.source, e.target) for e in g.edges}
     assert ("gate", "promote") in edges and ("gate", "plan") in edges and ("gate", "rollback") in edges
+    assert ("gate", "recover") in edges and ("gate", "refit") in edges and ("refit", "promote") in edges
+    assert ("recover", "evaluate") in edges
     assert ("diagnose", "plan") in edges and ("diagnose", "rollback") in edges
 
 

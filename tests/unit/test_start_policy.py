@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kaizen.agent.nodes.train import continues_incumbent, holds_full_data
+from kaizen.agent.policy import continues_incumbent, holds_full_data
 from kaizen.agent.state import Plan
 from kaizen.tools.store.tables import ModelVersionRow
 

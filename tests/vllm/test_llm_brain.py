@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from kaizen.agent.brain import RuleBrain
+from kaizen.agent.rule_brain import RuleBrain
 from kaizen.agent.llm_brain import ClusterReview, LLMBrain
 from kaizen.agent.llm_client import LLMClient
 from kaizen.tools.config import BrainSettings

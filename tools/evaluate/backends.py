@@ -20,6 +20,10 @@ Chat = list[dict[str, str]]
 ProgressFn = Callable[[int, int], None]
 
 
+# What constrained classification reports when greedy decoding would have left the label set.
+OFF_LABEL = "(off-label)"
+
+
 @runtime_checkable
 class InferenceBackend(Protocol):
     name: str
@@ -77,6 +81,62 @@ class TransformersBackend:
             new = gen[:, enc["input_ids"].shape[1]:]
             for i, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
                 out[i] = text.strip()
+            done += len(idx)
+            if progress:
+                progress(done, len(prompts))
+        return out
+
+    def classify_prefix(self, chats: Sequence[Chat], labels: Sequence[str], *, progress: ProgressFn | None = None) -> list[str]:
+        """Greedy decoding that stops as soon as it has left the label set or finished a label.
+
+        The same answers as greedy generation for every reply that is a label (the label's tokens and
+        the end-of-turn token must each be the model's argmax); a reply that leaves the label trie is
+        reported as ``OFF_LABEL`` at once instead of being decoded to its end. So a batch stops after the
+        longest *label* rather than after ``max_new_tokens`` of the longest ramble. The gate never
+        compares it with another mode.
+        """
+        import torch
+
+        tok = self.tokenizer
+        end = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        seqs = [tok(lab, add_special_tokens=False)["input_ids"] + end for lab in labels]
+        prompts = self._prompts(chats)
+        out: list[str] = [""] * len(prompts)
+        done = 0
+        for idx in self._batches(prompts):
+            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            attn = enc["attention_mask"]
+            pos = (attn.cumsum(-1) - 1).clamp(min=0)
+            cands = [list(range(len(labels))) for _ in idx]
+            decided: list[str | None] = [None] * len(idx)
+            with torch.inference_mode():
+                res = self.model(input_ids=enc["input_ids"], attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
+                step = 0
+                while True:
+                    nxt = res.logits[:, -1, :].argmax(-1).tolist()
+                    chosen = []
+                    for r in range(len(idx)):
+                        if decided[r] is not None:
+                            chosen.append(tok.pad_token_id)
+                            continue
+                        live = [j for j in cands[r] if step < len(seqs[j])]
+                        if nxt[r] not in {seqs[j][step] for j in live}:
+                            decided[r] = OFF_LABEL
+                        else:
+                            cands[r] = [j for j in live if seqs[j][step] == nxt[r]]
+                            whole = [j for j in cands[r] if len(seqs[j]) == step + 1]
+                            if whole:  # the label and its end-of-turn were all the model's own argmax
+                                decided[r] = labels[whole[0]]
+                        chosen.append(nxt[r])
+                    if all(d is not None for d in decided):
+                        break
+                    step += 1
+                    attn = torch.cat([attn, torch.ones((attn.shape[0], 1), dtype=attn.dtype, device=self.device)], dim=1)
+                    res = self.model(input_ids=torch.tensor(chosen, device=self.device).unsqueeze(1), attention_mask=attn,
+                                     position_ids=(attn.sum(-1) - 1).unsqueeze(1), past_key_values=res.past_key_values,
+                                     use_cache=True)
+            for r, i in enumerate(idx):
+                out[i] = decided[r] or OFF_LABEL
             done += len(idx)
             if progress:
                 progress(done, len(prompts))

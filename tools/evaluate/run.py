@@ -16,7 +16,7 @@ from kaizen.tools.errors import ConfigError
 from kaizen.tools.evaluate.metrics import compute_metrics
 from kaizen.tools.schema import EvalItem, EvalReport, ExampleOutcome, TaskSpec, content_hash, render
 
-Mode = Literal["auto", "generate", "score"]
+Mode = Literal["auto", "generate", "score", "prefix"]
 DEFAULT_MAX_NEW_TOKENS = {"classification": 12, "extraction": 128, "math": 256, "generation": 128, "code": 256}
 
 
@@ -28,6 +28,10 @@ def pick_mode(task: TaskSpec, mode: Mode, backend: Any) -> str:
     """``score`` (label likelihood) needs a classification task and a backend that can score."""
     if mode == "auto":
         return "generate"
+    if mode == "prefix":
+        if task.kind != "classification" or not task.labels or not hasattr(backend, "classify_prefix"):
+            return "generate"  # constrained decoding needs a label set and a local model: fall back, same for both sides
+        return mode
     if mode == "score":
         if task.kind != "classification" or not task.labels:
             raise ConfigError("--mode score needs a classification task with labels")
@@ -54,6 +58,8 @@ def evaluate(
     mode = pick_mode(task, mode, backend)
     if mode == "score":
         outputs = backend.score_labels(chats, task.labels, progress=progress)
+    elif mode == "prefix":
+        outputs = backend.classify_prefix(chats, task.labels, progress=progress)
     else:
         outputs = backend.generate(chats, max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task.kind], progress=progress)
     m = compute_metrics(task.kind, outputs, [it.expected for it in items], task.labels, metric=task.metric)

@@ -1,13 +1,12 @@
 """The repair workflow: config → graph → run record → summary.
 
 ``start`` begins a run, ``resume`` continues one that was killed, ``decide`` answers an approval.
-All three drive the same compiled graph with LangGraph's SQLite checkpointer (``durability="sync"``:
-each node's result is on disk before the next starts), under the task's lock.
+All three drive the same compiled graph with LangGraph's checkpointer — SQLite, or the PostgreSQL store's
+database (``durability="sync"``: each node's result is stored before the next starts) — under the task's lock.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,40 +28,40 @@ PRESETS = {"repair": {}, "demo": {"max_iterations": 2}}
 
 @contextmanager
 def _graph(ws: Workspace) -> Iterator[Any]:
-    from langgraph.checkpoint.sqlite import SqliteSaver
+    from kaizen.tools.store.checkpoint import checkpointer  # SQLite file, or the PostgreSQL store's database
 
-    conn = sqlite3.connect(str(ws.checkpoints_path), check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    try:
-        yield build_graph(SqliteSaver(conn))
-    finally:
-        conn.close()
+    with checkpointer(ws.db_url, ws.checkpoints_path) as saver:
+        yield build_graph(saver)
 
 
-def _config(ws: Workspace, run: RunRow, progress: Callable[[str], None] | None, brain: Any = None) -> dict[str, Any]:
+def _context(ws: Workspace, run: RunRow, progress: Callable[[str], None] | None, brain: Any = None) -> Any:
+    """The run's typed context (rebuilt from the run record on resume: it is never checkpointed)."""
     from kaizen.agent.brain import make_brain
+    from kaizen.agent.context import RunContext
 
     opts = run.config
-    return {"configurable": {
-        "thread_id": run.thread_id, "workspace": ws, "progress": progress,
-        "brain": brain or make_brain(ws, log_path=ws.artifact_dir("runs", run.id) / "brain.jsonl"),
-        "extra_eval_sets": opts.get("extra_eval_sets", []), "train_overrides": opts.get("train_overrides", {}),
-        "plan_defaults": opts.get("plan_defaults", {}),
-    }}
+    return RunContext(
+        workspace=ws, progress=progress,
+        brain=brain or make_brain(ws, log_path=ws.artifact_dir("runs", run.id) / "brain.jsonl"),
+        extra_eval_sets=opts.get("extra_eval_sets", []), train_overrides=opts.get("train_overrides", {}),
+        plan_defaults=opts.get("plan_defaults", {}), answer_key=opts.get("answer_key"),
+        eval_mode=opts.get("eval_mode", "prefix"),
+    )
 
 
 def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str], None] | None, brain: Any = None) -> RunRow:
     """Run the graph until it ends or interrupts; keep the run record and lock in step."""
     with tracked(ws, run):
         with _graph(ws) as graph:
-            cfg = _config(ws, run, progress, brain)
-            for _ in graph.stream(graph_input, cfg, stream_mode="updates", durability="sync"):
+            cfg = {"configurable": {"thread_id": run.thread_id}}
+            ctx = _context(ws, run, progress, brain)
+            for _ in graph.stream(graph_input, cfg, context=ctx, stream_mode="updates", durability="sync"):
                 pass  # the task lock's own thread keeps its heartbeat
             snap = graph.get_state(cfg)
         state = dict(snap.values)
         run.status = "awaiting_approval" if snap.interrupts else (state.get("status") or "not_promoted")
         run.summary = summarize(state)
-        client = getattr(cfg["configurable"]["brain"], "client", None)
+        client = getattr(ctx.brain, "client", None)
         if client is not None:  # the LLM brain: calls, cache hits, fallbacks, tokens, redactions, cost
             run.summary["brain"] = client.summary() | {"log": str(client.log_path)}
         run.events = state.get("events", [])
@@ -74,10 +73,13 @@ def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str
 def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "repair", max_iterations: int | None = None,
           extra_eval_sets: list[Path] | None = None, train_overrides: dict[str, Any] | None = None,
           plan_defaults: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
-          run_id: str | None = None, brain: Any = None) -> RunRow:
+          run_id: str | None = None, brain: Any = None, answer_key: Path | None = None) -> RunRow:
     """Start a repair run on ``task`` from its production version.
 
     ``brain``: a brain object instead of the one kaizen.yaml configures (tests, embedding kaizen).
+
+    ``answer_key``: the **oracle** arm — the scenario's true labels replace the logged feedback (perfect
+    triage and corrections), everything else as in an agent run. Only benchmarks and demos have one.
 
     ``run_id``: the run's id (a scheduled tick gives its own). A caller that holds the task's lock
     in this thread (a tick) keeps it: the run works under it.
@@ -86,7 +88,9 @@ def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "rep
         raise ConfigError(f"unknown preset {preset!r}: use {', '.join(PRESETS)}")
     spec = ws.store.get_task(task)
     incumbent = registry.resolve(ws.store, "production", spec.name)
-    budget = ws.settings.budget
+    budget, rs = ws.settings.budget, ws.settings.repair
+    if answer_key is not None and not Path(answer_key).is_file():
+        raise ConfigError(f"answer key {answer_key} not found: the oracle arm needs the scenario's answer_key.jsonl")
     iters = max_iterations or PRESETS[preset].get("max_iterations") or budget.max_iterations
     run_id = run_id or uuid.uuid4().hex[:12]
     with task_lock(ws.store, task, run_id):  # refuse early, before any record is written; _drive's tracked joins it
@@ -95,13 +99,17 @@ def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "rep
             "preset": preset, "approve": approve, "max_iterations": iters,
             "extra_eval_sets": [str(p.resolve()) for p in (extra_eval_sets or [])],
             "train_overrides": train_overrides or {}, "plan_defaults": plan_defaults or {},
+            "answer_key": str(Path(answer_key).resolve()) if answer_key else None,
+            "strategy": "oracle" if answer_key else "agent",
         })
         ws.store.save_run(run)
         state = {
             "run_id": run_id, "task": task, "preset": "demo" if preset == "demo" else "repair", "auto_approve": approve,
             "incumbent": incumbent.name, "incumbent_skill": _production_skill(ws, task), "iteration": 0, "max_iterations": iters, "started_at": now,
             "deadline": now + budget.max_wall_clock_s, "train_tokens_budget": budget.max_train_tokens, "train_tokens_used": 0,
-            "artifacts": str(ws.artifact_dir("runs", run_id)), "evals": {}, "promoted": False, "events": [],
+            "artifacts": str(ws.artifact_dir("runs", run_id)), "evals": {}, "promoted": False, "events": [], "path": [],
+            "target_score": rs.target_score, "plateau": rs.plateau, "refit_enabled": rs.refit,
+            "recoveries": ["refresh", "rollback"] if rs.recover else [], "final_n": 0, "recovery": [],
         }
         return _drive(ws, run, state, progress, brain)
 
@@ -132,25 +140,35 @@ def decide(ws: Workspace, run_id: str, approved: bool, who: str, progress: Calla
 
 
 def summarize(state: dict[str, Any]) -> dict[str, Any]:
-    """The ``--json`` shape of ``kaizen repair``."""
+    """The ``--json`` shape of ``kaizen repair``.
+
+    ``before``/``after`` are the target and regression suites of the best *loop* candidate (a refit trained
+    on those suites, so its own numbers there would prove nothing); ``final`` is the refit's verification
+    on the final slice; ``path`` lists every gated step.
+    """
     from kaizen.agent.context import label
 
     best = state.get("best") or state.get("verdict") or {}
     inc = label(state["incumbent"], state.get("incumbent_skill")) if state.get("incumbent") else None
     cand = best.get("candidate") or state.get("candidate")
+    loop_cand = best.get("loop_candidate") or cand
     ev = state.get("evals") or {}
 
     def score(version: str | None, suite: str) -> float | None:
         return (ev.get(f"{version}/{suite}") or {}).get("score") if version else None
 
+    refit = best if best.get("step") == "refit" else best.get("refit")
     return {
         "run_id": state.get("run_id"), "status": state.get("status"), "promoted": bool(state.get("promoted")),
-        "incumbent": inc, "candidate": cand,
+        "incumbent": inc, "candidate": cand, "loop_candidate": loop_cand,
         "verdict": {"passed": bool(best.get("passed")), "reasons": best.get("reasons", [])},
         "iterations": state.get("iteration", 0),
         "before": {"target": score(inc, "target"), "regression": score(inc, "regression")},
-        "after": {"target": score(cand, "target"), "regression": score(cand, "regression")},
+        "after": {"target": score(loop_cand, "target"), "regression": score(loop_cand, "regression")},
+        "final": None if not refit else {"n": refit.get("final_n"), "scores": refit.get("final_scores"),
+                                          "refit_promoted": best.get("step") == "refit", "reasons": refit.get("reasons")},
         "new_regressions": best.get("new_regressions", 0), "fixed": len(best.get("fixed", [])),
+        "path": state.get("path", []),
         "excluded_suspect": state.get("excluded_suspect", []), "train_tokens": state.get("train_tokens_used", 0),
     }
 

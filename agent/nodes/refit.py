@@ -1,0 +1,98 @@
+"""refit: fold the evidence that chose the candidate into it, and verify the result on a slice nobody used.
+
+Inside the loop the target and regression traces only judge. Once the best candidate is chosen they have
+done that job, so the refit continues the best candidate on them (plus replay of what the loop trained
+on). The refit is then measured on the **final slice** — carved before anything else, never trained on,
+never used to choose — against production (no significant regression, floor and rate as the gate) and
+against the best loop candidate (at least as good). If it holds, it is the one promoted; if not, the loop's
+best is, and the report says why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kaizen.agent.candidates import train_candidate, train_event
+from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir, write_json
+from kaizen.agent.measure import comparison, measure
+from kaizen.agent.state import Plan, RepairState
+from kaizen.tools.data import load_items, write_items
+from kaizen.tools.datasets import RepairSplits, build_refit_set
+from kaizen.tools.gate import check_regressions, gate_config, paired_worse_p
+from kaizen.tools.rundir import SUITES
+from langgraph.runtime import Runtime
+
+
+def _splits(state: RepairState, task: Any) -> RepairSplits:
+    def load(name: str) -> list:
+        p = Path(state["splits"].get(name, ""))
+        return load_items(p, task) if state["splits"].get(name) and p.exists() and p.stat().st_size else []
+
+    return RepairSplits(**{name: load(name) for name in SUITES})
+
+
+def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    c = runtime.context
+    ws = c.workspace
+    task = ws.store.get_task(state["task"])
+    best = dict(state["best"] or {})
+    p = Plan.model_validate(state["plan"])
+    rd = run_dir(state)
+    splits = _splits(state, task)
+    loop_items = load_items(rd.train_set(best.get("step") or str(best["iteration"])), task)
+    items, stats = build_refit_set(splits, loop_items, replay_fraction=max(p.replay_fraction, 0.3), seed=7)
+    write_items(rd.train_set("refit"), items)
+    write_json(rd.train_stats("refit"), stats)
+    start = ws.store.get_model_version(best["candidate_version"])
+    version, result = train_candidate(state, c, items, step="refit", start=start, from_adapter=True, p=p,
+                                      skill_version=best.get("candidate_skill"), learning_rate=p.learning_rate,
+                                      train_items_path=str(rd.train_set("refit")))
+    refit_label = label(version.name, best.get("candidate_skill"))
+    final = {"final": state["splits"]["final"]}
+    evals = dict(state.get("evals") or {})
+    for v, s in ((state["incumbent"], state.get("incumbent_skill")), (start.name, best.get("candidate_skill")),
+                 (version.name, best.get("candidate_skill"))):
+        evals.update(measure(state, c, v, s, final))
+    verdict, chosen = _verify(state, c, evals, best, refit_label, version.name)
+    c.say(f"refit: {'PROMOTE the refit' if chosen else 'keep the loop candidate ' + best['candidate']} — " + "; ".join(verdict["reasons"]))
+    new_best = best | verdict if chosen else best | {"refit": verdict}
+    return {"candidate": version.name, "candidate_skill": best.get("candidate_skill"), "step": "refit", "refit_done": True,
+            "evals": evals, "best": new_best, "verdict": verdict,
+            "train_tokens_used": state.get("train_tokens_used", 0) + int(result.get("train_tokens") or 0),
+            "path": [{"step": "refit", "recipe": f"continue {start.name} on the {stats['failures']} held-out target/regression "
+                      f"traces + {stats['replay']} replay", "candidate": refit_label, "passed": chosen,
+                      "target": None, "regressions": verdict["final_regressions"], "reasons": verdict["reasons"]}],
+            "events": [event("refit", **train_event("refit", version, result, rd.job("refit"), examples=len(items)),
+                             chosen=chosen, reasons=verdict["reasons"])]}
+
+
+def _verify(state: RepairState, c: RunContext, evals: dict[str, Any], best: dict[str, Any], refit_label: str,
+            refit_version: str) -> tuple[dict[str, Any], bool]:
+    """The refit on the final slice: not a regression against production, not worse than the loop's best."""
+    cfg = gate_config(state.get("preset", "repair"), c.workspace.settings.gate)
+    inc = incumbent_label(state)
+    inc_final = evals.get(f"{inc}/final") or {}
+    passes = {i for i, ok in (inc_final.get("correct") or {}).items() if ok}
+    vs_prod = comparison(evals, inc, refit_label, "final", ids=passes, name="final (production's right answers)")
+    vs_best = comparison(evals, best["candidate"], refit_label, "final", name=f"final vs {best['candidate']}")
+    reasons, ok = [], True
+    if vs_prod is not None and vs_prod.n:
+        passed, why = check_regressions(cfg, vs_prod)
+        ok, reasons = ok and passed, [*reasons, why]
+    scores = {k: (evals.get(f"{v}/final") or {}).get("score") for k, v in (("production", inc), ("loop", best["candidate"]),
+                                                                            ("refit", refit_label))}
+    if vs_best is not None and vs_best.n:
+        p = paired_worse_p(len(vs_best.newly_wrong), len(vs_best.newly_right))
+        if vs_best.candidate_score < vs_best.incumbent_score:
+            ok = False
+            reasons.append(f"final: refit {vs_best.candidate_score:.3f} < loop candidate {vs_best.incumbent_score:.3f} (paired p={p:.3g})")
+        else:
+            reasons.append(f"final: refit {vs_best.candidate_score:.3f} ≥ loop candidate {vs_best.incumbent_score:.3f} "
+                           f"({len(vs_best.newly_right)} newly right, {len(vs_best.newly_wrong)} newly wrong)")
+    verdict = {"passed": ok, "reasons": reasons, "final_scores": scores, "final_n": (inc_final or {}).get("n", 0),
+               "final_regressions": len(vs_prod.newly_wrong) if vs_prod else 0, "loop_candidate": best["candidate"],
+               "loop_candidate_version": best["candidate_version"]}
+    if ok:
+        verdict |= {"candidate": refit_label, "candidate_version": refit_version, "step": "refit"}
+    return verdict, ok
