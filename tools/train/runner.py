@@ -223,14 +223,28 @@ def _sft_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_con
     return SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
 
 
-def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
-    from datasets import Dataset
-    from kaizen.tools.train.rewards import get_reward
-    from trl import GRPOConfig, GRPOTrainer
+def _use_vllm(job: TrainJob, device: str) -> bool:
+    """``job.use_vllm`` resolved: "auto" means vllm importable and a CUDA device in use."""
+    if job.use_vllm != "auto":
+        return bool(job.use_vllm)
+    import importlib.util
 
-    ds = Dataset.from_list(
-        [{"prompt": r["prompt"], "expected": r["expected"], **({"labels": r["labels"]} if "labels" in r else {})} for r in rows]
-    )
+    return device == "cuda" and importlib.util.find_spec("vllm") is not None
+
+
+def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
+    """TRL's GRPO with kaizen's hooks (kaizen.tools.train.grpo): advantage weighting, hints, entropy stop."""
+    from datasets import Dataset
+    from kaizen.tools.train.grpo import KaizenGRPOTrainer, decode_columns, encode_rows, entropy_floor_stop
+    from kaizen.tools.train.rewards import get_reward
+    from trl import GRPOConfig
+
+    ds = Dataset.from_list(encode_rows(rows))  # expected as JSON text: Arrow would reshape extraction targets
+    device = "cpu" if common.get("use_cpu") else "cuda" if _cuda() else "cpu"
+    vllm = _use_vllm(job, device)
+    vllm_args: dict[str, Any] = dict(use_vllm=vllm, vllm_mode=job.vllm_mode)
+    if vllm and job.vllm_mode == "server" and job.vllm_server_url:
+        vllm_args["vllm_server_base_url"] = job.vllm_server_url
     args = GRPOConfig(
         **(
             common
@@ -239,14 +253,27 @@ def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_co
                 num_generations=job.num_generations,
                 max_completion_length=job.max_completion_length,
                 temperature=job.temperature,
-                use_vllm=job.use_vllm,
-                vllm_mode="colocate",
             )
+            | vllm_args
             | job.trl_overrides
         )
     )
-    rewards = [get_reward(name) for name in job.rewards]
-    return GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
+    rewards = [decode_columns(get_reward(name)) for name in job.rewards]
+    callbacks = [entropy_floor_stop(job.entropy_floor, job.entropy_patience)] if job.entropy_floor is not None else None
+    if vllm:
+        print(f"kaizen runner: GRPO generation with vLLM ({job.vllm_mode})", flush=True)
+    return KaizenGRPOTrainer(
+        model=model, reward_funcs=rewards, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config,
+        callbacks=callbacks, adv_weight_pos=job.adv_weight_pos, adv_weight_neg=job.adv_weight_neg,
+        hint_share=job.hint_share, hint=job.hint, hint_tokens=job.hint_tokens, hint_recheck=job.hint_recheck,
+        job_dir=job.output_dir,
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def run(job: TrainJob) -> dict[str, Any]:
@@ -306,6 +333,10 @@ def run(job: TrainJob) -> dict[str, Any]:
         "num_processes": world,
         "total_s": round(time.time() - t0, 2),
     }
+    if job.kind == "grpo":
+        from kaizen.tools.train.grpo import read_summary
+
+        result["grpo"] = read_summary(out)  # hints, their recheck, early stop (also in grpo.json)
     _write_json_atomic(out / "result.json", result)
     return result
 

@@ -108,7 +108,29 @@ class TrainJob(BaseModel):
     num_generations: int = Field(4, ge=2, description="Completions per prompt (GRPO group size).")
     max_completion_length: int = Field(16, ge=1)
     temperature: float = Field(1.0, gt=0)
-    use_vllm: bool = Field(False, description="GRPO generation with vLLM colocated on the GPU (not supported on CPU).")
+    adv_weight_pos: float = Field(
+        1.0, ge=0, description="GRPO: weight of tokens with positive advantage (their advantage is multiplied by it). "
+        "Entropy collapse in RLVR is driven mainly by positive-advantage tokens: < 1 slows it (see kaizen.tools.train.grpo).")
+    adv_weight_neg: float = Field(1.0, ge=0, description="GRPO: weight of tokens with negative advantage (> 1 also keeps entropy up).")
+    entropy_floor: float | None = Field(
+        0.01, ge=0, description="GRPO: stop training once the policy entropy (mean nats per completion token) stays below "
+        "this for entropy_patience logged steps (a collapsed policy learns nothing more). null: never stop for it.")
+    entropy_patience: int = Field(2, ge=1, description="GRPO: logged steps below entropy_floor before stopping.")
+    hint_share: float = Field(
+        0.25, ge=0, le=1, description="GRPO: when every completion of a prompt scores 0, re-sample that prompt with a "
+        "minimal hint, for at most this share of the prompt groups seen (0: never).")
+    hint: Literal["auto", "labels", "prefix"] = Field(
+        "auto", description="GRPO hint: labels (the label set), prefix (the reference's first tokens, at most half), or "
+        "auto (the label set if the prompt does not list it, the first test for code, else the prefix).")
+    hint_tokens: int = Field(2, ge=1, description="GRPO: tokens of the reference a prefix hint reveals (at most half of them).")
+    hint_recheck: bool = Field(True, description="GRPO: after training, decode each hinted prompt once without its hint (grpo.json says which pass).")
+    use_vllm: bool | Literal["auto"] = Field(
+        "auto", description="GRPO generation with TRL's vLLM engine. auto: when vllm is importable and CUDA is present "
+        "(never on CPU). true on a CPU is an error.")
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="colocate: vLLM inside the trainer process, sharing the GPU (trl_overrides "
+        "vllm_gpu_memory_utilization, default 0.3); server: a separate `trl vllm-serve` process at vllm_server_url.")
+    vllm_server_url: str | None = Field(None, description="vllm_mode server: its base URL (e.g. http://127.0.0.1:8000); null: TRL's default.")
     trl_overrides: dict[str, Any] = Field(default_factory=dict, description="Passed to SFTConfig/GRPOConfig as-is.")
     launcher: LauncherSpec = Field(default_factory=LauncherSpec, description="python (one process) or accelerate (data parallel).")
 
@@ -126,6 +148,8 @@ class TrainJob(BaseModel):
                 f"batch_size×grad_accum ({self.batch_size * self.grad_accum}) must be a multiple of num_generations "
                 f"({self.num_generations}) for GRPO: set batch_size to a multiple of num_generations"
             )
-        if self.use_vllm and self.device == "cpu":
-            raise ValueError("use_vllm needs a GPU (TRL's vLLM colocate mode does not run on CPU): set use_vllm false")
+        if self.use_vllm is True and self.device == "cpu":
+            raise ValueError("use_vllm needs a GPU (TRL's vLLM generation does not run on CPU): set use_vllm false or auto")
+        if self.vllm_server_url and self.vllm_mode != "server":
+            raise ValueError("vllm_server_url is used only by the server mode: set vllm_mode server (or drop the URL)")
         return self
