@@ -17,7 +17,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="Benchmarks (ratios measured in one run).").add_subparsers(dest="bench_cmd", metavar="WHAT")
     p = bench.add_parser("tools", help="Generation batching, SFT tokens/s and MFU, LoRA vs full step time.")
     p.add_argument("--quick", action="store_true", help="Fewer repetitions (smoke test).")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_tools)
     add_adaptft_parser(bench)
     add_serving_parser(bench)
@@ -40,7 +39,6 @@ def add_adaptft_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="Output directory (default: <cache>/bench/adaptft-<time>/).")
     p.add_argument("--base", default=None, help="Base model instead of the preset's (a directory or a cached hub id).")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_adaptft)
 
 
@@ -80,7 +78,6 @@ def add_serving_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--load-requests", type=int, default=20, help="Requests per client for the proxy overhead under load.")
     p.add_argument("--skip-throughput", action="store_true", help="Only the swap latency and proxy overhead (no transformers run).")
     p.add_argument("--quick", action="store_true", help="One repetition, fewer prompts (smoke test).")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_serving)
 
 

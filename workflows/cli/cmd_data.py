@@ -16,7 +16,6 @@ from pydantic import ValidationError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="Create a workspace (.kaizen/ and a commented kaizen.yaml).")
     p.add_argument("directory", nargs="?", type=Path, default=Path("."))
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_init)
 
     task = sub.add_parser("task", help="Declare and inspect tasks.").add_subparsers(dest="task_cmd", metavar="ACTION")
@@ -29,14 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--system-prompt-file", type=Path, default=None)
     p.add_argument("--metric", default=None)
     p.add_argument("--description", default="")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_task_add)
     p = task.add_parser("list", help="List tasks.")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_task_list)
     p = task.add_parser("show", help="Show one task, its aliases and trace counts.")
     p.add_argument("name")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_task_show)
 
     p = sub.add_parser("ingest", help="Import inference logs (JSONL, or a vLLM text log) as traces, atomically and idempotently.")
@@ -50,19 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", default=None, help="Task for lines that do not name one.")
     p.add_argument("--skip-invalid", action="store_true", help="Report bad lines and import the rest.")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("feedback", help="Attach verdicts/corrections to imported traces.")
     p.add_argument("file", type=Path)
     p.add_argument("--skip-invalid", action="store_true")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_feedback)
 
     traces = sub.add_parser("traces", help="Inspect traces.").add_subparsers(dest="traces_cmd", metavar="ACTION")
     p = traces.add_parser("stats", help="Counts, failure rate, label distribution.")
     p.add_argument("--task", required=True)
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_traces_stats)
 
 

@@ -28,7 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-set", type=Path, default=None, help="Use this JSONL file as the held-out set instead of carving one.")
     p.add_argument("--max-attempts", type=int, default=None, help="Pipelines to try (default 3 on CPU, 5 on a GPU).")
     p.add_argument("--approve", action="store_true", help="Promote the winner without waiting for `kaizen runs approve`.")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cold_start)
 
     for name, helptext in [("tick", "One pass of the scheduled loop: ingest new logs, apply the trigger policy, repair if warranted."),
@@ -42,14 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "watch":
             p.add_argument("--every", default=None, help="Time between ticks: 30m, 1h, 1d (default: schedule.every).")
             p.add_argument("--max-ticks", type=int, default=None, help="Stop after this many ticks.")
-        p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_tick if name == "tick" else cmd_watch)
 
     ticks = sub.add_parser("ticks", help="The scheduled loop's history.").add_subparsers(dest="ticks_cmd", metavar="ACTION")
     p = ticks.add_parser("list", help="List ticks: what each ingested, decided and ran.")
     p.add_argument("--task", default=None)
     p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ticks_list)
 
 

@@ -24,25 +24,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-iterations", type=int, default=None)
     p.add_argument("--eval-set", type=Path, action="append", default=[],
                    help="Extra held-out JSONL suite (never trained on; also checked for regressions). Repeatable.")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_repair)
 
     runs = sub.add_parser("runs", help="Inspect and continue runs.").add_subparsers(dest="runs_cmd", metavar="ACTION")
     p = runs.add_parser("list", help="List runs.")
     p.add_argument("--task", default=None)
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
     p = runs.add_parser("show", help="Show a run's summary (and its report path with --open).")
     p.add_argument("run_id")
     p.add_argument("--open", action="store_true", help="Print the path of the run's report.html.")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
     for name, helptext in [("resume", "Continue a killed/interrupted run from its last finished node."),
                            ("approve", "Approve a run waiting for approval, and let it promote."),
                            ("reject", "Reject a run waiting for approval.")]:
         p = runs.add_parser(name, help=helptext)
         p.add_argument("run_id")
-        p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_continue, action=name)
 
 

@@ -35,14 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpu-threads", type=int, default=None, help="OpenMP threads of vLLM's CPU backend (1 on a CPU shared with other jobs).")
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--startup-timeout", type=float, default=600.0, help="Seconds to wait for vLLM to become healthy.")
-    p.add_argument("--json", action="store_true", help="Print one JSON line with the addresses when ready.")
     p.set_defaults(func=cmd_serve)
 
     servers = sub.add_parser("servers", help="Running `kaizen serve` processes: list, canary.").add_subparsers(dest="servers_cmd", metavar="ACTION")
     p = servers.add_parser("list", help="Recorded servers (running ones by default).")
     p.add_argument("--task", default=None)
     p.add_argument("--all", action="store_true", help="Also stopped, failed and gone servers.")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_servers_list)
     p = servers.add_parser("canary", help="Send a fraction of the task's requests to another version (--off: stop).")
     p.add_argument("--task", required=True)
@@ -50,7 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--skill", type=int, default=None)
     p.add_argument("--off", action="store_true")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_servers_canary)
 
 

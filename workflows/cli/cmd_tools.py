@@ -26,7 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--served-model", default=None, help="Model name at that endpoint (--backend openai).")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
     train = sub.add_parser("train", help="Train a LoRA adapter with TRL (SFT or GRPO).").add_subparsers(dest="train_cmd", metavar="KIND")
@@ -47,7 +46,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         if kind == "grpo":
             p.add_argument("--reward", default="label_exact_match", help="Comma-separated reward names.")
             p.add_argument("--num-generations", type=int, default=4)
-        p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_train, kind=kind)
 
 

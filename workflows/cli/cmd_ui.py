@@ -28,7 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1: this machine only).")
     p.add_argument("--port", type=int, default=8765, help="Port (0: any free port; the URL printed says which).")
     p.add_argument("--poll-ms", type=int, default=1000, help="How often live pages poll for updates.")
-    p.add_argument("--json", action="store_true", help="Print the URL and token as one JSON line at start-up.")
     p.set_defaults(func=cmd_ui)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from kaizen.tools.errors import KaizenError
 from kaizen.workflows.cli import (
@@ -30,14 +31,39 @@ from rich.text import Text
 COMMAND_MODULES = (cmd_data, cmd_models, cmd_tools, cmd_bench, cmd_runs, cmd_loops, cmd_skills, cmd_serve, cmd_ui)
 
 
+def global_options(*, root: bool) -> argparse.ArgumentParser:
+    """``-w/--workspace``, ``--debug`` and ``--json``: accepted before the command and after any (sub)command.
+
+    Only the root parser has real defaults. Every command's parser has the same options with
+    ``argparse.SUPPRESS`` as default: a sub-parser writes its defaults over the root's values, so
+    ``kaizen -w X repair`` would otherwise lose ``X``.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+
+    def default(value: object) -> object:
+        return value if root else argparse.SUPPRESS
+
+    p.add_argument("--workspace", "-w", type=Path, default=default(None), help="Workspace directory (default: $KAIZEN_HOME or the nearest .kaizen/).")
+    p.add_argument("--debug", action="store_true", default=default(False), help="Show tracebacks on errors.")
+    p.add_argument("--json", action="store_true", default=default(False), help="Machine-readable output (JSON), where the command has one.")
+    return p
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of every command and sub-command (argparse passes the class down): it takes the global options too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["parents"] = [*kwargs.get("parents", []), global_options(root=False)]
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kaizen",
         description="Keep a deployed small language model getting better: ingest logs, diagnose, train, gate, promote.",
+        parents=[global_options(root=True)],
     )
-    p.add_argument("--workspace", "-w", type=Path, default=None, help="Workspace directory (default: $KAIZEN_HOME or the nearest .kaizen/).")
-    p.add_argument("--debug", action="store_true", help="Show tracebacks on errors.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for module in COMMAND_MODULES:
         module.register(sub)
     return p
