@@ -4,7 +4,8 @@ Every call asks an OpenAI-compatible endpoint for JSON that fits a pydantic sche
 (``chat.completions.parse``: OpenAI and vLLM both enforce the schema). What can go wrong — an
 endpoint that is down, JSON cut off by the token limit, a schema violation — is retried a bounded
 number of times and then answered with ``None``: the caller falls back to the rule brain for that
-one decision. Nothing here raises into the agent.
+one decision. Nothing here raises into the agent, except a configuration error (a missing API
+key), which fails fast when the client is made.
 
 Reproducible and cheap on a re-run: a response is cached under the hash of the exact request (model,
 messages after redaction, schema, limits), so a resumed or repeated run asks nothing twice. Every
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 
 from kaizen.agent.redact import redact
 from kaizen.tools.config import BrainSettings
+from kaizen.tools.errors import ConfigError, KaizenError
 from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
@@ -52,20 +54,35 @@ class LLMClient:
     def __init__(self, settings: BrainSettings, *, cache_dir: Path, log_path: Path | None = None, client: Any = None):
         self.s = settings
         self.cache_dir, self.log_path = cache_dir, log_path
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._client = client
+        if client is None:
+            self._api_key()  # a configuration error fails the run now, not as a fallback on every call
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.tokens_used = self._tokens_logged()
+
+    def _api_key(self) -> str:
+        """The key from ``brain.api_key_env``; ``EMPTY`` for a local server that needs none.
+
+        Raises:
+            ConfigError: The variable is unset or empty while the endpoint needs a key: OpenAI's own
+                (no ``brain.base_url``), or any endpoint when kaizen.yaml names the variable.
+        """
+        key = os.environ.get(self.s.api_key_env, "").strip()
+        if key:
+            return key
+        if self.s.base_url and "api_key_env" not in self.s.model_fields_set:
+            return "EMPTY"  # a local OpenAI-compatible server (vLLM, llama.cpp) takes any key
+        where = "api.openai.com" if not self.s.base_url else self.s.base_url
+        raise ConfigError(f"brain.kind is llm but {self.s.api_key_env} is not set (the key for {where}): export "
+                          f"{self.s.api_key_env}=…, or set brain.api_key_env to the variable that holds it")
 
     @property
     def client(self) -> Any:
         if self._client is None:
             from openai import OpenAI
 
-            key = os.environ.get(self.s.api_key_env) or ("EMPTY" if self.s.base_url else None)
-            if key is None:
-                raise RuntimeError(f"no API key: set {self.s.api_key_env} (or point brain.base_url at a local server)")
             # Our own bounded retries decide when to fall back; the SDK's would hide them.
-            self._client = OpenAI(base_url=self.s.base_url, api_key=key, timeout=self.s.timeout_s, max_retries=0)
+            self._client = OpenAI(base_url=self.s.base_url, api_key=self._api_key(), timeout=self.s.timeout_s, max_retries=0)
         return self._client
 
     # ------------------------------------------------------------------------------------ call
@@ -94,6 +111,8 @@ class LLMClient:
             try:
                 resp = self.client.chat.completions.parse(model=self.s.model, messages=messages, response_format=schema,
                                                           temperature=0.0, max_tokens=max_tokens, seed=0)
+            except KaizenError:
+                raise  # a configuration error is not a reason to fall back: it would hide it on every call
             except Exception as e:  # noqa: BLE001 - down, cut off, invalid: every failure ends in the same fallback
                 self._spend(rec, getattr(e, "completion", None))  # a cut-off answer still cost its tokens
                 last = f"{type(e).__name__}: {str(e)[:300]}"

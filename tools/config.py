@@ -92,6 +92,7 @@ class ScheduleSettings(Section):
 
     source: str | None = Field(None, description="Log file or directory to ingest from incrementally (a cursor per file).")
     format: str = Field("auto", description="Log format of the source (as for kaizen ingest --format).")
+    batch_input: str | None = Field(None, description="OpenAI Batch output in the source: its batch input file (null: each output file's sibling with output → input in its name).")
     every: str = Field("1h", description="kaizen watch: time between ticks (30m, 1h, 1d …).")
     min_new_failures: int = Field(20, ge=1, description="Trigger: failures with feedback since the last repair.")
     min_failure_rate_rise: float = Field(0.10, gt=0, le=1, description="Trigger: rise of the failure rate since the last promotion (absolute).")
@@ -106,6 +107,16 @@ class ScheduleSettings(Section):
     def _duration(cls, v: str) -> str:
         duration_s(v)
         return v
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        from kaizen.tools.logs import FORMATS  # here, not at import: config is imported by everything
+
+        name = v.strip().lower().replace("_", "-")
+        if name != "auto" and name not in FORMATS:
+            raise ValueError(f"unknown log format {v!r}: use one of auto, {', '.join(FORMATS)}")
+        return name
 
 
 class TrainSettings(Section):
@@ -145,16 +156,63 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"{path}: {loc}: {msg}{more}"
 
 
-def load_settings(path: Path) -> Settings:
-    """Read and validate kaizen.yaml; a missing file gives the defaults."""
-    if not path.exists():
-        return Settings()
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: let the normal constructor report it
+            continue
+        if first != key_node.start_mark.line + 1:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice (lines {first} and {key_node.start_mark.line + 1}): keep one",
+                key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """Parse a YAML file a person wrote: strict UTF-8, no duplicated keys, every problem a ``ConfigError``.
+
+    Args:
+        path: The file.
+        what: What the file is, for messages (``kaizen.yaml``, ``skill file`` …).
+
+    Raises:
+        ConfigError: The path is a directory or unreadable, the bytes are not UTF-8, the YAML is
+            invalid, or a mapping repeats a key — with the line and the fix.
+    """
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a {what}: remove or rename it")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte {e.start}): save the {what} as UTF-8") from None
+    try:
+        return yaml.load(text.removeprefix("\ufeff"), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate kaizen.yaml; a missing file gives the defaults."""
+    if not path.exists() and not path.is_symlink():
+        return Settings()
+    raw = read_yaml(path, "kaizen.yaml") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (model, tasks, gate, budget, brain, schedule)")
     try:

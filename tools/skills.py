@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 import json
+from pathlib import Path
 from typing import Any
 
-from kaizen.tools.errors import NotFoundError
+from kaizen.tools.errors import ConfigError, NotFoundError
 from kaizen.tools.schema import Skill
 from kaizen.tools.store import Store
 from kaizen.tools.store.tables import SkillRow
+from pydantic import ValidationError
 from sqlmodel import col, select
 
 
@@ -36,6 +38,28 @@ def save_skill(store: Store, task: str, skill: Skill, parent: int | None = None)
         saved = skill.model_copy(update={"name": task, "version": version})
         s.add(SkillRow(task=task, version=version, body=saved.model_dump(mode="json"), parent=parent))
     return saved
+
+
+def load_skill_file(path: Path, task: str) -> Skill:
+    """Read a skill from a YAML (or JSON) file ``{system_prompt?, instructions?, few_shot?}``.
+
+    Raises:
+        ConfigError: The file cannot be read, is not UTF-8, is not valid YAML, repeats a key, is not a
+            mapping (a list or a bare value), or does not fit a skill — naming the field and the fix.
+    """
+    from kaizen.tools.config import read_yaml
+
+    raw = read_yaml(path, "skill file")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        kind = "a list" if isinstance(raw, list) else f"a single value ({type(raw).__name__})"
+        raise ConfigError(f"{path}: a skill file holds a mapping {{system_prompt?, instructions?, few_shot?}}, not {kind}")
+    try:
+        return Skill.model_validate({"name": task} | raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"{path}: {'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg']}") from None
 
 
 def get_skill(store: Store, task: str, version: int) -> Skill:

@@ -21,6 +21,7 @@ from pathlib import Path
 from kaizen.tools.config import Settings, load_settings, settings_template
 from kaizen.tools.errors import NotFoundError, WorkspaceError
 from kaizen.tools.store import Store
+from kaizen.tools.store.dberror import mask_url
 from kaizen.tools.store.tables import ModelVersionRow
 
 STATE_DIR = ".kaizen"
@@ -58,10 +59,23 @@ class Workspace:
             store.sync_declared_tasks(self.settings.tasks)
         return store
 
+    @property
+    def db_url_masked(self) -> str:
+        """``db_url`` with its password as ``***``: what messages, logs and reports may show."""
+        return mask_url(self.db_url)
+
     def artifact_dir(self, *parts: str) -> Path:
         p = self.artifacts.joinpath(*parts)
-        p.mkdir(parents=True, exist_ok=True)
+        _mkdir(p)
         return p
+
+
+def _mkdir(p: Path) -> None:
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorkspaceError(f"cannot create {p}: {e.strerror or e}: make the workspace writable by this user "
+                             "(or point KAIZEN_HOME at a writable folder)") from None
 
 
 def init_workspace(directory: Path) -> tuple[Workspace, bool]:
@@ -75,10 +89,13 @@ def init_workspace(directory: Path) -> tuple[Workspace, bool]:
     state = Path(env_home).resolve() if env_home else directory / STATE_DIR
     root = state.parent if env_home else directory
     created = not (state / "kaizen.db").exists() and not os.environ.get("KAIZEN_DB_URL")
-    (state / "artifacts").mkdir(parents=True, exist_ok=True)
+    _mkdir(state / "artifacts")
     ws = Workspace(root=root, state=state)
-    if not ws.config_path.exists():
-        ws.config_path.write_text(settings_template())
+    if not ws.config_path.exists() and not ws.config_path.is_symlink():
+        try:
+            ws.config_path.write_text(settings_template())
+        except OSError as e:
+            raise WorkspaceError(f"cannot write {ws.config_path}: {e.strerror or e}: make {root} writable by this user") from None
     settings = ws.settings  # validate before touching the db
     store = Store(ws.db_url, create=True)
     try:

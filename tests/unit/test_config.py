@@ -128,9 +128,10 @@ def test_invalid_task_field_named(tmp_path: Path) -> None:
 
 
 def declare(tmp_path: Path, tasks: list[dict]) -> None:
+    """Set ``tasks:`` in kaizen.yaml (replacing the block: a key given twice is refused)."""
     path = tmp_path / "kaizen.yaml"
-    text = path.read_text().replace("tasks: []\n", "")
-    path.write_text(text + "\n" + yaml.safe_dump({"tasks": tasks}))
+    data = yaml.safe_load(path.read_text()) or {}
+    path.write_text(yaml.safe_dump(data | {"tasks": tasks}))
 
 
 def test_declared_tasks_synced_into_store(tmp_path: Path) -> None:

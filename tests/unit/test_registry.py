@@ -14,6 +14,7 @@ from kaizen.tools.store import Store
 from kaizen.tools.store.tables import ModelVersionRow
 from kaizen.tools.workspace import init_workspace
 from kaizen.workflows.cli.main import main
+from model_files import write_adapter, write_safetensors
 
 
 @pytest.fixture
@@ -47,14 +48,9 @@ def history(store: Store, task: str = "intents") -> list[tuple]:
 
 
 def adapter_dir(tmp_path: Path, name: str = "adapter", peft_type: str = "LORA", weights: bool = True) -> Path:
-    d = tmp_path / name
-    d.mkdir()
-    (d / "adapter_config.json").write_text(json.dumps({
-        "peft_type": peft_type, "base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM",
-    }))
-    if weights:
-        (d / "adapter_model.safetensors").write_bytes(b"")
+    d = write_adapter(tmp_path / name, peft_type=peft_type)  # a real LoRA header for the embedded base's shapes
+    if not weights:
+        (d / "adapter_model.safetensors").unlink()
     return d
 
 
@@ -62,6 +58,7 @@ def full_model_dir(tmp_path: Path, name: str = "full") -> Path:
     d = tmp_path / name
     d.mkdir()
     (d / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    write_safetensors(d / "model.safetensors", {"model.embed_tokens.weight": [4, 2]})
     return d
 
 

@@ -52,6 +52,8 @@ __all__ = [
     "SkipRecord",
     "detect_format",
     "detect_text_format",
+    "detected_format",
+    "iter_traces",
     "parse_feedback",
     "parse_traces",
     "read_jsonl",
@@ -75,6 +77,9 @@ UNKNOWN_FORMAT = (
     "(traceId+spanId or resourceSpans), Langfuse observations (id+traceId+type) or a vLLM "
     "request log (text lines with 'Received request'); pass --format"
 )
+
+_READ_FIELDS = frozenset({"<line>", "<encoding>", "<file>", "<json>"})
+"""Fields of errors about reading a line at all (not about a record of the format)."""
 
 _TEXT_SNIFF_LINES = 5000
 """How many leading lines auto-detection reads looking for a text format: a vLLM log starts with
@@ -131,20 +136,34 @@ def detect_text_format(
 
 
 def _bind(
-    importer: Importer, name: str, path: str | os.PathLike[str], options: dict[str, Any], max_line_bytes: int
+    importer: Importer,
+    name: str,
+    path: str | os.PathLike[str],
+    options: dict[str, Any],
+    max_line_bytes: int,
+    lenient: bool = False,
 ) -> Importer:
     bind = getattr(importer, "bind", None)
     if bind is not None:
+        takes = getattr(importer, "options", None)
+        if lenient and takes is not None:
+            options = {k: v for k, v in options.items() if k in takes}
         return bind(path, options, max_line_bytes)
-    if options:
+    if options and not lenient:
         raise ConfigError(f"format {name} takes no options (given: {', '.join(sorted(options))})")
     return importer
 
 
 def _jsonl_outcomes(
-    path: str | os.PathLike[str], result: ParseResult, max_line_bytes: int, options: dict[str, Any]
+    path: str | os.PathLike[str],
+    result: ParseResult,
+    max_line_bytes: int,
+    options: dict[str, Any],
+    skip_invalid: bool,
+    lenient: bool,
 ) -> Iterator[tuple[int, TraceIn | SkipRecord | LogFormatError]]:
     importer: Importer | None = None if result.format == "auto" else FORMATS[result.format]
+    explicit = importer is not None
     bound: Importer | None = None
     for lineno, item in iter_records(path, max_line_bytes):
         if isinstance(item, LogFormatError):
@@ -154,17 +173,128 @@ def _jsonl_outcomes(
             try:
                 result.format = detect_format(item)
             except ValueError as e:
-                raise LogFormatError(os.fspath(path), lineno, "<format>", str(e)) from None
+                err = LogFormatError(os.fspath(path), lineno, "<format>", str(e))
+                if not skip_invalid:
+                    raise err from None
+                yield lineno, err  # with skip_invalid a stray record is one bad line; the next may decide
+                continue
             importer = FORMATS[result.format]
         if bound is None:
-            bound = _bind(importer, result.format, path, options, max_line_bytes)
+            bound = _bind(importer, result.format, path, options, max_line_bytes, lenient)
+        if bound.sniff(item):
+            result.recognised += 1
         try:
             outcomes: list[TraceIn | SkipRecord] = parse_record(bound, item)
         except ValueError as e:  # includes pydantic.ValidationError and FieldError
-            yield lineno, to_log_error(path, lineno, e)
+            err = to_log_error(path, lineno, e)
+            if explicit:
+                looks = _looks_like(item)
+                if looks is not None and looks != result.format:
+                    err = LogFormatError(err.path, err.line, err.field, f"{err.problem} (this record looks like {looks}: "
+                                         f"pass --format {looks} or --format auto)")
+            yield lineno, err
             continue
         for outcome in outcomes:
             yield lineno, outcome
+
+
+def _looks_like(obj: dict[str, Any]) -> str | None:
+    try:
+        return detect_format(obj)
+    except ValueError:
+        return None
+
+
+def detected_format(path: str | os.PathLike[str], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> str:
+    """What ``path`` looks like, in words: a format name, or why none fits (for error messages)."""
+    text = detect_text_format(path, max_line_bytes)
+    if text is not None:
+        return text
+    try:
+        for _, item in iter_records(path, max_line_bytes):
+            if isinstance(item, LogFormatError):
+                continue
+            return _looks_like(item) or "JSON lines of no known log format"
+    except LogFormatError as e:
+        return e.problem
+    return "no JSON records and no known text log lines"
+
+
+def iter_traces(
+    path: str | os.PathLike[str],
+    fmt: str = "auto",
+    skip_invalid: bool = False,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    options: Mapping[str, Any] | None = None,
+    *,
+    require_records: bool = True,
+    lenient_options: bool = False,
+    carry: dict[str, Any] | None = None,
+) -> tuple[ParseResult, Iterator[tuple[int, TraceIn]]]:
+    """Stream the traces of a log file: ``(result, traces)``, ``traces`` read lazily, one record at a time.
+
+    ``result.invalid``, ``result.skipped`` and ``result.format`` fill in while ``traces`` is consumed;
+    ``result.traces`` stays empty (``parse_traces`` collects it). Arguments and errors are those of
+    ``parse_traces``; errors are raised while iterating.
+
+    Args:
+        require_records: A file in which no record is recognised is an error naming the format
+            expected and the one the file looks like. The scheduled loop reads chunks, where a
+            stretch of start-up chatter is normal, and turns this off.
+        lenient_options: Drop options the format does not take instead of refusing them (the
+            scheduled loop passes the same options to every file of a source).
+        carry: State kept between successive chunks of one log by formats whose records span lines
+            (``vllm-log``: requests still waiting for their response line). Such an importer
+            reads what an earlier call left and leaves what is still unfinished, instead of
+            reporting it as skipped. Other formats ignore it.
+    """
+    name = _resolve(fmt)
+    if name == "auto":
+        name = detect_text_format(path, max_line_bytes) or "auto"
+    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    result = ParseResult(format=name)
+    return result, _drive(path, name, result, skip_invalid, max_line_bytes, opts, require_records, lenient_options, carry)
+
+
+def _drive(
+    path: str | os.PathLike[str],
+    name: str,
+    result: ParseResult,
+    skip_invalid: bool,
+    max_line_bytes: int,
+    opts: dict[str, Any],
+    require_records: bool,
+    lenient: bool,
+    carry: dict[str, Any] | None,
+) -> Iterator[tuple[int, TraceIn]]:
+    importer = FORMATS.get(name)
+    if importer is not None and getattr(importer, "reads_text", False):
+        importer = _bind(importer, name, path, opts, max_line_bytes, lenient)
+        lines = iter_text_lines(path, max_line_bytes)
+        parse_lines = importer.parse_lines  # type: ignore[attr-defined]
+        outcomes = parse_lines(path, lines, carry=carry) if carry is not None else parse_lines(path, lines)
+    else:
+        outcomes = _jsonl_outcomes(path, result, max_line_bytes, opts, skip_invalid, lenient)
+    text = importer is not None and getattr(importer, "reads_text", False)
+    for lineno, outcome in outcomes:
+        if isinstance(outcome, SkipRecord):
+            result.recognised += text
+            result.skipped.append((lineno, outcome.reason))
+        elif isinstance(outcome, LogFormatError):
+            result.recognised += text and outcome.field not in _READ_FIELDS
+            if not skip_invalid:
+                raise outcome
+            result.invalid.append(outcome)
+        else:
+            result.recognised += text
+            yield lineno, outcome
+    if require_records and not result.recognised:
+        expected = "a known log format" if result.format == "auto" else f"format {result.format}"
+        first = result.invalid[0] if result.invalid else None
+        bad = f" ({len(result.invalid)} bad lines; first: {first.field}: {first.problem})" if first else ""
+        raise LogFormatError(os.fspath(path), first.line if first else 0, "<format>",
+                             f"no record of {expected} in the file{bad}; the file looks like "
+                             f"{detected_format(path, max_line_bytes)}: pass the right --format (or --format auto)")
 
 
 def parse_traces(
@@ -173,6 +303,7 @@ def parse_traces(
     skip_invalid: bool = False,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     options: Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> ParseResult:
     """Read a trace log file into validated ``TraceIn`` objects.
 
@@ -181,12 +312,13 @@ def parse_traces(
         fmt: A key of ``FORMATS`` (``_`` and ``-`` are interchangeable), or ``"auto"`` to decide
             from the head of the file (a text format) or its first record.
         skip_invalid: Collect bad lines in ``ParseResult.invalid`` and go on instead of raising.
-            Lines before the format is known that are unreadable are skipped too; the first
-            readable record still decides the format.
+            With ``"auto"``, a record of no known format before the format is decided is one such
+            bad line; the first recognised record decides the format.
         max_line_bytes: Longest line accepted, in bytes.
         options: Format-specific options, handed to the importer's ``bind`` (``None`` values are
             dropped): ``{"batch_input": PATH}`` for ``openai-batch``. A format without options
             rejects any.
+        **kwargs: ``require_records``, ``lenient_options``, ``carry``: see ``iter_traces``.
 
     Returns:
         The format used, the parsed traces with their line numbers, the bad lines (``invalid``,
@@ -195,26 +327,10 @@ def parse_traces(
     Raises:
         ConfigError: ``fmt`` is not a known format, or options it does not take.
         LogFormatError: The first bad line (unless ``skip_invalid``); a missing, unreadable or
-            empty file, or a first record of no known format (always).
+            empty file, a first record of no known format (without ``skip_invalid``), or a file in
+            which no record of the format is recognised (always; it names the expected format and
+            the one the file looks like).
     """
-    name = _resolve(fmt)
-    if name == "auto":
-        name = detect_text_format(path, max_line_bytes) or "auto"
-    opts = {k: v for k, v in (options or {}).items() if v is not None}
-    result = ParseResult(format=name)
-    importer = FORMATS.get(name)
-    if importer is not None and getattr(importer, "reads_text", False):
-        importer = _bind(importer, name, path, opts, max_line_bytes)
-        outcomes = importer.parse_lines(path, iter_text_lines(path, max_line_bytes))  # type: ignore[attr-defined]
-    else:
-        outcomes = _jsonl_outcomes(path, result, max_line_bytes, opts)
-    for lineno, outcome in outcomes:
-        if isinstance(outcome, SkipRecord):
-            result.skipped.append((lineno, outcome.reason))
-        elif isinstance(outcome, LogFormatError):
-            if not skip_invalid:
-                raise outcome
-            result.invalid.append(outcome)
-        else:
-            result.traces.append((lineno, outcome))
+    result, traces = iter_traces(path, fmt, skip_invalid, max_line_bytes, options, **kwargs)
+    result.traces.extend(traces)
     return result

@@ -111,12 +111,15 @@ class ParseResult:
         invalid: One error per skipped line (only filled with ``skip_invalid=True``).
         skipped: ``(line number, reason)`` for well-formed records that are not traces (see
             ``SkipRecord``); always filled, they are not errors.
+        recognised: Records recognised as the format (well-formed or not): a file with none is
+            not of that format.
     """
 
     format: str
     traces: list[tuple[int, TraceIn]] = dataclass_field(default_factory=list)
     invalid: list[LogFormatError] = dataclass_field(default_factory=list)
     skipped: list[tuple[int, str]] = dataclass_field(default_factory=list)
+    recognised: int = 0
 
 
 def parse_record(importer: Importer, obj: dict[str, Any]) -> list[TraceIn | SkipRecord]:

@@ -100,7 +100,8 @@ class BatchInput:
         return lineno, body
 
 
-def _sibling_input(path: str | os.PathLike[str]) -> Path | None:
+def sibling_input(path: str | os.PathLike[str]) -> Path | None:
+    """The input file a Batch output file names by convention: ``output`` → ``input`` in its name (None without ``output``)."""
     p = Path(path)
     i = p.name.rfind("output")
     return None if i < 0 else p.with_name(p.name[:i] + "input" + p.name[i + len("output") :])
@@ -110,6 +111,7 @@ class OpenAIBatch:
     """Importer for OpenAI Batch API output files (needs the input file: see ``bind``)."""
 
     name = "openai-batch"
+    options = ("batch_input",)
 
     def __init__(self, batch_input: BatchInput | None = None):
         self.batch_input = batch_input
@@ -131,7 +133,7 @@ class OpenAIBatch:
                 f"format {self.name} takes only the batch_input option (given: {', '.join(unknown)})"
             )
         given = options.get("batch_input")
-        sibling = _sibling_input(path)
+        sibling = sibling_input(path)
         if given is None and (sibling is None or not sibling.is_file()):
             for lineno, first in iter_records(path, max_line_bytes):
                 if isinstance(first, dict) and "body" in first and "response" not in first:

@@ -128,15 +128,27 @@ class VllmLog:
         return bool(_RECEIVED.search(line) or _GENERATED.search(line) or _DETAILS.search(line))
 
     def parse_lines(
-        self, path: str | os.PathLike[str], lines: Iterable[tuple[int, str | LogFormatError]]
+        self,
+        path: str | os.PathLike[str],
+        lines: Iterable[tuple[int, str | LogFormatError]],
+        carry: dict[str, Any] | None = None,
     ) -> Iterator[tuple[int, TraceIn | SkipRecord | LogFormatError]]:
         """Pair request and response lines by request id; yield a trace per answered request.
 
+        Args:
+            path: The log file (for error messages).
+            lines: Its ``(line number, text)`` pairs.
+            carry: Requests left unanswered by an earlier chunk of the same log (``carry["requests"]``:
+                request id → what was read of it). Given, unanswered requests are left there for
+                the next chunk instead of being reported as skipped, and responses pair with
+                requests of earlier chunks (the scheduled loop reads a growing log in pieces).
+
         Yields:
             ``(line, trace)`` at the response line; ``(line, SkipRecord)`` for unpaired lines;
-            ``(line, LogFormatError)`` for unreadable lines and unusable requests.
+            ``(line, LogFormatError)`` for unreadable lines, unusable requests, and a request id
+            used by two requests in flight at once (their responses cannot be told apart).
         """
-        pending: dict[str, dict[str, Any]] = {}
+        pending: dict[str, dict[str, Any]] = carry.setdefault("requests", {}) if carry is not None else {}
         done: set[str] = set()
         broken: set[str] = set()
         for lineno, line in lines:
@@ -151,7 +163,22 @@ class VllmLog:
             rid = m[1]
             try:
                 if m.re is not _GENERATED:
+                    part = "received" if m.re is _RECEIVED else "details"
+                    req = pending.get(rid)
+                    if req is not None and req.get(part):
+                        first = req.get("line")
+                        pending.pop(rid)
+                        broken.add(rid)
+                        where = f"line {first}" if first else "an earlier chunk of the log"
+                        yield lineno, LogFormatError(
+                            os.fspath(path), lineno, "request_id",
+                            f"request id {rid} is used by two requests in flight at once (also at {where}): their "
+                            "responses cannot be told apart, so neither is imported; make request ids unique "
+                            "(a client reusing X-Request-Id?)")
+                        continue
+                    broken.discard(rid)
                     req = pending.setdefault(rid, {"line": lineno})
+                    req[part] = True
                     req["line"] = lineno if m.re is _RECEIVED else req["line"]
                     self._request(req, m[2])
                     continue
@@ -170,6 +197,8 @@ class VllmLog:
                 broken.add(rid)
                 pending.pop(rid, None)
                 yield lineno, to_log_error(path, lineno, e)
+        if carry is not None:
+            return  # what is unanswered waits in carry["requests"] for the next chunk
         for rid, req in pending.items():
             why = "no 'Generated response' line (aborted, still running, or logged without --enable-log-outputs)"
             yield req["line"], SkipRecord(f"request {rid}: {why}")
@@ -210,7 +239,8 @@ class VllmLog:
                 f"vLLM logged no prompt text for {rid} (newer vLLM logs prompts at DEBUG only: run it with "
                 "VLLM_LOGGING_LEVEL=DEBUG or --enable-log-request-prompts; or the request sent token ids)"
             )
-            return req["line"], LogFormatError(os.fspath(path), req["line"], "prompt", problem)
+            at = req.get("line") or lineno  # a request carried from an earlier chunk: report at its response
+            return at, LogFormatError(os.fspath(path), at, "prompt", problem)
         template, messages = messages_from_prompt(prompt)
         metadata = {"vllm_prompt_format": template, "vllm_logged_at": logged_at}
         if finish := _FINISH.search(rest, end):

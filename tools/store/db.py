@@ -8,6 +8,7 @@ old database gets a clear message instead of a confusing SQL error.
 from __future__ import annotations
 
 from kaizen.tools.errors import WorkspaceError
+from kaizen.tools.store.dberror import mask_url
 from kaizen.tools.store.tables import ADDITIVE_UPGRADE_FROM, SCHEMA_VERSION, Meta, utcnow
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
@@ -57,8 +58,8 @@ def check_schema(engine: Engine, url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     if "meta" not in tables:
         if not tables:
-            raise WorkspaceError(f"database {url} is empty: run `kaizen init` first")
-        raise WorkspaceError(f"database {url} is not a kaizen database (no meta table): point KAIZEN_DB_URL elsewhere")
+            raise WorkspaceError(f"database {mask_url(url)} is empty: run `kaizen init` first")
+        raise WorkspaceError(f"database {mask_url(url)} is not a kaizen database (no meta table): point KAIZEN_DB_URL elsewhere")
     with Session(engine) as s:
         row = s.exec(select(Meta).where(Meta.key == "schema_version")).first()
     found = int(row.value) if row else 0
@@ -71,7 +72,7 @@ def check_schema(engine: Engine, url: str) -> None:
             if found > SCHEMA_VERSION
             else "this database predates the current schema: export what you need and run `kaizen init` in a new directory"
         )
-        raise WorkspaceError(f"database {url} has schema v{found}, this kaizen expects v{SCHEMA_VERSION}: {hint}")
+        raise WorkspaceError(f"database {mask_url(url)} has schema v{found}, this kaizen expects v{SCHEMA_VERSION}: {hint}")
 
 
 def _upgrade_additive(engine: Engine) -> None:

@@ -6,6 +6,7 @@ all, which is what lets a bad import or a killed process leave the database cons
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -13,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kaizen.tools.errors import ConfigError, LogFormatError, NotFoundError
-from kaizen.tools.schema import FeedbackIn, TaskSpec, TraceIn, content_hash
+from kaizen.tools.errors import ConfigError, NotFoundError, WorkspaceError
+from kaizen.tools.schema import FeedbackIn, TaskSpec, TraceIn
+from kaizen.tools.store import dberror
 from kaizen.tools.store.db import check_schema, create_schema, make_engine
+from kaizen.tools.store.staging import ImportBatch
 from kaizen.tools.store.tables import (
     AliasEvent,
     AliasRow,
@@ -104,22 +107,49 @@ class Store:
     """Repository over one database URL (SQLite file by default, any SQLAlchemy URL)."""
 
     def __init__(self, url: str, *, create: bool = False):
+        """Open the store at ``url`` (``create``: make the schema; otherwise the database must exist already).
+
+        Raises:
+            WorkspaceError: The database is missing (a read never creates one), damaged, not kaizen's,
+                read-only, unreachable, or the URL is not a database URL — one line with the fix.
+        """
         self.url = url
-        self.engine = make_engine(url)
-        if create:
-            create_schema(self.engine, url)
-        check_schema(self.engine, url)
+        path = dberror.sqlite_file(url)
+        if path is not None and not create and not path.exists():
+            raise WorkspaceError(f"database {path} does not exist (deleted or moved?): restore it from a backup, or run "
+                                 "`kaizen init` to start an empty one")
+        try:
+            self.engine = make_engine(url)
+            if create:
+                create_schema(self.engine, url)
+            check_schema(self.engine, url)
+        except ImportError as e:
+            raise WorkspaceError(f"database URL {dberror.mask_url(url)} needs a driver that is not installed ({e}): "
+                                 "install it, or fix KAIZEN_DB_URL") from None
+        except Exception as e:
+            if (err := dberror.describe(e, url)) is not None:
+                raise err from None
+            raise
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: commit on success, roll back on any error."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            try:
-                yield s
-                s.commit()
-            except BaseException:
-                s.rollback()
-                raise
+        """One transaction: commit on success, roll back on any error.
+
+        A database that cannot be used (damaged, read-only, unreachable) raises ``WorkspaceError``
+        with the fix instead of the driver's exception.
+        """
+        try:
+            with Session(self.engine, expire_on_commit=False) as s:
+                try:
+                    yield s
+                    s.commit()
+                except BaseException:
+                    s.rollback()
+                    raise
+        except Exception as e:
+            if (err := dberror.describe(e, self.url)) is not None:
+                raise err from None
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -170,97 +200,51 @@ class Store:
         self, items: Iterable[tuple[int, TraceIn]], *, path: str, default_task: str | None, skip_invalid: bool = False,
         also: Callable[[Session], None] | None = None,
     ) -> ImportStats:
-        """Insert traces (and their feedback) in one transaction; already-present ids are duplicates.
+        """Import ``(line, trace)`` pairs (and their feedback) atomically; already-present traces are duplicates.
 
-        An unknown or missing task is a line error: it aborts the whole import unless
-        ``skip_invalid``, in which case the line is reported and skipped. ``also`` runs inside the
-        same transaction (the scheduled loop moves its read cursor there: imported ⇔ cursor moved).
+        ``items`` may be a generator: it is read once, a bounded chunk at a time, and staged outside
+        any long transaction (see ``kaizen.tools.store.staging``); the import becomes visible in one
+        short transaction at the end, all of it or nothing. An unknown or missing task, or an id that
+        is already used by a different trace, is a line error: it aborts the whole import unless
+        ``skip_invalid``, in which case the line is reported and left out (with its feedback). ``also``
+        runs inside the publishing transaction (the scheduled loop moves its read cursor there:
+        imported ⇔ cursor moved). Each trace records ``path:line`` as its source.
         """
         stats = ImportStats()
-        with self.session() as s:
-            tasks = {r.name for r in s.exec(select(TaskRow))}
-            seen: set[str] = set()
-            for line, tr in items:
-                task = tr.task or default_task
-                problem = None
-                if not task:
-                    problem = ("task", "no task given: pass --task NAME or set \"task\" on each line")
-                elif task not in tasks:
-                    problem = (
-                        "task",
-                        f"unknown task {task!r}: add it with `kaizen task add {task} --kind ...` or declare it in kaizen.yaml",
-                    )
-                if problem:
-                    err = LogFormatError(path, line, *problem)
-                    if not skip_invalid:
-                        raise err
-                    stats.invalid += 1
-                    stats.errors.append(str(err))
-                    continue
-                assert task is not None
-                tid = tr.id or tr.content_id(task)
-                if tid in seen or s.get(TraceRow, tid) is not None:
-                    stats.duplicates += 1
-                else:
-                    stats.imported += 1
-                    s.add(
-                        TraceRow(
-                            id=tid,
-                            task=task,
-                            timestamp=as_utc(tr.timestamp),
-                            model_version=tr.model_version,
-                            messages=[m.model_dump() for m in tr.messages],
-                            output=tr.output,
-                            trace_metadata=tr.metadata,
-                            latency_ms=tr.latency_ms,
-                            prompt_tokens=tr.prompt_tokens,
-                            completion_tokens=tr.completion_tokens,
-                            source=path,
-                        )
-                    )
-                    verdict = tr.feedback.verdict if tr.feedback else None
-                    stats.failures += verdict == "fail"
-                    stats.passes += verdict == "pass"
-                    stats.unlabeled += verdict is None
-                seen.add(tid)
-                if tr.feedback:
-                    s.flush()
-                    stats.feedback_added += self._add_feedback(s, tid, tr.feedback.model_dump())
-            if also is not None:
-                also(s)
+        with ImportBatch(self, path=path, skip_invalid=skip_invalid, by_line=True, stats=stats) as batch:
+            batch.add_traces(items, default_task)
+            batch.publish(also)
         return stats
-
-    @staticmethod
-    def _add_feedback(s: Session, trace_id: str, fb: dict[str, Any]) -> int:
-        """Append feedback unless this exact feedback was already recorded (idempotent re-import)."""
-        h = content_hash({"trace_id": trace_id, **fb})
-        exists = s.exec(select(FeedbackRow.id).where(FeedbackRow.trace_id == trace_id, FeedbackRow.content_hash == h)).first()
-        if exists is not None:
-            return 0
-        s.add(FeedbackRow(trace_id=trace_id, content_hash=h, **fb))
-        return 1
 
     def add_feedback(self, items: Iterable[tuple[int, FeedbackIn]], *, path: str, skip_invalid: bool = False,
-                     also: Callable[[Session], None] | None = None) -> ImportStats:
-        """Attach feedback to imported traces in one transaction (``also``: as in ``import_traces``)."""
+                     also: Callable[[Session], None] | None = None, by_line: bool | None = None,
+                     on_missing: Callable[[int, FeedbackIn], None] | None = None) -> ImportStats:
+        """Attach feedback to stored traces, atomically; the latest feedback of a trace is the one that counts.
+
+        Feedback equal to the trace's latest is not appended again (it changes nothing); any other is,
+        so pass → fail → pass ends at pass. With ``by_line`` (default: when ``path`` is a file) each
+        item is an event keyed by ``path`` and its line, so importing the same file again adds nothing.
+        Feedback for an unknown trace is a line error, unless ``on_missing`` takes it (the scheduled
+        loop keeps it for a later tick). ``also``: as in ``import_traces``.
+        """
         stats = ImportStats()
-        with self.session() as s:
-            for line, fb in items:
-                if s.get(TraceRow, fb.trace_id) is None:
-                    err = LogFormatError(path, line, "trace_id", f"no trace with id {fb.trace_id!r}: import the trace first")
-                    if not skip_invalid:
-                        raise err
-                    stats.invalid += 1
-                    stats.errors.append(str(err))
-                    continue
-                added = self._add_feedback(s, fb.trace_id, fb.model_dump(exclude={"trace_id"}))
-                stats.feedback_added += added
-                stats.duplicates += 1 - added
-                stats.failures += added and fb.verdict == "fail"
-                stats.passes += added and fb.verdict == "pass"
-            if also is not None:
-                also(s)
+        keyed = os.path.isfile(path) if by_line is None else by_line
+        with ImportBatch(self, path=path, skip_invalid=skip_invalid, by_line=keyed, stats=stats) as batch:
+            batch.add_feedback(items, on_missing)
+            batch.publish(also)
+        stats.duplicates = batch.n_feedback - stats.feedback_added
+        stats.failures = batch.kept_verdicts.get("fail", 0)
+        stats.passes = batch.kept_verdicts.get("pass", 0)
         return stats
+
+    def trace_messages(self, ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """id → input messages of the stored traces among ``ids``."""
+        wanted, found = sorted(set(ids)), {}
+        with self.session() as s:
+            for i in range(0, len(wanted), 500):
+                q = select(TraceRow.id, TraceRow.messages).where(col(TraceRow.id).in_(wanted[i : i + 500]))
+                found.update({tid: messages for tid, messages in s.exec(q)})
+        return found
 
     def traces(self, task: str, *, ids: Iterable[str] | None = None) -> list[TraceView]:
         """Every trace of ``task`` with its latest feedback, oldest first."""
@@ -325,6 +309,16 @@ class Store:
                 raise NotFoundError(f"base version {row.base_ref!r} not found: see `kaizen models list`")
             s.add(row)
         return row
+
+    def update_model_metrics(self, name: str, metrics: dict[str, Any]) -> ModelVersionRow:
+        """Merge ``metrics`` into a version's metrics (e.g. the suites it was promoted on)."""
+        with self.session() as s:
+            row = s.get(ModelVersionRow, name)
+            if row is None:
+                raise NotFoundError(f"model version {name!r} not found: see `kaizen models list`")
+            row.metrics = dict(row.metrics or {}) | metrics
+            s.add(row)
+            return row
 
     def get_model_version(self, name: str) -> ModelVersionRow:
         with self.session() as s:

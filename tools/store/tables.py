@@ -16,7 +16,8 @@ from sqlmodel import Field, SQLModel
 SCHEMA_VERSION = 4
 # Versions from which an upgrade only *adds* tables or nullable columns (done in place by
 # ``db._upgrade_additive``, nothing is lost): v2 added source_cursor and tick (the scheduled loop);
-# v3 added server (kaizen serve); v4 added task_lock.proc_start (a reused pid cannot hold a lock).
+# v3 added server (kaizen serve); v4 added task_lock.proc_start (a reused pid cannot hold a lock),
+# and ingest_stage, ingest_stage_feedback, pending_record (staged imports, records waiting for a later tick).
 ADDITIVE_UPGRADE_FROM = 1
 
 
@@ -263,3 +264,67 @@ class ServerRow(SQLModel, table=True):
     started_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     stopped_at: datetime | None = None
+
+
+class StageTraceRow(SQLModel, table=True):
+    """A trace staged by an import that has not been published yet (see ``tools.store.staging``).
+
+    A large import writes its rows here in short transactions, then publishes them into ``trace``
+    with one ``INSERT … SELECT``: readers see all of a file or none of it, and other writers wait
+    for a chunk, never for the whole import. Rows of a batch that died are swept later.
+    """
+
+    __tablename__ = "ingest_stage"
+    batch: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    id: str = Field(index=True)
+    task: str
+    timestamp: datetime | None = None
+    model_version: str | None = None
+    messages: list[dict[str, Any]] = _json(list)
+    output: str = Field(sa_column=Column(Text))
+    trace_metadata: dict[str, Any] = _json(dict)
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    source: str | None = None
+    content_hash: str = ""
+    staged_at: datetime = Field(default_factory=utcnow)
+
+
+class StageFeedbackRow(SQLModel, table=True):
+    """Feedback staged by an import; ``keep`` is decided against the trace's latest feedback before publishing."""
+
+    __tablename__ = "ingest_stage_feedback"
+    batch: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    trace_id: str = Field(index=True)
+    verdict: str
+    correction: str | None = Field(default=None, sa_column=Column(Text))
+    reason: str | None = None
+    source: str = "human"
+    confidence: float | None = None
+    content_hash: str = ""  # the event key: what makes a re-import idempotent
+    state_hash: str = ""  # the feedback's content alone: equal to the latest means "no change"
+    line: int = 0
+    keep: bool = True
+    staged_at: datetime = Field(default_factory=utcnow)
+
+
+class PendingRow(SQLModel, table=True):
+    """A record the scheduled loop read but cannot import yet, kept (bounded) for a later tick.
+
+    ``kind`` is ``vllm-request`` (a request line whose response line has not been logged yet) or
+    ``feedback`` (feedback for a trace that has not arrived yet). ``payload`` is what is needed to
+    finish the record later; ``source``/``line`` say where it was read, for reports.
+    """
+
+    __tablename__ = "pending_record"
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(foreign_key="task.name", index=True)
+    kind: str
+    key: str
+    source: str = ""
+    line: int = 0
+    payload: dict[str, Any] = _json(dict)
+    first_seen: datetime = Field(default_factory=utcnow)

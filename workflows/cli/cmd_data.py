@@ -9,7 +9,7 @@ from typing import Any
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.workspace import find_workspace, init_workspace
-from kaizen.workflows.cli.output import console, emit, table
+from kaizen.workflows.cli.output import console, emit, esc, table
 from pydantic import ValidationError
 
 
@@ -61,9 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     ws, created = init_workspace(args.directory)
-    data = {"workspace": str(ws.root), "state": str(ws.state), "config": str(ws.config_path), "db": ws.db_url, "created": created}
+    data = {"workspace": str(ws.root), "state": str(ws.state), "config": str(ws.config_path), "db": ws.db_url_masked, "created": created}
     emit(args.json, data, lambda d: console.print(
-        f"{'Created' if created else 'Found'} workspace {d['state']}\n  settings: {d['config']}\n  next: kaizen task add NAME --kind ... ; kaizen ingest FILE"
+        f"{'Created' if created else 'Found'} workspace {d['state']}\n  settings: {d['config']}\n  next: kaizen task add NAME --kind ... ; kaizen ingest FILE",
+        markup=False,
     ))
     return 0
 
@@ -91,7 +92,7 @@ def cmd_task_add(args: argparse.Namespace) -> int:
     if spec.kind == "classification" and not spec.labels:
         raise ConfigError("a classification task needs --labels a,b,c")
     ws.store.add_task(spec)
-    emit(args.json, spec.model_dump(), lambda d: console.print(f"Added task {spec.name} ({spec.kind}); production → base"))
+    emit(args.json, spec.model_dump(), lambda d: console.print(f"Added task {spec.name} ({spec.kind}); production → base", markup=False))
     return 0
 
 
@@ -125,16 +126,17 @@ def _import_summary(d: dict[str, Any]) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from kaizen.tools.logs import parse_traces
+    from kaizen.tools.logs import iter_traces
 
     ws = find_workspace(args.workspace)
     store = ws.store
     if args.task:
         store.get_task(args.task)
-    result = parse_traces(
+    # streamed: parsed and staged a chunk at a time, published at the end in one short transaction
+    result, traces = iter_traces(
         args.file, fmt=args.format, skip_invalid=args.skip_invalid, options={"batch_input": args.batch_input}
     )
-    stats = store.import_traces(result.traces, path=str(args.file), default_task=args.task, skip_invalid=args.skip_invalid)
+    stats = store.import_traces(traces, path=str(args.file), default_task=args.task, skip_invalid=args.skip_invalid)
     stats.invalid += len(result.invalid)
     stats.errors = [str(e) for e in result.invalid] + stats.errors
     emit(args.json, stats.as_dict() | {"format": result.format, "skipped": len(result.skipped)}, _import_summary)
@@ -146,7 +148,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
     ws = find_workspace(args.workspace)
     result = parse_feedback(args.file, skip_invalid=args.skip_invalid)
-    stats = ws.store.add_feedback(result.items, path=str(args.file), skip_invalid=args.skip_invalid)
+    stats = ws.store.add_feedback(result.items, path=str(args.file), skip_invalid=args.skip_invalid, by_line=True)
     stats.invalid += len(result.invalid)
     stats.errors = [str(e) for e in result.invalid] + stats.errors
     emit(args.json, stats.as_dict(), _import_summary)
@@ -160,7 +162,7 @@ def cmd_traces_stats(args: argparse.Namespace) -> int:
     def pretty(d: dict[str, Any]) -> None:
         rate = "n/a" if d["failure_rate"] is None else f"{d['failure_rate']:.1%}"
         console.print(
-            f"[bold]{d['task']}[/bold]: {d['traces']} traces — {d['passes']} pass, {d['failures']} fail "
+            f"[bold]{esc(d['task'])}[/bold]: {d['traces']} traces — {d['passes']} pass, {d['failures']} fail "
             f"({rate} of labelled), {d['unlabeled']} unlabeled, {d['failures_without_correction']} failures without a correction"
         )
         if "gold_labels" in d:

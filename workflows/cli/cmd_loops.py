@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--task", required=True)
         p.add_argument("--source", default=None, help="Log file or directory (default: schedule.source in kaizen.yaml).")
         p.add_argument("--format", default=None, help="Log format (default: schedule.format, auto).")
+        p.add_argument("--batch-input", default=None, metavar="FILE",
+                       help="OpenAI Batch output in the source: its batch input file (default: schedule.batch_input, or the "
+                            "output file's sibling with output → input in its name).")
         for flag, (_, typ, h) in _POLICY_FLAGS.items():
             p.add_argument(flag, type=typ, default=None, help=h)
         if name == "watch":
@@ -89,7 +92,7 @@ def cmd_cold_start(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ scheduled loop
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out = {key: getattr(args, flag.lstrip("-").replace("-", "_")) for flag, (key, _, _) in _POLICY_FLAGS.items()}
-    return out | {"source": args.source, "format": args.format}
+    return out | {"source": args.source, "format": args.format, "batch_input": args.batch_input}
 
 
 def _print_tick(d: dict[str, Any]) -> None:

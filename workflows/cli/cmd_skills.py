@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-from kaizen.tools.errors import ConfigError
 from kaizen.tools.schema import Skill
 from kaizen.tools.workspace import find_workspace
 from kaizen.workflows.cli.output import console, emit, table
-from pydantic import ValidationError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,17 +67,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from kaizen.tools.skills import production_skill, save_skill
+    from kaizen.tools.skills import load_skill_file, production_skill, save_skill
 
     ws = find_workspace(args.workspace)
-    try:
-        raw = yaml.safe_load(args.file.read_text()) or {}
-        skill = Skill.model_validate({"name": args.task} | raw)
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{args.file}: cannot read it: {e}") from None
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"{args.file}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    skill = load_skill_file(args.file, args.task)
     parent = production_skill(ws.store, args.task)
     saved = save_skill(ws.store, args.task, skill, parent=parent.version if parent else None)
     emit(args.json, saved.model_dump(), lambda d: console.print(

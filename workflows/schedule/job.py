@@ -59,7 +59,8 @@ def tick(ws: Workspace, task: str, *, overrides: dict[str, Any] | None = None, p
         ws.store.save_tick(row)
         try:
             _recover(ws, task, row.id, progress)
-            report = ingest_new(ws.store, task, Path(policy.source), ws.artifact_dir("ticks", row.id), policy.format)
+            report = ingest_new(ws.store, task, Path(policy.source), ws.artifact_dir("ticks", row.id), policy.format,
+                                batch_input=policy.batch_input)
             row.ingested = report.as_dict()
             _say(progress, f"tick {row.id}: ingested {report.imported} new traces, {report.feedback_added} feedback "
                            f"({report.duplicates} duplicates, {report.invalid} invalid lines) from {policy.source}")
