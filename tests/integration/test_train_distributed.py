@@ -45,10 +45,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def job(base: Path, data: Path, out: Path, *, batch: int, procs: int, **kw) -> TrainJob:
     launcher = LauncherSpec(kind="accelerate", num_processes=procs) if procs > 1 else LauncherSpec()
-    params = dict(batch_size=batch, max_steps=STEPS, max_length=64, warmup_ratio=0.0, save_steps=100,
-                  lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu", dtype="fp32",
-                  # A fixed data order: kaizen's default groups batches by length, which depends on the per-rank batch.
-                  trl_overrides={"train_sampling_strategy": "sequential"}) | kw
+    params = {"batch_size": batch, "max_steps": STEPS, "max_length": 64, "warmup_ratio": 0.0, "save_steps": 100,
+              "lora": LoraSpec(r=4, alpha=8, dropout=0.0), "device": "cpu", "dtype": "fp32",
+              # A fixed data order: kaizen's default groups batches by length, which depends on the per-rank batch.
+              "trl_overrides": {"train_sampling_strategy": "sequential"}} | kw
     return TrainJob(kind="sft", base_dir=base, data_path=data, output_dir=out, launcher=launcher, **params)
 
 
