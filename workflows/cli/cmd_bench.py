@@ -1,4 +1,4 @@
-"""CLI: ``kaizen bench tools|adaptft|serving`` — benchmarks, reported as ratios measured in one run.
+"""CLI: ``kaizen bench tools|adaptft|serving|grpo`` — benchmarks, reported as ratios measured in one run.
 
 The benchmarks themselves live in ``workflows/bench/``; this module only parses flags and prints.
 """
@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench_tools)
     add_adaptft_parser(bench)
     add_serving_parser(bench)
+    add_grpo_parser(bench)
 
 
 def cmd_bench_tools(args: argparse.Namespace) -> int:
@@ -91,4 +92,24 @@ def cmd_bench_serving(args: argparse.Namespace) -> int:
                              threads=args.threads or None, max_lora_rank=args.max_lora_rank, concurrency=args.concurrency,
                              load_requests=4 if quick else args.load_requests, throughput=not args.skip_throughput, progress=info)
     emit(args.json, data, lambda d: console.print_json(data=d))
+    return 0
+
+
+def add_grpo_parser(bench: argparse._SubParsersAction) -> None:
+    """Register ``kaizen bench grpo`` (workflows/bench/grpo.py)."""
+    p = bench.add_parser("grpo", help="GRPO step time as a ratio to an SFT step on the same examples (CPU or GPU).")
+    p.add_argument("--quick", action="store_true", help="3 steps an arm, no hints arm (smoke test).")
+    p.add_argument("--base", type=Path, default=None, help="Model directory (default: the embedded smollm2-135m).")
+    p.add_argument("--prompts", type=int, default=2, help="Prompts (SFT: examples) per step.")
+    p.add_argument("--steps", type=int, default=None, help="Steps per arm (default 6, --quick 3).")
+    p.add_argument("--out", type=Path, default=None, help="Output directory (default: <cache>/bench).")
+    p.set_defaults(func=cmd_bench_grpo)
+
+
+def cmd_bench_grpo(args: argparse.Namespace) -> int:
+    from kaizen.workflows.bench.grpo import bench_grpo
+
+    data = bench_grpo(quick=args.quick, progress=info, base=args.base, prompts=args.prompts, steps=args.steps, out_dir=args.out)
+    emit(args.json, data, lambda d: console.print_json(data={"ratios": d["ratios"], "ratios_cpu_time": d["ratios_cpu_time"],
+                                                              "saved_to": d["saved_to"]}))
     return 0
