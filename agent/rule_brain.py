@@ -31,6 +31,27 @@ NEAR_DUP = 0.75
 # label: with one, it is one word against another (and the first seen would be the one flagged).
 MIN_DUP_VOTES = 2
 KNN = 7
+# kNN label consensus on sentence embeddings (all-MiniLM-L6-v2): a correction is suspect when its k
+# nearest labelled inputs give its label at most OWN_MAX of their similarity-weighted vote and one other
+# label at least TOP_MIN. Chosen on AdaptFT stage 1 (CLINC banking, 15 % poison) and only reported on the
+# demo and stages 2–3 (benchmarks/triage: `kaizen bench triage`).
+EMB_K = 10
+EMB_OWN_MAX = 0.05
+EMB_TOP_MIN = 0.4
+# When the neighbours side with the model's own answer against the correction, less agreement is needed:
+# the feedback contradicts both the model and the inputs around it.
+EMB_OUTPUT_OWN_MAX = 0.3
+EMB_OUTPUT_TOP_MIN = 0.4
+# A correction the input itself names is re-checked on the input without those words (see _leading_claim).
+LEADING_TOP_MIN = 0.6
+# Inputs that try to steer the model (prompt injection, jailbreaks): whatever their feedback says, training on
+# it teaches obedience to the injection. Common phrasings, not any data set's.
+ADVERSARIAL = re.compile(
+    r"\b(ignore|disregard|forget)\b[^.\n]{0,30}\b(previous|prior|above|earlier)\b[^.\n]{0,20}\b(instructions?|prompts?|rules)\b"
+    r"|\bdisregard the above\b|(^|\n|\()\s*(system|assistant)\s*:|\bdeveloper mode\b|\byou are (now )?DAN\b"
+    r"|\b(without|no) (any )?(rules|content policy|restrictions)\b|\bignore your (safety )?guidelines\b"
+    r"|\bsystem prompt\b",
+    re.IGNORECASE)
 
 HYPOTHESES = {
     "off_label": "the model replies outside the label set",
@@ -83,6 +104,8 @@ class RuleBrain:
         for t, text in zip(labeled, texts, strict=True):
             if is_garbage(text):
                 flag(t, "empty_or_garbage_input", input=text[:200])
+            elif (m := ADVERSARIAL.search(text)) is not None:
+                flag(t, "adversarial_input", input=text[:200], matched=m.group(0)[:80])
         if task.kind == "classification" and task.labels:
             for t in labeled:
                 if t.verdict == "fail" and t.correction is not None:
@@ -92,7 +115,52 @@ class RuleBrain:
                         flag(t, "correction_equals_output", output=t.output)
         if len(labeled) >= 3:
             self._similarity_flags(task, labeled, texts, flags, flag)
+            self._embedding_flags(task, labeled, texts, flags, flag)
         return list(flags.values())
+
+    def _leading_claim(self, task: TaskSpec, texts: list[str], golds: list[str | None], i: int) -> Any:
+        """Consensus on the input with the correction's own words removed, when the input names the correction
+        ("as you said, this is a card declined issue: …"): a label the text *claims* is not a label it *means*."""
+        from kaizen.tools import embed
+        from kaizen.tools.label_noise import knn_consensus
+
+        words = [w for w in str(golds[i]).lower().replace("-", "_").split("_") if len(w) > 2]
+        text = texts[i].lower()
+        if not words or not all(re.search(rf"\b{re.escape(w)}", text) for w in words):
+            return None
+        masked = text
+        for w in words:
+            masked = re.sub(rf"\b{re.escape(w)}\w*", " ", masked)
+        emb = embed.embed([*texts[:i], masked, *texts[i + 1:]])
+        cons = knn_consensus(emb, golds, k=EMB_K, query=[i]).get(i)
+        if cons and cons.own_share <= EMB_OWN_MAX and cons.top_share >= LEADING_TOP_MIN:
+            return cons
+        return None
+
+    def _embedding_flags(self, task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any) -> None:
+        """Corrections their semantic neighbours contradict (skipped when the embedding model is not installed)."""
+        from kaizen.tools import embed
+        from kaizen.tools.label_noise import knn_consensus
+
+        if task.kind != "classification" or not embed.available():
+            return
+        golds = [None if t.id in flags else self._gold(task, t) for t in labeled]
+        query = [i for i, t in enumerate(labeled) if t.verdict == "fail" and golds[i] is not None]
+        if not query:
+            return
+        for i, cons in knn_consensus(embed.embed(texts), golds, k=EMB_K, query=query).items():
+            t = labeled[i]
+            sides_with_output = cons.top_label == normalize_label(t.output, task.labels or [])
+            strict = cons.own_share <= EMB_OWN_MAX and cons.top_share >= EMB_TOP_MIN
+            lenient = sides_with_output and cons.own_share <= EMB_OUTPUT_OWN_MAX and cons.top_share >= EMB_OUTPUT_TOP_MIN
+            if not (strict or lenient) and (masked := self._leading_claim(task, texts, golds, i)) is not None:
+                cons, strict = masked, True  # the input names the correction, the rest of it says otherwise
+            if (strict or lenient) and cons.top_label != golds[i]:
+                flag(t, "disagrees_with_similar_inputs", method="embedding-knn", correction=golds[i], majority=cons.top_label,
+                     majority_is_model_output=sides_with_output,
+                     share=round(cons.top_share, 3), own_share=round(cons.own_share, 3),
+                     neighbours=[{"trace_id": labeled[n["index"]].id, "label": n["label"], "similarity": n["similarity"]}
+                                 for n in cons.neighbours])
 
     def _gold(self, task: TaskSpec, t: TraceView) -> str | None:
         g = t.gold

@@ -19,7 +19,7 @@ class SuspectFlag(BaseModel):
     trace_id: str
     kind: Literal[
         "correction_off_label", "contradicts_near_duplicates", "disagrees_with_similar_inputs",
-        "off_domain_input", "empty_or_garbage_input", "correction_equals_output",
+        "off_domain_input", "empty_or_garbage_input", "correction_equals_output", "adversarial_input",
     ]
     evidence: dict[str, Any] = Field(default_factory=dict)
 

@@ -21,6 +21,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_adaptft_parser(bench)
     add_serving_parser(bench)
     add_grpo_parser(bench)
+    p = bench.add_parser("triage", help="Bad-feedback recall/precision against answer keys (AdaptFT stages, the demo).")
+    p.add_argument("--per-stage", type=int, default=300, help="AdaptFT inputs per stage (thresholds chosen on stage 1).")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench_triage)
+
+
+def cmd_bench_triage(args: argparse.Namespace) -> int:
+    from kaizen.workflows.bench.triage import bench_triage
+
+    data = bench_triage(args.per_stage, args.seed)
+
+    def pretty(d: dict[str, Any]) -> None:
+        c = d["chosen"]
+        table(f"Triage of bad feedback (kNN thresholds chosen on AdaptFT stage 1: own ≤ {c['own_max']}, top ≥ {c['top_min']})",
+              ["set", "bad feedback", "flagged", "caught", "precision", "recall"],
+              [[r["set"], r["bad_feedback"], r["flagged"], r["caught"], r["precision"], r["recall"]] for r in d["rows"]])
+
+    emit(getattr(args, "json", False), data, pretty)
+    return 0
 
 
 def cmd_bench_tools(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import getpass
 from pathlib import Path
 from typing import Any
 
+from kaizen.tools.errors import ConfigError
 from kaizen.tools.store.tables import RunRow
 from kaizen.tools.workspace import find_workspace
 from kaizen.workflows.cli.output import console, emit, info, table
@@ -18,8 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("repair", help="Diagnose the task's failures, train a fix, gate it, promote it.")
     p.add_argument("--task", required=True)
     p.add_argument("--approve", action="store_true", help="Approve the promotion in advance (no waiting).")
-    p.add_argument("--strategy", default="agent", choices=["agent", "naive"],
-                   help="naive: retrain on every correction as given, no triage/replay/gate, promote anyway (a baseline).")
+    p.add_argument("--strategy", default="agent", choices=["agent", "naive", "oracle"],
+                   help="naive: retrain on every correction as given, no triage/replay/gate, promote anyway (a baseline). "
+                   "oracle: the agent with the scenario's true labels (--answer-key): the ceiling the logs allow.")
+    p.add_argument("--answer-key", type=Path, default=None,
+                   help="The scenario's answer_key.jsonl (true labels; --strategy oracle only — never ingested).")
     p.add_argument("--preset", default="repair", choices=["repair", "demo"], help="demo: at most 2 iterations.")
     p.add_argument("--max-iterations", type=int, default=None)
     p.add_argument("--eval-set", type=Path, action="append", default=[],
@@ -85,8 +89,10 @@ def cmd_repair(args: argparse.Namespace) -> int:
         from kaizen.workflows.repair.naive import run_naive
 
         return _result(run_naive(ws, args.task, progress=info), args.json)
+    if (args.strategy == "oracle") != (args.answer_key is not None):
+        raise ConfigError("--strategy oracle needs --answer-key FILE, and --answer-key is only for --strategy oracle")
     run = repair.start(ws, args.task, approve=args.approve, preset=args.preset, max_iterations=args.max_iterations,
-                       extra_eval_sets=args.eval_set, progress=info)
+                       extra_eval_sets=args.eval_set, progress=info, answer_key=args.answer_key)
     return _result(run, args.json)
 
 

@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help='JSONL lines {"id"?, "messages": [...], "expected": ...}')
     p.add_argument("--task", default=None, help="Task (default: the version's task).")
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm", "openai"])
-    p.add_argument("--mode", default="auto", choices=["auto", "generate", "score"],
-                   help="generate: decode greedily; score: pick the likeliest label (classification).")
+    p.add_argument("--mode", default="auto", choices=["auto", "generate", "score", "prefix"],
+                   help="generate: decode greedily; score: pick the likeliest label (classification); prefix: greedy "
+                   "decoding stopped as soon as the reply leaves the label set or ends a label (classification: the "
+                   "same answers as generate for label replies, several times faster).")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (--backend openai); with --backend vllm: "
                    "a running vLLM server to use instead of starting one.")
     p.add_argument("--served-model", default=None, help="Model name at that endpoint (--backend openai).")
@@ -83,6 +85,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {
         "model": version.name, "task": task.name, "n": report.n, "metric": report.metric, "score": report.score,
         "outputs_path": report.outputs_path, "backend": report.backend, "decoding": report.decoding,
+        "correct_by_id": report.correct_by_id,
     }
     for k in ("per_label", "macro_f1", "invalid_rate", "confusion", "json_valid_rate", "rouge1", "rouge2", "rougeL"):
         if k in report.metrics:

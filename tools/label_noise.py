@@ -1,0 +1,53 @@
+"""Evidence that a piece of feedback is wrong: kNN label consensus on sentence embeddings.
+
+A correction says "this input means label L". If the inputs most similar to it (by meaning, not by
+spelling) almost all carry another label, and hardly any carries L, the correction is suspect — the
+training-free SimiFeat idea (RESEARCH.md, "Label-noise detection that runs offline"). Each verdict keeps
+its evidence: the neighbours, their labels and similarities, and the shares.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """What the neighbours of one labelled input say about its label."""
+
+    own_share: float  # similarity-weighted share of the neighbours agreeing with the given label
+    top_label: str
+    top_share: float
+    neighbours: list[dict[str, Any]] = field(default_factory=list)
+
+
+def knn_consensus(embeddings: Any, labels: list[str | None], *, k: int = 10, query: list[int] | None = None) -> dict[int, Consensus]:
+    """For each index in ``query`` (default: every labelled one), the weighted vote of its ``k`` nearest labelled
+    neighbours (cosine on unit vectors, itself excluded). Similarities below 0 count as 0."""
+    import numpy as np
+
+    labelled = [i for i, lab in enumerate(labels) if lab is not None]
+    if len(labelled) < 2:
+        return {}
+    emb = np.asarray(embeddings)
+    sims = emb @ emb[labelled].T  # rows: all, cols: labelled
+    out = {}
+    for i in query if query is not None else labelled:
+        if labels[i] is None:
+            continue
+        row = sims[i].copy()
+        row[[j for j, li in enumerate(labelled) if li == i]] = -np.inf
+        order = np.argsort(row)[::-1][:k]
+        votes: Counter[str] = Counter()
+        for j in order:
+            votes[labels[labelled[j]]] += max(0.0, float(row[j]))
+        total = sum(votes.values())
+        if total <= 0:
+            continue
+        top, w = votes.most_common(1)[0]
+        out[i] = Consensus(own_share=votes.get(labels[i], 0.0) / total, top_label=top, top_share=w / total,
+                           neighbours=[{"index": labelled[j], "label": labels[labelled[j]], "similarity": round(float(row[j]), 3)}
+                                       for j in order])
+    return out
