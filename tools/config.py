@@ -7,7 +7,6 @@ error names the field and the fix.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -253,7 +252,3 @@ def settings_template() -> str:
         "",
     ]
     return "\n".join(out)
-
-
-def env_db_url() -> str | None:
-    return os.environ.get("KAIZEN_DB_URL") or None

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Env(BaseSettings):
     """kaizen's environment variables (the field name, upper-cased, after ``KAIZEN_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="KAIZEN_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="KAIZEN_", extra="ignore", frozen=True, env_ignore_empty=True)
 
     home: Path | None = Field(None, description="The workspace's state folder (a `.kaizen` directory); default: `--workspace`, "
                                                 "else the nearest `.kaizen/` upwards from the current directory.")
@@ -37,7 +37,8 @@ class Env(BaseSettings):
     vllm_engine: Literal["auto", "offline", "server"] | None = Field(None, description="`--backend vllm`: in-process engine "
                                                                                        "(offline) or a server subprocess.")
     vllm_api_key: str | None = Field(None, description="API key sent to a vLLM server kaizen talks to (default: none).")
-    serve_access_log: bool = Field(False, description="`kaizen serve`: log every proxied request to stderr.")
+    serve_access_log: bool = Field(False, description="`kaizen serve`: log every proxied request to stderr (1/true).")
+    ui_token: str | None = Field(None, description="`kaizen ui`: the token approvals need (default: a random one, printed at start).")
     test_kill_after: str | None = Field(None, description="Tests only: SIGKILL the process right after this repair-graph node's "
                                                           "side effects, before its checkpoint is written (kill -9 tests).")
 

@@ -13,12 +13,12 @@ itself), else the nearest ``.kaizen/`` in the current directory or its parents.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from kaizen.tools.config import Settings, load_settings, settings_template
+from kaizen.tools.env import env
 from kaizen.tools.errors import NotFoundError, WorkspaceError
 from kaizen.tools.store import Store
 from kaizen.tools.store.dberror import mask_url
@@ -46,7 +46,7 @@ class Workspace:
 
     @property
     def db_url(self) -> str:
-        return os.environ.get("KAIZEN_DB_URL") or f"sqlite:///{self.state / 'kaizen.db'}"
+        return env().db_url or f"sqlite:///{self.state / 'kaizen.db'}"
 
     @cached_property
     def settings(self) -> Settings:
@@ -85,10 +85,10 @@ def init_workspace(directory: Path) -> tuple[Workspace, bool]:
     created if missing.
     """
     directory = directory.resolve()
-    env_home = os.environ.get("KAIZEN_HOME")
-    state = Path(env_home).resolve() if env_home else directory / STATE_DIR
+    env_home = env().home
+    state = env_home.resolve() if env_home else directory / STATE_DIR
     root = state.parent if env_home else directory
-    created = not (state / "kaizen.db").exists() and not os.environ.get("KAIZEN_DB_URL")
+    created = not (state / "kaizen.db").exists() and not env().db_url
     _mkdir(state / "artifacts")
     ws = Workspace(root=root, state=state)
     if not ws.config_path.exists() and not ws.config_path.is_symlink():
@@ -115,9 +115,9 @@ def find_workspace(explicit: Path | None = None) -> Workspace:
         if not state.is_dir():
             raise WorkspaceError(f"no kaizen workspace in {explicit}: run `kaizen init {explicit}`")
         return Workspace(root=explicit.resolve(), state=state)
-    env_home = os.environ.get("KAIZEN_HOME")
+    env_home = env().home
     if env_home:
-        state = Path(env_home).resolve()
+        state = env_home.resolve()
         if not state.is_dir():
             raise WorkspaceError(f"KAIZEN_HOME={env_home} does not exist: run `kaizen init` or fix KAIZEN_HOME")
         return Workspace(root=state.parent, state=state)

@@ -320,7 +320,9 @@ def make_vllm_backend(base_dir: Path, adapter_dir: Path | None = None, *, engine
     """``--backend vllm``: the in-process offline engine when ``import vllm`` works here (GPU machines),
     else a vLLM server started from ``.venv-vllm`` (or the one at ``url``). ``engine`` (or
     ``$KAIZEN_VLLM_ENGINE``): ``offline`` | ``server`` forces one."""
-    engine = engine or os.environ.get("KAIZEN_VLLM_ENGINE") or ("server" if url else "auto")
+    from kaizen.tools.env import env
+
+    engine = engine or env().vllm_engine or ("server" if url else "auto")
     if engine not in ("auto", "offline", "server"):
         raise ConfigError(f"unknown vLLM engine {engine!r}: use offline or server")
     if engine == "offline" or (engine == "auto" and vllm_available_in_process()):

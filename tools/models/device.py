@@ -32,7 +32,9 @@ def pick_device(prefer: str | None = None) -> str:
     ``"cpu"``. ``"cuda:1"``-style indices and ``"mps"`` pass through. Asking for CUDA on a
     machine without it is a :class:`ConfigError` rather than a crash deep inside torch.
     """
-    choice = (prefer or os.environ.get("KAIZEN_DEVICE") or "auto").strip().lower()
+    from kaizen.tools.env import env
+
+    choice = (prefer or env().device or "auto").strip().lower()
     import torch
 
     if choice == "auto":

@@ -53,7 +53,9 @@ SMOLLM2_CHAT_TEMPLATE = (
 
 def cache_dir() -> Path:
     """kaizen's per-user cache: ``$KAIZEN_CACHE`` or ``~/.cache/kaizen``."""
-    return Path(os.environ.get("KAIZEN_CACHE") or Path.home() / ".cache" / "kaizen").expanduser()
+    from kaizen.tools.env import env
+
+    return Path(env().cache or Path.home() / ".cache" / "kaizen").expanduser()
 
 
 def embedded_gguf_path() -> Path:

@@ -56,7 +56,9 @@ def find_vllm_python() -> str:
     ``$KAIZEN_VLLM_PYTHON``, else ``.venv-vllm/bin/python`` in the repository or the current
     directory, else this interpreter if it can import vllm (e.g. a GPU machine with vllm installed).
     """
-    env = os.environ.get("KAIZEN_VLLM_PYTHON", "").strip()
+    from kaizen.tools.env import env as kaizen_env
+
+    env = (kaizen_env().vllm_python or "").strip()
     if env:
         if not os.access(env, os.X_OK):
             raise ToolUnavailableError(f"KAIZEN_VLLM_PYTHON={env}: no such executable; vLLM", INSTALL_HINT)

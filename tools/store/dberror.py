@@ -9,10 +9,10 @@ logs and reports must never carry its secret.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
+from kaizen.tools.env import env
 from kaizen.tools.errors import WorkspaceError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
@@ -30,7 +30,7 @@ def mask_url(url: str) -> str:
 
 def mask_secrets(text: str, url: str | None = None) -> str:
     """``text`` with the password of ``url`` (default: ``KAIZEN_DB_URL``) replaced by ``***``."""
-    url = url if url is not None else os.environ.get("KAIZEN_DB_URL", "")
+    url = url if url is not None else (env().db_url or "")
     if not url:
         return text
     try:
@@ -61,7 +61,7 @@ def _where(url: str) -> str:
 
 
 def _env_hint(url: str) -> str:
-    return "fix or unset KAIZEN_DB_URL" if os.environ.get("KAIZEN_DB_URL") == url else "check the workspace"
+    return "fix or unset KAIZEN_DB_URL" if env().db_url == url else "check the workspace"
 
 
 def describe(exc: BaseException, url: str) -> WorkspaceError | None:

@@ -10,17 +10,16 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import os
 import secrets
 import socket
 from collections.abc import Callable
 from typing import Any
 
+from kaizen.tools.env import env
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.workspace import Workspace, find_workspace
 from kaizen.workflows.cli.output import info
 
-TOKEN_ENV = "KAIZEN_UI_TOKEN"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +71,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from kaizen.workflows.ui.app import create_app
 
     ws = find_workspace(args.workspace)
-    token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(18)
+    token = env().ui_token or secrets.token_urlsafe(18)
     app = create_app(ws, token=token, decide=approval_decider(ws), poll_ms=max(200, args.poll_ms))
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]

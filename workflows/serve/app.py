@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import socket
 import threading
@@ -34,6 +33,7 @@ from typing import Any, Self
 
 import anyio
 import httpx
+from kaizen.tools.env import env
 from kaizen.tools.errors import ConfigError, KaizenError, ProxyError
 from kaizen.tools.serve import http
 from kaizen.workflows.serve.router import Route, ServingProxy, text_of
@@ -320,7 +320,7 @@ class AppServer:
 
         self.sock = bind(host, port)
         config = uvicorn.Config(make_app(proxy), log_config=None, log_level="warning", lifespan="on",
-                                access_log=bool(os.environ.get("KAIZEN_SERVE_ACCESS_LOG")), timeout_graceful_shutdown=int(grace_s),
+                                access_log=env().serve_access_log, timeout_graceful_shutdown=int(grace_s),
                                 server_header=False, backlog=2048)
         self.server = uvicorn.Server(config)
         self.thread: threading.Thread | None = None
