@@ -1,4 +1,4 @@
-"""``kaizen bench adaptft --preset tiny`` end to end through the CLI: three real stages, both arms.
+"""``kaizen bench adaptft --preset tiny`` end to end through the CLI: three real stages, the three arms.
 
 The tiny preset runs the whole protocol on a 2-layer random Llama (a few minutes on 2 CPU cores):
 v1 trained and cached, logs produced by running each arm's production model, ingested, the agent's
@@ -52,8 +52,12 @@ def test_tiny_preset_runs_three_stages_through_the_cli(tmp_path: Path, smollm_di
         agent = [json.loads(x) for x in (out / "logs" / f"stage{k}-agent.jsonl").read_text().splitlines()]
         naive = [json.loads(x) for x in (out / "logs" / f"stage{k}-naive.jsonl").read_text().splitlines()]
         assert [r["messages"] for r in agent] == [r["messages"] for r in naive]
-        assert not any(r["metadata"]["adaptft"]["naive"] for r in agent)
-        assert any(r["metadata"]["adaptft"]["naive"] for r in naive)
+        assert not any("metadata" in r for r in agent + naive), "the truth is never in what kaizen ingests"
+    keys = {arm: [json.loads(x) for x in (out / "logs" / f"answer-key-{arm}.jsonl").read_text().splitlines()] for arm in ("agent", "naive")}
+    assert not any(n.startswith("naive:") for k in keys["agent"] for n in k["noise"])
+    assert any(n.startswith("naive:") for k in keys["naive"] for n in k["noise"])
+    for s in stages:  # the oracle arm ran and scored; captured is a ratio or n/a
+        assert 0.0 <= s["oracle"] <= 1.0 and (s["captured"] is None or isinstance(s["captured"], float))
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["stages"] == stages

@@ -42,10 +42,12 @@ from kaizen.workflows.bench.adaptft_stages import (
     heldout_union,
     log_records,
     score,
+    split_truth,
 )
 
 Progress = Callable[[str], None]
-STAGE_KEYS = ("stage", "first", "best", "naive", "gap", "regressions")
+STAGE_KEYS = ("stage", "v1", "first", "best", "naive", "oracle", "gap", "captured", "regressions", "triage_precision",
+              "triage_recall")
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,9 @@ def make_workspace(root: Path, sc: Scenario, base: Path, v1: Path) -> Any:
     ws.store.add_task(sc.task)
     registry.add_external(ws.store, "bench-base", base, note="adaptft bench base")
     registry.add_external(ws.store, "v1", v1, base="bench-base", task=sc.task.name, note="adaptft deployed v1")
-    from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path (no server runs here yet)
+    from kaizen.tools.serve.hotswap import (
+        promote_and_swap,  # the one promotion path (no server runs here yet)
+    )
 
     promote_and_swap(ws.store, sc.task.name, "v1", actor="adaptft bench")
     return ws
@@ -239,40 +243,63 @@ def _has_corrections(ws: Any, task: str) -> bool:
 
 
 # --------------------------------------------------------------------------------- the run
+ARMS = ("agent", "naive", "oracle")
+
+
+def _deploy_logs(st: Stage, ctx: dict[str, Any], arm: str, version: str) -> tuple[list[dict[str, Any]], Path]:
+    """Run ``arm``'s production model on the stage's inputs; write what kaizen ingests and, apart, the truth.
+
+    The oracle arm gets the agent arm's kind of feedback on its own model's answers; its answer key
+    (every stage so far) is the only place the truth goes.
+    """
+    sc, out, seed = ctx["sc"], ctx["out"], ctx["seed"]
+    outputs = ctx["scorer"].generate(ctx[arm], version, [it.text for it in st.logs])
+    recs = log_records(sc, st.logs, outputs, arm="naive" if arm == "naive" else "agent", stage=st.index, seed=seed,
+                       model_version=version)
+    logs, key = split_truth(sc, recs, st.logs)
+    path = out / "logs" / f"stage{st.index}-{arm}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in logs))
+    key_path = out / "logs" / f"answer-key-{arm}.jsonl"  # cumulative: a repair sees every stage's traces
+    with key_path.open("a") as f:
+        f.writelines(json.dumps(k, ensure_ascii=False) + "\n" for k in key)
+    return recs, path
+
+
 def run_stage(st: Stage, ctx: dict[str, Any], say: Progress) -> dict[str, Any]:
-    """One deployment stage for both arms; returns the stage's detail record."""
+    """One deployment stage for the three arms; returns the stage's detail record."""
     from kaizen.tools import registry
+    from kaizen.tools.answer_key import load_answer_key, triage_quality
     from kaizen.workflows.repair import job as repair
     from kaizen.workflows.repair.naive import run_naive
 
-    sc, p, out, seed, scorer = ctx["sc"], ctx["preset"], ctx["out"], ctx["seed"], ctx["scorer"]
-    task = sc.task.name
+    p, out = ctx["preset"], ctx["out"]
+    task = ctx["sc"].task.name
     t_stage = time.time()
     detail: dict[str, Any] = {"stage": st.index, "poison_rate": st.poison_rate, "n": len(st.batch), "poisoned": st.poisoned,
                               "logs": len(st.logs), "test": len(st.test), "arms": {}}
-    prev_prod = {arm: registry.resolve(ctx[arm].store, "production", task).name for arm in ("agent", "naive")}
-    for arm in ("agent", "naive"):
-        ws = ctx[arm]
-        version = prev_prod[arm]
-        outputs = scorer.generate(ws, version, [it.text for it in st.logs])
-        recs = log_records(sc, st.logs, outputs, arm=arm, stage=st.index, seed=seed, model_version=version)
-        path = out / "logs" / f"stage{st.index}-{arm}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
-        imported = _ingest(ws, path, task)
-        detail["arms"][arm] = {"deployed": version, "feedback": feedback_counts(recs), "imported": imported["imported"]}
-        say(f"stage {st.index}: {arm} ran {version} on {len(recs)} inputs → {detail['arms'][arm]['feedback']}")
+    prev_prod = {arm: registry.resolve(ctx[arm].store, "production", task).name for arm in ARMS}
+    for arm in ARMS:
+        recs, path = _deploy_logs(st, ctx, arm, prev_prod[arm])
+        imported = _ingest(ctx[arm], path, task)
+        detail["arms"][arm] = {"deployed": prev_prod[arm], "feedback": feedback_counts(recs), "imported": imported["imported"]}
+        say(f"stage {st.index}: {arm} ran {prev_prod[arm]} on {len(recs)} inputs → {detail['arms'][arm]['feedback']}")
 
-    t = time.time()
-    say(f"stage {st.index}: agent repair (max {p.max_iterations} iterations)")
-    run = repair.start(ctx["agent"], task, approve=True, max_iterations=p.max_iterations, plan_defaults=p.plan_defaults or None,
-                       train_overrides=p.train_overrides or None, progress=lambda m: say(f"  agent: {m}"))
-    trained = [e["version"] for e in run.events if e.get("phase") == "train"]
-    excluded = set(run.summary.get("excluded_suspect") or [])
-    detail["arms"]["agent"] |= {"run_id": run.id, "status": run.status, "iterations": run.summary.get("iterations"),
-                                "candidates": trained, "excluded_suspect": len(excluded),
-                                "excluded_truly_poisoned": len(excluded & ctx["poisoned_ids"]),
-                                "seconds": round(time.time() - t, 1)}
+    for arm in ("agent", "oracle"):
+        t = time.time()
+        key = out / "logs" / "answer-key-oracle.jsonl" if arm == "oracle" else None
+        say(f"stage {st.index}: {arm} repair (max {p.max_iterations} iterations)")
+        run = repair.start(ctx[arm], task, approve=True, max_iterations=p.max_iterations, plan_defaults=p.plan_defaults or None,
+                           train_overrides=p.train_overrides or None, answer_key=key,
+                           progress=lambda m, a=arm: say(f"  {a}: {m}"))
+        trained = [e["version"] for e in run.events if e.get("phase") in ("train", "refit") and e.get("version")]
+        excluded = set(run.summary.get("excluded_suspect") or [])
+        detail["arms"][arm] |= {"run_id": run.id, "status": run.status, "iterations": run.summary.get("iterations"),
+                                "candidates": trained, "path": run.summary.get("path"), "seconds": round(time.time() - t, 1)}
+        if arm == "agent":
+            truth = load_answer_key(out / "logs" / "answer-key-agent.jsonl")
+            detail["arms"]["agent"] |= {"excluded_suspect": len(excluded), "excluded_truly_poisoned": len(excluded & ctx["poisoned_ids"]),
+                                        "triage": triage_quality(excluded, truth, ctx["agent"].store.traces(task))}
     t = time.time()
     if _has_corrections(ctx["naive"], task):
         say(f"stage {st.index}: naive retraining (every correction, no gate)")
@@ -281,31 +308,46 @@ def run_stage(st: Stage, ctx: dict[str, Any], say: Progress) -> dict[str, Any]:
     else:
         say(f"stage {st.index}: naive has no corrected failure to train on; production unchanged")
     detail["arms"]["naive"]["seconds"] = round(time.time() - t, 1)
+    return _score_stage(st, ctx, detail, prev_prod, t_stage, say)
 
+
+def _score_stage(st: Stage, ctx: dict[str, Any], detail: dict[str, Any], prev_prod: dict[str, str], t_stage: float,
+                 say: Progress) -> dict[str, Any]:
+    """Every arm's production on the held-out union (clean gold), the agent's first candidate, and captured."""
+    from kaizen.tools import registry
+
+    scorer, task = ctx["scorer"], ctx["sc"].task.name
     ctx["tests"].append(st.test)
     held = heldout_union(ctx["tests"])
     ids = [it.id for it in held]
     t = time.time()
-    agent_prod = registry.resolve(ctx["agent"].store, "production", task).name
-    if agent_prod not in ctx["promoted"]:
-        ctx["promoted"].append(agent_prod)
+    prod = {arm: registry.resolve(ctx[arm].store, "production", task).name for arm in ARMS}
+    if prod["agent"] not in ctx["promoted"]:
+        ctx["promoted"].append(prod["agent"])
     say(f"stage {st.index}: scoring on the held-out set ({len(held)} examples, clean gold)")
-    naive_prev = scorer(ctx["naive"], prev_prod["naive"], held)  # first: its backend is still loaded from deploying it
+    naive_prev = scorer(ctx["naive"], prev_prod["naive"], held)
     promoted = {v: scorer(ctx["agent"], v, held) for v in ctx["promoted"]}
+    trained = detail["arms"]["agent"].get("candidates") or []
     first = scorer(ctx["agent"], trained[0], held) if trained else None
-    naive_prod = registry.resolve(ctx["naive"].store, "production", task).name
-    naive = scorer(ctx["naive"], naive_prod, held)
+    naive = scorer(ctx["naive"], prod["naive"], held)
+    oracle = scorer(ctx["oracle"], prod["oracle"], held)
+    v1 = score(scorer(ctx["agent"], "v1", held), ids)
     scores = {v: score(c, ids) for v, c in promoted.items()}
-    best = max(s for s in scores.values() if s is not None)
-    row = {"stage": st.index, "first": _r(score(first, ids)) if first is not None else None, "best": _r(best),
-           "naive": _r(score(naive, ids)), "regressions": count_regressions(promoted[prev_prod["agent"]], promoted[agent_prod])}
+    agent = scores[prod["agent"]]
+    reach = score(oracle, ids) - v1
+    row = {"stage": st.index, "first": _r(score(first, ids)) if first is not None else None, "best": _r(agent),
+           "naive": _r(score(naive, ids)), "oracle": _r(score(oracle, ids)), "v1": _r(v1),
+           "captured": _r((agent - v1) / reach) if reach >= 0.02 else None,
+           "regressions": count_regressions(promoted[prev_prod["agent"]], promoted[prod["agent"]])}
     row["gap"] = _r(row["best"] - row["naive"])
-    detail |= {"heldout": len(held), "agent_production": agent_prod, "agent_production_score": _r(scores[agent_prod]),
-               "promoted_scores": {v: _r(s) for v, s in scores.items()}, "naive_production": naive_prod,
-               "naive_regressions": count_regressions(naive_prev, naive), "eval_seconds": round(time.time() - t, 1),
-               "seconds": round(time.time() - t_stage, 1)}
-    say(f"stage {st.index} done in {detail['seconds']:.0f}s: first {row['first']}, best {row['best']}, naive {row['naive']}, "
-        f"gap {row['gap']}, regressions {row['regressions']}")
+    tri = detail["arms"]["agent"].get("triage") or {}
+    row |= {"triage_precision": tri.get("precision"), "triage_recall": tri.get("recall")}
+    detail |= {"heldout": len(held), "agent_production": prod["agent"], "agent_production_score": _r(agent),
+               "promoted_scores": {v: _r(s) for v, s in scores.items()}, "naive_production": prod["naive"],
+               "oracle_production": prod["oracle"], "naive_regressions": count_regressions(naive_prev, naive),
+               "eval_seconds": round(time.time() - t, 1), "seconds": round(time.time() - t_stage, 1)}
+    say(f"stage {st.index} done in {detail['seconds']:.0f}s: v1 {row['v1']}, agent {row['best']} (first {row['first']}), "
+        f"naive {row['naive']}, oracle {row['oracle']}, captured {row['captured']}, gap {row['gap']}")
     return {"row": {k: row[k] for k in STAGE_KEYS}, "detail": detail}
 
 
@@ -337,6 +379,7 @@ def bench_adaptft(scenario: str = "clinc", preset: str = "small", *, seed: int =
         ctx: dict[str, Any] = {"sc": sc, "preset": p, "out": out, "seed": seed, "scorer": Scorer(sc, out, p.eval_batch),
                                "agent": make_workspace(out / "agent", sc, bdir, v1),
                                "naive": make_workspace(out / "naive", sc, bdir, v1),
+                               "oracle": make_workspace(out / "oracle", sc, bdir, v1),
                                "tests": [], "promoted": ["v1"],
                                "poisoned_ids": {f"s{s.index}-{it.id}" for s in stages for it in s.logs if it.poisoned}}
         results: list[dict[str, Any]] = []
@@ -369,12 +412,12 @@ def _results(results: list[dict[str, Any]], stages: list[Stage], sc: Scenario, p
                       "test_per_stage": len(stages[0].test), "max_iterations": p.max_iterations},
             "details": [r["detail"] for r in results],
             "seconds": {"setup": round(t_setup, 1), "total": round(time.time() - t0, 1)},
-            "out": str(out), "workspaces": {"agent": str(out / "agent"), "naive": str(out / "naive")},
+            "out": str(out), "workspaces": {arm: str(out / arm) for arm in ARMS},
             "results_path": str(out / "results.json"), "plot_path": None}
 
 
 def plot(data: dict[str, Any], path: Path) -> str | None:
-    """Held-out score by stage, agent (best) vs naive (first candidates as points); Agg canvas, no pyplot."""
+    """Held-out score by stage: agent, naive and oracle (the agent's first candidates as points); Agg canvas, no pyplot."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -388,6 +431,8 @@ def plot(data: dict[str, Any], path: Path) -> str | None:
     ax = fig.add_subplot(1, 1, 1)
     ax.plot([0, *xs], [v1, *[r["best"] for r in rows]], "o-", color="#2b7bb9", label="kaizen agent (best promoted)")
     ax.plot([0, *xs], [v1, *[r["naive"] for r in rows]], "s--", color="#e6842a", label="naive retraining")
+    if all(r.get("oracle") is not None for r in rows):
+        ax.plot([0, *xs], [v1, *[r["oracle"] for r in rows]], "^:", color="#777777", label="oracle (true labels)")
     fx = [r["stage"] for r in rows if r["first"] is not None]
     ax.plot(fx, [r["first"] for r in rows if r["first"] is not None], "x", color="#2ca25f", label="agent: first candidate")
     rates = data.get("poison_rates") or []

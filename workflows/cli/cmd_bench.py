@@ -75,10 +75,12 @@ def cmd_bench_adaptft(args: argparse.Namespace) -> int:
 def print_table(data: dict[str, Any]) -> None:
     """The stage table (also for a saved ``results.json``: ``print_table(json.load(f))``)."""
     rates = data["poison_rates"]
-    rows = [[r["stage"], f"{rates[i]:.0%}", *(_fmt(r[k]) for k in ("first", "best", "naive")), _fmt(r["gap"], signed=True),
-             r["regressions"]] for i, r in enumerate(data["stages"])]
+    rows = [[r["stage"], f"{rates[i]:.0%}", *(_fmt(r.get(k)) for k in ("v1", "first", "best", "naive", "oracle")),
+             _fmt(r["gap"], signed=True), _fmt(r.get("captured")), r["regressions"],
+             f"{_fmt(r.get('triage_precision'))}/{_fmt(r.get('triage_recall'))}"] for i, r in enumerate(data["stages"])]
     table(f"AdaptFT-style benchmark: {data['scenario']} / {data['preset']} (held-out accuracy on clean gold)",
-          ["stage", "poison", "first", "best", "naive", "gap", "regressions"], rows)
+          ["stage", "poison", "v1", "first", "agent", "naive", "oracle", "agent−naive", "captured", "regressions",
+           "triage P/R"], rows)
     console.print(f"{data['seconds']['total']:.0f} s; results {data['results_path']}; plot {data['plot_path']}")
 
 
