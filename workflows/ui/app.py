@@ -223,7 +223,7 @@ def create_app(ws: Workspace, *, token: str, decide: Decide | None = None, poll_
     def health(request: Request) -> Any:
         return {"ok": True, "workspace": str(ws.root), "tasks": r.task_names(), "approvals": d.decide_fn is not None}
 
-    async def decide(request: Request) -> Response:
+    async def decide_route(request: Request) -> Response:
         run_id, action = request.path_params["run_id"], request.path_params["action"]
         if action not in ("approve", "reject"):
             raise HTTPException(404, f"unknown action {action!r}: approve or reject")
@@ -309,7 +309,7 @@ def create_app(ws: Workspace, *, token: str, decide: Decide | None = None, poll_
         Route("/api/runs", api(lambda q: r.runs(q.query_params.get("task") or None, q.query_params.get("status") or None))),
         Route("/api/runs/{run_id}", api(lambda q: r.run(q.path_params["run_id"]))),
         Route("/api/runs/{run_id}/progress", api(lambda q: r.progress(q.path_params["run_id"]))),
-        Route("/api/runs/{run_id}/{action}", decide, methods=["POST"]),
+        Route("/api/runs/{run_id}/{action}", decide_route, methods=["POST"]),
         Route("/api/models", api(lambda q: r.models(q.query_params.get("task") or None))),
         Route("/api/models/diff", api(lambda q: r.model_diff(_req(q, "a"), _req(q, "b"), q.query_params.get("task") or None))),
         Route("/api/traces", api(lambda q: r.traces(**_trace_filters(q)))),

@@ -19,14 +19,16 @@ def _num(x: Any) -> float | None:
     return float(x)
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float, step: float | None = None) -> str:
+    """A tick label with as many decimals as the spacing of the ticks needs (10.78 and 10.80 stay apart)."""
+    if step:
+        decimals = min(6, max(0, 1 - math.floor(math.log10(abs(step)))))
+        return f"{v:.{decimals}f}"
     if v == 0:
         return "0"
     if abs(v) >= 100:
         return f"{v:.0f}"
-    if abs(v) >= 1:
-        return f"{v:.2g}" if abs(v) < 10 else f"{v:.1f}"
-    return f"{v:.2g}"
+    return f"{v:.3g}"
 
 
 def line_chart(series: list[dict[str, Any]], *, title: str = "", y_label: str = "", width: int = 560, height: int = 190,
@@ -46,7 +48,7 @@ def line_chart(series: list[dict[str, Any]], *, title: str = "", y_label: str = 
     x0, x1 = min(xs), max(xs)
     if x1 - x0 < 1e-12:
         x0, x1 = x0 - 1, x1 + 1
-    left, right, top, bottom = 46, 12, 22 if title else 10, 34
+    left, right, top, bottom = 50, 26, 22 if title else 10, 34
     pw, ph = width - left - right, height - top - bottom
 
     def sx(x: float) -> float:
@@ -62,7 +64,7 @@ def line_chart(series: list[dict[str, Any]], *, title: str = "", y_label: str = 
     for k in range(5):
         v = lo + (hi - lo) * k / 4
         y = sy(v)
-        label = f"{v:.0%}" if percent else _fmt(v)
+        label = f"{v:.0%}" if percent else _fmt(v, (hi - lo) / 4)
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
                    f'<text x="{left - 5}" y="{y + 3:.1f}" class="tick" text-anchor="end">{escape(label)}</text>')
     if x_labels:
@@ -72,9 +74,17 @@ def line_chart(series: list[dict[str, Any]], *, title: str = "", y_label: str = 
             if i % every == 0 or i == n - 1:
                 out.append(f'<text x="{sx(i):.1f}" y="{height - bottom + 14}" class="tick" text-anchor="middle">{escape(str(lab))}</text>')
     else:
+        integers = all(float(x).is_integer() for x in xs)
+        seen: set[str] = set()
         for k in range(5):
             v = x0 + (x1 - x0) * k / 4
-            out.append(f'<text x="{sx(v):.1f}" y="{height - bottom + 14}" class="tick" text-anchor="middle">{escape(_fmt(v))}</text>')
+            if integers:
+                v = float(round(v))
+            label = f"{v:.0f}" if integers else _fmt(v, (x1 - x0) / 4)
+            if label in seen:
+                continue
+            seen.add(label)
+            out.append(f'<text x="{sx(v):.1f}" y="{height - bottom + 14}" class="tick" text-anchor="middle">{escape(label)}</text>')
     if y_label:
         out.append(f'<text x="{left}" y="{height - 4}" class="axis">{escape(y_label)}</text>')
     for k, (s, p) in enumerate(zip(series, pts, strict=True)):
