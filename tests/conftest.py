@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,119 @@ def yes_no_llama_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFact
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# PostgreSQL. The store, the task lock, ingestion, cursors and resume run against SQLite *and*
+# PostgreSQL (the ``kaizen_db`` fixture). The server comes from ``KAIZEN_TEST_PG_URL`` (CI starts
+# one: see .ci/run), else this session starts a throwaway one when PostgreSQL's binaries are
+# installed (initdb + pg_ctl; PostgreSQL refuses to run as root, so as root through
+# ``runuser -u postgres``). Without either the postgres cases skip — or fail, with
+# ``KAIZEN_REQUIRE_POSTGRES=1`` (CI), so a missing server can never pass as a green run.
+PG_REQUIRED = os.environ.get("KAIZEN_REQUIRE_POSTGRES") == "1"
+
+
+def _pg_unavailable(why: str) -> None:
+    if PG_REQUIRED:
+        pytest.fail(f"KAIZEN_REQUIRE_POSTGRES=1 but PostgreSQL is not available: {why}", pytrace=False)
+    pytest.skip(f"PostgreSQL not available ({why}); set KAIZEN_TEST_PG_URL or install postgresql")
+
+
+def _pg_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    return found[-1] if found else shutil.which(name)
+
+
+def _pg_admin(base_url: str, sql: str) -> None:
+    """Run one statement on the server's ``postgres`` database, outside a transaction (CREATE/DROP DATABASE)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql)
+
+
+def start_throwaway_postgres(root: Path) -> tuple[str, Callable[[], None]]:
+    """initdb + pg_ctl start on 127.0.0.1 and a free port; returns (base URL, a function that stops and removes it)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from kaizen.tools.train.launch import free_port
+
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        raise RuntimeError("initdb/pg_ctl not found")
+    as_user: list[str] = []
+    data = Path(tempfile.mkdtemp(prefix="kaizen-pg-", dir=str(root)))
+    if os.geteuid() == 0:  # "initdb: cannot be run as root"
+        if not shutil.which("runuser"):
+            raise RuntimeError("running as root and runuser is missing")
+        shutil.chown(data, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run([*as_user, initdb, "-D", str(data / "db"), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
+                   check=True, capture_output=True, timeout=120)
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off -c full_page_writes=off -c max_connections=200"
+    subprocess.run([*as_user, pg_ctl, "-D", str(data / "db"), "-o", opts, "-l", str(data / "log"), "-w", "-t", "60", "start"],
+                   check=True, capture_output=True, timeout=90)
+
+    def stop() -> None:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data / "db"), "-m", "immediate", "stop"], check=False, capture_output=True, timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """Base URL (no database) of a PostgreSQL server: ``KAIZEN_TEST_PG_URL``, or one started for the session."""
+    import subprocess
+    import tempfile
+
+    url = os.environ.get("KAIZEN_TEST_PG_URL")
+    stop: Callable[[], None] | None = None
+    if not url:
+        try:
+            url, stop = start_throwaway_postgres(Path(tempfile.gettempdir()))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            err = getattr(e, "stderr", b"") or b""
+            _pg_unavailable(f"{e} {err.decode(errors='replace')[-300:]}".strip())
+    url = url.rstrip("/")
+    try:
+        _pg_admin(url, "SELECT 1")
+    except Exception as e:  # noqa: BLE001 - any connection failure means "no server"; say which
+        _pg_unavailable(f"cannot connect to {url}: {e}")
+    yield url
+    if stop:
+        stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh, empty PostgreSQL database for one test (dropped after it, connections and all)."""
+    import uuid
+
+    name = f"kaizen_test_{uuid.uuid4().hex[:12]}"
+    _pg_admin(pg_server, f'CREATE DATABASE "{name}"')
+    yield f"{pg_server}/{name}"
+    _pg_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def kaizen_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """Run the test on SQLite (the workspace's own file) and again on PostgreSQL (``KAIZEN_DB_URL``).
+
+    Returns the PostgreSQL URL, or None for SQLite. Workspaces made in the test (``init_workspace``,
+    ``kaizen`` subprocesses inheriting the environment) use that database.
+    """
+    if request.param == "sqlite":
+        monkeypatch.delenv("KAIZEN_DB_URL", raising=False)
+        return None
+    url = request.getfixturevalue("pg_url")
+    monkeypatch.setenv("KAIZEN_DB_URL", url)
+    return url

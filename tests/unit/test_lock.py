@@ -33,7 +33,8 @@ def _lock_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path, kaizen_db: str | None) -> Store:
+    """A workspace's store on SQLite, and again on PostgreSQL (``kaizen_db``)."""
     ws, _ = init_workspace(tmp_path / "ws")
     yield ws.store
     ws.store.close()

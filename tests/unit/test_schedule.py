@@ -25,7 +25,8 @@ NEVER = {"min_new_failures": 10_000, "min_failure_rate_rise": 1.0, "drift_thresh
 
 
 @pytest.fixture
-def ws(tmp_path: Path):
+def ws(tmp_path: Path, kaizen_db: str | None):
+    """A workspace on SQLite, and again on PostgreSQL (``kaizen_db``): cursors, atomic ingestion, ticks, policy."""
     w, _ = init_workspace(tmp_path / "ws")
     w.store.add_task(TaskSpec(name=TASK, kind="classification", labels=["balance", "transfer"]))
     yield w

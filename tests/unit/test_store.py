@@ -23,7 +23,8 @@ INTENTS = TaskSpec(name="intents", kind="classification", labels=["balance", "tr
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path, kaizen_db: str | None) -> Store:
+    """A workspace's store on SQLite, and again on PostgreSQL (``kaizen_db``)."""
     ws, _ = init_workspace(tmp_path / "ws")
     s = Store(ws.db_url)
     s.add_task(INTENTS)
@@ -316,6 +317,7 @@ def test_trace_stats(store: Store) -> None:
 # --- SQLite settings and schema checks ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("kaizen_db", ["sqlite"], indirect=True)
 def test_sqlite_pragmas_in_force(store: Store) -> None:
     with store.engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
