@@ -16,9 +16,7 @@ from typing import Any
 from kaizen.tools.errors import ConfigError, NotFoundError
 from kaizen.tools.schema import Skill
 from kaizen.tools.store import Store
-from kaizen.tools.store.tables import SkillRow
 from pydantic import ValidationError
-from sqlmodel import col, select
 
 
 def save_skill(store: Store, task: str, skill: Skill, parent: int | None = None) -> Skill:
@@ -28,16 +26,7 @@ def save_skill(store: Store, task: str, skill: Skill, parent: int | None = None)
     run that re-asks the brain gets the cached answer and must not mint a duplicate).
     """
     store.get_task(task)
-    body = skill.model_dump(mode="json", exclude={"name", "version"})
-    with store.session() as s:
-        for row in s.exec(select(SkillRow).where(SkillRow.task == task, SkillRow.parent == parent)):
-            if {k: v for k, v in row.body.items() if k not in ("name", "version")} == body:
-                return Skill.model_validate(row.body)
-        last = s.exec(select(SkillRow.version).where(SkillRow.task == task).order_by(col(SkillRow.version).desc())).first()
-        version = (last or 0) + 1
-        saved = skill.model_copy(update={"name": task, "version": version})
-        s.add(SkillRow(task=task, version=version, body=saved.model_dump(mode="json"), parent=parent))
-    return saved
+    return Skill.model_validate(store.add_skill(task, skill.model_dump(mode="json", exclude={"name", "version"}), parent))
 
 
 def load_skill_file(path: Path, task: str) -> Skill:
@@ -63,8 +52,7 @@ def load_skill_file(path: Path, task: str) -> Skill:
 
 
 def get_skill(store: Store, task: str, version: int) -> Skill:
-    with store.session() as s:
-        row = s.exec(select(SkillRow).where(SkillRow.task == task, SkillRow.version == version)).first()
+    row = store.get_skill_row(task, version)
     if row is None:
         raise NotFoundError(f"task {task!r} has no skill version {version}: see `kaizen skills list --task {task}`")
     return Skill.model_validate(row.body)
@@ -72,8 +60,7 @@ def get_skill(store: Store, task: str, version: int) -> Skill:
 
 def list_skills(store: Store, task: str) -> list[dict[str, Any]]:
     aliases = {a.alias: a.skill_version for a in store.aliases(task).values()}
-    with store.session() as s:
-        rows = list(s.exec(select(SkillRow).where(SkillRow.task == task).order_by(col(SkillRow.version))))
+    rows = store.skill_rows(task)
     return [{"version": r.version, "parent": r.parent, "created_at": r.created_at,
              "aliases": sorted(a for a, v in aliases.items() if v == r.version),
              "instructions": (r.body.get("instructions") or "")[:80], "few_shot": len(r.body.get("few_shot") or [])}

@@ -28,6 +28,7 @@ from kaizen.tools.store.tables import (
     ModelVersionRow,
     RunRow,
     ServerRow,
+    SkillRow,
     TaskRow,
     TickRow,
     TraceRow,
@@ -392,6 +393,46 @@ class Store:
             row.updated_at = utcnow()
             s.merge(row)
         return row
+
+    def feedback_log(self, task: str) -> list[tuple[datetime, str]]:
+        """(recorded at, verdict) of every feedback on the task's traces, oldest first (the scheduled loop's trigger)."""
+        with self.session() as s:
+            q = select(FeedbackRow.created_at, FeedbackRow.verdict).join(TraceRow, col(TraceRow.id) == col(FeedbackRow.trace_id)) \
+                .where(TraceRow.task == task).order_by(col(FeedbackRow.id))
+            return [(t, v) for t, v in s.exec(q)]
+
+    def trace_inputs(self, task: str) -> list[tuple[datetime, list[dict[str, Any]]]]:
+        """(imported at, messages) of the task's traces in import order (drift against earlier inputs)."""
+        with self.session() as s:
+            return [(t, m) for t, m in s.exec(select(TraceRow.imported_at, TraceRow.messages).where(TraceRow.task == task)
+                                              .order_by(col(TraceRow.imported_at)))]
+
+    # ---------------------------------------------------------------------------------- skills
+    def add_skill(self, task: str, body: dict[str, Any], parent: int | None) -> dict[str, Any]:
+        """Store ``body`` as the task's next skill version, in one transaction; returns the stored body.
+
+        A version with the same content and parent already stored is returned instead (a resumed
+        run that re-asks the brain must not mint a duplicate).
+        """
+        def content(b: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in b.items() if k not in ("name", "version")}
+
+        with self.session() as s:
+            for row in s.exec(select(SkillRow).where(SkillRow.task == task, SkillRow.parent == parent)):
+                if content(row.body) == content(body):
+                    return row.body
+            last = s.exec(select(SkillRow.version).where(SkillRow.task == task).order_by(col(SkillRow.version).desc())).first()
+            stored = content(body) | {"name": task, "version": (last or 0) + 1}
+            s.add(SkillRow(task=task, version=stored["version"], body=stored, parent=parent))
+        return stored
+
+    def get_skill_row(self, task: str, version: int) -> SkillRow | None:
+        with self.session() as s:
+            return s.exec(select(SkillRow).where(SkillRow.task == task, SkillRow.version == version)).first()
+
+    def skill_rows(self, task: str) -> list[SkillRow]:
+        with self.session() as s:
+            return list(s.exec(select(SkillRow).where(SkillRow.task == task).order_by(col(SkillRow.version))))
 
     # ----------------------------------------------------------------------------------- ticks
     def save_tick(self, row: TickRow) -> TickRow:

@@ -24,9 +24,7 @@ from typing import Any
 from kaizen.tools.config import ScheduleSettings, duration_s
 from kaizen.tools.schema import last_user_text
 from kaizen.tools.store import Store
-from kaizen.tools.store.tables import AliasEvent, FeedbackRow, TraceRow
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
 
 NOVEL_BELOW = 0.2
 MAX_REFERENCE = 2000
@@ -53,27 +51,19 @@ def _runs_since(store: Store, task: str, since: datetime) -> int:
 
 
 def _last_promotion(store: Store, task: str) -> datetime | None:
-    with store.session() as s:
-        ev = s.exec(select(AliasEvent).where(AliasEvent.task == task, AliasEvent.alias == "production",
-                                             col(AliasEvent.action).in_(["promote", "rollback"]))
-                    .order_by(col(AliasEvent.id).desc())).first()
-    return _utc(ev.created_at) if ev else None
+    moves = [e for e in store.alias_history(task) if e.alias == "production" and e.action in ("promote", "rollback")]
+    return _utc(moves[-1].created_at) if moves else None
 
 
 def _feedback_since(store: Store, task: str, since: datetime | None) -> list[tuple[datetime, str]]:
     """(time, verdict) of feedback on the task's traces recorded after ``since``, oldest first."""
-    with store.session() as s:
-        q = select(FeedbackRow.created_at, FeedbackRow.verdict).join(TraceRow, col(TraceRow.id) == col(FeedbackRow.trace_id)) \
-            .where(TraceRow.task == task).order_by(col(FeedbackRow.id))
-        rows = [(_utc(t), v) for t, v in s.exec(q)]
+    rows = [(_utc(t), v) for t, v in store.feedback_log(task)]
     return [(t, v) for t, v in rows if since is None or t > since]
 
 
 def _traces_split(store: Store, task: str, since: datetime | None) -> tuple[list[str], list[str]]:
     """(inputs imported before ``since``, inputs imported after it)."""
-    with store.session() as s:
-        rows = list(s.exec(select(TraceRow.imported_at, TraceRow.messages).where(TraceRow.task == task)
-                           .order_by(col(TraceRow.imported_at))))
+    rows = store.trace_inputs(task)
     old = [last_user_text(m) for t, m in rows if since is not None and _utc(t) <= since]
     new = [last_user_text(m) for t, m in rows if since is None or _utc(t) > since]
     return old[-MAX_REFERENCE:], new
