@@ -1,0 +1,248 @@
+"""``kaizen bench growth``: how a repair's cost grows with the number of traces (1k → 100k).
+
+Run as: ``kaizen bench growth [--sizes 1000,10000,100000] [--no-calibrate] [--json]``
+
+For each size N a fresh workspace (SQLite, the default store) gets N synthetic production traces of the
+CLINC150 banking slice — 10 intents, the model right ~82 % of the time, systematic confusions, typos
+and reference numbers so no two inputs are identical, feedback on ~85 % of them with ~6 % of the
+corrections poisoned — and the phases of a repair that depend on N are **measured**:
+
+* **ingest** — ``kaizen ingest FILE --task T`` as a user runs it (a subprocess; its interpreter start-up,
+  measured apart as ``cli_startup_s``, is included);
+* **observe** — reading the task's traces (with their latest feedback) back from the store;
+* **diagnose** — the configured brain's ``diagnose`` (the rule brain: failure taxonomy, suspect feedback
+  by similarity and sentence-embedding kNN consensus);
+* **synthesize** — the held-out roles (final slice, target, regression) and the training set (replay,
+  hard negatives, dedup, decontamination), as the synthesize node builds them.
+
+Training and evaluation are **extrapolated**, not run at every size: their cost is per token and per
+example, so one calibration on this machine — a short LoRA SFT of the default model through the real
+runner (tokens/s) and an evaluation of 64 examples (examples/s) — times the training tokens and eval
+examples each size produces gives their time. The result (with the machine, the load average before
+and after each phase, and the calibration) is returned and written to ``<cache>/bench/growth-<time>.json``.
+Numbers are a benchmark's, never asserted in tests; the goals (≤ 60 s to ingest 100k traces, ≤ 2 min
+to diagnose them) are judged on an idle machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, typo
+
+Progress = Callable[[str], None]
+TASK = "intents"
+DEFAULT_SIZES = (1_000, 10_000, 100_000)
+# The model's systematic mistakes (gold → what it says), as a deployed classifier makes them.
+CONFUSIONS = {"card_declined": "damaged_card", "bill_balance": "balance", "report_lost_card": "new_card",
+              "freeze_account": "account_blocked", "pay_bill": "transfer"}
+NAMES = ["Ann", "Bob", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo"]
+
+
+def synthetic_traces(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[str]]:
+    """``n`` kaizen-JSONL trace records and the label set. Deterministic for a seed."""
+    data = load_slice()
+    labels = list(data["labels"])
+    pool = data["train"] + data["val"]
+    rnd = random.Random(seed)
+    out = []
+    t0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+    for i in range(n):
+        text, gold = pool[rnd.randrange(len(pool))]
+        r = rnd.random()
+        if r < 0.25:
+            text = typo(text, rnd)
+        if rnd.random() < 0.6:  # production inputs carry amounts, names, references: no two are identical
+            text = f"{text} {rnd.choice(['ref', 'acct', 'ticket', 'order'])} {rnd.randrange(10**6):06d}"
+        if rnd.random() < 0.2:
+            text = f"{rnd.choice(NAMES)} here, {text}"
+        wrong = gold in CONFUSIONS and rnd.random() < 0.45 or rnd.random() < 0.05
+        output = (CONFUSIONS.get(gold) or rnd.choice([lab for lab in labels if lab != gold])) if wrong else gold
+        rec: dict[str, Any] = {"id": f"g{n}-{i}", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + i * 7)),
+                               "task": TASK, "model_version": "v1",
+                               "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],
+                               "output": output}
+        f = rnd.random()
+        if f < 0.85:  # feedback on most traces; the rest stay unlabeled
+            if output == gold:
+                rec["feedback"] = {"verdict": "pass", "source": "human"}
+            else:
+                correction = gold if rnd.random() > 0.06 else rnd.choice([lab for lab in labels if lab != gold])
+                rec["feedback"] = {"verdict": "fail", "correction": correction, "source": "human"}
+        out.append(rec)
+    return out, labels
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    load0, cpu0, t0 = _load(), time.process_time(), time.perf_counter()
+    value = fn()
+    return value, {"s": round(time.perf_counter() - t0, 3), "cpu_s": round(time.process_time() - cpu0, 3),
+                   "load_before": load0, "load_after": _load()}
+
+
+def _kaizen(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "kaizen"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "kaizen.workflows.cli"]
+    done = subprocess.run([*cmd, "-w", str(ws), *args], check=False, capture_output=True, text=True,
+                          env=os.environ | {"KAIZEN_DB_URL": ""})
+    if done.returncode != 0:
+        raise RuntimeError(f"kaizen {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done
+
+
+def _tokens_per_example(task: Any, items: list[Any], tokenizer_dir: Path | None, sample: int = 400) -> float | None:
+    """Mean tokens of a rendered training chat (prompt + completion), from a sample."""
+    if not items or tokenizer_dir is None:
+        return None
+    from kaizen.tools.data import sft_rows
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    rows = sft_rows(task, items[:sample])
+    texts = [tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
+    sizes = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    return sum(sizes) / len(sizes)
+
+
+def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progress, seed: int = 0) -> dict[str, Any]:
+    """Ingest, observe, diagnose and synthesize at ``n`` traces; sizes of what training and evaluation would get."""
+    from kaizen.agent.brain import make_brain
+    from kaizen.agent.state import Plan
+    from kaizen.tools.datasets import build_splits, build_training_set
+    from kaizen.tools.workspace import find_workspace
+
+    ws_dir = root / f"ws-{n}"
+    shutil.rmtree(ws_dir, ignore_errors=True)
+    records, labels = synthetic_traces(n, seed)
+    logs = root / f"traces-{n}.jsonl"
+    logs.write_text("".join(json.dumps(r) + "\n" for r in records))
+    _kaizen(ws_dir, "init", str(ws_dir))
+    _kaizen(ws_dir, "task", "add", TASK, "--kind", "classification", "--labels", ",".join(labels), "--system-prompt", SYSTEM_PROMPT)
+    out: dict[str, Any] = {"traces": n, "log_mb": round(logs.stat().st_size / 2**20, 1)}
+
+    progress(f"growth {n}: ingest")
+    done, out["ingest"] = _timed(lambda: _kaizen(ws_dir, "ingest", str(logs), "--task", TASK, "--json"))
+    out["ingest"]["imported"] = json.loads(done.stdout).get("imported")
+    ws = find_workspace(ws_dir)
+    task = ws.store.get_task(TASK)
+    progress(f"growth {n}: observe")
+    traces, out["observe"] = _timed(lambda: ws.store.traces(TASK))
+    progress(f"growth {n}: diagnose")
+    brain = make_brain(ws)
+    diag, out["diagnose"] = _timed(lambda: brain.diagnose(task, traces))
+    out["diagnose"].update(failures=diag.n_failures, clusters=len(diag.clusters), suspects=len(diag.suspects))
+    progress(f"growth {n}: synthesize")
+    plan = Plan(iteration=1)
+    clusters = {k.key: k.trace_ids for k in diag.clusters if k.fixable}
+    confused_with = {tid: k.key.split(" ← ")[1] for k in diag.clusters if k.kind == "confusion" and " ← " in k.key for tid in k.trace_ids}
+    repair = getattr(ws.settings, "repair", None)
+    final_fraction = getattr(repair, "final_fraction", 0.15)
+
+    def synthesize() -> tuple[Any, list[Any], dict[str, Any]]:
+        splits = build_splits(task, traces, excluded=diag.suspect_ids, clusters=clusters, final_fraction=final_fraction)
+        items, stats = build_training_set(splits, replay_fraction=plan.replay_fraction, failure_weight=plan.failure_weight, seed=1,
+                                          eval_sets=[splits.final], confused_with=confused_with,
+                                          hard_negatives_per_case=plan.hard_negatives_per_case)
+        return splits, items, stats
+
+    (splits, items, stats), out["synthesize"] = _timed(synthesize)
+    out["synthesize"]["dropped_contaminated"] = stats.get("dropped_contaminated")
+    held_out = len(splits.target) + len(splits.regression) + len(splits.final)
+    tokens = _tokens_per_example(task, items, tokenizer_dir)
+    out["synthesize"].update(train_examples=len(items), target=len(splits.target), regression=len(splits.regression),
+                             final=len(splits.final))
+    out["train_tokens_per_iteration"] = round(len(items) * tokens * plan.epochs) if tokens else None
+    out["tokens_per_example"] = round(tokens, 1) if tokens else None
+    out["eval_examples_per_iteration"] = 2 * held_out  # incumbent and candidate on the same suites
+    ws.store.close()
+    shutil.rmtree(ws_dir, ignore_errors=True)
+    logs.unlink()
+    return out
+
+
+def calibrate(base: Path, root: Path, progress: Progress, *, steps: int = 8) -> dict[str, Any]:
+    """This machine's training tokens/s (LoRA SFT of the default model, real runner) and eval examples/s."""
+    from kaizen.tools.data import sft_rows, write_items
+    from kaizen.tools.evaluate.backends import TransformersBackend
+    from kaizen.tools.evaluate.run import evaluate
+    from kaizen.tools.schema import TaskSpec
+    from kaizen.tools.train.launch import run_job
+    from kaizen.tools.train.spec import LoraSpec, TrainJob
+    from kaizen.workflows.bench.clinc import rows, to_items
+
+    data = load_slice()
+    task = TaskSpec(name=TASK, kind="classification", labels=list(data["labels"]), system_prompt=SYSTEM_PROMPT)
+    items = to_items(rows("train", per_label=8, seed=3))
+    job_dir = root / "calibration-sft"
+    shutil.rmtree(job_dir, ignore_errors=True)
+    job_dir.mkdir(parents=True)
+    write_items(job_dir / "data.jsonl", sft_rows(task, items))
+    progress(f"growth: calibrating training ({steps} LoRA SFT steps of the default model)")
+    job = TrainJob(kind="sft", base_dir=base, data_path=job_dir / "data.jsonl", output_dir=job_dir, max_steps=steps,
+                   batch_size=8, lora=LoraSpec(r=16, alpha=32), save_steps=10_000, learning_rate=1e-3)
+    result, train_t = _timed(lambda: run_job(job))
+    progress("growth: calibrating evaluation (64 examples)")
+    backend = TransformersBackend(base, None)
+    eval_items = to_items(rows("test", per_label=7, seed=4))[:64]
+    _, eval_t = _timed(lambda: evaluate(task, eval_items, backend, model_version="base", outputs_path=root / "calibration-eval.jsonl",
+                                        mode="prefix"))
+    return {"train_tokens_per_s": result.get("tokens_per_s"), "train_steps": result.get("steps"),
+            "train_tokens": result.get("train_tokens"), "train": train_t,
+            "eval_examples": len(eval_items), "eval_examples_per_s": round(len(eval_items) / eval_t["s"], 2), "eval": eval_t}
+
+
+def bench_growth(sizes: tuple[int, ...] = DEFAULT_SIZES, *, calibrate_costs: bool = True, train_tokens_per_s: float | None = None,
+                 eval_examples_per_s: float | None = None, progress: Progress = print, out_dir: Path | None = None,
+                 seed: int = 0) -> dict[str, Any]:
+    """Measure the N-dependent phases at each size; extrapolate training and evaluation from calibrated costs."""
+    from kaizen.tools.models.resolve import resolve_base
+    from kaizen.workflows.bench.tools_bench import _machine
+
+    root = Path(tempfile.mkdtemp(prefix="kaizen-growth-"))
+    try:
+        base = resolve_base("smollm2-135m")
+        t0 = time.perf_counter()
+        _kaizen(root / "startup", "--help")
+        startup = round(time.perf_counter() - t0, 2)
+        result: dict[str, Any] = {"machine": _machine("cpu", None), "cli_startup_s": startup, "sizes": [],
+                                  "command": "kaizen bench growth --sizes " + ",".join(map(str, sizes))}
+        for n in sizes:
+            result["sizes"].append(measure_size(n, root, base, progress, seed))
+            progress(f"growth {n}: " + ", ".join(f"{k} {result['sizes'][-1][k]['s']:.1f}s"
+                                                 for k in ("ingest", "observe", "diagnose", "synthesize")))
+        cal: dict[str, Any] = {}
+        if calibrate_costs and (train_tokens_per_s is None or eval_examples_per_s is None):
+            cal = calibrate(base, root, progress)
+        tps = train_tokens_per_s or cal.get("train_tokens_per_s")
+        eps = eval_examples_per_s or cal.get("eval_examples_per_s")
+        result["calibration"] = cal | {"train_tokens_per_s_used": tps, "eval_examples_per_s_used": eps}
+        for row in result["sizes"]:
+            row["train_s_extrapolated"] = round(row["train_tokens_per_iteration"] / tps, 1) if tps and row["train_tokens_per_iteration"] else None
+            row["eval_s_extrapolated"] = round(row["eval_examples_per_iteration"] / eps, 1) if eps else None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    from kaizen.tools.models import cache_dir
+
+    bench_dir = out_dir or cache_dir() / "bench"
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    path = bench_dir / f"growth-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    result["saved_to"] = str(path)
+    return result
