@@ -48,7 +48,10 @@ def line_chart(series: list[dict[str, Any]], *, title: str = "", y_label: str = 
     x0, x1 = min(xs), max(xs)
     if x1 - x0 < 1e-12:
         x0, x1 = x0 - 1, x1 + 1
-    left, right, top, bottom = 50, 26, 22 if title else 10, 34
+    y_ticks = [lo + (hi - lo) * k / 4 for k in range(5)]
+    y_labels = [f"{v:.0%}" if percent else _fmt(v, (hi - lo) / 4) for v in y_ticks]
+    left = max(50, 8 + 6 * max(len(t) for t in y_labels))  # room for the longest tick label
+    right, top, bottom = 26, 22 if title else 10, 34
     pw, ph = width - left - right, height - top - bottom
 
     def sx(x: float) -> float:
@@ -61,10 +64,12 @@ def line_chart(series: list[dict[str, Any]], *, title: str = "", y_label: str = 
            f'aria-label="{escape(title or y_label)}" xmlns="http://www.w3.org/2000/svg">')]
     if title:
         out.append(f'<text x="{left}" y="14" class="chart-title">{escape(title)}</text>')
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
+    shown: set[str] = set()
+    for v, label in zip(y_ticks, y_labels, strict=True):
+        if label in shown:  # a range too narrow for distinct labels: draw each label once
+            continue
+        shown.add(label)
         y = sy(v)
-        label = f"{v:.0%}" if percent else _fmt(v, (hi - lo) / 4)
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
                    f'<text x="{left - 5}" y="{y + 3:.1f}" class="tick" text-anchor="end">{escape(label)}</text>')
     if x_labels:
