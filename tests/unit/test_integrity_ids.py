@@ -52,7 +52,7 @@ def rec(text: str, output: str, verdict: str | None = None, correction: str | No
     return r
 
 
-def ingest(store: Store, path: Path, skip_invalid: bool = False):  # noqa: ANN201
+def ingest(store: Store, path: Path, skip_invalid: bool = False):
     return store.import_traces(parse_traces(path, skip_invalid=skip_invalid).traces, path=str(path), default_task=None,
                                skip_invalid=skip_invalid)
 
@@ -63,7 +63,7 @@ def rows(store: Store) -> tuple[int, int]:
                 s.execute(select(func.count()).select_from(FeedbackRow)).scalar_one())
 
 
-def view(store: Store, tid: str):  # noqa: ANN201
+def view(store: Store, tid: str):
     (v,) = store.traces("intents", ids=[tid])
     return v
 

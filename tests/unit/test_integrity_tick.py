@@ -47,11 +47,11 @@ def append(path: Path, text: str) -> None:
         f.write(text)
 
 
-def tick(ws, src: Path, **kw):  # noqa: ANN001, ANN003, ANN201
+def tick(ws, src: Path, **kw):
     return ingest_new(ws.store, TASK, src, ws.artifact_dir("t"), **kw)
 
 
-def texts(ws) -> dict[str, str]:  # noqa: ANN001
+def texts(ws) -> dict[str, str]:
     return {t.id: t.messages[-1]["content"] for t in ws.store.traces(TASK)}
 
 

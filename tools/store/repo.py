@@ -22,10 +22,12 @@ from kaizen.tools.store.staging import ImportBatch
 from kaizen.tools.store.tables import (
     AliasEvent,
     AliasRow,
+    CursorRow,
     EvalResultRow,
     FeedbackRow,
     LockRow,
     ModelVersionRow,
+    PendingRow,
     RunRow,
     ServerRow,
     SkillRow,
@@ -433,6 +435,57 @@ class Store:
     def skill_rows(self, task: str) -> list[SkillRow]:
         with self.session() as s:
             return list(s.exec(select(SkillRow).where(SkillRow.task == task).order_by(col(SkillRow.version))))
+
+    # ------------------------------------------------------------------- cursors and waiting records
+    def cursor(self, task: str, path: str) -> CursorRow:
+        """How far the scheduled loop has read ``path`` for ``task`` (a fresh row at 0 when never)."""
+        with self.session() as s:
+            return s.get(CursorRow, (task, path)) or CursorRow(task=task, path=path)
+
+    def cursor_positions(self, task: str) -> dict[str, int]:
+        """file → bytes consumed."""
+        with self.session() as s:
+            return {r.path: r.offset for r in s.exec(select(CursorRow).where(CursorRow.task == task))}
+
+    @staticmethod
+    def move_cursor(s: Session, task: str, path: str, offset: int, lines: int, head_hash: str) -> None:
+        """Inside an import's transaction (its ``also``): the cursor moves with the import."""
+        row = s.get(CursorRow, (task, path)) or CursorRow(task=task, path=path)
+        row.offset, row.lines, row.head_hash, row.updated_at = offset, lines, head_hash, utcnow()
+        s.add(row)
+
+    def pending(self, task: str, kind: str | None = None) -> list[PendingRow]:
+        """The task's waiting records (of ``kind``), oldest first."""
+        with self.session() as s:
+            q = select(PendingRow).where(PendingRow.task == task)
+            if kind is not None:
+                q = q.where(PendingRow.kind == kind)
+            return list(s.exec(q.order_by(col(PendingRow.id))))
+
+    @staticmethod
+    def add_pending(s: Session, rows: Iterable[PendingRow]) -> None:
+        """Inside a transaction: records that start waiting."""
+        s.add_all(list(rows))
+
+    def replace_pending(self, task: str, kind: str, rows: Iterable[PendingRow], s: Session | None = None) -> None:
+        """The task's waiting records of ``kind`` become ``rows`` (in ``s``'s transaction when given)."""
+        if s is None:
+            with self.session() as own:
+                return self.replace_pending(task, kind, rows, own)
+        s.exec(delete(PendingRow).where(PendingRow.task == task, PendingRow.kind == kind))  # type: ignore[call-overload]
+        s.add_all(list(rows))
+        return None
+
+    def drop_pending(self, ids: Iterable[int | None], s: Session | None = None) -> None:
+        """Records that stop waiting (in ``s``'s transaction when given)."""
+        wanted = [i for i in ids if i is not None]
+        if not wanted:
+            return
+        if s is not None:
+            s.exec(delete(PendingRow).where(col(PendingRow.id).in_(wanted)))  # type: ignore[call-overload]
+            return
+        with self.session() as own:
+            own.exec(delete(PendingRow).where(col(PendingRow.id).in_(wanted)))  # type: ignore[call-overload]
 
     # ----------------------------------------------------------------------------------- ticks
     def save_tick(self, row: TickRow) -> TickRow:

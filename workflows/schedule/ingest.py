@@ -44,7 +44,7 @@ from kaizen.tools.logs.vllm_log import messages_from_prompt
 from kaizen.tools.schema import FeedbackIn
 from kaizen.tools.store import Store
 from kaizen.tools.store.tables import CursorRow, PendingRow, utcnow
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,6 @@ def _head_hash(path: Path, n: int) -> str:
         return f"{n}:" + hashlib.sha256(f.read(n)).hexdigest()[:16]
 
 
-def _cursor(store: Store, task: str, path: str) -> CursorRow:
-    with store.session() as s:
-        return s.get(CursorRow, (task, path)) or CursorRow(task=task, path=path)
-
-
 def _next_newline(path: Path, pos: int) -> int | None:
     """Offset of the first ``\\n`` at or after ``pos``, read in 1 MiB steps (None: not written yet)."""
     with path.open("rb") as f:
@@ -178,14 +173,12 @@ class _Pending:
         self.requests: dict[str, dict[str, Any]] = {}
         now = utcnow()
         expired: list[PendingRow] = []
-        with store.session() as s:
-            for row in s.exec(select(PendingRow).where(PendingRow.task == task, PendingRow.kind == "vllm-request")
-                              .order_by(col(PendingRow.id))):
-                if _utc(row.first_seen) < now - PENDING_TTL["vllm-request"]:
-                    expired.append(row)
-                    continue
-                self.requests[row.key] = dict(row.payload) | {"line": None, "source": row.source, "abs_line": row.line,
-                                                              "first_seen": _utc(row.first_seen).isoformat()}
+        for row in store.pending(task, "vllm-request"):
+            if _utc(row.first_seen) < now - PENDING_TTL["vllm-request"]:
+                expired.append(row)
+                continue
+            self.requests[row.key] = dict(row.payload) | {"line": None, "source": row.source, "abs_line": row.line,
+                                                          "first_seen": _utc(row.first_seen).isoformat()}
         for row in expired:
             report.error(f"{row.source}:{row.line}: request_id: vLLM request {row.key} got no response line within "
                          f"{_age(PENDING_TTL['vllm-request'])}; dropped")
@@ -221,21 +214,20 @@ class _Pending:
                                   f"{PENDING_MAX} requests waiting for a response line")
         self._requests_dirty = True
 
-    def save_requests(self, s: Session) -> None:
-        """Inside an import's transaction: the waiting requests as they are after it."""
+    def save_requests(self, s: Session | None = None) -> None:
+        """The waiting requests as they are now (inside an import's transaction when ``s`` is given)."""
         if not self._requests_dirty:
             return
-        s.exec(delete(PendingRow).where(PendingRow.task == self.task, PendingRow.kind == "vllm-request"))  # type: ignore[call-overload]
+        rows = []
         for rid, req in self.requests.items():
             payload = {k: v for k, v in req.items() if k not in ("line", "source", "abs_line", "first_seen")}
-            s.add(PendingRow(task=self.task, kind="vllm-request", key=rid, source=req["source"], line=req["abs_line"] or 0,
-                             payload=payload, first_seen=datetime.fromisoformat(req["first_seen"])))
+            rows.append(PendingRow(task=self.task, kind="vllm-request", key=rid, source=req["source"], line=req["abs_line"] or 0,
+                                   payload=payload, first_seen=datetime.fromisoformat(req["first_seen"])))
+        self.store.replace_pending(self.task, "vllm-request", rows, s)
 
     def retry_feedback(self, report: IngestReport) -> None:
         """Attach waiting feedback whose trace has arrived; drop what waited too long or beyond the cap (reported)."""
-        with self.store.session() as s:
-            rows = list(s.exec(select(PendingRow).where(PendingRow.task == self.task, PendingRow.kind == "feedback")
-                               .order_by(col(PendingRow.id))))
+        rows = self.store.pending(self.task, "feedback")
         if not rows:
             return
         now = utcnow()
@@ -254,9 +246,7 @@ class _Pending:
                 runs.append([r])
         for group in runs:
             self._retry(group, report)
-        if drop:
-            with self.store.session() as s:
-                s.exec(delete(PendingRow).where(col(PendingRow.id).in_([r.id for r in drop])))  # type: ignore[call-overload]
+        self.store.drop_pending(r.id for r in drop)
 
     def _retry(self, group: list[PendingRow], report: IngestReport) -> None:
         waiting: set[int | None] = set()
@@ -268,9 +258,7 @@ class _Pending:
             items.append((r.line, fb))
 
         def done(s: Session) -> None:
-            gone = [r.id for r in group if r.id not in waiting]
-            if gone:
-                s.exec(delete(PendingRow).where(col(PendingRow.id).in_(gone)))  # type: ignore[call-overload]
+            self.store.drop_pending((r.id for r in group if r.id not in waiting), s)
 
         stats = self.store.add_feedback(items, path=group[0].source, skip_invalid=True, by_line=True, also=done,
                                         on_missing=lambda _line, fb: waiting.add(row_of[id(fb)]))
@@ -278,9 +266,8 @@ class _Pending:
         report.duplicates += stats.duplicates
 
     def counts(self) -> tuple[int, int]:
-        with self.store.session() as s:
-            rows = list(s.exec(select(PendingRow.kind).where(PendingRow.task == self.task)))
-        return rows.count("vllm-request"), rows.count("feedback")
+        kinds = [r.kind for r in self.store.pending(self.task)]
+        return kinds.count("vllm-request"), kinds.count("feedback")
 
 
 def _existing(path: Path | None) -> Path | None:
@@ -323,8 +310,7 @@ def ingest_new(store: Store, task: str, source: Path, work_dir: Path, fmt: str =
     if not traces_done:
         pending.retry_feedback(report)
     if pending._requests_dirty:
-        with store.session() as s:
-            pending.save_requests(s)
+        pending.save_requests()
     report.pending_requests, report.pending_feedback = pending.counts()
     return report
 
@@ -333,7 +319,7 @@ def _ingest_file(store: Store, task: str, path: Path, work_dir: Path, fmt: str, 
                  pending: _Pending, report: IngestReport) -> None:
     key = str(path.resolve())
     for _ in range(1000):  # over-long lines are skipped one by one; then one window of complete lines is read
-        w = _window(path, _cursor(store, task, key), report)
+        w = _window(path, store.cursor(task, key), report)
         if w.skip_to is None:
             break
         line = w.first_line + 1
@@ -362,9 +348,7 @@ def _ingest_file(store: Store, task: str, path: Path, work_dir: Path, fmt: str, 
 
 def _mover(task: str, key: str, off: int, lines: int, head: str) -> Any:
     def move_cursor(s: Session) -> None:
-        row = s.get(CursorRow, (task, key)) or CursorRow(task=task, path=key)
-        row.offset, row.lines, row.head_hash, row.updated_at = off, lines, head, utcnow()
-        s.add(row)
+        Store.move_cursor(s, task, key, off, lines, head)
 
     return move_cursor
 
@@ -384,9 +368,8 @@ def _import_chunk(store: Store, task: str, path: Path, chunk: Path, first_line: 
 
         def also(s: Session) -> None:
             move(s)
-            for line, fb in early:
-                s.add(PendingRow(task=task, kind="feedback", key=fb.trace_id, source=str(path), line=line,
-                                 payload=fb.model_dump(mode="json")))
+            store.add_pending(s, (PendingRow(task=task, kind="feedback", key=fb.trace_id, source=str(path), line=line,
+                                             payload=fb.model_dump(mode="json")) for line, fb in early))
 
         stats = store.add_feedback(items, path=str(path), skip_invalid=True, by_line=True, also=also,
                                    on_missing=lambda line, fb: early.append((line, fb)))
@@ -427,5 +410,4 @@ def _import_chunk(store: Store, task: str, path: Path, chunk: Path, first_line: 
 
 def cursor_positions(store: Store, task: str) -> dict[str, int]:
     """file → bytes consumed (for ``kaizen ticks list`` and tests)."""
-    with store.session() as s:
-        return {r.path: r.offset for r in s.exec(select(CursorRow).where(CursorRow.task == task))}
+    return store.cursor_positions(task)
