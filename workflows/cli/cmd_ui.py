@@ -21,7 +21,6 @@ from kaizen.tools.workspace import Workspace, find_workspace
 from kaizen.workflows.cli.output import info
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ui", help="Serve a web dashboard of the workspace: runs (live), models, traces, skills, approvals.")
     p.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1: this machine only).")
