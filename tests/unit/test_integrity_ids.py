@@ -1,9 +1,13 @@
-"""Issue 14, items 1 and 2 on real SQLite: an id names one trace, and the latest feedback counts.
+"""Issue 14, items 1 and 2 on real SQLite and PostgreSQL: an id names one trace, and the latest feedback counts.
 
 * A record whose id is already used by a different trace — in another file, earlier in the same file,
   or a vLLM request id a client reused — is refused with an error naming both places, the import
   stays atomic, and no feedback ever lands on content it was not given for.
 * Feedback pass → fail → pass ends at pass, whatever files it came in; re-importing a file adds nothing.
+
+Every test runs on both import paths: a small import checked and written in one transaction, and a
+large one staged in chunks and published at the end (``CHUNK`` lowered to 2 records), and on both
+databases. A writer committing between staging and publishing is part of it.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import pytest
 from kaizen.tools.errors import LogFormatError
 from kaizen.tools.logs import parse_feedback, parse_traces
 from kaizen.tools.schema import TaskSpec
-from kaizen.tools.store import Store
+from kaizen.tools.store import Store, staging
 from kaizen.tools.store.tables import FeedbackRow, TraceRow
-from kaizen.tools.workspace import init_workspace
+from kaizen.tools.workspace import find_workspace, init_workspace
 from kaizen.workflows.cli.main import main
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -25,8 +29,15 @@ from sqlmodel import Session
 TASK = TaskSpec(name="intents", kind="classification", labels=["balance", "card_declined", "transfer"])
 
 
+@pytest.fixture(params=["one transaction", "staged"], autouse=True)
+def import_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "staged":
+        monkeypatch.setattr(staging, "CHUNK", 2)
+    return request.param
+
+
 @pytest.fixture
-def ws_dir(tmp_path: Path) -> Path:
+def ws_dir(tmp_path: Path, kaizen_db: str | None) -> Path:
     ws, _ = init_workspace(tmp_path / "ws")
     ws.store.add_task(TASK)
     ws.store.close()
@@ -35,7 +46,7 @@ def ws_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(ws_dir: Path) -> Store:
-    s = Store(f"sqlite:///{ws_dir / '.kaizen' / 'kaizen.db'}")
+    s = Store(find_workspace(ws_dir).db_url)
     yield s
     s.close()
 
@@ -190,3 +201,38 @@ def test_cli_feedback_sequence(ws_dir: Path, tmp_path: Path, capsys: pytest.Capt
         assert json.loads(capsys.readouterr().out)["feedback_added"] == 1
     assert main([*w, "traces", "stats", "--task", "intents", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["passes"] == 1
+
+
+# --- another writer commits between staging and publishing ---------------------------------------
+
+
+@pytest.mark.parametrize("skip_invalid", [True, False])
+def test_a_writer_between_staging_and_publishing_is_seen(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         skip_invalid: bool) -> None:
+    """Just before the publishing transaction takes the write lock, another connection stores trace
+    "a" (same content, with a "fail") and trace "b" (other content): "a" becomes a duplicate whose
+    "pass" is still the latest, "b" is refused, and the other writer's rows are untouched."""
+    other = Store(store.url)
+    real = staging.hold_write_lock
+
+    def late_writer(s) -> None:
+        monkeypatch.setattr(staging, "hold_write_lock", real)
+        theirs = jsonl(tmp_path / "theirs.jsonl", rec("how much do I have", "balance", "fail", "transfer", id="a"),
+                       rec("something else", "transfer", id="b"))
+        ingest(other, theirs)
+        real(s)
+
+    monkeypatch.setattr(staging, "hold_write_lock", late_writer)
+    ours = jsonl(tmp_path / "ours.jsonl", rec("how much do I have", "balance", "pass", id="a"),
+                 rec("card declined", "balance", "fail", "card_declined", id="b"), rec("hello", "balance", id="c"))
+    if not skip_invalid:
+        with pytest.raises(LogFormatError, match=r"trace id 'b' was just stored by another import"):
+            ingest(store, ours)
+        assert rows(store) == (2, 1) and view(store, "a").verdict == "fail"
+        other.close()
+        return
+    stats = ingest(store, ours, skip_invalid=True)
+    other.close()
+    assert (stats.imported, stats.duplicates, stats.invalid, stats.feedback_added) == (1, 1, 1, 1)
+    assert view(store, "a").verdict == "pass" and view(store, "b").messages[0]["content"] == "something else"
+    assert view(store, "b").verdict is None and rows(store) == (3, 2)

@@ -1,6 +1,6 @@
 """Issue 14, item 3: the tick's cursor only moves past what was imported or reported.
 
-Real SQLite workspaces and real files that grow between ticks: vLLM request and response lines
+Real workspaces on SQLite and PostgreSQL and real files that grow between ticks: vLLM request and response lines
 logged in different ticks (and across a rotation), a line over the size limit, an OpenAI Batch
 output in the source, and feedback that arrives one tick before its trace.
 """
@@ -25,7 +25,7 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 
 
 @pytest.fixture
-def ws(tmp_path: Path):
+def ws(tmp_path: Path, kaizen_db: str | None):
     w, _ = init_workspace(tmp_path / "ws")
     w.store.add_task(TaskSpec(name=TASK, kind="classification", labels=["balance", "transfer", "card_declined"]))
     yield w
