@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from kaizen.agent.context import RunContext
+from kaizen.agent.killpoints import kill_point
 from kaizen.agent.nodes.diagnose import diagnose
 from kaizen.agent.nodes.evaluate import evaluate
 from kaizen.agent.nodes.gate import gate
@@ -41,7 +42,7 @@ def after_recover(state: RepairState) -> Literal["evaluate", "plan", "recover", 
 def build_graph(checkpointer: Any = None) -> Any:
     g = StateGraph(RepairState, context_schema=RunContext)
     for name, fn in NODES.items():
-        g.add_node(name, fn)
+        g.add_node(name, kill_point(name, fn))  # fn itself unless a kill -9 test asks (agent/killpoints.py)
     g.add_edge(START, "observe")
     g.add_edge("observe", "diagnose")
     g.add_conditional_edges("diagnose", after_diagnose, ["plan", "rollback"])
