@@ -256,14 +256,14 @@ def test_full_run_report_renders_with_the_numbers_of_report_json(tmp_path: Path)
     assert r["suspects"]["count"] == 2 and r["suspects"]["by_kind"] == {"disagrees_with_similar_inputs": 1, "off_domain_input": 1}
     s1 = r["suspects"]["items"][0]
     assert s1["input"] == "how much is in my savings" and s1["evidence"]["majority"] == "balance" and "86%" in s1["evidence_summary"]
-    assert [(g["iteration"], g["candidate"], g["passed"]) for g in r["gate"]] == [(1, C1, False), (2, C2, True)]
+    assert [(g["iteration"], g["candidate"], g["passed"]) for g in r["gate"]] == [("1", C1, False), ("2", C2, True)]
     assert any("regression" in x and "3" in x for x in r["gate"][0]["reasons"])
     phases = {p["phase"]: p for p in r["phases"]["phases"]}
     assert phases["observe"]["seconds"] == pytest.approx(1.0) and phases["diagnose"]["seconds"] == pytest.approx(2.5)
     assert phases["train"]["seconds"] == pytest.approx(88.0) and phases["train"]["count"] == 2
     assert phases["evaluate"]["seconds"] == pytest.approx(40.0)
     assert r["phases"]["total_s"] == pytest.approx(r["events"][-1]["t"] - T0)
-    assert [t["iteration"] for t in r["training"]] == [1, 2]
+    assert [t["iteration"] for t in r["training"]] == ["1", "2"]
     assert r["training"][0]["curve"]["step"] == [1, 2, 3, 4] and len(r["training"][1]["curve"]["loss"]) == 4
     assert r["training"][1]["version"] == C2 and r["training"][1]["examples"] == 22
     conf = r["confusion"]

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kaizen.tools.rundir import RunDir, step_order
+
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
@@ -120,14 +122,16 @@ class _Run:
         self.incumbent: str | None = self.summary.get("incumbent") or report.get("incumbent")
         self.diagnosis = _read_json(Path(report["diagnosis_path"]) if report.get("diagnosis_path") else run_dir / "diagnosis.json") \
             or _read_json(run_dir / "diagnosis.json")
-        self.train_events = {int(e["iteration"]): e for e in self.events if e.get("phase") == "train" and e.get("iteration") is not None}
+        # step ("1", "1r1", "refit") → the event that made its candidate
+        self.train_events = {str(e.get("step") or e["iteration"]): e for e in self.events
+                             if e.get("phase") in ("train", "recover", "refit") and (e.get("step") or e.get("iteration")) is not None}
         self.candidates = self._candidates()
         self.evals = self._evals()
         self.compared = self._compared()
 
     def _candidates(self) -> list[str]:
         out: list[str] = []
-        for _, e in sorted(self.train_events.items()):
+        for _, e in sorted(self.train_events.items(), key=lambda kv: step_order(kv[0])):
             if e.get("version") and e["version"] not in out:
                 out.append(e["version"])
         for v in (self.summary.get("candidate"), (self.report.get("best") or {}).get("candidate"),
@@ -237,7 +241,7 @@ def _flips(a: dict[str, bool], b: dict[str, bool]) -> tuple[list[str], list[str]
 
 def _versions(r: _Run) -> dict[str, Any]:
     return {"incumbent": r.incumbent, "candidates": r.candidates, "compared": r.compared,
-            "by_iteration": {str(i): e.get("version") for i, e in sorted(r.train_events.items())}}
+            "by_iteration": {i: e.get("version") for i, e in sorted(r.train_events.items(), key=lambda kv: step_order(kv[0]))}}
 
 
 def _suites_section(r: _Run) -> list[dict[str, Any]]:
@@ -362,14 +366,20 @@ def _suspects_section(r: _Run) -> dict[str, Any]:
 
 
 def _gate_section(r: _Run) -> list[dict[str, Any]]:
+    """Every gated step of the run — iterations, recoveries, the refit — with its recipe and reasons."""
+    path = r.summary.get("path") or []
+    if path:
+        return [{"iteration": s.get("step"), "candidate": s.get("candidate"), "recipe": s.get("recipe"),
+                 "target": s.get("target"), "passed": bool(s.get("passed")), "reasons": list(s.get("reasons") or [])}
+                for s in path]
     rows: list[dict[str, Any]] = []
-    iteration = None
+    step = None
     for e in r.events:
-        if e.get("iteration") is not None:
-            iteration = e["iteration"]
+        if e.get("step") is not None or e.get("iteration") is not None:
+            step = str(e.get("step") or e["iteration"])
         if e.get("phase") == "gate":
-            cand = (r.train_events.get(int(iteration)) or {}).get("version") if iteration is not None else None
-            rows.append({"iteration": iteration, "candidate": cand, "passed": bool(e.get("passed")),
+            cand = (r.train_events.get(step) or {}).get("version") if step is not None else None
+            rows.append({"iteration": step, "candidate": cand, "passed": bool(e.get("passed")),
                          "reasons": list(e.get("reasons") or [])})
     verdict = r.report.get("verdict") or {}
     if not rows and verdict:
@@ -403,15 +413,12 @@ def _phases_section(r: _Run) -> dict[str, Any]:
             "note": "seconds between an event and the one before it (the run's start for the first)"}
 
 
-def _iter_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    out = []
-    for p in run_dir.glob("iter-*"):
-        m = re.fullmatch(r"iter-(\d+)", p.name)
-        if m and p.is_dir():
-            out.append((int(m.group(1)), p))
+def _iter_dirs(run_dir: Path) -> list[tuple[str, Path]]:
+    rd = RunDir(run_dir)
+    out = [(s, rd.step(s)) for s in rd.steps() if rd.step(s).is_dir()]
     if not out and (run_dir / "job").is_dir():  # a single-job run (the naive strategy)
-        out.append((1, run_dir))
-    return sorted(out)
+        out.append(("1", run_dir))
+    return out
 
 
 def _training_section(r: _Run) -> list[dict[str, Any]]:
@@ -666,7 +673,7 @@ def fig_training(training: list[dict[str, Any]]) -> str | None:
     ax = fig.add_subplot(1, 1, 1)
     for t in curves:
         ax.plot(t["curve"]["step"], t["curve"]["loss"], marker="o", markersize=3,
-                label=f"iteration {t['iteration']}")
+                label=f"step {t['iteration']}")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("training loss")
     ax.set_title("training loss per iteration", fontsize=10)
