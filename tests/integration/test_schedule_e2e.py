@@ -69,7 +69,7 @@ def test_a_repair_killed_during_training_is_resumed_by_the_next_tick(tmp_path: P
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     _, src = _setup(tmp_path, tiny_llama_dir, clinc_logs())
     ws = find_workspace(tmp_path)
-    import kaizen.agent.nodes.train as train_node
+    import kaizen.agent.candidates as train_node  # where the train step calls the runner
 
     real = train_node.run_job
 
