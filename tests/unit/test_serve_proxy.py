@@ -370,3 +370,32 @@ def test_the_scheduled_loop_reads_the_serving_directory(env) -> None:
     chat(url, "three")
     rep = ingest_new(store, "intents", proxy.log_path.parent, env["tmp"] / "work")
     assert (rep.imported, rep.feedback_added) == (1, 0)
+
+
+def test_an_adapter_still_answering_is_unloaded_when_its_last_request_ends(env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A swap under load: the old adapter's running requests keep it loaded past the admin call's wait;
+    it is unloaded when the last one ends, unless production is routed back to it first."""
+    import time
+
+    from kaizen.workflows.serve import router
+
+    url, stub, proxy, store = env["url"], env["stub"], env["proxy"], env["store"]
+    monkeypatch.setattr(router, "DRAIN_WAIT_S", 0.05)
+    paths = {v: store.get_model_version(v).adapter_path for v in ("v1", "v2")}
+    held, _ = proxy.choose()  # a request still running on v1
+    status, out = http_json("POST", url + "/admin/route", {"version": "v2", "adapter_path": paths["v2"]}, token=TOKEN)
+    assert status == 200 and (out["unloaded"], out["unload_pending"]) == ([], ["v1"]) and stub.loaded == {"v1", "v2"}
+    assert chat(url, "x")[1]["choices"][0]["message"]["content"].startswith("v2|")
+    proxy.release(held)
+    deadline = time.monotonic() + 5
+    while stub.loaded != {"v2"} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stub.loaded == {"v2"} and proxy.loaded == {"v2"} and proxy.state()["unload_pending"] == []
+    # routed back while still pending: the adapter stays
+    held, _ = proxy.choose()
+    http_json("POST", url + "/admin/route", {"version": "v1", "adapter_path": paths["v1"]}, token=TOKEN)
+    assert proxy.state()["unload_pending"] == ["v2"]
+    http_json("POST", url + "/admin/route", {"version": "v2", "adapter_path": paths["v2"]}, token=TOKEN)
+    proxy.release(held)
+    time.sleep(0.2)
+    assert "v2" in stub.loaded and proxy.production.version == "v2" and "v2" not in proxy.state()["unload_pending"]

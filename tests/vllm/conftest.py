@@ -42,6 +42,6 @@ def vllm_server(vllm_python: str, smollm_dir: Path, tmp_path_factory: pytest.Tem
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     with VLLMServer(python=vllm_python).start(
         smollm_dir, served_model_name=SERVED_NAME, max_lora_rank=16, max_loras=2, max_model_len=2048,
-        log_file=log,
+        log_file=log, cpu_threads=1,  # OpenMP threads spinning against other jobs cost 3-5x (VLLMServer.start)
     ) as server:  # fmt: skip
         yield server

@@ -77,7 +77,7 @@ class SwapResult:
     old: str
     new: str
     skill: int | None
-    servers: list[dict[str, Any]] = field(default_factory=list)  # per server: url, swap_ms, loaded, unloaded
+    servers: list[dict[str, Any]] = field(default_factory=list)  # per server: url, swap_ms, loaded, unloaded, unload_pending
 
     def as_dict(self, *, with_skill: bool = True) -> dict[str, Any]:
         """The CLI's ``--json``; ``servers`` only when a live server was hot-swapped."""
@@ -121,7 +121,7 @@ def swap_servers(store: Store, task: str, version: str, skill: int | None) -> li
         except ServingError:
             _undo(store, done)
             raise
-    return [{"server": s.id, "url": s.proxy_url} | {k: r.get(k) for k in ("swap_ms", "loaded", "unloaded")} for s, r in done]
+    return [{"server": s.id, "url": s.proxy_url} | {k: r.get(k) for k in ("swap_ms", "loaded", "unloaded", "unload_pending")} for s, r in done]
 
 
 def _undo(store: Store, done: list[tuple[ServerRow, dict[str, Any]]]) -> None:

@@ -130,7 +130,8 @@ class VLLMServer:
         extra_args: list[str] | tuple[str, ...] = (),
         log_file: str | os.PathLike[str] | None = None,
         timeout_s: float = 300.0,
-    ) -> VLLMServer:
+        cpu_threads: int | None = None,
+    ) -> Self:
         """Start the server and wait until ``/health`` answers; raise :class:`VLLMServerError` with
         the tail of the server log if it exits or does not become healthy within ``timeout_s``.
 
@@ -138,6 +139,9 @@ class VLLMServer:
         exact with it; pass ``"auto"`` on a GPU. ``served_model_name`` defaults to the directory name.
         ``compact_json``: JSON-schema outputs without optional whitespace (xgrammar backend). A 135M
         model given free whitespace wanders (``"\n\n,\n"``) and takes ~50 % more tokens per object.
+        ``cpu_threads``: the OpenMP threads of the CPU backend (``OMP_NUM_THREADS``, for the server only). On
+        a CPU shared with other jobs its threads otherwise spin against them: measured with four training
+        jobs running, 64 LoRA requests from 16 clients took 61 s with 1 thread and 206 s with the default.
         """
         if self.proc is not None:
             raise VLLMServerError(f"this server is already running at {self.url}")
@@ -154,6 +158,8 @@ class VLLMServer:
             "--dtype", dtype, "--max-model-len", str(max_model_len),
         ]  # fmt: skip
         env = {**DEFAULT_ENV, **os.environ}
+        if cpu_threads:
+            env["OMP_NUM_THREADS"] = str(cpu_threads)
         if enable_lora:
             cmd += ["--enable-lora", "--max-lora-rank", str(max_lora_rank), "--max-loras", str(max_loras)]
             env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"

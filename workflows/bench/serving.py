@@ -15,8 +15,8 @@ v1 adapter (LoRA enabled, max rank 64 as ``kaizen serve`` runs it), real CLINC15
 * **proxy overhead** — sequential requests straight to vLLM vs through the proxy (render, routing,
   trace line with fsync), alternated so that other load hits both alike; median and p90;
 * **proxy overhead under load** — ``concurrency`` clients × ``load_requests`` requests each (``max_tokens``
-  4), straight to vLLM and through the proxy, alternated twice: p50/p99 latency of each, their
-  difference, and the time spent inside the proxy per request (trace ``latency_ms`` − ``upstream_ms``).
+  4, the base model), straight to vLLM and through the proxy, alternated twice: p50/p99 latency of each,
+  their difference, and the time spent inside the proxy per request (trace ``latency_ms`` − ``upstream_ms``).
 
 Run as: ``kaizen bench serving [--quick] [--skip-throughput] [--concurrency 16 --load-requests 20]``.
 
@@ -196,7 +196,10 @@ def bench_serving(*, n: int = 64, reps: int = 2, requests: int = 30, threads: in
             progress(f"proxy overhead: median {out['proxy_overhead']['overhead_median_ms']} ms per request "
                      f"(direct {out['proxy_overhead']['direct_median_ms']} ms, via proxy {out['proxy_overhead']['proxy_median_ms']} ms)")
 
-            # ---- under load: `concurrency` clients at once, direct vs through the proxy, alternated
+            # ---- under load: `concurrency` clients at once, direct vs through the proxy, alternated. On the base
+            # model: what the proxy adds does not depend on it, and a LoRA request costs ~4x on vLLM's CPU backend.
+            proxy.route({"version": "base", "adapter_path": None})
+            model = proxy.production.model
             def direct_body(i: int) -> dict[str, Any]:
                 return {"model": model, "messages": chats[i % len(chats)], "temperature": 0, "max_tokens": 4}
 

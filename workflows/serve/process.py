@@ -138,15 +138,14 @@ def serve(ws: Any, task_name: str, *, host: str = "127.0.0.1", port: int = 8000,
             from kaizen.tools.versions import version_paths
 
             max_lora_rank = max_lora_rank or MAX_LORA_RANK
-            if cpu_threads:
-                # vLLM's CPU backend runs OpenMP on every core; on a CPU shared with other jobs its threads spin
-                # against each other (measured: 0.3 s → 2-10 s per request); one thread keeps it steady.
-                os.environ["OMP_NUM_THREADS"] = str(cpu_threads)
             base_dir, _ = version_paths(ws, version)
             info(f"starting vLLM for {base.name} ({base_dir}) with LoRA (max rank {max_lora_rank}) …")
             vllm.start(base_dir, port=vllm_port, served_model_name=base.name, enable_lora=True, max_lora_rank=max_lora_rank,
                        max_loras=max_loras, max_model_len=max_model_len, dtype=_vllm_dtype(ws, dtype),
-                       log_file=ws.artifact_dir("serving") / f"{task_name}-{server_id}-vllm.log", timeout_s=startup_timeout_s)
+                       log_file=ws.artifact_dir("serving") / f"{task_name}-{server_id}-vllm.log", timeout_s=startup_timeout_s,
+                       # vLLM's CPU backend runs OpenMP on every core; on a CPU shared with other jobs its threads spin
+                       # against each other (measured: 0.3 s → 2-10 s per request); one thread keeps it steady.
+                       cpu_threads=cpu_threads)
             proxy.set_upstream(vllm.url)
             row.vllm_url = vllm.url
         else:

@@ -11,10 +11,11 @@
   use. The caller's own ``system``/``developer`` messages are therefore *replaced* by the skill's (or
   the task's) system prompt; the conversation turns are kept. ``passthrough`` mode forwards the
   caller's messages unchanged (and so ignores skills).
-* **Hot swap.** A route change loads the new adapter first, then switches the table, then waits for
-  the requests still running on the old adapter (counted per upstream model) before unloading it: a
-  swap under load drops nothing, and each request is answered (and logged) by the version it was
-  routed to.
+* **Hot swap.** A route change loads the new adapter first, then switches the table, then unloads the
+  old adapter once the requests still running on it (counted per upstream model) are done: within the
+  admin call when they finish within ``DRAIN_WAIT_S``, else later, when the last of them ends (the answer
+  lists it under ``unload_pending``). A swap under load drops nothing, and each request is answered
+  (and logged) by the version it was routed to.
 
 HTTP-agnostic: the web app (:mod:`kaizen.workflows.serve.app`) calls :meth:`ServingProxy.choose` /
 :meth:`~ServingProxy.release` around each request and runs the admin methods (which block on vLLM) in
@@ -23,6 +24,7 @@ worker threads. Calls to vLLM go through the one client of :mod:`kaizen.tools.se
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -40,8 +42,10 @@ from kaizen.workflows.serve.tracelog import TraceLog
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
 PROMPT_MODES = ("render", "passthrough")
-DRAIN_TIMEOUT_S = 30.0
+DRAIN_WAIT_S = 5.0  # how long an admin call waits for the old adapter's requests before deferring its unload
 ADMIN_UPSTREAM_TIMEOUT_S = 120.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class ServingProxy(TraceLog):
         self._state = threading.Lock()  # routing table and in-flight counts
         self._admin = threading.Lock()  # one route/canary change at a time
         self._inflight: dict[str, int] = {}
+        self._pending: set[str] = set()  # adapters to unload when their last request ends
         self.on_change: Callable[[ServingProxy], None] | None = None  # persists the routing table (the ServerRow)
 
     # ------------------------------------------------------------------ upstream (admin calls, blocking)
@@ -142,16 +147,41 @@ class ServingProxy(TraceLog):
 
     def release(self, route: Route) -> None:
         with self._state:
-            self._inflight[route.model] = max(0, self._inflight.get(route.model, 0) - 1)
+            left = self._inflight[route.model] = max(0, self._inflight.get(route.model, 0) - 1)
+            due = left == 0 and route.model in self._pending
+        if due:  # the last request on a swapped-out adapter: unload it (a blocking call: not on the caller's thread)
+            threading.Thread(target=self._deferred_unload, args=(route.model,), name="kaizen-unload", daemon=True).start()
 
     def inflight(self, model: str) -> int:
         with self._state:
             return self._inflight.get(model, 0)
 
-    def _drain(self, model: str, timeout: float = DRAIN_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
+    def _drain(self, model: str, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` s (``DRAIN_WAIT_S``) for ``model``'s requests to end; True when none is left."""
+        deadline = time.monotonic() + (DRAIN_WAIT_S if timeout is None else timeout)
         while self.inflight(model) > 0 and time.monotonic() < deadline:
             time.sleep(0.02)
+        return self.inflight(model) == 0
+
+    def _unload(self, name: str) -> str | None:
+        """Unload ``name`` from vLLM now; the error message, or None."""
+        status, payload = self.upstream_request("POST", "/v1/unload_lora_adapter", {"lora_name": name})
+        self.loaded.discard(name)
+        return None if status == 200 else f"{name}: {http.error_message(payload)}"
+
+    def _deferred_unload(self, name: str) -> None:
+        with self._admin:
+            with self._state:
+                keep = {self.production.model} | ({self.canary.model} if self.canary else set())
+                if name not in self._pending or name in keep or self._inflight.get(name, 0) > 0:
+                    return  # routed to again meanwhile (load() took it off the list), or still busy
+                self._pending.discard(name)
+            try:
+                err = self._unload(name)
+            except ProxyError as exc:
+                err = exc.message
+            if err:
+                log.warning("kaizen serve: deferred unload of %s failed: %s", name, err)
 
     def _skill(self, version: int | None) -> Skill | None:
         if version is None:
@@ -186,6 +216,8 @@ class ServingProxy(TraceLog):
 
     def load(self, route: Route) -> str | None:
         """Make vLLM serve ``route``'s adapter (no-op for a base or an adapter already loaded)."""
+        with self._state:
+            self._pending.discard(route.model)  # served again: no longer to be unloaded
         if not route.adapter_path or route.model in self.loaded:
             return None
         status, payload = self.upstream_request("POST", "/v1/load_lora_adapter",
@@ -197,32 +229,42 @@ class ServingProxy(TraceLog):
         self.loaded.add(route.model)
         return route.model
 
-    def _unload_unused(self) -> tuple[list[str], list[str]]:
-        """Unload adapters neither production nor the canary uses, after their requests finish."""
+    def _unload_unused(self) -> dict[str, list[str]]:
+        """Unload adapters neither production nor the canary uses once their requests finish: now if they
+        finish within ``DRAIN_WAIT_S``, else when the last one ends. ``{"unloaded", "unload_pending"[, "unload_errors"]}``."""
         keep = {self.production.model} | ({self.canary.model} if self.canary else set())
-        done, errors = [], []
+        done, pending, errors = [], [], []
         for name in sorted(self.loaded - keep):
-            self._drain(name)
-            status, payload = self.upstream_request("POST", "/v1/unload_lora_adapter", {"lora_name": name})
-            self.loaded.discard(name)
-            if status == 200:
-                done.append(name)
-            else:
-                errors.append(f"{name}: {http.error_message(payload)}")
-        return done, errors
+            with self._state:
+                if name in self._pending:
+                    pending.append(name)
+                    continue
+            if not self._drain(name):
+                with self._state:
+                    busy = self._inflight.get(name, 0) > 0
+                    if busy:
+                        self._pending.add(name)
+                if busy:
+                    pending.append(name)
+                    continue
+            err = self._unload(name)
+            (errors if err else done).append(err or name)
+        return {"unloaded": done, "unload_pending": pending} | ({"unload_errors": errors} if errors else {})
 
     def unload_all(self) -> list[str]:
         """Unload every adapter this proxy loaded (shutting down while attached to a vLLM it did not start)."""
         with self._admin:
             done = []
             for name in sorted(self.loaded):
-                self._drain(name, timeout=5.0)
+                self._drain(name)
                 try:
-                    if self.upstream_request("POST", "/v1/unload_lora_adapter", {"lora_name": name}, timeout=10)[0] == 200:
+                    if self._unload(name) is None:
                         done.append(name)
                 except ProxyError:
                     break  # vLLM is gone: nothing left to unload
             self.loaded.clear()
+            with self._state:
+                self._pending.clear()
             return done
 
     def route(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -239,13 +281,9 @@ class ServingProxy(TraceLog):
                 self.production = new
             self._changed()
             switched_ms = (time.perf_counter() - started) * 1000
-            unloaded, errors = self._unload_unused()
-        out = {"changed": True, "production": new.brief(), "previous": {"version": old.version, "skill": old.skill_version},
-               "loaded": loaded, "unloaded": unloaded, "swap_ms": round((time.perf_counter() - started) * 1000, 2),
-               "switched_ms": round(switched_ms, 2)}
-        if errors:
-            out["unload_errors"] = errors
-        return out
+            unloads = self._unload_unused()
+        return {"changed": True, "production": new.brief(), "previous": {"version": old.version, "skill": old.skill_version},
+                "loaded": loaded, **unloads, "swap_ms": round((time.perf_counter() - started) * 1000, 2), "switched_ms": round(switched_ms, 2)}
 
     def set_canary(self, body: dict[str, Any]) -> dict[str, Any]:
         """Send ``fraction`` of requests to (version, skill); ``version`` null or fraction 0 stops the canary."""
@@ -262,8 +300,8 @@ class ServingProxy(TraceLog):
                 with self._state:
                     self.canary, self.canary_fraction = route, float(fraction)
             self._changed()
-            unloaded, errors = self._unload_unused()
-        return {"canary": self.canary_state(), "unloaded": unloaded, **({"unload_errors": errors} if errors else {})}
+            unloads = self._unload_unused()
+        return {"canary": self.canary_state(), **unloads}
 
     def canary_state(self) -> dict[str, Any] | None:
         c = self.canary
@@ -276,7 +314,7 @@ class ServingProxy(TraceLog):
     def state(self) -> dict[str, Any]:
         return {"task": self.task.name, "production": self.production.brief(), "canary": self.canary_state(),
                 "base_version": self.base_version, "prompt_mode": self.prompt_mode, "log_path": str(self.log_path),
-                "feedback_path": str(self.feedback_path), "server_id": self.server_id}
+                "feedback_path": str(self.feedback_path), "server_id": self.server_id, "unload_pending": sorted(self._pending)}
 
     # ------------------------------------------------------------------ requests
 
