@@ -146,3 +146,23 @@ def test_entropy_below_floor_stops_training(yes_no_llama_dir: Path, tmp_path: Pa
     assert (Path(result["output_path"]) / "adapter_model.safetensors").exists()
     assert result["grpo"]["hints"]["hinted"] == 0 and not (job.output_dir / HINTS_FILE).exists()
     assert result["grpo"]["adv_weight_pos"] == 0.5 and result["grpo"]["adv_weight_neg"] == 1.5
+
+
+def test_grpo_hints_under_two_process_ddp(yes_no_llama_dir: Path, tmp_path: Path) -> None:
+    """accelerate launch, 2 CPU ranks (gloo): the hint decision is global and every rank re-generates in step.
+
+    A wrong split of the decision between ranks deadlocks a collective (the test then times out) or
+    hints a group whose completions were not all zero (caught below).
+    """
+    from kaizen.tools.train.spec import LauncherSpec
+
+    job = grpo_job(yes_no_llama_dir, tmp_path, max_steps=2, batch_size=4, save_steps=100,
+                   launcher=LauncherSpec(kind="accelerate", num_processes=2))  # 2 ranks × 4 = 2 groups a step
+    result = run_job(job, poll_s=0.1)
+    assert result["steps"] == 2 and result["num_processes"] == 2
+    steps = last_per_step(read_metrics(job.output_dir))
+    assert sorted(steps) == [1, 2] and all(m["hints/used"] == m["hints/all_zero_groups"] for m in steps.values()), steps
+    events = [json.loads(line) for line in (job.output_dir / HINTS_FILE).read_text().splitlines()]
+    assert len(events) == sum(m["hints/used"] for m in steps.values())  # rank 0 logs each hint once
+    assert all(e["rewards_before"] == [0.0] * 4 and len(e["rewards_with_hint"]) == 4 for e in events)
+    assert result["grpo"]["hints"]["groups_seen"] == 4 and result["grpo"]["hints"]["hinted"] == len(events)

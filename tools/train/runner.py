@@ -229,7 +229,8 @@ def _use_vllm(job: TrainJob, device: str) -> bool:
         return bool(job.use_vllm)
     import importlib.util
 
-    return device == "cuda" and importlib.util.find_spec("vllm") is not None
+    spec = importlib.util.find_spec("vllm")
+    return device == "cuda" and spec is not None and spec.origin is not None  # origin None: a bare folder named vllm
 
 
 def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
