@@ -49,6 +49,7 @@ from typing import Any
 STATE_FILE = "kaizen_grpo_state.json"
 HINTS_FILE = "hints.jsonl"
 SUMMARY_FILE = "grpo.json"
+RECHECK_BATCH = 16  # prompts per greedy generate call of the end-of-training recheck
 
 METRIC_KEYS: dict[str, str] = {
     "reward": "mean total reward of the step's completions (weighted sum over reward functions; no hints)",
@@ -604,10 +605,13 @@ def _trainer_class() -> type:
 
                 texts = [apply_chat_template({"prompt": r["prompt"]}, tokenizer)["prompt"] if not isinstance(r["prompt"], str)
                          else r["prompt"] for r in rows]
-                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-                gen = model.generate(**enc, max_new_tokens=self.max_completion_length, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-                outs = tokenizer.batch_decode(gen[:, enc["input_ids"].size(1):], skip_special_tokens=True)
+                outs: list[str] = []
+                for start in range(0, len(texts), RECHECK_BATCH):
+                    enc = tokenizer(texts[start:start + RECHECK_BATCH], return_tensors="pt", padding=True,
+                                    add_special_tokens=False).to(model.device)
+                    gen = model.generate(**enc, max_new_tokens=self.max_completion_length, do_sample=False,
+                                         pad_token_id=tokenizer.pad_token_id)
+                    outs += tokenizer.batch_decode(gen[:, enc["input_ids"].size(1):], skip_special_tokens=True)
             finally:
                 tokenizer.padding_side = side
                 model.train(was_training)
