@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kaizen-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean vllm-venv test-vllm
+.PHONY: install demo test test-fast bench clean vllm-venv test-vllm gpu-check gpu-wheels
 
 # vLLM (OpenAI-compatible server for tests of the brain and LoRA hot-swap serving) lives in its own
 # venv (~2.5 GB of exact pins that must not move the training stack). tools/vllm_server.py finds it.
@@ -52,6 +52,22 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/kaizen bench tools
+
+# The GPU path, measured (examples/gpu/check.sh: ≤ 5 min on one CUDA GPU, one JSON summary). Uses .venv's
+# Python where there is one (kaizen installed without constraints.txt, so a CUDA torch stays), else python3.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	PYTHON=$(GPU_PYTHON) examples/gpu/check.sh
+
+# Wheels for a bare CUDA image that has torch/transformers/peft/accelerate but not TRL, datasets or
+# pydantic (~4.5 MB; check.sh installs them into a scratch folder). Pure pins of what CI runs here.
+GPU_PY ?= 3.12
+GPU_WHEELS ?= trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 pydantic==2.14.4 pydantic-core==2.50.5 \
+	annotated-types==0.8.0 typing-inspection==0.4.5
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d examples/gpu/wheels $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
