@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path, measured (examples/gpu/check.py): bf16 LoRA SFT and full fine-tuning of a 1.5B-shaped model
 # with MFU, GRPO with transformers generation, transformers vs vLLM generation. ≤ 5 minutes on one GPU; prints
-# one JSON summary (also written to $OUT/gpu-check.json when OUT is set, else ./gpu-check.json).
+# one JSON summary (also written to $OUT/gpu-check.json when OUT is set, else examples/gpu/gpu-check.json).
 #
 # Run as: examples/gpu/check.sh            (or: make gpu-check)
 #
@@ -31,4 +31,4 @@ if ! "$PY" -c "import kaizen.tools.train.launch" >/dev/null 2>&1; then
   for d in tools agent workflows; do ln -s "$REPO/$d" "$SHIM/kaizen/$d"; done
   export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
 fi
-exec "$PY" examples/gpu/check.py --out "${OUT:-.}/gpu-check.json" "$@"
+exec "$PY" examples/gpu/check.py --out "${OUT:-examples/gpu}/gpu-check.json" "$@"
