@@ -222,9 +222,10 @@ def validate_adapter(path: Path, base_row: ModelVersionRow) -> dict[str, Any]:
     cfg = _read_json(path / "adapter_config.json", "adapter config")
     if cfg.get("peft_type", "LORA") != "LORA":
         raise ModelError(f"{path}: only LoRA adapters are supported (found {cfg.get('peft_type')})")
-    ranks = [cfg.get("r")] + list((cfg.get("rank_pattern") or {}).values())
-    if not all(isinstance(r, int) and r > 0 for r in ranks):
+    declared = [cfg.get("r"), *(cfg.get("rank_pattern") or {}).values()]
+    if not all(isinstance(r, int) and r > 0 for r in declared):
         raise ModelError(f"{path / 'adapter_config.json'}: 'r' must be a positive integer (found {cfg.get('r')!r})")
+    ranks: list[int] = [int(r) for r in declared]  # type: ignore[arg-type]  # checked just above
     tensors: dict[str, dict[str, Any]] = {}
     if weights[0].suffix == ".safetensors":
         tensors = safetensors_header(weights[0])

@@ -84,7 +84,7 @@ def _describe(exc: BaseException, url: str) -> WorkspaceError | None:
                               f"({_first_line(exc)}); {_env_hint(url)}")
     if isinstance(exc, IntegrityError) or not isinstance(exc, DatabaseError):
         return None
-    msg = _first_line(exc.orig if getattr(exc, "orig", None) is not None else exc).lower()
+    msg = _first_line(exc.orig if isinstance(exc.orig, BaseException) else exc).lower()
     if "file is not a database" in msg or "malformed" in msg or "not a database" in msg:
         return WorkspaceError(f"database {where} is damaged or not a SQLite database ({msg}): restore it from a backup, "
                               "or move it away and run `kaizen init` to start an empty one")

@@ -73,7 +73,12 @@ def hold_write_lock(s: Session) -> None:
     consistent state; a write that changes nothing, first, makes every later read part of the
     transaction. On PostgreSQL it serialises publishers on one row, briefly.
     """
-    s.exec(text("UPDATE meta SET value = value WHERE key = 'schema_version'"))
+    _x(s, text("UPDATE meta SET value = value WHERE key = 'schema_version'"))
+
+
+def _x(s: Session, statement: Any, params: Any = None) -> Any:
+    """Run a Core statement in the session's transaction (``params``: a list of rows for executemany)."""
+    return s.connection().execute(statement, params) if params is not None else s.connection().execute(statement)
 
 
 def _chunks(seq: list[Any], n: int = _IN) -> Iterator[list[Any]]:
@@ -147,7 +152,7 @@ class ImportBatch:
     def _task_names(self) -> set[str]:
         if self._tasks is None:
             with self.store.session() as s:
-                self._tasks = set(s.exec(select(TaskRow.__table__.c.name)).scalars())  # type: ignore[attr-defined]
+                self._tasks = set(_x(s, select(TaskRow.__table__.c.name)).scalars())  # type: ignore[attr-defined]
         return self._tasks
 
     def _trace_chunk(self, chunk: list[tuple[int, TraceIn]], default_task: str | None) -> None:
@@ -206,7 +211,7 @@ class ImportBatch:
         with self.store.session() as s:
             for part in _chunks(sorted(set(ids))):
                 q = select(TRACE_T.c.id, TRACE_T.c.task, TRACE_T.c.messages, TRACE_T.c.output, TRACE_T.c.source)
-                for tid, task, messages, output, source in s.exec(q.where(TRACE_T.c.id.in_(part))):
+                for tid, task, messages, output, source in _x(s, q.where(TRACE_T.c.id.in_(part))):
                     out[tid] = (trace_hash(task, messages, output), f"stored from {source or 'an earlier import'}")
         return out
 
@@ -216,7 +221,7 @@ class ImportBatch:
         if ask:
             with self.store.session() as s:
                 for part in _chunks(ask):
-                    self.known_ids.update(s.exec(select(TRACE_T.c.id).where(TRACE_T.c.id.in_(part))).scalars())
+                    self.known_ids.update(_x(s, select(TRACE_T.c.id).where(TRACE_T.c.id.in_(part))).scalars())
         for line, fb in chunk:
             if fb.trace_id not in self.known_ids and fb.trace_id not in self.seen:
                 if on_missing is not None:
@@ -247,9 +252,9 @@ class ImportBatch:
             self.staged = True
         with self.store.session() as s:
             if self.traces:
-                s.exec(insert(STAGE_T), params=self.traces)
+                _x(s, insert(STAGE_T), self.traces)
             if self.feedback:
-                s.exec(insert(STAGE_F), params=self.feedback)
+                _x(s, insert(STAGE_F), self.feedback)
         self.traces, self.feedback = [], []
 
     def _sweep(self) -> None:
@@ -257,8 +262,8 @@ class ImportBatch:
         host = socket.gethostname()
         old = utcnow() - STALE_AFTER
         with self.store.session() as s:
-            batches = {b: t for b, t in s.exec(select(STAGE_T.c.batch, func.min(STAGE_T.c.staged_at)).group_by(STAGE_T.c.batch))}
-            batches |= {b: t for b, t in s.exec(select(STAGE_F.c.batch, func.min(STAGE_F.c.staged_at)).group_by(STAGE_F.c.batch))}
+            batches = {b: t for b, t in _x(s, select(STAGE_T.c.batch, func.min(STAGE_T.c.staged_at)).group_by(STAGE_T.c.batch))}
+            batches |= {b: t for b, t in _x(s, select(STAGE_F.c.batch, func.min(STAGE_F.c.staged_at)).group_by(STAGE_F.c.batch))}
         dead = []
         for b, started in batches.items():
             h, _, rest = b.partition(":")
@@ -268,8 +273,8 @@ class ImportBatch:
         for b in dead:
             log.info("removing rows left in the import stage by a dead import (%s)", b)
             with self.store.session() as s:
-                s.exec(delete(STAGE_T).where(STAGE_T.c.batch == b))
-                s.exec(delete(STAGE_F).where(STAGE_F.c.batch == b))
+                _x(s, delete(STAGE_T).where(STAGE_T.c.batch == b))
+                _x(s, delete(STAGE_F).where(STAGE_F.c.batch == b))
 
     def _drop_stage(self) -> None:
         """Delete this batch's stage rows in short transactions (a failure here only leaves them for the sweep)."""
@@ -278,7 +283,7 @@ class ImportBatch:
             for lo in range(0, self.seq + 1, step):
                 with self.store.session() as s:
                     for t in (STAGE_T, STAGE_F):
-                        s.exec(delete(t).where(t.c.batch == self.batch, t.c.seq > lo, t.c.seq <= lo + step))
+                        _x(s, delete(t).where(t.c.batch == self.batch, t.c.seq > lo, t.c.seq <= lo + step))
         except Exception as e:  # noqa: BLE001 - cleanup must not hide the import's own outcome
             log.warning("could not clean the import stage (%s); a later import removes the rows", e)
 
@@ -288,16 +293,15 @@ class ImportBatch:
         if self.staged:
             self._flush()
             with self.store.session() as s:
-                watermark = s.exec(select(func.max(FEEDBACK_T.c.id))).scalar() or 0
+                watermark = _x(s, select(func.max(FEEDBACK_T.c.id))).scalar() or 0
             self._mark(self._resolve_staged(), reset=False)
         with self.store.session() as s:
             hold_write_lock(s)
             if self.staged:
                 self._conflicts_staged(s)
-                changed = s.exec(
-                    select(FEEDBACK_T.c.id).where(FEEDBACK_T.c.id > watermark,
-                                                  FEEDBACK_T.c.trace_id.in_(select(STAGE_F.c.trace_id).where(STAGE_F.c.batch == self.batch)))
-                    .limit(1)).first()
+                ours = select(STAGE_F.c.trace_id).where(STAGE_F.c.batch == self.batch)
+                newer = select(FEEDBACK_T.c.id).where(FEEDBACK_T.c.id > watermark, FEEDBACK_T.c.trace_id.in_(ours)).limit(1)
+                changed = _x(s, newer).first()
                 if changed is not None:  # someone gave feedback on these traces meanwhile: decide again, under the lock
                     self._mark(self._resolve_staged(s), reset=True, session=s)
                 self._insert_staged(s)
@@ -319,14 +323,14 @@ class ImportBatch:
             for ids in _chunks(need):
                 newest = select(func.max(FEEDBACK_T.c.id)).where(FEEDBACK_T.c.trace_id.in_(ids)).group_by(FEEDBACK_T.c.trace_id)
                 q = select(FEEDBACK_T.c.trace_id, *[FEEDBACK_T.c[k] for k in _FB_FIELDS]).where(FEEDBACK_T.c.id.in_(newest))
-                for tid, *vals in s.exec(q):
+                for tid, *vals in _x(s, q):
                     latest[tid] = feedback_state(dict(zip(_FB_FIELDS, vals, strict=True)))
             for tid in need:
                 latest.setdefault(tid, None)
             recorded: set[str] = set()
             if self.by_line:
                 for keys in _chunks(sorted({k for _, _, k, _ in part})):
-                    recorded.update(s.exec(select(FEEDBACK_T.c.content_hash).where(FEEDBACK_T.c.content_hash.in_(keys))).scalars())
+                    recorded.update(_x(s, select(FEEDBACK_T.c.content_hash).where(FEEDBACK_T.c.content_hash.in_(keys))).scalars())
             for seq, tid, key, state in part:
                 if key in recorded or latest[tid] == state:
                     drop.add(seq)
@@ -340,7 +344,7 @@ class ImportBatch:
         while True:
             q = (select(STAGE_F.c.seq, STAGE_F.c.trace_id, STAGE_F.c.content_hash, STAGE_F.c.state_hash)
                  .where(STAGE_F.c.batch == self.batch, STAGE_F.c.seq > last).order_by(STAGE_F.c.seq).limit(CHUNK))
-            rows = [tuple(r) for r in s.exec(q)]
+            rows = [tuple(r) for r in _x(s, q)]
             if not rows:
                 return
             yield from rows  # type: ignore[misc]
@@ -354,11 +358,11 @@ class ImportBatch:
 
     def _mark(self, drop: set[int], *, reset: bool, session: Session | None = None) -> None:
         def run(s: Session, seqs: list[int]) -> None:
-            s.exec(update(STAGE_F).where(STAGE_F.c.batch == self.batch, STAGE_F.c.seq.in_(seqs)).values(keep=False))
+            _x(s, update(STAGE_F).where(STAGE_F.c.batch == self.batch, STAGE_F.c.seq.in_(seqs)).values(keep=False))
 
         if session is not None:
             if reset:
-                session.exec(update(STAGE_F).where(STAGE_F.c.batch == self.batch).values(keep=True))
+                _x(session, update(STAGE_F).where(STAGE_F.c.batch == self.batch).values(keep=True))
             for seqs in _chunks(sorted(drop)):
                 run(session, seqs)
             return
@@ -384,12 +388,12 @@ class ImportBatch:
         q = (select(STAGE_T.c.seq, STAGE_T.c.id, STAGE_T.c.content_hash, STAGE_T.c.source,
                     TRACE_T.c.task, TRACE_T.c.messages, TRACE_T.c.output, TRACE_T.c.source)
              .join(TRACE_T, TRACE_T.c.id == STAGE_T.c.id).where(STAGE_T.c.batch == self.batch))
-        for seq, tid, h, ours, task, messages, output, theirs in list(s.exec(q)):
+        for seq, tid, h, ours, task, messages, output, theirs in list(_x(s, q)):
             same = trace_hash(task, messages, output) == h
             line = int(ours.rsplit(":", 1)[1]) if ours and ours.rsplit(":", 1)[-1].isdigit() else None
-            s.exec(delete(STAGE_T).where(STAGE_T.c.batch == self.batch, STAGE_T.c.seq == seq))
+            _x(s, delete(STAGE_T).where(STAGE_T.c.batch == self.batch, STAGE_T.c.seq == seq))
             if not self._conflict(s, tid, same, f"stored from {theirs}", line):
-                s.exec(delete(STAGE_F).where(STAGE_F.c.batch == self.batch, STAGE_F.c.trace_id == tid))
+                _x(s, delete(STAGE_F).where(STAGE_F.c.batch == self.batch, STAGE_F.c.trace_id == tid))
 
     def _conflicts_memory(self, s: Session) -> None:
         ids = [t["id"] for t in self.traces]
@@ -398,7 +402,7 @@ class ImportBatch:
         found: dict[str, tuple[str, str]] = {}
         for part in _chunks(ids):
             q = select(TRACE_T.c.id, TRACE_T.c.task, TRACE_T.c.messages, TRACE_T.c.output, TRACE_T.c.source)
-            for tid, task, messages, output, source in s.exec(q.where(TRACE_T.c.id.in_(part))):
+            for tid, task, messages, output, source in _x(s, q.where(TRACE_T.c.id.in_(part))):
                 found[tid] = (trace_hash(task, messages, output), f"stored from {source}")
         if not found:
             return
@@ -415,11 +419,11 @@ class ImportBatch:
     def _insert_staged(self, s: Session) -> None:
         now = utcnow()
         cols, sel = _copy_columns(TRACE_T, STAGE_T, {"imported_at": now})
-        s.exec(insert(TRACE_T).from_select(cols, select(*sel).where(STAGE_T.c.batch == self.batch).order_by(STAGE_T.c.seq)))
+        _x(s, insert(TRACE_T).from_select(cols, select(*sel).where(STAGE_T.c.batch == self.batch).order_by(STAGE_T.c.seq)))
         cols, sel = _copy_columns(FEEDBACK_T, STAGE_F, {"created_at": now})
         kept = select(*sel).where(STAGE_F.c.batch == self.batch, STAGE_F.c.keep.is_(True)).order_by(STAGE_F.c.seq)
-        s.exec(insert(FEEDBACK_T).from_select(cols, kept))
-        counts = dict(s.exec(select(STAGE_F.c.verdict, func.count()).where(  # type: ignore[call-overload]
+        _x(s, insert(FEEDBACK_T).from_select(cols, kept))
+        counts = dict(_x(s, select(STAGE_F.c.verdict, func.count()).where(
             STAGE_F.c.batch == self.batch, STAGE_F.c.keep.is_(True)).group_by(STAGE_F.c.verdict)).all())
         self.kept_verdicts = counts
         self.stats.feedback_added = sum(counts.values())
@@ -428,11 +432,11 @@ class ImportBatch:
         now = utcnow()
         if self.traces:
             names = {c.name for c in TRACE_T.columns}
-            s.exec(insert(TRACE_T), params=[{k: v for k, v in t.items() if k in names} | {"imported_at": now} for t in self.traces])
+            _x(s, insert(TRACE_T), [{k: v for k, v in t.items() if k in names} | {"imported_at": now} for t in self.traces])
         counts: dict[str, int] = {}
         if self.feedback:
             names = {c.name for c in FEEDBACK_T.columns} - {"id"}
-            s.exec(insert(FEEDBACK_T), params=[{k: v for k, v in f.items() if k in names} | {"created_at": now} for f in self.feedback])
+            _x(s, insert(FEEDBACK_T), [{k: v for k, v in f.items() if k in names} | {"created_at": now} for f in self.feedback])
             for f in self.feedback:
                 counts[f["verdict"]] = counts.get(f["verdict"], 0) + 1
         self.kept_verdicts = counts

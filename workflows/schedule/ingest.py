@@ -402,8 +402,8 @@ def _import_chunk(store: Store, task: str, path: Path, chunk: Path, first_line: 
     report.imported += stats.imported
     report.duplicates += stats.duplicates
     report.feedback_added += stats.feedback_added
-    for e in invalid:
-        report.error(relocate(e))
+    for bad in invalid:
+        report.error(relocate(bad))
     for text in stats.errors:
         report.error(text)
 
