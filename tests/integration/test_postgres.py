@@ -143,3 +143,20 @@ def test_two_tick_processes_as_two_hosts_never_run_two_repairs(kaizen_db: str, t
     assert sorted(t["status"] for t in ticks) == ["busy", "busy", "running"]  # A's was killed mid-run
     runs = json.loads(run(ws_b, "runs", "list", "--task", "intents", "--json", host="host-b").stdout)
     assert len(runs) <= 1  # A's repair (if it got that far); B never started one
+
+
+@pytest.mark.parametrize("kaizen_db", ["postgres"], indirect=True)
+def test_a_plain_postgresql_url_opens_the_store_with_psycopg(kaizen_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``postgresql://…`` (no driver named, as most tools write it) works: psycopg 3, never a missing psycopg2."""
+    from kaizen.tools.store import Store
+    from kaizen.tools.workspace import init_workspace
+
+    plain = kaizen_db.replace("postgresql+psycopg://", "postgresql://")
+    monkeypatch.setenv("KAIZEN_DB_URL", plain)
+    init_workspace(tmp_path / "ws")  # kaizen init against the plain URL
+    store = Store(plain)
+    try:
+        assert store.get_model_version("base").kind == "base"
+        assert store.engine.dialect.driver == "psycopg"
+    finally:
+        store.close()

@@ -27,11 +27,25 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API conne
     cur.close()
 
 
+def engine_url(url: str) -> str:
+    """``url`` with a driver SQLAlchemy can load: plain ``postgresql://`` (or ``postgres://``) means psycopg 3,
+    kaizen's own dependency — SQLAlchemy would otherwise look for psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Create an engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a connect timeout."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.startswith("postgres"):
+        # pre-ping: a server restarted between two ticks costs a reconnect, not an error. A host that does
+        # not answer fails after 10 s instead of the OS's TCP timeout (minutes).
+        engine = create_engine(engine_url(url), pool_pre_ping=True,
+                               connect_args={"connect_timeout": 10, "application_name": "kaizen"})
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return engine
