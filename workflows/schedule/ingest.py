@@ -389,7 +389,8 @@ def _import_chunk(store: Store, task: str, path: Path, chunk: Path, first_line: 
             report.error(f"{relocate(e)} (the file is read again once this is fixed)", count=0)
             log.warning("tick: %s", relocate(e))
             return
-        pending.after_chunk(path, first_line, {tr.id for _, tr in tres.traces})
+        if carry["requests"] != before:  # only a vLLM log changes what waits
+            pending.after_chunk(path, first_line, {tr.id for _, tr in tres.traces})
         traces = [(first_line + ln, tr) for ln, tr in tres.traces]
 
         def also(s: Session) -> None:
