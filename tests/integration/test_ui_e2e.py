@@ -287,6 +287,13 @@ def test_json_endpoints_agree_with_the_store_and_the_report(env: Env) -> None:
     assert task["counts"]["failures"] == 10 and task["failure_rate"]["by"] == "day"
     assert [a["id"] for a in env.get("/api/approvals").json()] == [RUN_ID]
     assert env.get("/api/skills?task=intents").json()["versions"] == []
+    (listed,) = env.get("/api/runs").json()
+    assert (listed["id"], listed["status"], listed["iterations"], listed["passed"]) == (RUN_ID, "awaiting_approval", 1, True)
+    (t,) = env.get("/api/tasks").json()
+    assert t["name"] == "intents" and t["awaiting_approval"] == [RUN_ID] and t["counts"]["traces"] == 20
+    progress = env.get(f"/api/runs/{RUN_ID}/progress").json()
+    assert not progress["live"] and {p["phase"]: p["state"] for p in progress["phases"]}["train"] == "done"
+    assert {(e["version"], e["suite"]) for e in progress["evals"]} == {(v, s) for v in ("tiny", cand) for s in ("target", "regression")}
 
 
 def test_pages_and_the_trace_filter_in_the_browser(env: Env, driver: Any, shots: Path) -> None:
