@@ -19,7 +19,7 @@ from kaizen.tools.store import TraceView
 def holds_full_data(version: Any) -> bool:
     """kaizen trained this version from its base on data it still has (so it can retrain it)."""
     path = (version.recipe or {}).get("train_items_path")
-    return bool(version.recipe.get("holds_full_data")) and bool(path) and Path(path).exists()
+    return bool(version.recipe.get("holds_full_data")) and bool(path) and Path(str(path)).exists()
 
 
 def continues_incumbent(p: Plan, incumbent: Any) -> bool:

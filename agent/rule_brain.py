@@ -194,14 +194,14 @@ class RuleBrain:
                     flag(t, "contradicts_near_duplicates", correction=golds[i],
                          neighbours=[{"trace_id": labeled[j].id, "label": golds[j], "similarity": round(float(row[j]), 3)} for j in dups])
                     continue
-            weights: Counter[str] = Counter()
+            weights: dict[str, float] = {}
             for j in order:
-                weights[golds[j]] += float(row[j])
+                weights[str(golds[j])] = weights.get(str(golds[j]), 0.0) + float(row[j])
             total = sum(weights.values())
             if total <= 0 or len(order) < 3:
                 continue
-            top, w = weights.most_common(1)[0]
-            own = weights.get(golds[i], 0.0)
+            top, w = max(weights.items(), key=lambda kv: kv[1])
+            own = weights.get(str(golds[i]), 0.0)
             if top != golds[i] and w / total >= 0.7 and own / total < 0.1:
                 flag(t, "disagrees_with_similar_inputs", correction=golds[i], majority=top, share=round(w / total, 3),
                      neighbours=[{"trace_id": labeled[j].id, "label": golds[j], "similarity": round(float(row[j]), 3)} for j in order])

@@ -15,12 +15,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
-
 from kaizen.tools.errors import DataError
 from kaizen.tools.evaluate.metrics import normalize_label
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.store import TraceView
+from pydantic import BaseModel, Field, ValidationError
 
 # Noise kinds that make a trace's feedback wrong (what triage should catch).
 BAD_FEEDBACK = frozenset({"poisoned", "off_domain"})
@@ -50,8 +49,8 @@ def load_answer_key(path: Path) -> dict[str, KeyEntry]:
     out: dict[str, KeyEntry] = {}
     try:
         lines = Path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"answer key {path}: cannot read it ({e})") from e
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"answer key {path}: cannot read it ({err})") from err
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -101,7 +101,8 @@ def build_splits(task: TaskSpec, traces: Sequence[TraceView], *, excluded: set[s
     groups = {k: v for k, v in groups.items() if len(v) >= 2}
     if singles:
         groups["(singleton clusters)"] = singles
-    target, train_f = [], []
+    target: list[EvalItem] = []
+    train_f: list[EvalItem] = []
     for key in sorted(groups):
         ids = groups[key]
         rnd.shuffle(ids)

@@ -8,7 +8,6 @@ its evidence: the neighbours, their labels and similarities, and the shares.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,14 +39,15 @@ def knn_consensus(embeddings: Any, labels: list[str | None], *, k: int = 10, que
         row = sims[i].copy()
         row[[j for j, li in enumerate(labelled) if li == i]] = -np.inf
         order = np.argsort(row)[::-1][:k]
-        votes: Counter[str] = Counter()
+        votes: dict[str, float] = {}
         for j in order:
-            votes[labels[labelled[j]]] += max(0.0, float(row[j]))
+            lab = str(labels[labelled[j]])
+            votes[lab] = votes.get(lab, 0.0) + max(0.0, float(row[j]))
         total = sum(votes.values())
         if total <= 0:
             continue
-        top, w = votes.most_common(1)[0]
-        out[i] = Consensus(own_share=votes.get(labels[i], 0.0) / total, top_label=top, top_share=w / total,
+        top, w = max(votes.items(), key=lambda kv: kv[1])
+        out[i] = Consensus(own_share=votes.get(str(labels[i]), 0.0) / total, top_label=top, top_share=w / total,
                            neighbours=[{"index": labelled[j], "label": labels[labelled[j]], "similarity": round(float(row[j]), 3)}
                                        for j in order])
     return out

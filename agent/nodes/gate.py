@@ -22,7 +22,7 @@ def _vs_working(state: RepairState, cfg: Any, cand: str, suites: dict[str, str])
     if not working:
         return True, [], None
     ev, w = state["evals"], working["candidate"]
-    ok, reasons = True, []
+    ok, reasons = True, list[str]()
     for s in suites:
         if s == "target":
             continue
@@ -50,7 +50,7 @@ def gate(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     w_ok, w_reasons, gain_w = _vs_working(state, cfg, cand, suites)
     passed = verdict.passed and w_ok
     step = state.get("step") or str(state["iteration"])
-    summary = {
+    summary: dict[str, Any] = {
         "passed": passed, "reasons": verdict.reasons + w_reasons, "new_regressions": verdict.new_regressions,
         "max_new_regressions": cfg.max_new_regressions, "target_failed": not verdict.target_ok,
         "regression_failed": not verdict.regressions_ok or not w_ok,

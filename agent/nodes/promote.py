@@ -21,7 +21,7 @@ from langgraph.types import interrupt
 def promote(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     c = runtime.context
     ws = c.workspace
-    best = state["best"]
+    best = state.get("best") or {}
     version, skill = best.get("candidate_version") or best["candidate"], best.get("candidate_skill")
     approval = {"approved": True, "by": f"{getpass.getuser()} (--approve)", "at": time.time()} if state.get("auto_approve") else None
     if approval is None and ws.settings.gate.require_approval:

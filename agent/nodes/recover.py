@@ -55,7 +55,7 @@ def recover(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     tried = list(state.get("recovery") or [])
     how = state["recoveries"][len(tried)]
     step = f"{state['iteration']}r{len(tried) + 1}"
-    failed = ws.store.get_model_version(state["verdict"]["candidate_version"])
+    failed = ws.store.get_model_version((state.get("verdict") or {})["candidate_version"])
     labels = _broken_labels(state, task)
     damaged, failures = _examples(state, task, labels, seed=len(tried))
     update: dict[str, Any] = {"recovery": [*tried, how], "step": step}

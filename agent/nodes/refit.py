@@ -76,7 +76,8 @@ def _verify(state: RepairState, c: RunContext, evals: dict[str, Any], best: dict
     passes = {i for i, ok in (inc_final.get("correct") or {}).items() if ok}
     vs_prod = comparison(evals, inc, refit_label, "final", ids=passes, name="final (production's right answers)")
     vs_best = comparison(evals, best["candidate"], refit_label, "final", name=f"final vs {best['candidate']}")
-    reasons, ok = [], True
+    reasons: list[str] = []
+    ok = True
     if vs_prod is not None and vs_prod.n:
         passed, why = check_regressions(cfg, vs_prod)
         ok, reasons = ok and passed, [*reasons, why]

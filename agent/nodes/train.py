@@ -22,7 +22,8 @@ def _skill_fix(state: RepairState, c: RunContext, task: Any) -> int | None:
     from kaizen.tools.skills import get_skill, save_skill
 
     ws = c.workspace
-    current = get_skill(ws.store, task.name, state["incumbent_skill"]) if state.get("incumbent_skill") else None
+    inc_skill = state.get("incumbent_skill")
+    current = get_skill(ws.store, task.name, inc_skill) if inc_skill else None
     failures_path = Path(state["splits"]["train_failures"])
     failures = load_items(failures_path, task) if failures_path.stat().st_size else []
     new = c.brain.propose_skill(task, current, failures)

@@ -55,10 +55,10 @@ def evaluate(
 ) -> EvalReport:
     """Run ``backend`` on ``items`` and score them; writes per-example outputs to ``outputs_path``."""
     chats = [render(task, skill, it.messages) for it in items]
-    mode = pick_mode(task, mode, backend)
-    if mode == "score":
+    chosen = pick_mode(task, mode, backend)
+    if chosen == "score":
         outputs = backend.score_labels(chats, task.labels, progress=progress)
-    elif mode == "prefix":
+    elif chosen == "prefix":
         outputs = backend.classify_prefix(chats, task.labels, progress=progress)
     else:
         outputs = backend.generate(chats, max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task.kind], progress=progress)
@@ -69,7 +69,7 @@ def evaluate(
     with outputs_path.open("w") as f:
         for oc in outcomes:
             f.write(json.dumps(oc.model_dump(), ensure_ascii=False, default=str) + "\n")
-    decoding = backend.decoding() | {"mode": mode, "max_new_tokens": max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task.kind]}
+    decoding = backend.decoding() | {"mode": chosen, "max_new_tokens": max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task.kind]}
     return EvalReport(
         task=task.name,
         model_version=model_version,
