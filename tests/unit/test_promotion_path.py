@@ -47,7 +47,7 @@ def direct_alias_moves(path: Path) -> list[str]:
             bad.append(f"{node.lineno}: {f.id}(…)")
         elif isinstance(f, ast.Attribute) and f.attr in MOVES:
             target = ast.unparse(f.value)
-            if target in modules or target.endswith("tools.registry"):
+            if target in modules or target.endswith("kaizen.tools.registry"):
                 bad.append(f"{node.lineno}: {target}.{f.attr}(…)")
         elif isinstance(f, ast.Attribute) and f.attr == "set_aliases":
             keys = {k.value for a in node.args if isinstance(a, ast.Dict) for k in a.keys if isinstance(k, ast.Constant)}
