@@ -121,8 +121,45 @@ def _tokens_per_example(task: Any, items: list[Any], tokenizer_dir: Path | None,
     return sum(sizes) / len(sizes)
 
 
-def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progress, seed: int = 0) -> dict[str, Any]:
-    """Ingest, observe, diagnose and synthesize at ``n`` traces; sizes of what training and evaluation would get."""
+class _Stopped(Exception):
+    pass
+
+
+def _with_time_limit(fn: Callable[[], Any], limit_s: float | None) -> Any:
+    """``fn()``, stopped with ``_Stopped`` after ``limit_s`` seconds (main thread, POSIX; no limit elsewhere)."""
+    import signal
+    import threading
+
+    if not limit_s or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        return fn()
+
+    def stop(*_: Any) -> None:
+        raise _Stopped
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, limit_s)
+    try:
+        return fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _confusion_clusters(traces: list[Any]) -> dict[str, list[str]]:
+    """gold ← predicted groups of the corrected failures: what synthesize needs when diagnose was stopped."""
+    out: dict[str, list[str]] = {}
+    for t in traces:
+        if t.verdict == "fail" and t.correction:
+            out.setdefault(f"{t.correction} ← {t.output}", []).append(t.id)
+    return out
+
+
+def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progress, seed: int = 0,
+                 diagnose_limit_s: float | None = None) -> dict[str, Any]:
+    """Ingest, observe, diagnose and synthesize at ``n`` traces; sizes of what training and evaluation would get.
+
+    ``diagnose_limit_s``: stop a diagnosis that runs longer (recorded as stopped); synthesize then runs on
+    the failures' gold ← predicted groups, with no suspects excluded."""
     from kaizen.agent.brain import make_brain
     from kaizen.agent.state import Plan
     from kaizen.tools.datasets import build_splits, build_training_set
@@ -146,17 +183,28 @@ def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progr
     traces, out["observe"] = _timed(lambda: ws.store.traces(TASK))
     progress(f"growth {n}: diagnose")
     brain = make_brain(ws)
-    diag, out["diagnose"] = _timed(lambda: brain.diagnose(task, traces))
-    out["diagnose"].update(failures=diag.n_failures, clusters=len(diag.clusters), suspects=len(diag.suspects))
+    cpu0, t0, load0 = time.process_time(), time.perf_counter(), _load()
+    try:
+        diag, out["diagnose"] = _timed(lambda: _with_time_limit(lambda: brain.diagnose(task, traces), diagnose_limit_s))
+        out["diagnose"].update(failures=diag.n_failures, clusters=len(diag.clusters), suspects=len(diag.suspects))
+        clusters = {k.key: k.trace_ids for k in diag.clusters if k.fixable}
+        confused_with = {tid: k.key.split(" ← ")[1] for k in diag.clusters if k.kind == "confusion" and " ← " in k.key
+                         for tid in k.trace_ids}
+        excluded = diag.suspect_ids
+    except _Stopped:
+        out["diagnose"] = {"s": None, "stopped_after_s": diagnose_limit_s, "cpu_s": round(time.process_time() - cpu0, 3),
+                           "load_before": load0, "load_after": _load(), "wall_s": round(time.perf_counter() - t0, 1)}
+        progress(f"growth {n}: diagnose stopped after {diagnose_limit_s:g} s; synthesize on gold ← predicted groups")
+        clusters = _confusion_clusters(traces)
+        confused_with = {tid: key.split(" ← ")[1] for key, ids in clusters.items() for tid in ids}
+        excluded = set()
     progress(f"growth {n}: synthesize")
     plan = Plan(iteration=1)
-    clusters = {k.key: k.trace_ids for k in diag.clusters if k.fixable}
-    confused_with = {tid: k.key.split(" ← ")[1] for k in diag.clusters if k.kind == "confusion" and " ← " in k.key for tid in k.trace_ids}
     repair = getattr(ws.settings, "repair", None)
     final_fraction = getattr(repair, "final_fraction", 0.15)
 
     def synthesize() -> tuple[Any, list[Any], dict[str, Any]]:
-        splits = build_splits(task, traces, excluded=diag.suspect_ids, clusters=clusters, final_fraction=final_fraction)
+        splits = build_splits(task, traces, excluded=excluded, clusters=clusters, final_fraction=final_fraction)
         items, stats = build_training_set(splits, replay_fraction=plan.replay_fraction, failure_weight=plan.failure_weight, seed=1,
                                           eval_sets=[splits.final], confused_with=confused_with,
                                           hard_negatives_per_case=plan.hard_negatives_per_case)
@@ -210,7 +258,7 @@ def calibrate(base: Path, root: Path, progress: Progress, *, steps: int = 8) -> 
 
 def bench_growth(sizes: tuple[int, ...] = DEFAULT_SIZES, *, calibrate_costs: bool = True, train_tokens_per_s: float | None = None,
                  eval_examples_per_s: float | None = None, progress: Progress = print, out_dir: Path | None = None,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0, diagnose_limit_s: float | None = None) -> dict[str, Any]:
     """Measure the N-dependent phases at each size; extrapolate training and evaluation from calibrated costs."""
     from kaizen.tools.models.resolve import resolve_base
     from kaizen.workflows.bench.tools_bench import _machine
@@ -224,9 +272,10 @@ def bench_growth(sizes: tuple[int, ...] = DEFAULT_SIZES, *, calibrate_costs: boo
         result: dict[str, Any] = {"machine": _machine("cpu", None), "cli_startup_s": startup, "sizes": [],
                                   "command": "kaizen bench growth --sizes " + ",".join(map(str, sizes))}
         for n in sizes:
-            result["sizes"].append(measure_size(n, root, base, progress, seed))
-            progress(f"growth {n}: " + ", ".join(f"{k} {result['sizes'][-1][k]['s']:.1f}s"
-                                                 for k in ("ingest", "observe", "diagnose", "synthesize")))
+            result["sizes"].append(measure_size(n, root, base, progress, seed, diagnose_limit_s))
+            row = result["sizes"][-1]
+            progress(f"growth {n}: " + ", ".join(f"{k} {'stopped' if row[k]['s'] is None else str(row[k]['s']) + ' s'} "
+                                                 f"(cpu {row[k]['cpu_s']} s)" for k in ("ingest", "observe", "diagnose", "synthesize")))
         cal: dict[str, Any] = {}
         if calibrate_costs and (train_tokens_per_s is None or eval_examples_per_s is None):
             cal = calibrate(base, root, progress)

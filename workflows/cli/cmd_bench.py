@@ -35,6 +35,8 @@ def add_growth_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", default="1000,10000,100000", help="Comma-separated trace counts.")
     p.add_argument("--no-calibrate", action="store_true", help="Skip the training/eval calibration (no extrapolation).")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--diagnose-limit", type=float, default=None, metavar="S",
+                   help="Stop a diagnosis after S seconds (recorded as stopped; synthesize still measured).")
     p.add_argument("--out", type=Path, default=None, help="Directory of the result JSON (default: <cache>/bench/).")
     p.set_defaults(func=cmd_bench_growth)
 
@@ -43,15 +45,16 @@ def cmd_bench_growth(args: argparse.Namespace) -> int:
     from kaizen.workflows.bench.growth import bench_growth
 
     sizes = tuple(int(x) for x in args.sizes.split(",") if x.strip())
-    data = bench_growth(sizes, calibrate_costs=not args.no_calibrate, progress=info, out_dir=args.out, seed=args.seed)
+    data = bench_growth(sizes, calibrate_costs=not args.no_calibrate, progress=info, out_dir=args.out, seed=args.seed,
+                        diagnose_limit_s=args.diagnose_limit)
 
     def pretty(d: dict[str, Any]) -> None:
-        def s(v: Any) -> str:
-            return "—" if v is None else f"{v:.1f}"
+        def s(v: Any, none: str = "—") -> str:
+            return none if v is None else f"{v:.1f}"
 
         table("Cost of growth (seconds; training/eval extrapolated)",
               ["traces", "ingest", "observe", "diagnose", "synthesize", "train ex.", "train (extrap.)", "eval ex.", "eval (extrap.)"],
-              [[r["traces"], s(r["ingest"]["s"]), s(r["observe"]["s"]), s(r["diagnose"]["s"]), s(r["synthesize"]["s"]),
+              [[r["traces"], s(r["ingest"]["s"]), s(r["observe"]["s"]), s(r["diagnose"]["s"], "stopped"), s(r["synthesize"]["s"]),
                 r["synthesize"]["train_examples"], s(r["train_s_extrapolated"]), r["eval_examples_per_iteration"],
                 s(r["eval_s_extrapolated"])] for r in d["sizes"]])
         console.print(f"saved: {d['saved_to']}")
