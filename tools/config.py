@@ -145,14 +145,19 @@ class Settings(Section):
         return self
 
 
-def _format_error(path: Path, err: ValidationError) -> str:
+def validation_message(err: ValidationError) -> str:
+    """``field.path: problem`` for the first error of ``err`` (one line, pydantic's boilerplate removed)."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "<root>"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown setting: remove it or check its spelling (see the comments in kaizen.yaml)"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{path}: {loc}: {msg}{more}"
+    return f"{loc}: {msg}{more}"
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    return f"{path}: {validation_message(err)}"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -211,3 +211,8 @@ def test_unknown_schedule_format_is_refused_at_load(ws, tmp_path: Path) -> None:
     (tmp_path / "k.yaml").write_text("schedule:\n  format: bogus\n")
     with pytest.raises(ConfigError, match=r"schedule.format: unknown log format 'bogus': use one of auto, kaizen"):
         load_settings(tmp_path / "k.yaml")
+    from kaizen.workflows.schedule.job import policy_for
+
+    with pytest.raises(ConfigError, match=r"^schedule.format: unknown log format 'bogus'") as ei:  # tick --format bogus
+        policy_for(ws, {"format": "bogus"})
+    assert "\n" not in str(ei.value)

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from kaizen.tools.config import ScheduleSettings, duration_s
+from kaizen.tools.config import ScheduleSettings, duration_s, validation_message
 from kaizen.tools.errors import ConfigError, KaizenError, LockedError
 from kaizen.tools.lock import task_lock
 from kaizen.tools.proc import pid_alive
@@ -30,6 +30,7 @@ from kaizen.tools.store.tables import RunRow, TickRow, utcnow
 from kaizen.tools.workspace import Workspace
 from kaizen.workflows.schedule.ingest import ingest_new
 from kaizen.workflows.schedule.policy import decide
+from pydantic import ValidationError
 
 Progress = Callable[[str], None]
 
@@ -39,8 +40,8 @@ def policy_for(ws: Workspace, overrides: dict[str, Any] | None = None) -> Schedu
     upd = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
         return ScheduleSettings.model_validate(ws.settings.schedule.model_dump() | upd)
-    except ValueError as e:
-        raise ConfigError(f"schedule: {e}") from None
+    except ValidationError as e:
+        raise ConfigError(f"schedule.{validation_message(e)}") from None
 
 
 def tick(ws: Workspace, task: str, *, overrides: dict[str, Any] | None = None, progress: Progress | None = None) -> TickRow:
