@@ -189,8 +189,14 @@ def test_a_failed_load_leaves_production_and_the_registry_alone(served, capsys, 
     broken = tmp_path / "broken"
     shutil.copytree(V1_ADAPTER, broken)
     (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    assert kz(ws, "models", "add", "rank128", "--path", str(big), "--task", TASK) == 0
-    assert kz(ws, "models", "add", "broken", "--path", str(broken), "--task", TASK) == 0
+    # Registered behind `kaizen models add`, which now refuses both up front: the server must still refuse
+    # them when an adapter changes on disk after it was registered.
+    from kaizen.tools.store.tables import ModelVersionRow
+    from kaizen.tools.workspace import find_workspace
+
+    store = find_workspace(ws).store
+    for name, path in (("rank128", big), ("broken", broken)):
+        store.add_model_version(ModelVersionRow(name=name, kind="adapter", base_ref="base", parent="base", task=TASK, adapter_path=str(path)))
     before = production(ws)
     for name, needle in (("rank128", "rank 128 is greater than max_lora_rank 64"), ("broken", "could not load adapter 'broken'")):
         capsys.readouterr()
