@@ -1,4 +1,4 @@
-"""Recovery before rejection, on a tiny random Llama: a candidate that learned its target but broke what its
+"""Recovery before rejection, on the embedded SmolLM2-135M (top 4 layers adapted, seconds a job): a candidate that learned its target but broke what its
 start knew is mended by (a) a short refresh and (b) a training-free sparse rollback.
 
 Constructed so the damage is certain: the start adapter A0 learns R (inputs answered "yes"); the candidate
@@ -6,6 +6,7 @@ A1 continues A0 on T (other inputs answered "no") hard enough to forget R. Losse
 the completion) stand in for accuracy: a random model's greedy answers would not show learning in seconds.
 Each recovery must win back ≥ half of R's loss increase and keep ≥ half of T's gain — measured on R and T
 themselves, while the recoveries only see *other* examples of R's label (as the recover node does).
+The random tiny Llama does not learn a label in a few steps, so the real small model is used here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from kaizen.tools.train.launch import run_job
 from kaizen.tools.train.spec import LoraSpec, TrainJob
 
 TASK = TaskSpec(name="yn", kind="classification", labels=["yes", "no"])
-LORA = LoraSpec(r=8, alpha=16, dropout=0.0)
+LORA = LoraSpec(r=8, alpha=16, dropout=0.0, top_layers=4)
 
 
 def items(prefix: str, texts: list[str], label: str) -> list[EvalItem]:
@@ -50,12 +51,12 @@ def loss(base: Path, adapter: Path, data: list[EvalItem]) -> float:
 
 
 @pytest.fixture(scope="module")
-def damaged(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def damaged(smollm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("recovery")
-    a0 = train(tiny_llama_dir, tmp / "a0", R + R_SIDE, init=None, steps=30, lr=3e-2)
-    a1 = train(tiny_llama_dir, tmp / "a1", T, init=a0, steps=30, lr=3e-2)
-    m = {name: {"R": loss(tiny_llama_dir, a, R), "T": loss(tiny_llama_dir, a, T)} for name, a in (("a0", a0), ("a1", a1))}
-    assert m["a1"]["R"] > m["a0"]["R"] + 0.5 and m["a1"]["T"] < m["a0"]["T"] - 0.5, m  # the damage is real
+    a0 = train(smollm_dir, tmp / "a0", R + R_SIDE, init=None, steps=16, lr=2e-3)
+    a1 = train(smollm_dir, tmp / "a1", T, init=a0, steps=16, lr=2e-3)
+    m = {name: {"R": loss(smollm_dir, a, R), "T": loss(smollm_dir, a, T)} for name, a in (("a0", a0), ("a1", a1))}
+    assert m["a1"]["R"] > m["a0"]["R"] + 0.3 and m["a1"]["T"] < m["a0"]["T"] - 0.3, m  # the damage is real
     return {"tmp": tmp, "a0": a0, "a1": a1, "m": m}
 
 
@@ -64,34 +65,34 @@ def _check(m: dict, rec: dict) -> None:
     assert m["a0"]["T"] - rec["T"] >= 0.5 * (m["a0"]["T"] - m["a1"]["T"]), (m, rec)  # half the gain kept
 
 
-def test_refresh_recovers_the_damaged_label(tiny_llama_dir: Path, damaged: dict) -> None:
+def test_refresh_recovers_the_damaged_label(smollm_dir: Path, damaged: dict) -> None:
     # The recover node's recipe: examples of the broken label (training side) plus the training failures,
     # a few steps continuing the candidate at half the learning rate.
-    a2 = train(tiny_llama_dir, damaged["tmp"] / "refresh", R_SIDE + T, init=damaged["a1"], steps=12, lr=1.5e-2)
-    rec = {"R": loss(tiny_llama_dir, a2, R), "T": loss(tiny_llama_dir, a2, T)}
+    a2 = train(smollm_dir, damaged["tmp"] / "refresh", R_SIDE + T, init=damaged["a1"], steps=8, lr=1e-3)
+    rec = {"R": loss(smollm_dir, a2, R), "T": loss(smollm_dir, a2, T)}
     print(damaged["m"], rec)
     _check(damaged["m"], rec)
 
 
-def test_sparse_rollback_recovers_without_training(tiny_llama_dir: Path, damaged: dict) -> None:
+def test_sparse_rollback_recovers_without_training(smollm_dir: Path, damaged: dict) -> None:
     from kaizen.tools.train.rollback import sparse_rollback
 
     out = damaged["tmp"] / "rolled"
-    info = sparse_rollback(tiny_llama_dir, damaged["a0"], damaged["a1"], sft_rows(TASK, R_SIDE), out, fraction=0.05)
+    info = sparse_rollback(smollm_dir, damaged["a0"], damaged["a1"], sft_rows(TASK, R_SIDE), out, fraction=0.05)
     assert 0 < info["rolled_back"] <= 0.05 * info["coordinates"] + 1
     assert info["first_order_loss_drop"] > 0
-    rec = {"R": loss(tiny_llama_dir, out, R), "T": loss(tiny_llama_dir, out, T)}
+    rec = {"R": loss(smollm_dir, out, R), "T": loss(smollm_dir, out, T)}
     print(damaged["m"], rec, info)
     _check(damaged["m"], rec)
 
 
-def test_rollback_refuses_adapters_that_do_not_continue_each_other(tiny_llama_dir: Path, damaged: dict) -> None:
+def test_rollback_refuses_adapters_that_do_not_continue_each_other(smollm_dir: Path, damaged: dict) -> None:
     from kaizen.tools.train.rollback import IncompatibleAdapters, sparse_rollback
 
     from safetensors.torch import load_file, save_file
 
-    other = train(tiny_llama_dir, damaged["tmp"] / "other", T, init=None, steps=2, lr=1e-3)
+    other = train(smollm_dir, damaged["tmp"] / "other", T, init=None, steps=2, lr=1e-3)
     t = load_file(str(other / "adapter_model.safetensors"))  # drop a tensor: not the same adapter layout
     save_file({k: v for i, (k, v) in enumerate(t.items()) if i > 0}, str(other / "adapter_model.safetensors"))
     with pytest.raises(IncompatibleAdapters):
-        sparse_rollback(tiny_llama_dir, other, damaged["a1"], sft_rows(TASK, R_SIDE), damaged["tmp"] / "x")
+        sparse_rollback(smollm_dir, other, damaged["a1"], sft_rows(TASK, R_SIDE), damaged["tmp"] / "x")

@@ -88,7 +88,7 @@ def sparse_rollback(base_dir: Path, start_adapter: Path, candidate_adapter: Path
     shutil.copytree(candidate_adapter, out_dir)
     save_file({k: v.contiguous() for k, v in new.items()}, str(out_dir / ADAPTER_FILE), metadata={"format": "pt"})
     predicted = float(sum(s[new[key] == start[key]].sum() for key, s in scores.items() if key in new))
-    info = {"rolled_back": n, "coordinates": int(len(flat)), "fraction": fraction, "loss_before": round(float(loss), 4),
+    info = {"rolled_back": n, "coordinates": int(len(flat)), "fraction": fraction, "loss_before": round(float(loss.detach()), 4),
             "first_order_loss_drop": round(predicted, 6), "examples": len(rows)}
     (out_dir / "rollback.json").write_text(json.dumps(info, indent=2))
     return info
