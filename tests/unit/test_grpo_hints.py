@@ -175,3 +175,16 @@ def test_read_curves_last_record_per_step_wins(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + '\n{"step": 3, "entr')
     assert read_curves(tmp_path) == {"step": [1, 2], "entropy": [2.0, 1.4], "reward": [0.1, 0.25],
                                      "reward_std": [0.2, 0.3], "hints_used": [1.0, 0.0]}
+
+
+def test_module_stays_light_until_the_trainer_is_asked_for() -> None:
+    """Importing kaizen.tools.train.grpo (for read_curves, read_summary …) loads no torch/TRL; the class does."""
+    import subprocess
+    import sys
+
+    code = ("import sys, kaizen.tools.train.grpo as g; heavy = [m for m in ('torch', 'trl', 'transformers') if m in sys.modules]; "
+            "print(heavy); assert not heavy; print(callable(g.read_curves))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    with pytest.raises(AttributeError):
+        grpo.NoSuchThing  # noqa: B018 - the module __getattr__ only knows KaizenGRPOTrainer
