@@ -123,7 +123,7 @@ class LLMBrain:
     # -------------------------------------------------------------------------------- plan
     def plan(self, iteration: int, diagnosis: Diagnosis, last: dict[str, Any] | None, previous: Plan | None) -> Plan:
         base = self.rule.plan(iteration, diagnosis, last, previous)
-        facts = {"iteration": iteration, "rule_plan": base.model_dump(exclude={"rationale", "drop_clusters"}),
+        facts = {"iteration": iteration, "rule_plan": base.model_dump(exclude={"rationale"}),
                  "last_verdict": {k: (last or {}).get(k) for k in ("passed", "reasons", "target_before", "target_after",
                                                                    "new_regressions", "max_new_regressions")} if last else None,
                  "clusters": [{"key": c.key, "count": c.count, "fixable": c.fixable} for c in diagnosis.clusters]}

@@ -122,7 +122,3 @@ def grpo_rows(task: TaskSpec, items: Iterable[EvalItem], skill: Any = None) -> l
             row["labels"] = task.labels
         rows.append(row)
     return rows
-
-
-def user_texts(items: Iterable[EvalItem]) -> list[str]:
-    return [last_user_text(it.messages) for it in items]

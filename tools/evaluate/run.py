@@ -83,8 +83,3 @@ def evaluate(
         outputs_path=str(outputs_path),
         outcomes=outcomes,
     )
-
-
-def load_outcomes(path: Path) -> list[ExampleOutcome]:
-    """Per-example outcomes written by ``evaluate`` (for example-by-example comparison)."""
-    return [ExampleOutcome.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,8 +1,8 @@
 """Trace and feedback importers: a log file in, validated ``TraceIn`` / ``FeedbackIn`` objects out.
 
-Pure parsing, no database: callers (``kaizen import``, ``kaizen feedback``, the agent) decide
+Pure parsing, no database: callers (``kaizen ingest``, ``kaizen tick``, ``kaizen feedback``) decide
 what to store. Keeping it pure makes every format testable on a fixture file alone and lets the
-same code validate a file before anything is written (``--dry-run``).
+same code validate a whole file before anything is written.
 
 Each log format is one module exposing an ``Importer`` (``name``, ``sniff``, ``parse``, and the
 optional hooks described on ``Importer``); the registry ``FORMATS`` below is the only place that

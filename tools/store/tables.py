@@ -80,34 +80,6 @@ class FeedbackRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class DatasetRow(SQLModel, table=True):
-    """A frozen data set on disk (JSONL), content-addressed so lineage can point at it."""
-
-    __tablename__ = "dataset"
-    id: str = Field(primary_key=True)  # content hash
-    task: str = Field(foreign_key="task.name", index=True)
-    name: str
-    split: str  # train | target | regression | holdout | eval
-    path: str
-    n: int
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class ExampleRow(SQLModel, table=True):
-    """One training/eval item with provenance: why it is in the set."""
-
-    __tablename__ = "example"
-    id: int | None = Field(default=None, primary_key=True)
-    dataset_id: str = Field(foreign_key="dataset.id", index=True)
-    item_id: str
-    messages: list[dict[str, Any]] = _json(list)
-    expected: Any = _json(None)
-    provenance: str  # trace | replay | synthetic | seed
-    trace_id: str | None = None
-    reason: str = ""
-    content_hash: str
-
-
 class ModelVersionRow(SQLModel, table=True):
     """A base model plus at most one LoRA adapter. A full model added from outside is a new base."""
 
