@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kaizen-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean vllm-venv test-vllm gpu-check gpu-wheels
+.PHONY: install demo test test-fast lint bench clean vllm-venv test-vllm gpu-check gpu-wheels
 
 # vLLM (OpenAI-compatible server for tests of the brain and LoRA hot-swap serving) lives in its own
 # venv (~2.5 GB of exact pins that must not move the training stack). tools/vllm_server.py finds it.
@@ -46,6 +46,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (lint + format check) and mypy on tools/ and agent/ (.ci/run runs it before the tests).
+lint: $(STAMP)
+	PYTHON=$(BIN)/python bash .ci/lint
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
