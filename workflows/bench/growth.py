@@ -118,8 +118,9 @@ def _tokens_per_example(task: Any, items: list[Any], tokenizer_dir: Path | None,
     """Mean tokens of a rendered training chat (prompt + completion), from a sample."""
     if not items or tokenizer_dir is None:
         return None
-    from kaizen.tools.data import sft_rows
     from transformers import AutoTokenizer
+
+    from kaizen.tools.data import sft_rows
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     rows = sft_rows(task, items[:sample])
@@ -152,6 +153,38 @@ def _with_time_limit(fn: Callable[[], Any], limit_s: float | None) -> Any:
         signal.signal(signal.SIGALRM, old)
 
 
+class _memory_cap:  # noqa: N801 - a context manager
+    """Within the block, this process may grow by at most ``gb`` GiB of address space (Linux ``RLIMIT_AS``):
+    a phase that wants more fails with MemoryError here instead of waking the kernel's OOM killer, which
+    on a shared machine may kill someone else's process."""
+
+    def __init__(self, gb: float | None) -> None:
+        self.gb = gb
+        self.old: tuple[int, int] | None = None
+
+    def __enter__(self) -> _memory_cap:
+        if not self.gb:
+            return self
+        try:
+            import resource
+
+            vm = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                      if line.startswith("VmSize:"))
+            self.old = resource.getrlimit(resource.RLIMIT_AS)
+            cap = vm + int(self.gb * 2**30)
+            hard = self.old[1]
+            resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+        except (ImportError, OSError, StopIteration, ValueError):
+            self.old = None  # not Linux: no cap
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, self.old)
+
+
 def _confusion_clusters(traces: list[Any]) -> dict[str, list[str]]:
     """gold ← predicted groups of the corrected failures: what synthesize needs when diagnose was stopped."""
     out: dict[str, list[str]] = {}
@@ -162,11 +195,12 @@ def _confusion_clusters(traces: list[Any]) -> dict[str, list[str]]:
 
 
 def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progress, seed: int = 0,
-                 diagnose_limit_s: float | None = None) -> dict[str, Any]:
+                 diagnose_limit_s: float | None = None, diagnose_memory_gb: float | None = 8.0) -> dict[str, Any]:
     """Ingest, observe, diagnose and synthesize at ``n`` traces; sizes of what training and evaluation would get.
 
-    ``diagnose_limit_s``: stop a diagnosis that runs longer (recorded as stopped); synthesize then runs on
-    the failures' gold ← predicted groups, with no suspects excluded."""
+    ``diagnose_limit_s`` / ``diagnose_memory_gb``: stop a diagnosis that runs longer or wants more memory
+    (recorded as stopped, with why); synthesize then runs on the failures' gold ← predicted groups, with no
+    suspects excluded."""
     from kaizen.agent.brain import make_brain
     from kaizen.agent.state import Plan
     from kaizen.tools.datasets import build_splits, build_training_set
@@ -192,16 +226,19 @@ def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progr
     brain = make_brain(ws)
     cpu0, t0, load0 = _cpu(), time.perf_counter(), _load()
     try:
-        diag, out["diagnose"] = _timed(lambda: _with_time_limit(lambda: brain.diagnose(task, traces), diagnose_limit_s))
+        with _memory_cap(diagnose_memory_gb):
+            diag, out["diagnose"] = _timed(lambda: _with_time_limit(lambda: brain.diagnose(task, traces), diagnose_limit_s))
         out["diagnose"].update(failures=diag.n_failures, clusters=len(diag.clusters), suspects=len(diag.suspects))
         clusters = {k.key: k.trace_ids for k in diag.clusters if k.fixable}
         confused_with = {tid: k.key.split(" ← ")[1] for k in diag.clusters if k.kind == "confusion" and " ← " in k.key
                          for tid in k.trace_ids}
         excluded = diag.suspect_ids
-    except _Stopped:
-        out["diagnose"] = {"s": None, "stopped_after_s": diagnose_limit_s, "cpu_s": round(_cpu() - cpu0, 3),
+    except (_Stopped, MemoryError) as e:
+        why = (f"time limit {diagnose_limit_s:g} s" if isinstance(e, _Stopped)
+               else f"out of memory under a {diagnose_memory_gb:g} GiB cap ({type(e).__name__}: {str(e)[:200]})")
+        out["diagnose"] = {"s": None, "stopped": why, "cpu_s": round(_cpu() - cpu0, 3),
                            "load_before": load0, "load_after": _load(), "wall_s": round(time.perf_counter() - t0, 1)}
-        progress(f"growth {n}: diagnose stopped after {diagnose_limit_s:g} s; synthesize on gold ← predicted groups")
+        progress(f"growth {n}: diagnose stopped ({why}); synthesize on gold ← predicted groups")
         clusters = _confusion_clusters(traces)
         confused_with = {tid: key.split(" ← ")[1] for key, ids in clusters.items() for tid in ids}
         excluded = set()
@@ -265,7 +302,7 @@ def calibrate(base: Path, root: Path, progress: Progress, *, steps: int = 8) -> 
 
 def bench_growth(sizes: tuple[int, ...] = DEFAULT_SIZES, *, calibrate_costs: bool = True, train_tokens_per_s: float | None = None,
                  eval_examples_per_s: float | None = None, progress: Progress = print, out_dir: Path | None = None,
-                 seed: int = 0, diagnose_limit_s: float | None = None) -> dict[str, Any]:
+                 seed: int = 0, diagnose_limit_s: float | None = None, diagnose_memory_gb: float | None = 8.0) -> dict[str, Any]:
     """Measure the N-dependent phases at each size; extrapolate training and evaluation from calibrated costs."""
     from kaizen.tools.models.resolve import resolve_base
     from kaizen.workflows.bench.tools_bench import _machine
@@ -279,7 +316,7 @@ def bench_growth(sizes: tuple[int, ...] = DEFAULT_SIZES, *, calibrate_costs: boo
         result: dict[str, Any] = {"machine": _machine("cpu", None), "cli_startup_s": startup, "sizes": [],
                                   "command": "kaizen bench growth --sizes " + ",".join(map(str, sizes))}
         for n in sizes:
-            result["sizes"].append(measure_size(n, root, base, progress, seed, diagnose_limit_s))
+            result["sizes"].append(measure_size(n, root, base, progress, seed, diagnose_limit_s, diagnose_memory_gb))
             row = result["sizes"][-1]
             progress(f"growth {n}: " + ", ".join(f"{k} {'stopped' if row[k]['s'] is None else str(row[k]['s']) + ' s'} "
                                                  f"(cpu {row[k]['cpu_s']} s)" for k in ("ingest", "observe", "diagnose", "synthesize")))

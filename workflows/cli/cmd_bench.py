@@ -37,6 +37,8 @@ def add_growth_parser(bench: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--diagnose-limit", type=float, default=None, metavar="S",
                    help="Stop a diagnosis after S seconds (recorded as stopped; synthesize still measured).")
+    p.add_argument("--diagnose-memory", type=float, default=8.0, metavar="GIB",
+                   help="Extra memory a diagnosis may take before it is stopped (MemoryError, not the OOM killer); 0: no cap.")
     p.add_argument("--out", type=Path, default=None, help="Directory of the result JSON (default: <cache>/bench/).")
     p.set_defaults(func=cmd_bench_growth)
 
@@ -46,7 +48,7 @@ def cmd_bench_growth(args: argparse.Namespace) -> int:
 
     sizes = tuple(int(x) for x in args.sizes.split(",") if x.strip())
     data = bench_growth(sizes, calibrate_costs=not args.no_calibrate, progress=info, out_dir=args.out, seed=args.seed,
-                        diagnose_limit_s=args.diagnose_limit)
+                        diagnose_limit_s=args.diagnose_limit, diagnose_memory_gb=args.diagnose_memory or None)
 
     def pretty(d: dict[str, Any]) -> None:
         def s(v: Any, none: str = "—") -> str:
