@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from langgraph.graph import END, START, StateGraph
+
 from kaizen.agent.context import RunContext
 from kaizen.agent.killpoints import kill_point
 from kaizen.agent.nodes.diagnose import diagnose
@@ -28,7 +30,6 @@ from kaizen.agent.nodes.synthesize import synthesize
 from kaizen.agent.nodes.train import train
 from kaizen.agent.routing import after_diagnose, after_gate, after_synthesize
 from kaizen.agent.state import RepairState
-from langgraph.graph import END, START, StateGraph
 
 NODES = {"observe": observe, "diagnose": diagnose, "plan": plan, "synthesize": synthesize, "train": train,
          "evaluate": evaluate, "gate": gate, "recover": recover, "refit": refit, "promote": promote, "rollback": rollback}

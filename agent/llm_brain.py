@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+from pydantic import BaseModel, ValidationError
+
 from kaizen.agent.llm_client import LLMClient, fence
 from kaizen.agent.rule_brain import RuleBrain
 from kaizen.agent.state import Diagnosis, FailureCluster, Plan
@@ -23,7 +25,6 @@ from kaizen.tools.evaluate.metrics import normalize_label
 from kaizen.tools.schema import EvalItem, Message, Skill, TaskSpec, last_user_text
 from kaizen.tools.similarity import near_duplicates
 from kaizen.tools.store import TraceView
-from pydantic import BaseModel, ValidationError
 
 MAX_CLUSTERS = 8
 MAX_PROBES = 3

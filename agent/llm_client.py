@@ -24,10 +24,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
 from kaizen.agent.redact import redact
 from kaizen.tools.config import BrainSettings
 from kaizen.tools.errors import ConfigError, KaizenError
-from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -15,11 +15,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field, ValidationError
+
 from kaizen.tools.errors import DataError
 from kaizen.tools.evaluate.metrics import normalize_label
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.store import TraceView
-from pydantic import BaseModel, Field, ValidationError
 
 # Noise kinds that make a trace's feedback wrong (what triage should catch).
 BAD_FEEDBACK = frozenset({"poisoned", "off_domain"})

@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from kaizen.tools.errors import DataError, LogFormatError
-from kaizen.tools.schema import EvalItem, TaskSpec, content_hash, last_user_text, render
 from pydantic import ValidationError
+
+from kaizen.tools.errors import DataError, LogFormatError
+from kaizen.tools.schema import EvalItem, TaskSpec, content_hash, render
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from kaizen.tools.errors import ConfigError
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kaizen.tools.errors import ConfigError
 
 
 class Env(BaseSettings):

@@ -8,9 +8,8 @@ never an exception — so the agent can route on it and the report can show it.
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 

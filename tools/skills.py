@@ -13,10 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from kaizen.tools.errors import ConfigError, NotFoundError
 from kaizen.tools.schema import Skill
 from kaizen.tools.store import Store
-from pydantic import ValidationError
 
 
 def save_skill(store: Store, task: str, skill: Skill, parent: int | None = None) -> Skill:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from kaizen.agent.context import RunContext, candidate_label, event, incumbent_label
 from kaizen.agent.measure import measure
 from kaizen.agent.policy import suites_for
 from kaizen.agent.state import RepairState
-from langgraph.runtime import Runtime
 
 
 def evaluate(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from kaizen.agent.context import RunContext, candidate_label, event, incumbent_label
 from kaizen.agent.measure import comparison
 from kaizen.agent.policy import suites_for
 from kaizen.agent.state import RepairState
 from kaizen.tools.gate import check_regressions, compare, decide, gate_config
-from langgraph.runtime import Runtime
 
 
 def _vs_working(state: RepairState, cfg: Any, cand: str, suites: dict[str, str]) -> tuple[bool, list[str], float | None]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from kaizen.agent.context import RunContext, event
 from kaizen.agent.policy import load_traces
 from kaizen.agent.state import RepairState
-from langgraph.runtime import Runtime
 
 
 def observe(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from kaizen.agent.context import RunContext, event
 from kaizen.agent.state import Diagnosis, Plan, RepairState
-from langgraph.runtime import Runtime
 
 
 def plan(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:

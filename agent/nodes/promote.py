@@ -11,11 +11,12 @@ import getpass
 import time
 from typing import Any
 
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
 from kaizen.agent.context import RunContext, event
 from kaizen.agent.state import RepairState
 from kaizen.tools.serve.hotswap import promote_and_swap
-from langgraph.runtime import Runtime
-from langgraph.types import interrupt
 
 
 def promote(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from kaizen.agent.candidates import train_candidate, train_event
 from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir, write_json
 from kaizen.agent.measure import comparison, measure
@@ -21,7 +23,6 @@ from kaizen.tools.data import load_items, write_items
 from kaizen.tools.datasets import RepairSplits, build_refit_set
 from kaizen.tools.gate import check_regressions, gate_config, paired_worse_p
 from kaizen.tools.rundir import SUITES
-from langgraph.runtime import Runtime
 
 
 def _splits(state: RepairState, task: Any) -> RepairSplits:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from kaizen.agent.context import RunContext, event
 from kaizen.agent.state import RepairState
-from langgraph.runtime import Runtime
 
 
 def rollback(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from kaizen.agent.context import RunContext, event, run_dir, write_json
 from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_traces
 from kaizen.agent.state import Diagnosis, Plan, RepairState
 from kaizen.tools.data import load_items, write_items
 from kaizen.tools.datasets import RepairSplits, build_splits, build_training_set
 from kaizen.tools.rundir import SUITES
-from langgraph.runtime import Runtime
 
 
 def _roles(state: RepairState, c: RunContext) -> tuple[dict[str, str], int]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from langgraph.runtime import Runtime
+
 from kaizen.agent.candidates import train_candidate, train_event
 from kaizen.agent.context import RunContext, event, run_dir
 from kaizen.agent.policy import continues_incumbent
 from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items
-from langgraph.runtime import Runtime
 
 
 def _skill_fix(state: RepairState, c: RunContext, task: Any) -> int | None:

@@ -25,13 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+from kaizen.tools.answer_key import write_answer_key
 from kaizen.tools.data import sft_rows, write_items
 from kaizen.tools.evaluate.backends import TransformersBackend
 from kaizen.tools.models import resolve_base
 from kaizen.tools.schema import TaskSpec, render
 from kaizen.tools.train.launch import run_job
 from kaizen.tools.train.spec import LoraSpec, TrainJob
-from kaizen.tools.answer_key import write_answer_key
 from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, make_logs, rows, to_items
 
 HERE = Path(__file__).resolve().parent

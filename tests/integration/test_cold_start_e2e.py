@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.data import write_items
 from kaizen.workflows.bench.clinc import rows, to_items
 

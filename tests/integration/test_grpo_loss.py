@@ -35,8 +35,9 @@ def _import_trainer():  # noqa: ANN202
     saved = list(sys.path)
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != tests_dir]
     try:
-        from kaizen.tools.train.grpo import KaizenGRPOTrainer
         from trl import GRPOTrainer
+
+        from kaizen.tools.train.grpo import KaizenGRPOTrainer
     finally:
         sys.path[:] = saved
     return KaizenGRPOTrainer, GRPOTrainer

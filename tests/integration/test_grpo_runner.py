@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.data import grpo_rows, write_items
 from kaizen.tools.schema import EvalItem, TaskSpec
 from kaizen.tools.train.grpo import HINTS_FILE, read_curves, read_summary

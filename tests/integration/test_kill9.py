@@ -95,8 +95,9 @@ def run_id_of(ws: Path) -> str:
 
 def history(ws: Path, run_id: str) -> list[str]:
     """The nodes the run executed, in order, from its checkpoints."""
-    from kaizen.agent.graph import build_graph
     from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from kaizen.agent.graph import build_graph
 
     conn = sqlite3.connect(str(ws / ".kaizen" / "checkpoints.db"), check_same_thread=False)
     try:
@@ -108,8 +109,9 @@ def history(ws: Path, run_id: str) -> list[str]:
 
 
 def next_node(ws: Path, run_id: str) -> tuple[str, ...]:
-    from kaizen.agent.graph import build_graph
     from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from kaizen.agent.graph import build_graph
 
     conn = sqlite3.connect(str(ws / ".kaizen" / "checkpoints.db"), check_same_thread=False)
     try:

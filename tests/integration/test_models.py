@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.errors import ConfigError, ModelError, ToolUnavailableError
 from kaizen.tools.models import (
     adapter_info,

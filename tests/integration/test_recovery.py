@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.data import sft_rows, write_items
 from kaizen.tools.schema import EvalItem, TaskSpec
 from kaizen.tools.train.launch import run_job
@@ -42,6 +43,7 @@ def train(base: Path, out: Path, data: list[EvalItem], *, init: Path | None, ste
 
 def loss(base: Path, adapter: Path, data: list[EvalItem]) -> float:
     import torch
+
     from kaizen.tools.models.load import load_model
     from kaizen.tools.train.rollback import _loss
 
@@ -87,9 +89,9 @@ def test_sparse_rollback_recovers_without_training(smollm_dir: Path, damaged: di
 
 
 def test_rollback_refuses_adapters_that_do_not_continue_each_other(smollm_dir: Path, damaged: dict) -> None:
-    from kaizen.tools.train.rollback import IncompatibleAdapters, sparse_rollback
-
     from safetensors.torch import load_file, save_file
+
+    from kaizen.tools.train.rollback import IncompatibleAdapters, sparse_rollback
 
     other = train(smollm_dir, damaged["tmp"] / "other", T, init=None, steps=2, lr=1e-3)
     t = load_file(str(other / "adapter_model.safetensors"))  # drop a tensor: not the same adapter layout

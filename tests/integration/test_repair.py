@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools import registry
 from kaizen.tools.evaluate.backends import TransformersBackend
 from kaizen.tools.logs import parse_traces
@@ -126,10 +127,11 @@ def test_candidate_that_breaks_passing_examples_is_not_promoted(tmp_path: Path, 
         write_items(Path(paths[name]), getattr(splits, name))
     state = {"run_id": "constructed01", "task": clinc_task.name, "incumbent": "v1", "candidate": "base", "iteration": 1,
              "max_iterations": 1, "splits": paths, "artifacts": str(run_dir), "evals": {}, "preset": "repair"}
+    from langgraph.runtime import Runtime
+
     from kaizen.agent.context import RunContext
     from kaizen.agent.nodes.evaluate import evaluate
     from kaizen.agent.nodes.gate import gate
-    from langgraph.runtime import Runtime
 
     rt = Runtime(context=RunContext(workspace=ws, brain=RuleBrain()))
     state |= evaluate(state, rt)

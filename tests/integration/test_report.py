@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kaizen.agent.state import Diagnosis, FailureCluster, SuspectFlag
 from kaizen.tools.evaluate.metrics import classification_metrics
 from kaizen.tools.gate import PRESETS, compare, decide

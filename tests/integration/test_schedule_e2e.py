@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.workspace import find_workspace
 from kaizen.workflows.schedule import job as schedule
 

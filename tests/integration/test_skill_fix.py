@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kaizen.agent.rule_brain import RuleBrain
 from kaizen.agent.probes import run_probes
+from kaizen.agent.rule_brain import RuleBrain
 from kaizen.agent.state import Diagnosis, FailureCluster
 from kaizen.tools.evaluate.backends import TransformersBackend
 from kaizen.tools.schema import Skill, TaskSpec

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.data import sft_rows, write_items
 from kaizen.tools.errors import TrainingFailedError
 from kaizen.tools.proc import pid_alive

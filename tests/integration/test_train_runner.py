@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.data import grpo_rows, sft_rows, write_items
 from kaizen.tools.errors import TrainingFailedError
 from kaizen.tools.schema import EvalItem, TaskSpec

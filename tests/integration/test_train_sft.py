@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.evaluate.backends import TransformersBackend
 from kaizen.tools.evaluate.run import evaluate
 from kaizen.workflows.bench.clinc import rows, to_items

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
 from kaizen.tools import registry
 from kaizen.tools.logs import parse_traces
 from kaizen.tools.schema import TaskSpec

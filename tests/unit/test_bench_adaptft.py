@@ -10,6 +10,7 @@ import argparse
 from collections import Counter
 
 import pytest
+
 from kaizen.tools.errors import ConfigError, DataError
 from kaizen.workflows.bench import adaptft_stages as st
 from kaizen.workflows.bench.adaptft import PRESETS, STAGE_KEYS, check_request

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from banking_traces import LABELS, TASK, card_declined_failures, passing, trace
+
 from kaizen.agent.rule_brain import RuleBrain, is_garbage
 from kaizen.agent.state import Diagnosis, Plan
 

@@ -4,6 +4,7 @@ expected labels. (The calls themselves are tested against a real vLLM server in 
 from __future__ import annotations
 
 import pytest
+
 from kaizen.agent.llm_brain import validate_synthetic
 from kaizen.agent.llm_client import DATA_RULE, fence
 from kaizen.agent.probes import expected_label

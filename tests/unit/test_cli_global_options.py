@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from kaizen.workflows.cli.main import build_parser, main
 
 

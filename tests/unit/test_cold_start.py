@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.errors import ConfigError, DataError
 from kaizen.tools.schema import EvalItem, TaskSpec
 from kaizen.tools.workspace import init_workspace

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from kaizen.tools.config import Settings, load_settings, settings_template
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.workspace import find_workspace, init_workspace

@@ -12,6 +12,7 @@ from collections import Counter
 
 import pytest
 from banking_traces import LABELS, TASK, trace
+
 from kaizen.tools.datasets import (
     RepairSplits,
     balance_labels,

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.env import Env, env
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.workspace import find_workspace, init_workspace

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.config import GateSettings, Settings, load_settings
 from kaizen.tools.gate import PRESETS, GateConfig, SuiteComparison, Verdict, compare, decide, gate_config
 

@@ -10,8 +10,9 @@ import json
 import math
 from pathlib import Path
 
-import kaizen.tools.train.grpo as grpo
 import pytest
+
+import kaizen.tools.train.grpo as grpo
 from kaizen.tools.train.grpo import (
     add_hint,
     all_zero_groups,
@@ -60,7 +61,7 @@ def test_hint_path_triggers_on_an_all_zero_group_and_only_then() -> None:
 def test_hints_stay_within_the_share() -> None:
     G, share = 4, 0.25
     seen = hinted = 0
-    for step in range(20):  # every group all-zero, 2 groups a step: the worst case
+    for _step in range(20):  # every group all-zero, 2 groups a step: the worst case
         seen += 2
         used = choose_hints([0.0] * (2 * G), G, hint_budget(seen, hinted, share), lambda g: "h")
         hinted += len(used)

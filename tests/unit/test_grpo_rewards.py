@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.train.rewards import (
     REWARDS,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.logs import FORMATS, UNKNOWN_FORMAT, Importer, SkipRecord, parse_traces
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.store import Store

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.errors import LogFormatError
 from kaizen.tools.logs import SkipRecord, detect_format, parse_traces
 from kaizen.tools.logs.langfuse import IMPORTER

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.errors import ConfigError, LogFormatError
 from kaizen.tools.logs import FORMATS, detect_format, parse_traces
 from kaizen.workflows.cli.main import main

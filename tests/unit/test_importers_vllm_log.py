@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.errors import ConfigError, LogFormatError
 from kaizen.tools.logs import detect_text_format, parse_traces
 from kaizen.tools.logs.vllm_log import IMPORTER, messages_from_prompt

@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from model_files import SMOLLM2_IN, SMOLLM2_OUT, lora_shapes, write_adapter, write_safetensors
+
 from kaizen.tools import registry
 from kaizen.tools.config import BrainSettings
 from kaizen.tools.errors import ConfigError, ModelError
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.workspace import init_workspace
 from kaizen.workflows.cli.main import main
-from model_files import SMOLLM2_IN, SMOLLM2_OUT, lora_shapes, write_adapter, write_safetensors
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 

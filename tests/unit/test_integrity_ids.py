@@ -16,6 +16,9 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+from sqlmodel import Session
+
 from kaizen.tools.errors import LogFormatError
 from kaizen.tools.logs import parse_feedback, parse_traces
 from kaizen.tools.schema import TaskSpec
@@ -23,8 +26,6 @@ from kaizen.tools.store import Store, staging
 from kaizen.tools.store.tables import FeedbackRow, TraceRow
 from kaizen.tools.workspace import find_workspace, init_workspace
 from kaizen.workflows.cli.main import main
-from sqlalchemy import func, select
-from sqlmodel import Session
 
 TASK = TaskSpec(name="intents", kind="classification", labels=["balance", "card_declined", "transfer"])
 

@@ -12,13 +12,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
+
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.store.tables import PendingRow
 from kaizen.tools.workspace import init_workspace
 from kaizen.workflows.schedule import ingest as tick_ingest
 from kaizen.workflows.schedule.ingest import cursor_positions, ingest_new
-from sqlmodel import select
 
 TASK = "intents"
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"

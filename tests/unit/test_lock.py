@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools import lock
 from kaizen.tools.errors import ConfigError, LockedError
 from kaizen.tools.lock import task_lock

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.errors import ConfigError, LogFormatError
 from kaizen.tools.logs import FORMATS, detect_format, parse_feedback, parse_traces, read_jsonl
 from kaizen.tools.logs.base import ParseResult

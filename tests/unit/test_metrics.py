@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from kaizen.tools.errors import ConfigError, DataError
 from kaizen.tools.evaluate.metrics import (
     classification_metrics,

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from pydantic import ValidationError
+
 from kaizen.workflows.bench.perturb import (
     _CODE_SWITCH,  # the dictionary the effect check compares against
     NAIVE_NO_CORRECTION,
@@ -30,7 +32,6 @@ from kaizen.workflows.bench.perturb import (
     poison_count,
     table,
 )
-from pydantic import ValidationError
 
 LABELS = ["card_declined", "balance", "transfer", "bill_due", "freeze_account"]
 TEXTS = [

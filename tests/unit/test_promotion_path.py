@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_serve_proxy import _record, chat, env, fake_adapter  # noqa: F401 - env is the live-server fixture
+
 from kaizen.tools.serve.hotswap import ServingError
 from kaizen.tools.store.tables import ModelVersionRow, RunRow
 from kaizen.tools.workspace import find_workspace
-from test_serve_proxy import _record, chat, env, fake_adapter  # noqa: F401 - env is the live-server fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = {"tools/registry.py", "tools/serve/hotswap.py"}  # the alias mover and the one path that calls it

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from model_files import write_adapter, write_safetensors
+
 from kaizen.tools import registry
 from kaizen.tools.errors import ConfigError, ModelError, NotFoundError
 from kaizen.tools.schema import TaskSpec
@@ -14,7 +16,6 @@ from kaizen.tools.store import Store
 from kaizen.tools.store.tables import ModelVersionRow
 from kaizen.tools.workspace import init_workspace
 from kaizen.workflows.cli.main import main
-from model_files import write_adapter, write_safetensors
 
 
 @pytest.fixture

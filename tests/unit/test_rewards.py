@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import doctest
 
-import kaizen.tools.train.rewards as rewards_module
 import pytest
+
+import kaizen.tools.train.rewards as rewards_module
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.train.rewards import (
     REWARDS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from kaizen.agent.routing import after_diagnose, after_gate, budget_left
 
 PASSED = {"passed": True, "reasons": ["target 0.2 → 0.96"], "target_after": 0.96}

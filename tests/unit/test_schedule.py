@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools import lock
 from kaizen.tools.config import ScheduleSettings
 from kaizen.tools.errors import ConfigError, LockedError

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kaizen.tools.schema import Message, Skill, TaskSpec
 from kaizen.tools.serve.hotswap import ServingError, http_json, promote_and_swap, rollback_and_swap
 from kaizen.tools.skills import save_skill

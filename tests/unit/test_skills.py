@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools import registry
 from kaizen.tools.errors import NotFoundError
 from kaizen.tools.schema import Message, Skill, TaskSpec, render

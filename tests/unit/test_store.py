@@ -8,15 +8,16 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel
+
 from kaizen.tools.errors import ConfigError, LogFormatError, NotFoundError, WorkspaceError
 from kaizen.tools.logs import parse_feedback, parse_traces
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.store import ImportStats, Store
 from kaizen.tools.store.tables import SCHEMA_VERSION, FeedbackRow, TraceRow
 from kaizen.tools.workspace import init_workspace
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 INTENTS = TaskSpec(name="intents", kind="classification", labels=["balance", "transfer", "card_declined"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from kaizen.tools.config import load_settings
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.train.launch import accelerate_config, rank_failure, runner_command

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from banking_traces import LABELS, TASK, trace
+
 from kaizen.agent.rule_brain import RuleBrain
 from kaizen.tools import embed
 from kaizen.tools.label_noise import knn_consensus

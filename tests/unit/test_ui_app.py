@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
+
 from kaizen.tools import lock
 from kaizen.tools.logs import parse_traces
 from kaizen.tools.schema import Skill, TaskSpec
@@ -28,7 +30,6 @@ from kaizen.tools.workspace import Workspace, find_workspace, init_workspace
 from kaizen.workflows.report.build import write_report
 from kaizen.workflows.ui.app import COOKIE, create_app
 from kaizen.workflows.ui.data import open_readonly_store
-from starlette.testclient import TestClient
 
 TOKEN = "s3cret-token"
 DAY0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)

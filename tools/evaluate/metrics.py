@@ -143,7 +143,7 @@ def classification_metrics(outputs: list[str], expected: list[str], labels: list
         gold.append(g)
     preds = [normalize_label(o or "", labels) for o in outputs]
     pred_str = [p if p is not None else INVALID for p in preds]
-    correct = [p == g for p, g in zip(preds, gold)]
+    correct = [p == g for p, g in zip(preds, gold, strict=True)]
     n = len(outputs)
 
     cols = [*labels, INVALID]
@@ -274,7 +274,7 @@ def extraction_metrics(outputs: list[str], expected: list[dict[str, Any]]) -> di
     tp = fp = fn = 0
     valid: list[bool] = []
     correct: list[bool] = []
-    for out, gold in zip(outputs, expected):
+    for out, gold in zip(outputs, expected, strict=True):
         pred = parse_json_object(out or "")
         valid.append(pred is not None)
         g_units = _field_units(gold)
@@ -387,7 +387,7 @@ def math_metrics(outputs: list[str], expected: list[str | int | float]) -> dict[
     _validate_expected("math", expected)
     correct = [
         _same_answer(extract_final_answer(o or ""), extract_final_answer(str(e)))
-        for o, e in zip(outputs, expected)
+        for o, e in zip(outputs, expected, strict=True)
     ]
     return {"exact_match": sum(correct) / len(correct) if correct else 0.0, "correct": correct}
 
@@ -432,7 +432,7 @@ def generation_metrics(outputs: list[str], expected: list[str]) -> dict[str, Any
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_UnicodeTokenizer())
     sums = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
     per_l: list[float] = []
-    for out, ref in zip(outputs, expected):
+    for out, ref in zip(outputs, expected, strict=True):
         scores = scorer.score(str(ref), out or "")
         for k in sums:
             sums[k] += scores[k].fmeasure
@@ -579,7 +579,7 @@ def code_metrics(
     _validate_expected("code", expected)
     correct: list[bool] = []
     errors: list[str | None] = []
-    for out, exp in zip(outputs, expected):
+    for out, exp in zip(outputs, expected, strict=True):
         ok, why = run_python_sandboxed(extract_code(out or "") + "\n" + str(exp["tests"]), timeout_s)
         correct.append(ok)
         errors.append(why)
@@ -698,8 +698,8 @@ def mcnemar_exact(incumbent_correct: list[bool], candidate_correct: list[bool]) 
             f"McNemar needs the same examples for both models: got {len(incumbent_correct)} "
             f"and {len(candidate_correct)} results"
         )
-    newly_right = sum(1 for a, b in zip(incumbent_correct, candidate_correct) if not a and b)
-    newly_wrong = sum(1 for a, b in zip(incumbent_correct, candidate_correct) if a and not b)
+    newly_right = sum(1 for a, b in zip(incumbent_correct, candidate_correct, strict=True) if not a and b)
+    newly_wrong = sum(1 for a, b in zip(incumbent_correct, candidate_correct, strict=True) if a and not b)
     n = newly_right + newly_wrong
     if n == 0:
         p = 1.0

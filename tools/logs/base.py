@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from pydantic import ValidationError
+
 from kaizen.tools.errors import LogFormatError
 from kaizen.tools.schema import TraceIn
-from pydantic import ValidationError
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 _SKIP_CHUNK = 1024 * 1024
@@ -167,7 +168,7 @@ def iter_records(
 
 def iter_text_lines(
     path: str | os.PathLike[str], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-) -> Iterator[tuple[int, str | LogFormatError]]:
+) -> Generator[tuple[int, str | LogFormatError], None, None]:
     """Like ``iter_records`` for a plain-text log: ``(lineno, str)`` per non-blank line, ``\\r`` removed."""
     p = os.fspath(path)
     for lineno, raw in iter_lines(path, max_line_bytes, "file is empty: no log lines found"):

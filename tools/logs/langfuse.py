@@ -36,9 +36,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from kaizen.tools.logs.base import FieldError, SkipRecord, explain, flatten_content
 from kaizen.tools.schema import TraceIn
-from pydantic import ValidationError
 
 
 def _get(obj: dict[str, Any], *keys: str) -> tuple[str, Any]:

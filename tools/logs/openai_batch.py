@@ -65,9 +65,12 @@ class BatchInput:
         self.duplicates: dict[str, int] = {}
         self.unreadable: list[str] = []
         for lineno, item in iter_records(path, max_line_bytes):
-            cid = None if isinstance(item, LogFormatError) else item.get("custom_id")
+            if isinstance(item, LogFormatError):
+                self.unreadable.append(str(item))
+                continue
+            cid = item.get("custom_id")
             if not isinstance(cid, str):
-                self.unreadable.append(str(item) if isinstance(item, LogFormatError) else f"line {lineno}")
+                self.unreadable.append(f"line {lineno}")
                 continue
             if cid in self.requests:
                 self.duplicates.setdefault(cid, lineno)
@@ -178,7 +181,8 @@ class OpenAIBatch:
                 "custom_id", "no batch input file: use parse_traces(..., options={'batch_input': PATH})"
             )
         lineno, request = self.batch_input.lookup(cid)
-        metadata = request.get("metadata") if isinstance(request.get("metadata"), dict) else {}
+        raw_metadata = request.get("metadata")
+        metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
         pair = {
             "id": obj.get("id"),
             "request": {k: v for k, v in request.items() if k != "metadata"},

@@ -34,9 +34,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from kaizen.tools.logs.base import FieldError, explain, flatten_content
 from kaizen.tools.schema import TraceIn
-from pydantic import ValidationError
 
 _TOP_LEVEL = frozenset(
     {"request", "response", "feedback", "metadata", "task", "latency_ms", "model_version", "id", "timestamp"}

@@ -43,9 +43,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from kaizen.tools.logs.base import FieldError, SkipRecord, explain, flatten_content
 from kaizen.tools.schema import TraceIn
-from pydantic import ValidationError
 
 _INFERENCE_OPS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY = re.compile(r"gen_ai\.(prompt|completion)\.(\d+)\.(role|content)")
@@ -216,7 +217,8 @@ class OtelGenAI:
             raise FieldError(f"{where}attributes", _CAPTURE_HINT)
         inputs, output, out_field = conversation
 
-        ctx = span.get("context") if isinstance(span.get("context"), dict) else {}
+        raw_ctx = span.get("context")
+        ctx: dict[str, Any] = raw_ctx if isinstance(raw_ctx, dict) else {}
         trace_id, span_id = span.get("traceId", ctx.get("trace_id")), span.get("spanId", ctx.get("span_id"))
         start_key = "startTimeUnixNano" if "startTimeUnixNano" in span else "start_time"
         end_key = "endTimeUnixNano" if "endTimeUnixNano" in span else "end_time"

@@ -49,10 +49,11 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from pydantic import ValidationError
+
 from kaizen.tools.errors import LogFormatError
 from kaizen.tools.logs.base import FieldError, SkipRecord, explain, to_log_error
 from kaizen.tools.schema import TraceIn
-from pydantic import ValidationError
 
 _TIME = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR)\s+(\d\d-\d\d \d\d:\d\d:\d\d)")
 _RECEIVED = re.compile(r"Received request (\S+): (.*)")
@@ -84,12 +85,12 @@ _TEMPLATES = (  # (name, one message, what may follow the last message)
 def _literal(text: str, pos: int, field: str) -> tuple[str | None, int]:
     """The Python string literal (``%r``) or ``None`` at ``text[pos:]``, and where it ends."""
     m = _STRING.match(text, pos)
-    try:
-        return (None if m[0] == "None" else ast.literal_eval(m[0])), m.end()  # type: ignore[index]
-    except (TypeError, ValueError, SyntaxError):
-        raise FieldError(
-            field, "expected a quoted string: the line is cut off or not a vLLM request log"
-        ) from None
+    if m is not None:
+        try:
+            return (None if m[0] == "None" else ast.literal_eval(m[0])), m.end()
+        except (TypeError, ValueError, SyntaxError):
+            pass
+    raise FieldError(field, "expected a quoted string: the line is cut off or not a vLLM request log")
 
 
 def _count(name: str, text: str) -> int | None:

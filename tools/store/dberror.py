@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kaizen.tools.env import env
-from kaizen.tools.errors import WorkspaceError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
+
+from kaizen.tools.env import env
+from kaizen.tools.errors import WorkspaceError
 
 _USERINFO = re.compile(r"(//[^/:@]*:)([^@/]*)@")
 

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import delete, func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
 from kaizen.tools.errors import ConfigError, NotFoundError, WorkspaceError
 from kaizen.tools.schema import FeedbackIn, TaskSpec, TraceIn
 from kaizen.tools.store import dberror
@@ -36,9 +40,6 @@ from kaizen.tools.store.tables import (
     TraceRow,
     utcnow,
 )
-from sqlalchemy import delete, func, update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
 
 
 @dataclass

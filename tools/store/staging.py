@@ -32,12 +32,13 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
+from sqlalchemy import delete, func, insert, literal, select, text, update
+from sqlmodel import Session
+
 from kaizen.tools.errors import LogFormatError
 from kaizen.tools.proc import pid_alive
 from kaizen.tools.schema import FeedbackIn, TraceIn, content_hash
 from kaizen.tools.store.tables import FeedbackRow, StageFeedbackRow, StageTraceRow, TaskRow, TraceRow, utcnow
-from sqlalchemy import delete, func, insert, literal, select, text, update
-from sqlmodel import Session
 
 if TYPE_CHECKING:
     from kaizen.tools.store.repo import ImportStats, Store

@@ -471,7 +471,7 @@ def _trainer_class() -> type:
 
         def _hint_for(self, row: dict[str, Any]) -> str | None:
             tok = self.processing_class
-            tokenizer = getattr(tok, "tokenizer", tok)
+            tokenizer: Any = getattr(tok, "tokenizer", tok)  # a processor wraps its tokenizer
 
             def tokenize(text: str) -> list[str]:
                 ids = tokenizer.encode(text, add_special_tokens=False)
@@ -565,7 +565,7 @@ def _trainer_class() -> type:
             hinted_vals = [r for rs in groups_rewards.values() for r in rs]
             metrics["hints/reward"].append(sum(hinted_vals) / max(1, len(hinted_vals)))
             self.hints.hinted += len(used)
-            for g, hint in used:
+            for g, _hint in used:
                 self.hints.hinted_ids.append(ids[g * G])
             if self.accelerator.is_main_process:
                 with (self.job_dir / HINTS_FILE).open("a") as f:
@@ -597,7 +597,7 @@ def _trainer_class() -> type:
             was_training = model.training
             model.eval()
             tok = self.processing_class
-            tokenizer = getattr(tok, "tokenizer", tok)
+            tokenizer: Any = getattr(tok, "tokenizer", tok)  # a processor wraps its tokenizer
             side = tokenizer.padding_side
             tokenizer.padding_side = "left"
             try:
@@ -619,12 +619,12 @@ def _trainer_class() -> type:
             completions = [[{"role": "assistant", "content": o}] if conversational else o for o in outs]
             columns = {k: [r[k] for r in rows] for k in rows[0] if k not in ("prompt",)}
             total = [0.0] * len(rows)
-            for fn, w in zip(self.reward_funcs, self.reward_weights.tolist()):
+            for fn, w in zip(self.reward_funcs, self.reward_weights.tolist(), strict=True):
                 if not callable(fn) or isinstance(fn, torch.nn.Module):
                     continue
                 vals = fn(prompts=[r["prompt"] for r in rows], completions=completions, completion_ids=None, **columns)
-                total = [t + w * (v or 0.0) for t, v in zip(total, vals)]
-            self.hints.recheck = {str(r["id"]): t > 0 for r, t in zip(rows, total)}
+                total = [t + w * (v or 0.0) for t, v in zip(total, vals, strict=True)]
+            self.hints.recheck = {str(r["id"]): t > 0 for r, t in zip(rows, total, strict=True)}
 
         def _write_summary(self) -> None:
             if not self.accelerator.is_main_process:

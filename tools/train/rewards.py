@@ -109,7 +109,7 @@ def label_exact_match(completions: list[Any], expected: list[Any], **kwargs: Any
     """
     labels = kwargs.get("labels")
     rewards: list[float] = []
-    for i, (comp, gold) in enumerate(zip(completions, expected)):
+    for i, (comp, gold) in enumerate(zip(completions, expected, strict=True)):
         text, gold_s = completion_text(comp), str(gold)
         label_set = _labels_for(labels, i)
         if label_set:
@@ -168,7 +168,7 @@ def math_final_answer(completions: list[Any], expected: list[Any], **kwargs: Any
         [1.0, 1.0, 0.0]
     """
     rewards: list[float] = []
-    for comp, gold in zip(completions, expected):
+    for comp, gold in zip(completions, expected, strict=True):
         pred, want = extract_final_answer(completion_text(comp)), extract_final_answer(str(gold))
         rewards.append(1.0 if pred is not None and pred == want else 0.0)
     return rewards
@@ -197,7 +197,7 @@ def token_f1(completions: list[Any], expected: list[Any], **kwargs: Any) -> list
         [0.8571428571428571, 1.0, 0.0]
     """
     rewards: list[float] = []
-    for comp, gold in zip(completions, expected):
+    for comp, gold in zip(completions, expected, strict=True):
         pred, ref = Counter(_words(completion_text(comp))), Counter(_words(str(gold)))
         if not pred and not ref:
             rewards.append(1.0)
@@ -346,7 +346,7 @@ def json_schema_match(completions: list[Any], expected: list[Any], **kwargs: Any
     """
     schemas = kwargs.get("schema")
     rewards: list[float] = []
-    for i, (comp, gold) in enumerate(zip(completions, expected)):
+    for i, (comp, gold) in enumerate(zip(completions, expected, strict=True)):
         schema = _row(schemas, i) or schema_of(gold)
         obj = parse_json_object(completion_text(comp))
         rewards.append(1.0 if obj is not None and not schema_errors(obj, schema) else 0.0)
@@ -374,7 +374,7 @@ def json_field_match(completions: list[Any], expected: list[Any], **kwargs: Any)
         [1.0, 0.5, 0.0]
     """
     rewards: list[float] = []
-    for comp, gold in zip(completions, expected):
+    for comp, gold in zip(completions, expected, strict=True):
         gold_obj = gold if isinstance(gold, dict) else parse_json_object(str(gold)) or {}
         rewards.append(float(extraction_metrics([completion_text(comp)], [gold_obj])["field_f1"]))
     return rewards
@@ -465,7 +465,7 @@ def code_unit_tests(completions: list[Any], expected: list[Any], **kwargs: Any) 
         ok, _why = run_python_sandboxed(sandboxed_source(extract_code(completion_text(comp)), tests), _code_timeout(gold))
         return 1.0 if ok else 0.0
 
-    pairs = list(zip(completions, expected))
+    pairs = list(zip(completions, expected, strict=True))
     if len(pairs) <= 1:
         return [one(p) for p in pairs]
     with ThreadPoolExecutor(max_workers=min(4, len(pairs), os.cpu_count() or 1)) as pool:

@@ -52,9 +52,10 @@ def sparse_rollback(base_dir: Path, start_adapter: Path, candidate_adapter: Path
     when the two adapters do not hold the same tensors.
     """
     import torch
-    from kaizen.tools.models.load import load_model
     from peft import PeftModel
     from safetensors.torch import load_file, save_file
+
+    from kaizen.tools.models.load import load_model
 
     start = load_file(str(Path(start_adapter) / ADAPTER_FILE))
     cand = load_file(str(Path(candidate_adapter) / ADAPTER_FILE))

@@ -139,8 +139,9 @@ def _metrics_callback(path: Path, t0: float, t_train_start: list[float], prior_t
 
 def _load_model(job: TrainJob):  # noqa: ANN202
     import torch
-    from kaizen.tools.models.device import configure_cpu_threads, pick_device, pick_dtype
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kaizen.tools.models.device import configure_cpu_threads, pick_device, pick_dtype
 
     device = pick_device(None if job.device == "auto" else job.device)
     dtype = pick_dtype(device, None if job.dtype == "auto" else job.dtype)
@@ -236,9 +237,10 @@ def _use_vllm(job: TrainJob, device: str) -> bool:
 def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
     """TRL's GRPO with kaizen's hooks (kaizen.tools.train.grpo): advantage weighting, hints, entropy stop."""
     from datasets import Dataset
+    from trl import GRPOConfig
+
     from kaizen.tools.train.grpo import KaizenGRPOTrainer, decode_columns, encode_rows, entropy_floor_stop
     from kaizen.tools.train.rewards import get_reward
-    from trl import GRPOConfig
 
     ds = Dataset.from_list(encode_rows(rows))  # expected as JSON text: Arrow would reshape extraction targets
     device = "cpu" if common.get("use_cpu") else "cuda" if _cuda() else "cpu"

@@ -77,6 +77,7 @@ def _load() -> float | None:
 
 def _machine(device: str, dtype: Any) -> dict[str, Any]:
     import torch
+
     from kaizen.tools.models import available_cpus
 
     m: dict[str, Any] = {
@@ -211,7 +212,7 @@ def _step_stats(metrics: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     toks = float(last.get("num_tokens") or 0) - float(first.get("num_tokens") or 0)
     per_step = [
         (b["elapsed_s"] - a["elapsed_s"], float(b.get("num_tokens") or 0) - float(a.get("num_tokens") or 0))
-        for a, b in zip(steps, steps[1:]) if b["step"] - a["step"] == 1 and b["elapsed_s"] > a["elapsed_s"]
+        for a, b in zip(steps, steps[1:], strict=False) if b["step"] - a["step"] == 1 and b["elapsed_s"] > a["elapsed_s"]
     ]
     best_s = min((dt for dt, _ in per_step), default=secs / n)
     cpu = {}

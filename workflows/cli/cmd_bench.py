@@ -101,8 +101,9 @@ def add_adaptft_parser(bench: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench_adaptft(args: argparse.Namespace) -> int:
-    from kaizen.workflows.bench.adaptft import bench_adaptft
     from rich.markup import escape
+
+    from kaizen.workflows.bench.adaptft import bench_adaptft
 
     data = bench_adaptft(args.scenario, args.preset, seed=args.seed, out_dir=args.out, base=args.base,
                          progress=lambda m: info(escape(m)))  # "[adaptft 01:23]" is not rich markup

@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.workspace import find_workspace, init_workspace
 from kaizen.workflows.cli.output import console, emit, esc, table
-from pydantic import ValidationError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -67,6 +67,7 @@ def _is_loopback(host: str) -> bool:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     import uvicorn
+
     from kaizen.workflows.ui.app import create_app
 
     ws = find_workspace(args.workspace)

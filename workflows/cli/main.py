@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
 from kaizen.tools.errors import KaizenError
 from kaizen.workflows.cli import (
     cmd_bench,
@@ -26,7 +28,6 @@ from kaizen.workflows.cli import (
     cmd_ui,
 )
 from kaizen.workflows.cli.output import err_console
-from rich.text import Text
 
 COMMAND_MODULES = (cmd_data, cmd_models, cmd_tools, cmd_bench, cmd_runs, cmd_loops, cmd_skills, cmd_serve, cmd_ui)
 

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field, ValidationError
+
 from kaizen.tools import registry
 from kaizen.tools.data import item_id, load_items, write_items
 from kaizen.tools.datasets import decontaminate, dedupe
@@ -33,7 +35,6 @@ from kaizen.tools.schema import EvalItem, Strict, TaskSpec
 from kaizen.tools.store.tables import RunRow
 from kaizen.tools.workspace import Workspace
 from kaizen.workflows.cold_start.policy import Attempt, next_attempt
-from pydantic import Field, ValidationError
 
 Progress = Callable[[str], None]
 MIN_EVAL = 10
@@ -183,7 +184,9 @@ def decide_approval(ws: Workspace, run_id: str, approved: bool, who: str) -> Run
         raise ConfigError(f"run {run_id} is {run.status}, not awaiting approval")
     version = run.summary["best"]["version"]
     if approved:
-        from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path: live servers swap first
+        from kaizen.tools.serve.hotswap import (
+            promote_and_swap,  # the one promotion path: live servers swap first
+        )
 
         promote_and_swap(ws.store, run.task, version, actor=who, note=f"cold start {run_id}")
     run.status = "promoted" if approved else "rejected"
@@ -321,7 +324,9 @@ def _finish(ws: Workspace, run: RunRow, progress: Progress | None) -> None:
         run.status = "not_promoted"
     elif run.config.get("approve") or not ws.settings.gate.require_approval:
         who = f"{getpass.getuser()} (--approve)" if run.config.get("approve") else "policy (gate.require_approval: false)"
-        from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path: live servers swap first
+        from kaizen.tools.serve.hotswap import (
+            promote_and_swap,  # the one promotion path: live servers swap first
+        )
 
         promote_and_swap(ws.store, run.task, best.version or "", actor=who, note=f"cold start {run.id}")
         run.status, summary["promoted"] = "promoted", True

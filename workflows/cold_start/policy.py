@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from kaizen.tools.schema import TaskSpec
 from pydantic import BaseModel, Field
+
+from kaizen.tools.schema import TaskSpec
 
 DATA_REWORK_BELOW = 0.80
 TUNE_BELOW = 0.95

@@ -169,7 +169,7 @@ class _Run:
                 correct = {str(r.get("id")): bool(r.get("correct")) for r in rows}
                 out[name] = {"score": sum(correct.values()) / len(correct), "n": len(correct), "correct": correct,
                              "outputs_path": str(p)}
-        for v, s in list(out):
+        for v, _s in list(out):
             if v != self.incumbent and v not in self.candidates:
                 self.candidates.append(v)
         return out

@@ -36,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import Session
+
 from kaizen.tools.errors import ConfigError, LogFormatError
 from kaizen.tools.logs import detect_text_format, parse_feedback, parse_traces
 from kaizen.tools.logs.base import DEFAULT_MAX_LINE_BYTES
@@ -44,7 +46,6 @@ from kaizen.tools.logs.vllm_log import messages_from_prompt
 from kaizen.tools.schema import FeedbackIn
 from kaizen.tools.store import Store
 from kaizen.tools.store.tables import CursorRow, PendingRow, utcnow
-from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 

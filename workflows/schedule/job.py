@@ -22,6 +22,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from kaizen.tools.config import ScheduleSettings, duration_s, validation_message
 from kaizen.tools.errors import ConfigError, KaizenError, LockedError
 from kaizen.tools.lock import task_lock
@@ -30,7 +32,6 @@ from kaizen.tools.store.tables import RunRow, TickRow, utcnow
 from kaizen.tools.workspace import Workspace
 from kaizen.workflows.schedule.ingest import ingest_new
 from kaizen.workflows.schedule.policy import decide
-from pydantic import ValidationError
 
 Progress = Callable[[str], None]
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from kaizen.tools.config import ScheduleSettings, duration_s
 from kaizen.tools.schema import last_user_text
 from kaizen.tools.store import Store
-from pydantic import BaseModel, Field
 
 NOVEL_BELOW = 0.2
 MAX_REFERENCE = 2000

@@ -25,11 +25,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from kaizen.tools.errors import KaizenError, NotFoundError
-from kaizen.tools.workspace import Workspace
-from kaizen.workflows.report.build import fmt_delta, fmt_num, fmt_rate, fmt_score
-from kaizen.workflows.ui import charts
-from kaizen.workflows.ui.data import APPROVALS_FILE, Reader, jsonable, open_readonly_store
 from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,6 +32,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from kaizen.tools.errors import KaizenError, NotFoundError
+from kaizen.tools.workspace import Workspace
+from kaizen.workflows.report.build import fmt_delta, fmt_num, fmt_rate, fmt_score
+from kaizen.workflows.ui import charts
+from kaizen.workflows.ui.data import APPROVALS_FILE, Reader, jsonable, open_readonly_store
 
 log = logging.getLogger(__name__)
 

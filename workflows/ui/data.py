@@ -20,6 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import String, cast, event, func, or_
+from sqlmodel import col, select
+
 from kaizen.tools.errors import NotFoundError
 from kaizen.tools.skills import diff_skills, get_skill, list_skills
 from kaizen.tools.store import Store
@@ -34,8 +37,6 @@ from kaizen.tools.store.tables import (
     TickRow,
     TraceRow,
 )
-from sqlalchemy import String, cast, event, func, or_
-from sqlmodel import col, select
 
 log = logging.getLogger(__name__)
 
