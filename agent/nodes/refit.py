@@ -4,7 +4,7 @@ Inside the loop the target and regression traces only judge. Once the best candi
 done that job, so the refit continues the best candidate on them (plus replay of what the loop trained
 on). The refit is then measured on the **final slice** — carved before anything else, never trained on,
 never used to choose — against production (no significant regression, floor and rate as the gate) and
-against the best loop candidate (at least as good). If it holds, it is the one promoted; if not, the loop's
+against the best loop candidate (not significantly worse). If it holds, it is the one promoted; if not, the loop's
 best is, and the report says why.
 """
 
@@ -85,13 +85,17 @@ def _verify(state: RepairState, c: RunContext, evals: dict[str, Any], best: dict
     scores = {k: (evals.get(f"{v}/final") or {}).get("score") for k, v in (("production", inc), ("loop", best["candidate"]),
                                                                             ("refit", refit_label))}
     if vs_best is not None and vs_best.n:
+        # The refit learned from more evidence; it is kept unless the final slice says it is *significantly*
+        # worse than the loop candidate (one-sided paired test, the gate's alpha) — a one-item difference on a
+        # small slice is noise, not a verdict.
         p = paired_worse_p(len(vs_best.newly_wrong), len(vs_best.newly_right))
-        if vs_best.candidate_score < vs_best.incumbent_score:
+        detail = (f"refit {vs_best.candidate_score:.3f} vs loop candidate {vs_best.incumbent_score:.3f} "
+                  f"({len(vs_best.newly_right)} newly right, {len(vs_best.newly_wrong)} newly wrong; paired p={p:.3g})")
+        if p < cfg.alpha:
             ok = False
-            reasons.append(f"final: refit {vs_best.candidate_score:.3f} < loop candidate {vs_best.incumbent_score:.3f} (paired p={p:.3g})")
+            reasons.append(f"final: {detail}: significantly worse")
         else:
-            reasons.append(f"final: refit {vs_best.candidate_score:.3f} ≥ loop candidate {vs_best.incumbent_score:.3f} "
-                           f"({len(vs_best.newly_right)} newly right, {len(vs_best.newly_wrong)} newly wrong)")
+            reasons.append(f"final: {detail}")
     verdict = {"passed": ok, "reasons": reasons, "final_scores": scores, "final_n": (inc_final or {}).get("n", 0),
                "final_regressions": len(vs_prod.newly_wrong) if vs_prod else 0, "loop_candidate": best["candidate"],
                "loop_candidate_version": best["candidate_version"]}
