@@ -20,12 +20,22 @@ class Brain(Protocol):
 
     def diagnose(self, task: TaskSpec, traces: list[TraceView]) -> Diagnosis: ...
 
-    def plan(self, iteration: int, diagnosis: Diagnosis, last: dict[str, Any] | None, previous: Plan | None) -> Plan: ...
+    def plan(
+        self, iteration: int, diagnosis: Diagnosis, last: dict[str, Any] | None, previous: Plan | None
+    ) -> Plan: ...
 
-    def synthesize(self, task: TaskSpec, failures: list[EvalItem], eval_texts: list[str],
-                   confused_with: dict[str, str] | None = None, per_case: int = 2) -> list[EvalItem]: ...
+    def synthesize(
+        self,
+        task: TaskSpec,
+        failures: list[EvalItem],
+        eval_texts: list[str],
+        confused_with: dict[str, str] | None = None,
+        per_case: int = 2,
+    ) -> list[EvalItem]: ...
 
-    def propose_skill(self, task: TaskSpec, skill: Skill | None, failures: list[EvalItem]) -> Skill | None: ...
+    def propose_skill(
+        self, task: TaskSpec, skill: Skill | None, failures: list[EvalItem]
+    ) -> Skill | None: ...
 
 
 def make_brain(ws: Any, log_path: Path | None = None) -> Any:

@@ -31,11 +31,24 @@ from kaizen.agent.nodes.train import train
 from kaizen.agent.routing import after_diagnose, after_gate, after_synthesize
 from kaizen.agent.state import RepairState
 
-NODES = {"observe": observe, "diagnose": diagnose, "plan": plan, "synthesize": synthesize, "train": train,
-         "evaluate": evaluate, "gate": gate, "recover": recover, "refit": refit, "promote": promote, "rollback": rollback}
+NODES = {
+    "observe": observe,
+    "diagnose": diagnose,
+    "plan": plan,
+    "synthesize": synthesize,
+    "train": train,
+    "evaluate": evaluate,
+    "gate": gate,
+    "recover": recover,
+    "refit": refit,
+    "promote": promote,
+    "rollback": rollback,
+}
 
 
-def after_recover(state: RepairState) -> Literal["evaluate", "plan", "recover", "refit", "promote", "rollback"]:
+def after_recover(
+    state: RepairState,
+) -> Literal["evaluate", "plan", "recover", "refit", "promote", "rollback"]:
     """A recovery that made a candidate is measured; one that could not (no examples, no adapter) moves on."""
     return "evaluate" if state.get("candidate") else after_gate(state)
 
@@ -52,7 +65,9 @@ def build_graph(checkpointer: Any = None) -> Any:
     g.add_edge("train", "evaluate")
     g.add_edge("evaluate", "gate")
     g.add_conditional_edges("gate", after_gate, ["plan", "recover", "refit", "promote", "rollback"])
-    g.add_conditional_edges("recover", after_recover, ["evaluate", "plan", "recover", "refit", "promote", "rollback"])
+    g.add_conditional_edges(
+        "recover", after_recover, ["evaluate", "plan", "recover", "refit", "promote", "rollback"]
+    )
     g.add_edge("refit", "promote")
     g.add_edge("promote", END)
     g.add_edge("rollback", END)

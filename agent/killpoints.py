@@ -27,7 +27,11 @@ def kill_point(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)  # keeps the signature LangGraph reads to pass config/runtime
     def killed_after(*args: Any, **kwargs: Any) -> Any:
         fn(*args, **kwargs)
-        print(f"kaizen: KAIZEN_TEST_KILL_AFTER={name}: SIGKILL before its checkpoint", file=sys.stderr, flush=True)
+        print(
+            f"kaizen: KAIZEN_TEST_KILL_AFTER={name}: SIGKILL before its checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable: the process was killed")
 

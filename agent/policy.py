@@ -85,4 +85,8 @@ def stop_after_pass(state: RepairState, target_score: float, plateau: float) -> 
 
 def only_regressions(verdict: dict[str, Any]) -> bool:
     """The candidate fixed failures but broke too much: the case recovery is for."""
-    return (verdict.get("target_gain") or 0) > 0 and not verdict.get("target_failed") and bool(verdict.get("regression_failed"))
+    return (
+        (verdict.get("target_gain") or 0) > 0
+        and not verdict.get("target_failed")
+        and bool(verdict.get("regression_failed"))
+    )

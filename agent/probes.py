@@ -30,7 +30,9 @@ def run_probes(task: TaskSpec, diag: Diagnosis, backend: Any) -> int:
     todo = [(c, p) for c in diag.clusters if c.probes and expected_label(task, c) for p in c.probes]
     if not todo:
         return 0
-    outputs = backend.generate([render(task, None, [{"role": "user", "content": p}]) for _, p in todo], max_new_tokens=12)
+    outputs = backend.generate(
+        [render(task, None, [{"role": "user", "content": p}]) for _, p in todo], max_new_tokens=12
+    )
     for (c, probe), out in zip(todo, outputs, strict=True):
         gold = expected_label(task, c)
         failed = normalize_label(out, task.labels) != gold

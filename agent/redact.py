@@ -63,6 +63,7 @@ def redact(text: str) -> tuple[str, Counter[str]]:
     """``text`` with PII replaced by ``[EMAIL]``, ``[IBAN]``, ``[CARD]``, ``[IP]``, ``[PHONE]``; and the counts."""
     counts: Counter[str] = Counter()
     for name, pattern, accept in _RULES:
+
         def sub(m: re.Match[str], name: str = name, accept: Callable[[re.Match[str]], bool] = accept) -> str:
             if not accept(m):
                 return m.group()

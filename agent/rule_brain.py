@@ -51,7 +51,8 @@ ADVERSARIAL = re.compile(
     r"|\bdisregard the above\b|(^|\n|\()\s*(system|assistant)\s*:|\bdeveloper mode\b|\byou are (now )?DAN\b"
     r"|\b(without|no) (any )?(rules|content policy|restrictions)\b|\bignore your (safety )?guidelines\b"
     r"|\bsystem prompt\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 HYPOTHESES = {
     "off_label": "the model replies outside the label set",
@@ -87,11 +88,25 @@ class RuleBrain:
             for s in suspects:
                 by_kind[s.kind].append(s.trace_id)
             for kind, ids in sorted(by_kind.items()):
-                clusters.append(FailureCluster(key=f"suspect:{kind}", kind="suspect", fixable=False, count=len(ids), trace_ids=ids,
-                                               hypothesis="feedback not trusted: excluded from training and from the target set"))
+                clusters.append(
+                    FailureCluster(
+                        key=f"suspect:{kind}",
+                        kind="suspect",
+                        fixable=False,
+                        count=len(ids),
+                        trace_ids=ids,
+                        hypothesis="feedback not trusted: excluded from training and from the target set",
+                    )
+                )
         return Diagnosis(
-            task=task.name, n_traces=len(traces), n_labeled=len(labeled), n_unlabeled=len(traces) - len(labeled),
-            n_failures=len(failures), n_passes=len(labeled) - len(failures), clusters=clusters, suspects=suspects,
+            task=task.name,
+            n_traces=len(traces),
+            n_labeled=len(labeled),
+            n_unlabeled=len(traces) - len(labeled),
+            n_failures=len(failures),
+            n_passes=len(labeled) - len(failures),
+            clusters=clusters,
+            suspects=suspects,
         )
 
     def _suspects(self, task: TaskSpec, labeled: list[TraceView]) -> list[SuspectFlag]:
@@ -131,13 +146,15 @@ class RuleBrain:
         masked = text
         for w in words:
             masked = re.sub(rf"\b{re.escape(w)}\w*", " ", masked)
-        emb = embed.embed([*texts[:i], masked, *texts[i + 1:]])
+        emb = embed.embed([*texts[:i], masked, *texts[i + 1 :]])
         cons = knn_consensus(emb, golds, k=EMB_K, query=[i]).get(i)
         if cons and cons.own_share <= EMB_OWN_MAX and cons.top_share >= LEADING_TOP_MIN:
             return cons
         return None
 
-    def _embedding_flags(self, task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any) -> None:
+    def _embedding_flags(
+        self, task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any
+    ) -> None:
         """Corrections their semantic neighbours contradict (skipped when the embedding model is not installed)."""
         from kaizen.tools import embed
         from kaizen.tools.label_noise import knn_consensus
@@ -152,15 +169,32 @@ class RuleBrain:
             t = labeled[i]
             sides_with_output = cons.top_label == normalize_label(t.output, task.labels or [])
             strict = cons.own_share <= EMB_OWN_MAX and cons.top_share >= EMB_TOP_MIN
-            lenient = sides_with_output and cons.own_share <= EMB_OUTPUT_OWN_MAX and cons.top_share >= EMB_OUTPUT_TOP_MIN
+            lenient = (
+                sides_with_output
+                and cons.own_share <= EMB_OUTPUT_OWN_MAX
+                and cons.top_share >= EMB_OUTPUT_TOP_MIN
+            )
             if not (strict or lenient) and (masked := self._leading_claim(task, texts, golds, i)) is not None:
                 cons, strict = masked, True  # the input names the correction, the rest of it says otherwise
             if (strict or lenient) and cons.top_label != golds[i]:
-                flag(t, "disagrees_with_similar_inputs", method="embedding-knn", correction=golds[i], majority=cons.top_label,
-                     majority_is_model_output=sides_with_output,
-                     share=round(cons.top_share, 3), own_share=round(cons.own_share, 3),
-                     neighbours=[{"trace_id": labeled[n["index"]].id, "label": n["label"], "similarity": n["similarity"]}
-                                 for n in cons.neighbours])
+                flag(
+                    t,
+                    "disagrees_with_similar_inputs",
+                    method="embedding-knn",
+                    correction=golds[i],
+                    majority=cons.top_label,
+                    majority_is_model_output=sides_with_output,
+                    share=round(cons.top_share, 3),
+                    own_share=round(cons.own_share, 3),
+                    neighbours=[
+                        {
+                            "trace_id": labeled[n["index"]].id,
+                            "label": n["label"],
+                            "similarity": n["similarity"],
+                        }
+                        for n in cons.neighbours
+                    ],
+                )
 
     def _gold(self, task: TaskSpec, t: TraceView) -> str | None:
         g = t.gold
@@ -168,7 +202,9 @@ class RuleBrain:
             return None
         return normalize_label(g, task.labels) if task.labels else g.strip()
 
-    def _similarity_flags(self, task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any) -> None:
+    def _similarity_flags(
+        self, task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any
+    ) -> None:
         import numpy as np
 
         sims = TextIndex(texts).self_similarity()
@@ -185,14 +221,27 @@ class RuleBrain:
                 continue
             if t.verdict != "fail" or golds[i] is None or task.kind != "classification":
                 continue
-            order = [j for j in row.argsort()[::-1] if labeled[j].id not in flags and golds[j] is not None][:KNN]
+            order = [j for j in row.argsort()[::-1] if labeled[j].id not in flags and golds[j] is not None][
+                :KNN
+            ]
             dups = [j for j in order if row[j] >= NEAR_DUP]
             if dups:
                 votes = Counter(golds[j] for j in dups)
                 top, n = votes.most_common(1)[0]
                 if top != golds[i] and n >= MIN_DUP_VOTES and n > votes.get(golds[i], 0):
-                    flag(t, "contradicts_near_duplicates", correction=golds[i],
-                         neighbours=[{"trace_id": labeled[j].id, "label": golds[j], "similarity": round(float(row[j]), 3)} for j in dups])
+                    flag(
+                        t,
+                        "contradicts_near_duplicates",
+                        correction=golds[i],
+                        neighbours=[
+                            {
+                                "trace_id": labeled[j].id,
+                                "label": golds[j],
+                                "similarity": round(float(row[j]), 3),
+                            }
+                            for j in dups
+                        ],
+                    )
                     continue
             weights: dict[str, float] = {}
             for j in order:
@@ -203,8 +252,17 @@ class RuleBrain:
             top, w = max(weights.items(), key=lambda kv: kv[1])
             own = weights.get(str(golds[i]), 0.0)
             if top != golds[i] and w / total >= 0.7 and own / total < 0.1:
-                flag(t, "disagrees_with_similar_inputs", correction=golds[i], majority=top, share=round(w / total, 3),
-                     neighbours=[{"trace_id": labeled[j].id, "label": golds[j], "similarity": round(float(row[j]), 3)} for j in order])
+                flag(
+                    t,
+                    "disagrees_with_similar_inputs",
+                    correction=golds[i],
+                    majority=top,
+                    share=round(w / total, 3),
+                    neighbours=[
+                        {"trace_id": labeled[j].id, "label": golds[j], "similarity": round(float(row[j]), 3)}
+                        for j in order
+                    ],
+                )
 
     def _clusters(self, task: TaskSpec, failures: list[TraceView]) -> list[FailureCluster]:
         groups: dict[tuple[str, str], list[TraceView]] = defaultdict(list)
@@ -230,17 +288,36 @@ class RuleBrain:
                 hyp = f"the model answers {pred!r} where {gold!r} is right"
             else:
                 hyp = HYPOTHESES[kind]
-            out.append(FailureCluster(
-                key=key, kind=kind, fixable=kind != "uncorrected", count=len(ts), trace_ids=[t.id for t in ts],  # type: ignore[arg-type]
-                examples=[{"trace_id": t.id, "input": last_user_text(t.messages)[:200], "output": t.output[:200],
-                           "correction": (t.correction or "")[:200]} for t in ts[:3]],
-                hypothesis=hyp,
-            ))
+            out.append(
+                FailureCluster(
+                    key=key,
+                    kind=kind,
+                    fixable=kind != "uncorrected",
+                    count=len(ts),
+                    trace_ids=[t.id for t in ts],  # type: ignore[arg-type]
+                    examples=[
+                        {
+                            "trace_id": t.id,
+                            "input": last_user_text(t.messages)[:200],
+                            "output": t.output[:200],
+                            "correction": (t.correction or "")[:200],
+                        }
+                        for t in ts[:3]
+                    ],
+                    hypothesis=hyp,
+                )
+            )
         return out
 
     # ------------------------------------------------------------------- no teacher, no text
-    def synthesize(self, task: TaskSpec, failures: list[EvalItem], eval_texts: list[str],
-                   confused_with: dict[str, str] | None = None, per_case: int = 2) -> list[EvalItem]:
+    def synthesize(
+        self,
+        task: TaskSpec,
+        failures: list[EvalItem],
+        eval_texts: list[str],
+        confused_with: dict[str, str] | None = None,
+        per_case: int = 2,
+    ) -> list[EvalItem]:
         """Writing new inputs needs a teacher; the rule brain's data comes from the logs alone."""
         return []
 
@@ -248,7 +325,9 @@ class RuleBrain:
         return None
 
     # ---------------------------------------------------------------------------------- plan
-    def plan(self, iteration: int, diagnosis: Diagnosis, last: dict[str, Any] | None, previous: Plan | None) -> Plan:
+    def plan(
+        self, iteration: int, diagnosis: Diagnosis, last: dict[str, Any] | None, previous: Plan | None
+    ) -> Plan:
         """First iteration: the default recipe. Later: change what the last verdict says failed.
 
         Policy after Pioneer Agent: a passing candidate → continue from it with more weight on the
@@ -256,15 +335,22 @@ class RuleBrain:
         rework data (weight the failures) when the target score is below 0.80, otherwise tune (more epochs).
         """
         if previous is None or last is None:
-            return Plan(iteration=iteration, rationale=["default recipe: LoRA SFT continuing the incumbent, a hard negative per failure, 20% replay, lr 5e-4"])
+            return Plan(
+                iteration=iteration,
+                rationale=[
+                    "default recipe: LoRA SFT continuing the incumbent, a hard negative per failure, 20% replay, lr 5e-4"
+                ],
+            )
         p = previous.model_copy(update={"iteration": iteration, "rationale": []})
         if last.get("passed"):
             # The last candidate passed and is now the working incumbent: continue it, a shorter pass that
             # leans harder on the failures (those it fixed cost little; those it did not are the point).
             p.epochs = max(1.0, previous.epochs - 1)
             p.failure_weight = min(4, previous.failure_weight + 1)
-            p.rationale.append(f"{last.get('candidate')} passed (target {last.get('target_after') or 0:.2f}): continue from it, "
-                               f"failures ×{p.failure_weight}, {p.epochs:g} epochs")
+            p.rationale.append(
+                f"{last.get('candidate')} passed (target {last.get('target_after') or 0:.2f}): continue from it, "
+                f"failures ×{p.failure_weight}, {p.epochs:g} epochs"
+            )
             return p
         regressions = last.get("new_regressions", 0)
         limit = last.get("max_new_regressions", 2)
@@ -273,12 +359,16 @@ class RuleBrain:
             p.replay_fraction = min(0.5, p.replay_fraction * 2)
             p.learning_rate = p.learning_rate * 0.5
             p.hard_negatives_per_case = min(3, p.hard_negatives_per_case + 1)
-            p.rationale.append(f"{regressions} regressions > {limit}: replay ×2 ({p.replay_fraction:.0%}), learning rate ×0.5, "
-                               f"hard negatives ×{p.hard_negatives_per_case}")
+            p.rationale.append(
+                f"{regressions} regressions > {limit}: replay ×2 ({p.replay_fraction:.0%}), learning rate ×0.5, "
+                f"hard negatives ×{p.hard_negatives_per_case}"
+            )
         if last.get("target_gain", 0.0) <= 0 or (target_after is not None and target_after < 0.8):
             if target_after is not None and target_after < 0.8:
                 p.failure_weight = min(4, p.failure_weight + 1)
-                p.rationale.append(f"target {target_after:.2f} < 0.80: rework data (failure examples ×{p.failure_weight})")
+                p.rationale.append(
+                    f"target {target_after:.2f} < 0.80: rework data (failure examples ×{p.failure_weight})"
+                )
             else:
                 p.epochs = p.epochs + 1
                 p.rationale.append(f"target gain too small: epochs → {p.epochs:g}")

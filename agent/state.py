@@ -18,8 +18,13 @@ class SuspectFlag(BaseModel):
 
     trace_id: str
     kind: Literal[
-        "correction_off_label", "contradicts_near_duplicates", "disagrees_with_similar_inputs",
-        "off_domain_input", "empty_or_garbage_input", "correction_equals_output", "adversarial_input",
+        "correction_off_label",
+        "contradicts_near_duplicates",
+        "disagrees_with_similar_inputs",
+        "off_domain_input",
+        "empty_or_garbage_input",
+        "correction_equals_output",
+        "adversarial_input",
     ]
     evidence: dict[str, Any] = Field(default_factory=dict)
 
@@ -36,9 +41,15 @@ class FailureCluster(BaseModel):
     hypothesis: str = ""
     name: str = Field("", description="A short name for the pattern (LLM brain).")
     external_reason: str = Field("", description="Why it is not fixable by training, when the brain says so.")
-    probes: list[str] = Field(default_factory=list, description="Synthetic inputs that should fail if the hypothesis is right.")
-    probe_results: list[dict[str, Any]] = Field(default_factory=list, description="Each probe's input, the incumbent's output, failed.")
-    confirmed: bool | None = Field(None, description="Probes failed on the incumbent as predicted (None: no probes run).")
+    probes: list[str] = Field(
+        default_factory=list, description="Synthetic inputs that should fail if the hypothesis is right."
+    )
+    probe_results: list[dict[str, Any]] = Field(
+        default_factory=list, description="Each probe's input, the incumbent's output, failed."
+    )
+    confirmed: bool | None = Field(
+        None, description="Probes failed on the incumbent as predicted (None: no probes run)."
+    )
 
 
 class Diagnosis(BaseModel):
@@ -65,9 +76,15 @@ class Plan(BaseModel):
     # CLINC repair test, 1e-3 broke 3 of 13 passing examples where 5e-4 broke ≤ 2.
     learning_rate: float = 5e-4
     replay_fraction: float = Field(0.2, ge=0.0, le=0.5, description="Replay share (Pioneer Agent: 10–20 %).")
-    failure_weight: int = Field(1, ge=1, le=4, description="Copies of each failure example in the training set.")
-    hard_negatives_per_case: int = Field(1, ge=0, le=3, description="Passing examples of the confused-with label per failure.")
-    min_steps: int = Field(12, ge=1, description="Train at least this many optimiser steps (small failure sets).")
+    failure_weight: int = Field(
+        1, ge=1, le=4, description="Copies of each failure example in the training set."
+    )
+    hard_negatives_per_case: int = Field(
+        1, ge=0, le=3, description="Passing examples of the confused-with label per failure."
+    )
+    min_steps: int = Field(
+        12, ge=1, description="Train at least this many optimiser steps (small failure sets)."
+    )
     batch_size: int = 8
     lora_r: int = 16
     top_layers: int | None = None
@@ -77,7 +94,8 @@ class Plan(BaseModel):
         "training data (lineage says so), else continue the incumbent's adapter (e.g. a model added from outside).",
     )
     fix: Literal["weights", "skill", "both"] = Field(
-        "weights", description="weights: train an adapter; skill: edit the prompt skill only; both.")
+        "weights", description="weights: train an adapter; skill: edit the prompt skill only; both."
+    )
     rationale: list[str] = Field(default_factory=list)
 
 
@@ -108,7 +126,9 @@ class RepairState(TypedDict, total=False):
     target_score: float  # τ (repair.target_score)
     plateau: float  # δ (repair.plateau)
     refit_enabled: bool  # repair.refit
-    recoveries: list[str]  # the recoveries to try, in order ("refresh", "rollback"); [] when repair.recover is off
+    recoveries: list[
+        str
+    ]  # the recoveries to try, in order ("refresh", "rollback"); [] when repair.recover is off
     final_n: int  # size of the final slice (0: no refit possible)
     started_at: float
     deadline: float
@@ -116,7 +136,9 @@ class RepairState(TypedDict, total=False):
     train_tokens_used: int
     artifacts: str
     diagnosis_path: str
-    splits: dict[str, str]  # role → JSONL path (target, regression, final, train pool …; "train": this step's set)
+    splits: dict[
+        str, str
+    ]  # role → JSONL path (target, regression, final, train pool …; "train": this step's set)
     excluded_suspect: list[str]
     has_fixable: bool
     no_train_data: bool  # this iteration's training set came out empty: nothing to train

@@ -31,7 +31,9 @@ class KeyEntry(BaseModel):
 
     id: str
     label: str | None = Field(description="The right answer; null when the input is outside the task.")
-    noise: list[str] = Field(default_factory=list, description="What was done to the trace (typo, poisoned, …).")
+    noise: list[str] = Field(
+        default_factory=list, description="What was done to the trace (typo, poisoned, …)."
+    )
 
     @property
     def bad_feedback(self) -> bool:
@@ -83,12 +85,21 @@ def oracle_traces(task: TaskSpec, traces: Sequence[TraceView], key: dict[str, Ke
         if e.label is None:
             continue
         ok = _same(task, t.output, e.label)
-        out.append(dataclasses.replace(t, verdict="pass" if ok else "fail", correction=None if ok else e.label,
-                                       reason=None if ok else "oracle", feedback_source="oracle"))
+        out.append(
+            dataclasses.replace(
+                t,
+                verdict="pass" if ok else "fail",
+                correction=None if ok else e.label,
+                reason=None if ok else "oracle",
+                feedback_source="oracle",
+            )
+        )
     return out
 
 
-def triage_quality(flagged: Iterable[str], key: dict[str, KeyEntry], traces: Sequence[TraceView]) -> dict[str, Any]:
+def triage_quality(
+    flagged: Iterable[str], key: dict[str, KeyEntry], traces: Sequence[TraceView]
+) -> dict[str, Any]:
     """Precision and recall of the feedback flagged as untrustworthy, against the key.
 
     Counted over labelled traces only (triage judges feedback; an unlabelled trace has none).
@@ -97,6 +108,10 @@ def triage_quality(flagged: Iterable[str], key: dict[str, KeyEntry], traces: Seq
     bad = {i for i, e in key.items() if e.bad_feedback and i in labelled}
     flagged = set(flagged) & labelled
     tp = len(flagged & bad)
-    return {"flagged": len(flagged), "bad_feedback": len(bad), "caught": tp,
-            "precision": round(tp / len(flagged), 4) if flagged else None,
-            "recall": round(tp / len(bad), 4) if bad else None}
+    return {
+        "flagged": len(flagged),
+        "bad_feedback": len(bad),
+        "caught": tp,
+        "precision": round(tp / len(flagged), 4) if flagged else None,
+        "recall": round(tp / len(bad), 4) if bad else None,
+    }

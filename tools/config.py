@@ -24,54 +24,131 @@ class Section(BaseModel):
 
 
 class ModelSettings(Section):
-    base: str = Field("smollm2-135m", description="Base model: smollm2-135m (embedded), a local directory, or a hub id (online only).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when present, else CPU.")
-    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
+    base: str = Field(
+        "smollm2-135m",
+        description="Base model: smollm2-135m (embedded), a local directory, or a hub id (online only).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto picks CUDA when present, else CPU."
+    )
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on CUDA, fp32 on CPU."
+    )
 
 
 class GateSettings(Section):
     """Overrides of the workflow's gate preset (kaizen.tools.gate.PRESETS); unset keys keep the preset's value."""
 
-    min_score: float | None = Field(None, ge=0.0, le=1.0, description="Candidate's target score must reach this (null: preset).")
-    min_gain: float | None = Field(None, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set (null: preset).")
-    max_new_regressions: int | None = Field(None, ge=0, description="Right→wrong flips always allowed on a regression suite (null: preset, 2 for repair).")
-    max_regression_rate: float | None = Field(None, ge=0.0, le=1.0, description="Right→wrong flips allowed as a share of the suite, when larger than max_new_regressions (null: preset, 0.05).")
-    alpha: float | None = Field(None, gt=0.0, lt=1.0, description="One-sided paired test: refuse a candidate significantly worse on a regression suite at this level (null: preset, 0.05).")
-    require_approval: bool = Field(True, description="Wait for `kaizen runs approve` before promoting (kaizen repair --approve skips it).")
+    min_score: float | None = Field(
+        None, ge=0.0, le=1.0, description="Candidate's target score must reach this (null: preset)."
+    )
+    min_gain: float | None = Field(
+        None, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set (null: preset)."
+    )
+    max_new_regressions: int | None = Field(
+        None,
+        ge=0,
+        description="Right→wrong flips always allowed on a regression suite (null: preset, 2 for repair).",
+    )
+    max_regression_rate: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Right→wrong flips allowed as a share of the suite, when larger than max_new_regressions (null: preset, 0.05).",
+    )
+    alpha: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="One-sided paired test: refuse a candidate significantly worse on a regression suite at this level (null: preset, 0.05).",
+    )
+    require_approval: bool = Field(
+        True,
+        description="Wait for `kaizen runs approve` before promoting (kaizen repair --approve skips it).",
+    )
 
 
 class BudgetSettings(Section):
     max_iterations: int = Field(3, ge=1, le=20, description="Train→evaluate iterations per repair run.")
-    max_wall_clock_s: int = Field(3600, ge=60, description="Stop a run after this many seconds (checked between phases).")
-    max_train_tokens: int = Field(200_000, ge=1000, description="Training tokens per run, all iterations together.")
+    max_wall_clock_s: int = Field(
+        3600, ge=60, description="Stop a run after this many seconds (checked between phases)."
+    )
+    max_train_tokens: int = Field(
+        200_000, ge=1000, description="Training tokens per run, all iterations together."
+    )
 
 
 class RepairSettings(Section):
     """How far a repair goes and how it keeps its proof (see the README's "What a repair does")."""
 
-    target_score: float = Field(0.95, ge=0.0, le=1.0, description="τ: stop iterating once a passing candidate reaches this on the target suite.")
-    plateau: float = Field(0.02, ge=0.0, le=1.0, description="δ: stop iterating when a passing iteration gains less than this on the target suite.")
-    final_fraction: float = Field(0.15, ge=0.0, le=0.5, description="Share of trusted traces kept as the final slice that verifies the refit (never trained on or used to choose).")
-    refit: bool = Field(True, description="After the loop, fold the held-out target and regression traces into the best candidate and verify it on the final slice.")
-    recover: bool = Field(True, description="When a candidate fails only on regressions, try a short refresh and a sparse rollback before discarding it.")
+    target_score: float = Field(
+        0.95,
+        ge=0.0,
+        le=1.0,
+        description="τ: stop iterating once a passing candidate reaches this on the target suite.",
+    )
+    plateau: float = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="δ: stop iterating when a passing iteration gains less than this on the target suite.",
+    )
+    final_fraction: float = Field(
+        0.15,
+        ge=0.0,
+        le=0.5,
+        description="Share of trusted traces kept as the final slice that verifies the refit (never trained on or used to choose).",
+    )
+    refit: bool = Field(
+        True,
+        description="After the loop, fold the held-out target and regression traces into the best candidate and verify it on the final slice.",
+    )
+    recover: bool = Field(
+        True,
+        description="When a candidate fails only on regressions, try a short refresh and a sparse rollback before discarding it.",
+    )
 
 
 class BrainSettings(Section):
-    kind: Literal["rule", "llm"] = Field("rule", description="rule: deterministic, offline. llm: an OpenAI-compatible teacher.")
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (llm only).")
+    kind: Literal["rule", "llm"] = Field(
+        "rule", description="rule: deterministic, offline. llm: an OpenAI-compatible teacher."
+    )
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (llm only)."
+    )
     model: str | None = Field(None, description="Model name at that endpoint (llm only).")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
-    redact_pii: bool = Field(True, description="Replace emails, phone, card, IBAN and IP numbers with placeholders before any request.")
-    max_tokens_per_run: int = Field(200_000, ge=0, description="Brain tokens (prompt + completion) per run; past it, the rule brain decides.")
-    max_retries: int = Field(2, ge=0, le=5, description="Retries of a call whose output is invalid or whose endpoint fails, before falling back.")
+    redact_pii: bool = Field(
+        True,
+        description="Replace emails, phone, card, IBAN and IP numbers with placeholders before any request.",
+    )
+    max_tokens_per_run: int = Field(
+        200_000,
+        ge=0,
+        description="Brain tokens (prompt + completion) per run; past it, the rule brain decides.",
+    )
+    max_retries: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description="Retries of a call whose output is invalid or whose endpoint fails, before falling back.",
+    )
     timeout_s: float = Field(120.0, gt=0, description="Seconds per brain request.")
-    max_output_tokens: int = Field(2048, ge=16, description="Cap on the tokens of any one answer (a cut-off answer falls back).")
-    usd_per_1m_tokens: float | None = Field(None, ge=0, description="Price per million tokens, for the cost shown in reports (null: unknown; 0 for a local server).")
+    max_output_tokens: int = Field(
+        2048, ge=16, description="Cap on the tokens of any one answer (a cut-off answer falls back)."
+    )
+    usd_per_1m_tokens: float | None = Field(
+        None,
+        ge=0,
+        description="Price per million tokens, for the cost shown in reports (null: unknown; 0 for a local server).",
+    )
 
     @model_validator(mode="after")
     def _llm_needs_model(self) -> BrainSettings:
         if self.kind == "llm" and not self.model:
-            raise ValueError("brain.kind is llm but brain.model is not set: set brain.model (and brain.base_url)")
+            raise ValueError(
+                "brain.kind is llm but brain.model is not set: set brain.model (and brain.base_url)"
+            )
         return self
 
 
@@ -90,14 +167,25 @@ def duration_s(text: str) -> float:
 class ScheduleSettings(Section):
     """The scheduled loop (`kaizen watch` / `kaizen tick`); command-line flags override these."""
 
-    source: str | None = Field(None, description="Log file or directory to ingest from incrementally (a cursor per file).")
+    source: str | None = Field(
+        None, description="Log file or directory to ingest from incrementally (a cursor per file)."
+    )
     format: str = Field("auto", description="Log format of the source (as for kaizen ingest --format).")
-    batch_input: str | None = Field(None, description="OpenAI Batch output in the source: its batch input file (null: each output file's sibling with output → input in its name).")
+    batch_input: str | None = Field(
+        None,
+        description="OpenAI Batch output in the source: its batch input file (null: each output file's sibling with output → input in its name).",
+    )
     every: str = Field("1h", description="kaizen watch: time between ticks (30m, 1h, 1d …).")
-    min_new_failures: int = Field(20, ge=1, description="Trigger: failures with feedback since the last repair.")
-    min_failure_rate_rise: float = Field(0.10, gt=0, le=1, description="Trigger: rise of the failure rate since the last promotion (absolute).")
+    min_new_failures: int = Field(
+        20, ge=1, description="Trigger: failures with feedback since the last repair."
+    )
+    min_failure_rate_rise: float = Field(
+        0.10, gt=0, le=1, description="Trigger: rise of the failure rate since the last promotion (absolute)."
+    )
     rate_window: int = Field(30, ge=5, description="Labelled traces per window when comparing failure rates.")
-    drift_threshold: float = Field(0.30, gt=0, le=1, description="Trigger: share of new inputs unlike any earlier input.")
+    drift_threshold: float = Field(
+        0.30, gt=0, le=1, description="Trigger: share of new inputs unlike any earlier input."
+    )
     min_new_for_drift: int = Field(30, ge=5, description="New traces needed before drift is measured.")
     cooldown: str = Field("6h", description="No new repair within this time of the last one.")
     max_runs_per_day: int = Field(4, ge=0, description="Repairs started per 24 h, at most (the budget).")
@@ -122,14 +210,18 @@ class ScheduleSettings(Section):
 class TrainSettings(Section):
     """How training jobs run (``kaizen train``, and the train step of repair and cold start)."""
 
-    launcher: LauncherSpec = Field(default_factory=LauncherSpec, description="python (one process) or accelerate (data parallel).")
+    launcher: LauncherSpec = Field(
+        default_factory=LauncherSpec, description="python (one process) or accelerate (data parallel)."
+    )
 
 
 class Settings(Section):
     """The whole of kaizen.yaml."""
 
     model: ModelSettings = Field(default_factory=ModelSettings)
-    tasks: list[TaskSpec] = Field(default_factory=list, description="Tasks declared here (also: kaizen task add).")
+    tasks: list[TaskSpec] = Field(
+        default_factory=list, description="Tasks declared here (also: kaizen task add)."
+    )
     gate: GateSettings = Field(default_factory=GateSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     repair: RepairSettings = Field(default_factory=RepairSettings)
@@ -175,8 +267,11 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
             continue
         if first != key_node.start_mark.line + 1:
             raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is given twice (lines {first} and {key_node.start_mark.line + 1}): keep one",
-                key_node.start_mark)
+                None,
+                None,
+                f"key {key!r} is given twice (lines {first} and {key_node.start_mark.line + 1}): keep one",
+                key_node.start_mark,
+            )
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -204,7 +299,9 @@ def read_yaml(path: Path, what: str = "file") -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte {e.start}): save the {what} as UTF-8") from None
+        raise ConfigError(
+            f"{path}:{line}: not valid UTF-8 (byte {e.start}): save the {what} as UTF-8"
+        ) from None
     try:
         return yaml.load(text.removeprefix("\ufeff"), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as e:
@@ -219,7 +316,9 @@ def load_settings(path: Path) -> Settings:
         return Settings()
     raw = read_yaml(path, "kaizen.yaml") or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (model, tasks, gate, budget, brain, schedule)")
+        raise ConfigError(
+            f"{path}: expected a mapping of sections (model, tasks, gate, budget, brain, schedule)"
+        )
     try:
         return Settings.model_validate(raw)
     except ValidationError as e:
@@ -237,7 +336,9 @@ def _comment_block(model: type[BaseModel], indent: str = "") -> list[str]:
         if name == "tasks":
             continue
         lines.append(f"{indent}# {f.description}")
-        lines.append(f"{indent}{name}: {yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}")
+        lines.append(
+            f"{indent}{name}: {yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}"
+        )
     return lines
 
 

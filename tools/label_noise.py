@@ -22,7 +22,9 @@ class Consensus:
     neighbours: list[dict[str, Any]] = field(default_factory=list)
 
 
-def knn_consensus(embeddings: Any, labels: list[str | None], *, k: int = 10, query: list[int] | None = None) -> dict[int, Consensus]:
+def knn_consensus(
+    embeddings: Any, labels: list[str | None], *, k: int = 10, query: list[int] | None = None
+) -> dict[int, Consensus]:
     """For each index in ``query`` (default: every labelled one), the weighted vote of its ``k`` nearest labelled
     neighbours (cosine on unit vectors, itself excluded). Similarities below 0 count as 0."""
     import numpy as np
@@ -47,7 +49,13 @@ def knn_consensus(embeddings: Any, labels: list[str | None], *, k: int = 10, que
         if total <= 0:
             continue
         top, w = max(votes.items(), key=lambda kv: kv[1])
-        out[i] = Consensus(own_share=votes.get(str(labels[i]), 0.0) / total, top_label=top, top_share=w / total,
-                           neighbours=[{"index": labelled[j], "label": labels[labelled[j]], "similarity": round(float(row[j]), 3)}
-                                       for j in order])
+        out[i] = Consensus(
+            own_share=votes.get(str(labels[i]), 0.0) / total,
+            top_label=top,
+            top_share=w / total,
+            neighbours=[
+                {"index": labelled[j], "label": labels[labelled[j]], "similarity": round(float(row[j]), 3)}
+                for j in order
+            ],
+        )
     return out

@@ -76,7 +76,9 @@ def task_lock(store: Store, task: str, job_id: str) -> Iterator[TaskLock]:
     lk = TaskLock(store, task, job_id)
     with _held_guard:
         _held[key] = lk
-    beat = threading.Thread(target=_beat_until_stopped, args=(lk, every), name=f"kaizen-lock-{task}", daemon=True)
+    beat = threading.Thread(
+        target=_beat_until_stopped, args=(lk, every), name=f"kaizen-lock-{task}", daemon=True
+    )
     beat.start()
     try:
         yield lk
@@ -97,9 +99,14 @@ def _beat_until_stopped(lk: TaskLock, every: float) -> None:
             continue
         if not mine:
             lk.lost.set()
-            log.error("task lock %s: job %s no longer holds it (another host took it over as stale); stopping the job",
-                      lk.task, lk.job_id)
-            if lk._owner == threading.main_thread().ident:  # a real SIGINT also wakes a sleeping or waiting job
+            log.error(
+                "task lock %s: job %s no longer holds it (another host took it over as stale); stopping the job",
+                lk.task,
+                lk.job_id,
+            )
+            if (
+                lk._owner == threading.main_thread().ident
+            ):  # a real SIGINT also wakes a sleeping or waiting job
                 signal.pthread_kill(lk._owner, signal.SIGINT)
             return
 
@@ -140,7 +147,9 @@ def acquire(store: Store, task: str, job_id: str) -> None:
                 f"task {task!r} is busy: run {row.run_id} (pid {row.pid} on {row.host}) holds its lock; "
                 f"wait for it or stop it (`kaizen runs list --task {task}`)"
             )
-    if not store.take_lock(LockRow(task=task, run_id=job_id, pid=me, host=here, proc_start=started), replacing=row):
+    if not store.take_lock(
+        LockRow(task=task, run_id=job_id, pid=me, host=here, proc_start=started), replacing=row
+    ):
         raise LockedError(f"task {task!r} is busy: another run took its lock a moment ago")
     if row is not None and why is not None:
         print(f"kaizen: took over the stale lock of run {row.run_id} on {task!r} ({why})", file=sys.stderr)

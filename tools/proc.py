@@ -64,8 +64,10 @@ class sigterm_as_interrupt:  # noqa: N801 - used as a context manager
     def __enter__(self) -> sigterm_as_interrupt:
         self.old = None
         if threading.current_thread() is threading.main_thread():
+
             def handler(*_: Any) -> None:
                 raise KeyboardInterrupt
+
             self.old = signal.signal(signal.SIGTERM, handler)
         return self
 

@@ -46,7 +46,9 @@ def base_of(store: Store, version: ModelVersionRow) -> ModelVersionRow:
     return version if version.kind == "base" else store.get_model_version(version.base_ref)
 
 
-def promote(store: Store, task: str, version: str, *, actor: str = "", note: str = "", skill: int | None = None) -> tuple[str, str]:
+def promote(
+    store: Store, task: str, version: str, *, actor: str = "", note: str = "", skill: int | None = None
+) -> tuple[str, str]:
     """Point ``production`` at ``version``; the old production becomes ``previous``.
 
     Returns (old, new). Promoting the version already in production is a no-op that still records
@@ -72,9 +74,11 @@ def check_promotable(store: Store, task: str, version: str) -> ModelVersionRow:
     store.get_task(task)
     row = store.get_model_version(version)
     if row.task is not None and row.task != task:
-        raise ModelError(f"version {version!r} belongs to task {row.task!r}, not {task!r}: promote one of {task!r}'s versions "
-                         f"(`kaizen models list --task {task}`), or register the model for {task!r} with "
-                         f"`kaizen models add NAME --path DIR --task {task}`")
+        raise ModelError(
+            f"version {version!r} belongs to task {row.task!r}, not {task!r}: promote one of {task!r}'s versions "
+            f"(`kaizen models list --task {task}`), or register the model for {task!r} with "
+            f"`kaizen models add NAME --path DIR --task {task}`"
+        )
     return row
 
 
@@ -86,7 +90,10 @@ def rollback(store: Store, task: str, *, actor: str = "", note: str = "") -> tup
         raise NotFoundError(f"task {task!r} has no previous version to roll back to")
     store.set_aliases(
         task,
-        {"production": (prev.model_version, prev.skill_version), "previous": (cur.model_version, cur.skill_version)},
+        {
+            "production": (prev.model_version, prev.skill_version),
+            "previous": (cur.model_version, cur.skill_version),
+        },
         action="rollback",
         actor=actor,
         note=note,
@@ -140,11 +147,20 @@ def add_external(
         if task:
             _check_task_base(store, task, base_row)
         validate_adapter(path, base_row)
-        row = ModelVersionRow(name=name, kind="adapter", base_ref=base, adapter_path=str(path), parent=base, task=task,
-                              recipe={"source": "external", "note": note})
+        row = ModelVersionRow(
+            name=name,
+            kind="adapter",
+            base_ref=base,
+            adapter_path=str(path),
+            parent=base,
+            task=task,
+            recipe={"source": "external", "note": note},
+        )
     else:
         validate_full_model(path)
-        row = ModelVersionRow(name=name, kind="base", base_ref=str(path), task=task, recipe={"source": "external", "note": note})
+        row = ModelVersionRow(
+            name=name, kind="base", base_ref=str(path), task=task, recipe={"source": "external", "note": note}
+        )
     return store.add_model_version(row)
 
 
@@ -154,16 +170,20 @@ def _check_task_base(store: Store, task: str, base_row: ModelVersionRow) -> None
         return
     task_base = base_of(store, store.get_model_version(prod.model_version))
     if task_base.name != base_row.name:
-        raise ModelError(f"task {task!r} runs on base {task_base.name!r} (its production is {prod.model_version!r}), but "
-                         f"this adapter would sit on {base_row.name!r}: pass --base {task_base.name} if it was trained on "
-                         "that base, or register it without --task")
+        raise ModelError(
+            f"task {task!r} runs on base {task_base.name!r} (its production is {prod.model_version!r}), but "
+            f"this adapter would sit on {base_row.name!r}: pass --base {task_base.name} if it was trained on "
+            "that base, or register it without --task"
+        )
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: cannot read it as JSON ({e}): the {what} is damaged; re-export it") from None
+        raise ModelError(
+            f"{path}: cannot read it as JSON ({e}): the {what} is damaged; re-export it"
+        ) from None
     if not isinstance(cfg, dict):
         raise ModelError(f"{path}: expected a JSON object: the {what} is damaged; re-export it")
     return cfg
@@ -182,31 +202,45 @@ def safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
             head = f.read(8)
             n = int.from_bytes(head, "little") if len(head) == 8 else -1
             if n < 2 or n > min(size - 8, _MAX_HEADER):
-                raise ModelError(f"{bad} (its header length does not fit a {size}-byte file): the file is damaged or "
-                                 "is not safetensors; re-export the weights")
+                raise ModelError(
+                    f"{bad} (its header length does not fit a {size}-byte file): the file is damaged or "
+                    "is not safetensors; re-export the weights"
+                )
             header = json.loads(f.read(n).decode("utf-8"))
     except OSError as e:
         raise ModelError(f"{path}: cannot read it: {e.strerror or e}") from None
     except (ValueError, UnicodeDecodeError):
-        raise ModelError(f"{bad} (its header is not JSON): the file is damaged; re-export the weights") from None
+        raise ModelError(
+            f"{bad} (its header is not JSON): the file is damaged; re-export the weights"
+        ) from None
     if not isinstance(header, dict):
         raise ModelError(f"{bad} (its header is not a JSON object)")
     data = size - 8 - n
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     for k, v in tensors.items():
-        ok = (isinstance(v, dict) and isinstance(v.get("shape"), list) and all(isinstance(x, int) and x >= 0 for x in v["shape"])
-              and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2
-              and all(isinstance(x, int) for x in v["data_offsets"]) and 0 <= v["data_offsets"][0] <= v["data_offsets"][1] <= data)
+        ok = (
+            isinstance(v, dict)
+            and isinstance(v.get("shape"), list)
+            and all(isinstance(x, int) and x >= 0 for x in v["shape"])
+            and isinstance(v.get("data_offsets"), list)
+            and len(v["data_offsets"]) == 2
+            and all(isinstance(x, int) for x in v["data_offsets"])
+            and 0 <= v["data_offsets"][0] <= v["data_offsets"][1] <= data
+        )
         if not ok:
-            raise ModelError(f"{bad} (tensor {k!r} has no valid shape/offsets, or the file is cut short): re-export the weights")
+            raise ModelError(
+                f"{bad} (tensor {k!r} has no valid shape/offsets, or the file is cut short): re-export the weights"
+            )
     return tensors
 
 
 def _check_bin(path: Path) -> None:
     """A ``.bin`` checkpoint must be torch's zip format (loading it would run pickle: that waits for use)."""
     if not zipfile.is_zipfile(path):
-        raise ModelError(f"{path}: not a PyTorch checkpoint (not torch's zip format): the file is damaged; re-export "
-                         "the weights, preferably as safetensors")
+        raise ModelError(
+            f"{path}: not a PyTorch checkpoint (not torch's zip format): the file is damaged; re-export "
+            "the weights, preferably as safetensors"
+        )
 
 
 def validate_adapter(path: Path, base_row: ModelVersionRow) -> dict[str, Any]:
@@ -218,27 +252,35 @@ def validate_adapter(path: Path, base_row: ModelVersionRow) -> dict[str, Any]:
     """
     weights = [path / f for f in _ADAPTER_WEIGHTS if (path / f).exists()]
     if not weights:
-        raise ModelError(f"{path} has adapter_config.json but no adapter weights ({' or '.join(_ADAPTER_WEIGHTS)})")
+        raise ModelError(
+            f"{path} has adapter_config.json but no adapter weights ({' or '.join(_ADAPTER_WEIGHTS)})"
+        )
     cfg = _read_json(path / "adapter_config.json", "adapter config")
     if cfg.get("peft_type", "LORA") != "LORA":
         raise ModelError(f"{path}: only LoRA adapters are supported (found {cfg.get('peft_type')})")
     declared = [cfg.get("r"), *(cfg.get("rank_pattern") or {}).values()]
     if not all(isinstance(r, int) and r > 0 for r in declared):
-        raise ModelError(f"{path / 'adapter_config.json'}: 'r' must be a positive integer (found {cfg.get('r')!r})")
+        raise ModelError(
+            f"{path / 'adapter_config.json'}: 'r' must be a positive integer (found {cfg.get('r')!r})"
+        )
     ranks: list[int] = [int(r) for r in declared]  # type: ignore[arg-type]  # checked just above
     tensors: dict[str, dict[str, Any]] = {}
     if weights[0].suffix == ".safetensors":
         tensors = safetensors_header(weights[0])
         lora = {k: v for k, v in tensors.items() if ".lora_A" in k or ".lora_B" in k}
         if not lora:
-            raise ModelError(f"{weights[0]}: holds no LoRA weights (no lora_A/lora_B tensors): not a LoRA adapter")
+            raise ModelError(
+                f"{weights[0]}: holds no LoRA weights (no lora_A/lora_B tensors): not a LoRA adapter"
+            )
         ranks += [v["shape"][0] for k, v in lora.items() if ".lora_A" in k and v["shape"]]
     else:
         _check_bin(weights[0])
     rank = max(ranks)
     if rank > MAX_LORA_RANK:
-        raise ModelError(f"{path}: LoRA rank {rank} is above {MAX_LORA_RANK}, the most `kaizen serve` (vLLM "
-                         f"--max-lora-rank) loads: retrain it with r ≤ {MAX_LORA_RANK}")
+        raise ModelError(
+            f"{path}: LoRA rank {rank} is above {MAX_LORA_RANK}, the most `kaizen serve` (vLLM "
+            f"--max-lora-rank) loads: retrain it with r ≤ {MAX_LORA_RANK}"
+        )
     if tensors:
         _check_shapes(path, cfg, tensors, base_row)
     return cfg
@@ -256,7 +298,9 @@ def _base_config(base_row: ModelVersionRow) -> dict[str, Any] | None:
     return _read_json(d / "config.json", "base model config")
 
 
-def _check_shapes(path: Path, cfg: dict[str, Any], tensors: dict[str, dict[str, Any]], base_row: ModelVersionRow) -> None:
+def _check_shapes(
+    path: Path, cfg: dict[str, Any], tensors: dict[str, dict[str, Any]], base_row: ModelVersionRow
+) -> None:
     base = _base_config(base_row)
     if base is None:
         return
@@ -266,9 +310,15 @@ def _check_shapes(path: Path, cfg: dict[str, Any], tensors: dict[str, dict[str, 
     kv = base.get("num_key_value_heads") or heads
     head_dim = base.get("head_dim") or hidden // heads
     inter = base.get("intermediate_size")
-    dims = {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv * head_dim), "v_proj": (hidden, kv * head_dim),
-            "o_proj": (heads * head_dim, hidden), "gate_proj": (hidden, inter), "up_proj": (hidden, inter),
-            "down_proj": (inter, hidden)}
+    dims = {
+        "q_proj": (hidden, heads * head_dim),
+        "k_proj": (hidden, kv * head_dim),
+        "v_proj": (hidden, kv * head_dim),
+        "o_proj": (heads * head_dim, hidden),
+        "gate_proj": (hidden, inter),
+        "up_proj": (hidden, inter),
+        "down_proj": (inter, hidden),
+    }
     layers = base.get("num_hidden_layers")
     trained_on = cfg.get("base_model_name_or_path") or "another model"
     for key, t in tensors.items():
@@ -286,15 +336,19 @@ def _check_shapes(path: Path, cfg: dict[str, Any], tensors: dict[str, dict[str, 
                 side = "input" if ab == "A" else "output"
                 problem = f"its {module} {side} size is {got}, and the base's is {want}"
         if problem:
-            raise ModelError(f"{path}: this adapter does not fit base {base_row.name!r} ({base_row.base_ref}): {problem} "
-                             f"(it was trained on {trained_on}); register it on the base it was trained on (--base)")
+            raise ModelError(
+                f"{path}: this adapter does not fit base {base_row.name!r} ({base_row.base_ref}): {problem} "
+                f"(it was trained on {trained_on}); register it on the base it was trained on (--base)"
+            )
 
 
 def validate_full_model(path: Path) -> dict[str, Any]:
     """Check a full model directory before it is registered as a base: config and weights readable."""
     cfg = _read_json(path / "config.json", "model config")
     if not (cfg.get("model_type") or cfg.get("architectures")):
-        raise ModelError(f"{path / 'config.json'}: no model_type or architectures: not a transformers model config")
+        raise ModelError(
+            f"{path / 'config.json'}: no model_type or architectures: not a transformers model config"
+        )
     safetensors = sorted(path.glob("*.safetensors"))
     bins = sorted(path.glob("pytorch_model*.bin"))
     if not safetensors and not bins:

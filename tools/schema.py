@@ -43,12 +43,18 @@ class Message(Strict):
 class TaskSpec(Strict):
     """A task: what the model is asked to do and how success is measured."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Short id, e.g. support-intents.")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Short id, e.g. support-intents."
+    )
     kind: TaskKind = Field(description="classification | extraction | generation | math | code.")
     description: str = Field("", description="What the task is, in plain words.")
     labels: list[str] = Field(default_factory=list, description="Label set (classification).")
-    system_prompt: str | None = Field(None, description="System prompt; a default is derived for classification.")
-    metric: str | None = Field(None, description="Headline metric; defaults per kind (accuracy, field_f1, …).")
+    system_prompt: str | None = Field(
+        None, description="System prompt; a default is derived for classification."
+    )
+    metric: str | None = Field(
+        None, description="Headline metric; defaults per kind (accuracy, field_f1, …)."
+    )
     base_model: str | None = Field(None, description="Base model for this task; defaults to model.base.")
 
     @field_validator("labels")
@@ -155,7 +161,9 @@ def system_prompt_for(task: TaskSpec, skill: Skill | None = None) -> str:
     return "\n\n".join(parts)
 
 
-def render(task: TaskSpec, skill: Skill | None, messages: list[Message] | list[dict[str, Any]]) -> list[dict[str, str]]:
+def render(
+    task: TaskSpec, skill: Skill | None, messages: list[Message] | list[dict[str, Any]]
+) -> list[dict[str, str]]:
     """Build the chat messages the model sees, for training, evaluation and serving alike.
 
     The task/skill system prompt is applied exactly once: system messages already present in a

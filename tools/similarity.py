@@ -14,10 +14,31 @@ from typing import Any, Literal
 
 # Added to scikit-learn's English stop words: chat fillers that it keeps ("does", "want", "need" …)
 # and that say nothing about what a request is about.
-EXTRA_STOP_WORDS = frozenset({
-    "does", "did", "doing", "doesn", "don", "want", "need", "like", "know", "tell", "let", "help",
-    "ok", "okay", "hi", "hello", "hey", "thanks", "thank", "pls", "im",
-})
+EXTRA_STOP_WORDS = frozenset(
+    {
+        "does",
+        "did",
+        "doing",
+        "doesn",
+        "don",
+        "want",
+        "need",
+        "like",
+        "know",
+        "tell",
+        "let",
+        "help",
+        "ok",
+        "okay",
+        "hi",
+        "hello",
+        "hey",
+        "thanks",
+        "thank",
+        "pls",
+        "im",
+    }
+)
 
 
 _PUNCT = re.compile(r"[^\w\s]")
@@ -45,12 +66,20 @@ class TextIndex:
 
         self.texts = list(texts)
         if analyzer == "char":
-            self.vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=1)
+            self.vectorizer = TfidfVectorizer(
+                analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=1
+            )
         else:
             # Binary, no IDF: the cosine of the two sets of content words. IDF would make the
             # domain's own vocabulary ("account", "card") count for least.
-            self.vectorizer = TfidfVectorizer(analyzer="word", stop_words=sorted(ENGLISH_STOP_WORDS | EXTRA_STOP_WORDS),
-                                              token_pattern=r"(?u)\b[^\W\d_]{2,}\b", binary=True, use_idf=False, min_df=1)
+            self.vectorizer = TfidfVectorizer(
+                analyzer="word",
+                stop_words=sorted(ENGLISH_STOP_WORDS | EXTRA_STOP_WORDS),
+                token_pattern=r"(?u)\b[^\W\d_]{2,}\b",
+                binary=True,
+                use_idf=False,
+                min_df=1,
+            )
         corpus = [normalize_text(t) or " " for t in self.texts]
         try:
             self.matrix = self.vectorizer.fit_transform(corpus) if corpus else None
@@ -85,7 +114,9 @@ class TextIndex:
         return np.asarray(self.matrix.getnnz(axis=1) > 0)
 
 
-def near_duplicates(candidates: Sequence[str], references: Sequence[str], threshold: float = 0.9) -> list[int]:
+def near_duplicates(
+    candidates: Sequence[str], references: Sequence[str], threshold: float = 0.9
+) -> list[int]:
     """Indices of ``candidates`` whose text is (nearly) the same as any reference text."""
     if not candidates or not references:
         return []

@@ -27,7 +27,9 @@ def save_skill(store: Store, task: str, skill: Skill, parent: int | None = None)
     run that re-asks the brain gets the cached answer and must not mint a duplicate).
     """
     store.get_task(task)
-    return Skill.model_validate(store.add_skill(task, skill.model_dump(mode="json", exclude={"name", "version"}), parent))
+    return Skill.model_validate(
+        store.add_skill(task, skill.model_dump(mode="json", exclude={"name", "version"}), parent)
+    )
 
 
 def load_skill_file(path: Path, task: str) -> Skill:
@@ -44,7 +46,9 @@ def load_skill_file(path: Path, task: str) -> Skill:
         raw = {}
     if not isinstance(raw, dict):
         kind = "a list" if isinstance(raw, list) else f"a single value ({type(raw).__name__})"
-        raise ConfigError(f"{path}: a skill file holds a mapping {{system_prompt?, instructions?, few_shot?}}, not {kind}")
+        raise ConfigError(
+            f"{path}: a skill file holds a mapping {{system_prompt?, instructions?, few_shot?}}, not {kind}"
+        )
     try:
         return Skill.model_validate({"name": task} | raw)
     except ValidationError as e:
@@ -55,17 +59,26 @@ def load_skill_file(path: Path, task: str) -> Skill:
 def get_skill(store: Store, task: str, version: int) -> Skill:
     row = store.get_skill_row(task, version)
     if row is None:
-        raise NotFoundError(f"task {task!r} has no skill version {version}: see `kaizen skills list --task {task}`")
+        raise NotFoundError(
+            f"task {task!r} has no skill version {version}: see `kaizen skills list --task {task}`"
+        )
     return Skill.model_validate(row.body)
 
 
 def list_skills(store: Store, task: str) -> list[dict[str, Any]]:
     aliases = {a.alias: a.skill_version for a in store.aliases(task).values()}
     rows = store.skill_rows(task)
-    return [{"version": r.version, "parent": r.parent, "created_at": r.created_at,
-             "aliases": sorted(a for a, v in aliases.items() if v == r.version),
-             "instructions": (r.body.get("instructions") or "")[:80], "few_shot": len(r.body.get("few_shot") or [])}
-            for r in rows]
+    return [
+        {
+            "version": r.version,
+            "parent": r.parent,
+            "created_at": r.created_at,
+            "aliases": sorted(a for a, v in aliases.items() if v == r.version),
+            "instructions": (r.body.get("instructions") or "")[:80],
+            "few_shot": len(r.body.get("few_shot") or []),
+        }
+        for r in rows
+    ]
 
 
 def production_skill(store: Store, task: str) -> Skill | None:

@@ -29,8 +29,15 @@ def version_paths(ws: Workspace, version: ModelVersionRow) -> tuple[Path, Path |
     return resolve_base(base.base_ref), (Path(version.adapter_path) if version.adapter_path else None)
 
 
-def make_backend(ws: Workspace, version: ModelVersionRow, backend: str = "transformers", *,
-                 base_url: str | None = None, served_model: str | None = None, batch_size: int = 32) -> InferenceBackend:
+def make_backend(
+    ws: Workspace,
+    version: ModelVersionRow,
+    backend: str = "transformers",
+    *,
+    base_url: str | None = None,
+    served_model: str | None = None,
+    batch_size: int = 32,
+) -> InferenceBackend:
     """An inference backend running ``version`` (``vllm``: ``base_url`` attaches to a running vLLM server).
 
     Backends that hold a process (``vllm`` started as a server) have a ``close()``; callers call it when done."""
@@ -38,16 +45,23 @@ def make_backend(ws: Workspace, version: ModelVersionRow, backend: str = "transf
 
     if backend == "openai":
         if not served_model:
-            raise ConfigError("--backend openai needs --served-model NAME (and --base-url for a local server)")
+            raise ConfigError(
+                "--backend openai needs --served-model NAME (and --base-url for a local server)"
+            )
         return backends.OpenAIBackend(base_url, served_model, api_key_env=ws.settings.brain.api_key_env)
     base_dir, adapter = version_paths(ws, version)
     m = ws.settings.model
     if backend == "vllm":
-        dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(m.dtype, "auto" if m.device == "cuda" else "float32")
+        dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(
+            m.dtype, "auto" if m.device == "cuda" else "float32"
+        )
         return backends.make_vllm_backend(base_dir, adapter, url=base_url, dtype=dtype)
     if backend == "transformers":
         return backends.TransformersBackend(
-            base_dir, adapter, device=None if m.device == "auto" else m.device, dtype=None if m.dtype == "auto" else m.dtype,
+            base_dir,
+            adapter,
+            device=None if m.device == "auto" else m.device,
+            dtype=None if m.dtype == "auto" else m.dtype,
             batch_size=batch_size,
         )
     raise ConfigError(f"unknown backend {backend!r}: use transformers, vllm or openai")
@@ -56,9 +70,18 @@ def make_backend(ws: Workspace, version: ModelVersionRow, backend: str = "transf
 def record_eval(ws: Workspace, report: Any, dataset: str, run_id: str | None = None) -> EvalResultRow:
     return ws.store.add_eval_result(
         EvalResultRow(
-            task=report.task, model_version=report.model_version, dataset_id=dataset, suite=report.suite,
-            metric=report.metric, score=report.score, n=report.n, metrics=report.metrics, backend=report.backend,
-            decoding=report.decoding, outputs_path=report.outputs_path, run_id=run_id,
+            task=report.task,
+            model_version=report.model_version,
+            dataset_id=dataset,
+            suite=report.suite,
+            metric=report.metric,
+            score=report.score,
+            n=report.n,
+            metrics=report.metrics,
+            backend=report.backend,
+            decoding=report.decoding,
+            outputs_path=report.outputs_path,
+            run_id=run_id,
         )
     )
 
@@ -72,8 +95,18 @@ def new_version_name(ws: Workspace, task: str, prefix: str = "") -> str:
     return f"{prefix or task}-v{n}"
 
 
-def build_job(ws: Workspace, task: TaskSpec, items: list[EvalItem], *, kind: str, start: ModelVersionRow,
-              job_dir: Path, from_incumbent: bool = False, skill: Any = None, **params: Any) -> TrainJob:
+def build_job(
+    ws: Workspace,
+    task: TaskSpec,
+    items: list[EvalItem],
+    *,
+    kind: str,
+    start: ModelVersionRow,
+    job_dir: Path,
+    from_incumbent: bool = False,
+    skill: Any = None,
+    **params: Any,
+) -> TrainJob:
     """A training job for ``items`` on ``start``'s base (optionally initialised from its adapter).
 
     ``skill``: the prompt skill the model will be served with — training renders chats with it, so
@@ -84,23 +117,42 @@ def build_job(ws: Workspace, task: TaskSpec, items: list[EvalItem], *, kind: str
     data_path = job_dir / "data.jsonl"
     write_items(data_path, rows)
     m = ws.settings.model
-    params.setdefault("launcher", ws.settings.train.launcher.relative_to(ws.root))  # kaizen.yaml train.launcher
+    params.setdefault(
+        "launcher", ws.settings.train.launcher.relative_to(ws.root)
+    )  # kaizen.yaml train.launcher
     return TrainJob(
-        kind=kind, base_dir=base_dir, init_adapter=adapter if from_incumbent else None, data_path=data_path,
-        output_dir=job_dir, device=m.device, dtype=m.dtype, **params,
+        kind=kind,
+        base_dir=base_dir,
+        init_adapter=adapter if from_incumbent else None,
+        data_path=data_path,
+        output_dir=job_dir,
+        device=m.device,
+        dtype=m.dtype,
+        **params,
     )
 
 
-def register_trained(ws: Workspace, task: TaskSpec, job: TrainJob, result: dict[str, Any], *, name: str,
-                     parent: ModelVersionRow, items: list[EvalItem], train_items_path: str | None = None,
-                     holds_full_data: bool = False) -> ModelVersionRow:
+def register_trained(
+    ws: Workspace,
+    task: TaskSpec,
+    job: TrainJob,
+    result: dict[str, Any],
+    *,
+    name: str,
+    parent: ModelVersionRow,
+    items: list[EvalItem],
+    train_items_path: str | None = None,
+    holds_full_data: bool = False,
+) -> ModelVersionRow:
     """Register a finished job's adapter as a new version with its lineage and recipe."""
     base = base_of(ws.store, parent)
     recipe = job.model_dump(mode="json", exclude={"base_dir", "data_path", "output_dir"}) | {
-        "trained_by": getpass.getuser(), "job_dir": str(job.output_dir),
+        "trained_by": getpass.getuser(),
+        "job_dir": str(job.output_dir),
         # Lineage for the next repair: the exact examples, and whether they are *all* this version
         # learned (trained from its base, not continued from another adapter).
-        "train_items_path": train_items_path, "holds_full_data": holds_full_data and job.init_adapter is None,
+        "train_items_path": train_items_path,
+        "holds_full_data": holds_full_data and job.init_adapter is None,
     }
     try:
         return ws.store.get_model_version(name)  # re-running a finished step registers nothing twice
@@ -108,9 +160,18 @@ def register_trained(ws: Workspace, task: TaskSpec, job: TrainJob, result: dict[
         pass
     return ws.store.add_model_version(
         ModelVersionRow(
-            name=name, kind="adapter", base_ref=base.name, adapter_path=result["output_path"], parent=parent.name,
-            task=task.name, recipe=recipe, data_hash=content_hash(sorted(it.id for it in items)),
-            metrics={k: result.get(k) for k in ("steps", "train_tokens", "tokens_per_s", "train_loss", "train_runtime_s")}
+            name=name,
+            kind="adapter",
+            base_ref=base.name,
+            adapter_path=result["output_path"],
+            parent=parent.name,
+            task=task.name,
+            recipe=recipe,
+            data_hash=content_hash(sorted(it.id for it in items)),
+            metrics={
+                k: result.get(k)
+                for k in ("steps", "train_tokens", "tokens_per_s", "train_loss", "train_runtime_s")
+            }
             | {"metrics_path": str(job.output_dir / "metrics.jsonl")},
         )
     )
@@ -132,9 +193,16 @@ def progress_printer(total_hint: str = "") -> Callable[[dict[str, Any]], None]:
     return show
 
 
-
-def register_adapter(ws: Workspace, task: TaskSpec, *, name: str, adapter_path: Path, parent: ModelVersionRow,
-                     recipe: dict[str, Any], items: list[EvalItem] | None = None) -> ModelVersionRow:
+def register_adapter(
+    ws: Workspace,
+    task: TaskSpec,
+    *,
+    name: str,
+    adapter_path: Path,
+    parent: ModelVersionRow,
+    recipe: dict[str, Any],
+    items: list[EvalItem] | None = None,
+) -> ModelVersionRow:
     """Register an adapter kaizen made without a training job (e.g. a sparse rollback) as a new version."""
     try:
         return ws.store.get_model_version(name)  # idempotent: a resumed step registers nothing twice
@@ -142,6 +210,15 @@ def register_adapter(ws: Workspace, task: TaskSpec, *, name: str, adapter_path: 
         pass
     base = base_of(ws.store, parent)
     return ws.store.add_model_version(
-        ModelVersionRow(name=name, kind="adapter", base_ref=base.name, adapter_path=str(adapter_path), parent=parent.name,
-                        task=task.name, recipe=recipe | {"holds_full_data": False},
-                        data_hash=content_hash(sorted(it.id for it in items or [])), metrics={}))
+        ModelVersionRow(
+            name=name,
+            kind="adapter",
+            base_ref=base.name,
+            adapter_path=str(adapter_path),
+            parent=parent.name,
+            task=task.name,
+            recipe=recipe | {"holds_full_data": False},
+            data_hash=content_hash(sorted(it.id for it in items or [])),
+            metrics={},
+        )
+    )

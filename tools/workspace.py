@@ -74,8 +74,10 @@ def _mkdir(p: Path) -> None:
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise WorkspaceError(f"cannot create {p}: {e.strerror or e}: make the workspace writable by this user "
-                             "(or point KAIZEN_HOME at a writable folder)") from None
+        raise WorkspaceError(
+            f"cannot create {p}: {e.strerror or e}: make the workspace writable by this user "
+            "(or point KAIZEN_HOME at a writable folder)"
+        ) from None
 
 
 def init_workspace(directory: Path) -> tuple[Workspace, bool]:
@@ -95,14 +97,18 @@ def init_workspace(directory: Path) -> tuple[Workspace, bool]:
         try:
             ws.config_path.write_text(settings_template())
         except OSError as e:
-            raise WorkspaceError(f"cannot write {ws.config_path}: {e.strerror or e}: make {root} writable by this user") from None
+            raise WorkspaceError(
+                f"cannot write {ws.config_path}: {e.strerror or e}: make {root} writable by this user"
+            ) from None
     settings = ws.settings  # validate before touching the db
     store = Store(ws.db_url, create=True)
     try:
         store.get_model_version("base")
     except NotFoundError:  # first init: register the base
         store.add_model_version(
-            ModelVersionRow(name="base", kind="base", base_ref=settings.model.base, recipe={"source": "kaizen init"})
+            ModelVersionRow(
+                name="base", kind="base", base_ref=settings.model.base, recipe={"source": "kaizen init"}
+            )
         )
     store.close()
     return ws, created
@@ -119,7 +125,9 @@ def find_workspace(explicit: Path | None = None) -> Workspace:
     if env_home:
         state = env_home.resolve()
         if not state.is_dir():
-            raise WorkspaceError(f"KAIZEN_HOME={env_home} does not exist: run `kaizen init` or fix KAIZEN_HOME")
+            raise WorkspaceError(
+                f"KAIZEN_HOME={env_home} does not exist: run `kaizen init` or fix KAIZEN_HOME"
+            )
         return Workspace(root=state.parent, state=state)
     here = Path.cwd().resolve()
     for d in (here, *here.parents):

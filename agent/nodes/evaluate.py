@@ -20,4 +20,7 @@ def evaluate(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]
     evals.update(measure(state, c, str(state["candidate"]), state.get("candidate_skill"), suites))
     inc, cand = incumbent_label(state), candidate_label(state)
     scores = {k: v["score"] for k, v in evals.items() if k.startswith(cand + "/") or k.startswith(inc + "/")}
-    return {"evals": evals, "events": [event("evaluate", iteration=state["iteration"], step=state.get("step"), scores=scores)]}
+    return {
+        "evals": evals,
+        "events": [event("evaluate", iteration=state["iteration"], step=state.get("step"), scores=scores)],
+    }

@@ -18,7 +18,9 @@ from kaizen.agent.state import RepairState
 from kaizen.tools.gate import check_regressions, compare, decide, gate_config
 
 
-def _vs_working(state: RepairState, cfg: Any, cand: str, suites: dict[str, str]) -> tuple[bool, list[str], float | None]:
+def _vs_working(
+    state: RepairState, cfg: Any, cand: str, suites: dict[str, str]
+) -> tuple[bool, list[str], float | None]:
     working = state.get("working")
     if not working:
         return True, [], None
@@ -52,21 +54,44 @@ def gate(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     passed = verdict.passed and w_ok
     step = state.get("step") or str(state["iteration"])
     summary: dict[str, Any] = {
-        "passed": passed, "reasons": verdict.reasons + w_reasons, "new_regressions": verdict.new_regressions,
-        "max_new_regressions": cfg.max_new_regressions, "target_failed": not verdict.target_ok,
+        "passed": passed,
+        "reasons": verdict.reasons + w_reasons,
+        "new_regressions": verdict.new_regressions,
+        "max_new_regressions": cfg.max_new_regressions,
+        "target_failed": not verdict.target_ok,
         "regression_failed": not verdict.regressions_ok or not w_ok,
-        "target_before": target.incumbent_score if target else None, "target_after": target.candidate_score if target else None,
-        "target_gain": target.gain if target else 0.0, "gain_over_working": gain_w, "fixed": target.newly_right if target else [],
-        "broken": {s.suite: s.newly_wrong for s in regressions}, "candidate": cand, "iteration": state["iteration"], "step": step,
-        "candidate_version": state["candidate"], "candidate_skill": state.get("candidate_skill"), "detail": verdict.model_dump(),
+        "target_before": target.incumbent_score if target else None,
+        "target_after": target.candidate_score if target else None,
+        "target_gain": target.gain if target else 0.0,
+        "gain_over_working": gain_w,
+        "fixed": target.newly_right if target else [],
+        "broken": {s.suite: s.newly_wrong for s in regressions},
+        "candidate": cand,
+        "iteration": state["iteration"],
+        "step": step,
+        "candidate_version": state["candidate"],
+        "candidate_skill": state.get("candidate_skill"),
+        "detail": verdict.model_dump(),
     }
     best = state.get("best")
     if passed and (best is None or (summary["target_after"] or 0) >= (best.get("target_after") or 0)):
         best = summary
     c.say(f"gate [{step}]: {'PASS' if passed else 'FAIL'} — " + "; ".join(summary["reasons"]))
     recipe = (state.get("plan") or {}).get("rationale") or []
-    return {"verdict": summary, "best": best, "working": summary if passed else state.get("working"),
-            "path": [{"step": step, "recipe": "; ".join(recipe) if step.isdigit() else (state.get("recovery") or ["?"])[-1],
-                      "candidate": cand, "passed": passed, "target": summary["target_after"],
-                      "regressions": verdict.new_regressions, "reasons": summary["reasons"]}],
-            "events": [event("gate", step=step, passed=passed, reasons=summary["reasons"])]}
+    return {
+        "verdict": summary,
+        "best": best,
+        "working": summary if passed else state.get("working"),
+        "path": [
+            {
+                "step": step,
+                "recipe": "; ".join(recipe) if step.isdigit() else (state.get("recovery") or ["?"])[-1],
+                "candidate": cand,
+                "passed": passed,
+                "target": summary["target_after"],
+                "regressions": verdict.new_regressions,
+                "reasons": summary["reasons"],
+            }
+        ],
+        "events": [event("gate", step=step, passed=passed, reasons=summary["reasons"])],
+    }

@@ -20,5 +20,12 @@ def plan(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if previous is None and c.plan_defaults:
         p = p.model_copy(update=c.plan_defaults)
     c.say(f"plan (iteration {iteration}): " + "; ".join(p.rationale))
-    return {"plan": p.model_dump(), "iteration": iteration, "candidate": None, "candidate_skill": None, "recovery": [],
-            "step": str(iteration), "events": [event("plan", iteration=iteration, rationale=p.rationale)]}
+    return {
+        "plan": p.model_dump(),
+        "iteration": iteration,
+        "candidate": None,
+        "candidate_skill": None,
+        "recovery": [],
+        "step": str(iteration),
+        "events": [event("plan", iteration=iteration, rationale=p.rationale)],
+    }

@@ -24,25 +24,59 @@ def promote(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ws = c.workspace
     best = state.get("best") or {}
     version, skill = best.get("candidate_version") or best["candidate"], best.get("candidate_skill")
-    approval = {"approved": True, "by": f"{getpass.getuser()} (--approve)", "at": time.time()} if state.get("auto_approve") else None
+    approval = (
+        {"approved": True, "by": f"{getpass.getuser()} (--approve)", "at": time.time()}
+        if state.get("auto_approve")
+        else None
+    )
     if approval is None and ws.settings.gate.require_approval:
-        answer = interrupt({"question": f"promote {best['candidate']} to production of {state['task']}?", "verdict": best["reasons"]})
+        answer = interrupt(
+            {
+                "question": f"promote {best['candidate']} to production of {state['task']}?",
+                "verdict": best["reasons"],
+            }
+        )
         approval = dict(answer) if isinstance(answer, dict) else {"approved": bool(answer)}
     elif approval is None:
         approval = {"approved": True, "by": "policy (gate.require_approval: false)", "at": time.time()}
     if not approval.get("approved"):
         c.say(f"promote: rejected by {approval.get('by', '?')}")
-        return {"approval": approval, "promoted": False, "status": "rejected",
-                "events": [event("promote", promoted=False, approval=approval)]}
+        return {
+            "approval": approval,
+            "promoted": False,
+            "status": "rejected",
+            "events": [event("promote", promoted=False, approval=approval)],
+        }
     _record_suites(state, c, version, best)
     # A live `kaizen serve` of the task is hot-swapped first; if it cannot load the candidate this
     # raises (the run fails, production and the registry stay as they were; `kaizen runs resume` retries).
-    swapped = promote_and_swap(ws.store, state["task"], version, actor=str(approval.get("by", "")), note=f"run {state['run_id']}",
-                               skill=skill)
-    c.say(f"promote: production of {state['task']} → {best['candidate']}"
-             + "".join(f"; hot-swapped {s['url']}" for s in swapped.servers))
-    return {"approval": approval, "promoted": True, "status": "promoted",
-            "events": [event("promote", promoted=True, version=version, skill=skill, approval=approval, servers=swapped.servers)]}
+    swapped = promote_and_swap(
+        ws.store,
+        state["task"],
+        version,
+        actor=str(approval.get("by", "")),
+        note=f"run {state['run_id']}",
+        skill=skill,
+    )
+    c.say(
+        f"promote: production of {state['task']} → {best['candidate']}"
+        + "".join(f"; hot-swapped {s['url']}" for s in swapped.servers)
+    )
+    return {
+        "approval": approval,
+        "promoted": True,
+        "status": "promoted",
+        "events": [
+            event(
+                "promote",
+                promoted=True,
+                version=version,
+                skill=skill,
+                approval=approval,
+                servers=swapped.servers,
+            )
+        ],
+    }
 
 
 def _record_suites(state: RepairState, c: RunContext, version: str, best: dict[str, Any]) -> None:
@@ -53,8 +87,11 @@ def _record_suites(state: RepairState, c: RunContext, version: str, best: dict[s
     """
     ws = c.workspace
     run = state["run_id"][:8]
-    mine = ({f"{run}-final": state["splits"]["final"]} if best.get("step") == "refit"
-            else {f"{run}-regression": state["splits"]["regression"], f"{run}-target": state["splits"]["target"]})
+    mine = (
+        {f"{run}-final": state["splits"]["final"]}
+        if best.get("step") == "refit"
+        else {f"{run}-regression": state["splits"]["regression"], f"{run}-target": state["splits"]["target"]}
+    )
     inherited = ws.store.get_model_version(state["incumbent"]).metrics.get("suites") or {}
     suites = dict(list({**inherited, **mine}.items())[-6:])
     ws.store.update_model_metrics(version, {"suites": suites, "promoted_by_run": state["run_id"]})

@@ -33,18 +33,28 @@ def _broken_labels(state: RepairState, task: Any) -> set[str]:
     return labels
 
 
-def _examples(state: RepairState, task: Any, labels: set[str], seed: int) -> tuple[list[EvalItem], list[EvalItem]]:
+def _examples(
+    state: RepairState, task: Any, labels: set[str], seed: int
+) -> tuple[list[EvalItem], list[EvalItem]]:
     """(examples of the damaged labels, the training failures): training-side data only."""
     splits = state["splits"]
-    pool = [*load_items(Path(splits["train"]), task),
-            *(load_items(Path(splits["replay_pool"]), task) if Path(splits["replay_pool"]).stat().st_size else [])]
+    pool = [
+        *load_items(Path(splits["train"]), task),
+        *(
+            load_items(Path(splits["replay_pool"]), task)
+            if Path(splits["replay_pool"]).stat().st_size
+            else []
+        ),
+    ]
     seen, damaged = set(), []
     for it in pool:
         key = it.metadata.get("trace_id", it.id)
         if str(it.expected) in labels and key not in seen:
             seen.add(key)
             damaged.append(it)
-    failures = [it for it in load_items(Path(splits["train"]), task) if it.metadata.get("provenance") == "trace"]
+    failures = [
+        it for it in load_items(Path(splits["train"]), task) if it.metadata.get("provenance") == "trace"
+    ]
     random.Random(seed).shuffle(damaged)
     return damaged, failures
 
@@ -61,27 +71,53 @@ def recover(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     damaged, failures = _examples(state, task, labels, seed=len(tried))
     update: dict[str, Any] = {"recovery": [*tried, how], "step": step}
     if not damaged:
-        c.say(f"recover [{step}]: no training-side example of the broken labels {sorted(labels)}: {how} skipped")
-        return update | {"candidate": None, "events": [event("recover", step=step, how=how, skipped="no examples")]}
+        c.say(
+            f"recover [{step}]: no training-side example of the broken labels {sorted(labels)}: {how} skipped"
+        )
+        return update | {
+            "candidate": None,
+            "events": [event("recover", step=step, how=how, skipped="no examples")],
+        }
     p = Plan.model_validate(state["plan"])
     rd = run_dir(state)
     if how == "refresh":
         items = damaged[: max(16, 4 * len(labels))]
         items += random.Random(1).sample(failures, min(len(failures), len(items)))
         write_items(rd.train_set(step), items)
-        version, result = train_candidate(state, c, items, step=step, start=failed, from_adapter=True, p=p,
-                                          skill_version=state.get("candidate_skill"), epochs=1.0,
-                                          learning_rate=p.learning_rate / 2, min_steps=4)
+        version, result = train_candidate(
+            state,
+            c,
+            items,
+            step=step,
+            start=failed,
+            from_adapter=True,
+            p=p,
+            skill_version=state.get("candidate_skill"),
+            epochs=1.0,
+            learning_rate=p.learning_rate / 2,
+            min_steps=4,
+        )
         info = train_event(step, version, result, rd.job(step), labels=sorted(labels), examples=len(items))
-        c.say(f"recover [{step}]: refresh on {len(items)} examples of {sorted(labels)} + training failures → {version.name}")
-        return update | {"candidate": version.name,
-                         "train_tokens_used": state.get("train_tokens_used", 0) + int(result.get("train_tokens") or 0),
-                         "events": [event("recover", how=how, **info)]}
+        c.say(
+            f"recover [{step}]: refresh on {len(items)} examples of {sorted(labels)} + training failures → {version.name}"
+        )
+        return update | {
+            "candidate": version.name,
+            "train_tokens_used": state.get("train_tokens_used", 0) + int(result.get("train_tokens") or 0),
+            "events": [event("recover", how=how, **info)],
+        }
     return update | _rollback(state, c, task, failed, damaged, step, labels)
 
 
-def _rollback(state: RepairState, c: RunContext, task: Any, failed: Any, damaged: list[EvalItem], step: str,
-              labels: set[str]) -> dict[str, Any]:
+def _rollback(
+    state: RepairState,
+    c: RunContext,
+    task: Any,
+    failed: Any,
+    damaged: list[EvalItem],
+    step: str,
+    labels: set[str],
+) -> dict[str, Any]:
     from kaizen.tools.train.rollback import IncompatibleAdapters, sparse_rollback
     from kaizen.tools.versions import register_adapter, version_paths
 
@@ -93,15 +129,32 @@ def _rollback(state: RepairState, c: RunContext, task: Any, failed: Any, damaged
     out = run_dir(state).step(step) / "adapter"
     if start_adapter is None or cand_adapter is None:
         c.say(f"recover [{step}]: sparse rollback needs the candidate to continue an adapter: skipped")
-        return {"candidate": None, "events": [event("recover", step=step, how="rollback", skipped="no start adapter")]}
+        return {
+            "candidate": None,
+            "events": [event("recover", step=step, how="rollback", skipped="no start adapter")],
+        }
     try:
-        info = sparse_rollback(base_dir, start_adapter, cand_adapter, sft_rows(task, damaged[:64]), out, fraction=0.05)
+        info = sparse_rollback(
+            base_dir, start_adapter, cand_adapter, sft_rows(task, damaged[:64]), out, fraction=0.05
+        )
     except IncompatibleAdapters as e:
         c.say(f"recover [{step}]: sparse rollback skipped ({e})")
         return {"candidate": None, "events": [event("recover", step=step, how="rollback", skipped=str(e))]}
     write_json(run_dir(state).step(step) / "rollback.json", info | {"labels": sorted(labels)})
-    version = register_adapter(ws, task, name=version_name(state, step), adapter_path=out, parent=failed,
-                               recipe={"kind": "sparse_rollback", "to": start.name, **info}, items=damaged[:64])
-    c.say(f"recover [{step}]: rolled back {info['rolled_back']} of {info['coordinates']} adapter coordinates toward "
-          f"{start.name} (labels {sorted(labels)}) → {version.name}")
-    return {"candidate": version.name, "events": [event("recover", step=step, how="rollback", version=version.name, **info)]}
+    version = register_adapter(
+        ws,
+        task,
+        name=version_name(state, step),
+        adapter_path=out,
+        parent=failed,
+        recipe={"kind": "sparse_rollback", "to": start.name, **info},
+        items=damaged[:64],
+    )
+    c.say(
+        f"recover [{step}]: rolled back {info['rolled_back']} of {info['coordinates']} adapter coordinates toward "
+        f"{start.name} (labels {sorted(labels)}) → {version.name}"
+    )
+    return {
+        "candidate": version.name,
+        "events": [event("recover", step=step, how="rollback", version=version.name, **info)],
+    }

@@ -46,59 +46,114 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     write_items(rd.train_set("refit"), items)
     write_json(rd.train_stats("refit"), stats)
     start = ws.store.get_model_version(best["candidate_version"])
-    version, result = train_candidate(state, c, items, step="refit", start=start, from_adapter=True, p=p,
-                                      skill_version=best.get("candidate_skill"), learning_rate=p.learning_rate,
-                                      train_items_path=str(rd.train_set("refit")))
+    version, result = train_candidate(
+        state,
+        c,
+        items,
+        step="refit",
+        start=start,
+        from_adapter=True,
+        p=p,
+        skill_version=best.get("candidate_skill"),
+        learning_rate=p.learning_rate,
+        train_items_path=str(rd.train_set("refit")),
+    )
     refit_label = label(version.name, best.get("candidate_skill"))
     final = {"final": state["splits"]["final"]}
     evals = dict(state.get("evals") or {})
-    for v, s in ((state["incumbent"], state.get("incumbent_skill")), (start.name, best.get("candidate_skill")),
-                 (version.name, best.get("candidate_skill"))):
+    for v, s in (
+        (state["incumbent"], state.get("incumbent_skill")),
+        (start.name, best.get("candidate_skill")),
+        (version.name, best.get("candidate_skill")),
+    ):
         evals.update(measure(state, c, v, s, final))
     verdict, chosen = _verify(state, c, evals, best, refit_label, version.name)
-    c.say(f"refit: {'PROMOTE the refit' if chosen else 'keep the loop candidate ' + best['candidate']} — " + "; ".join(verdict["reasons"]))
+    c.say(
+        f"refit: {'PROMOTE the refit' if chosen else 'keep the loop candidate ' + best['candidate']} — "
+        + "; ".join(verdict["reasons"])
+    )
     new_best = best | verdict if chosen else best | {"refit": verdict}
-    return {"candidate": version.name, "candidate_skill": best.get("candidate_skill"), "step": "refit", "refit_done": True,
-            "evals": evals, "best": new_best, "verdict": verdict,
-            "train_tokens_used": state.get("train_tokens_used", 0) + int(result.get("train_tokens") or 0),
-            "path": [{"step": "refit", "recipe": f"continue {start.name} on the {stats['failures']} held-out target/regression "
-                      f"traces + {stats['replay']} replay", "candidate": refit_label, "passed": chosen,
-                      "target": None, "regressions": verdict["final_regressions"], "reasons": verdict["reasons"]}],
-            "events": [event("refit", **train_event("refit", version, result, rd.job("refit"), examples=len(items)),
-                             chosen=chosen, reasons=verdict["reasons"])]}
+    return {
+        "candidate": version.name,
+        "candidate_skill": best.get("candidate_skill"),
+        "step": "refit",
+        "refit_done": True,
+        "evals": evals,
+        "best": new_best,
+        "verdict": verdict,
+        "train_tokens_used": state.get("train_tokens_used", 0) + int(result.get("train_tokens") or 0),
+        "path": [
+            {
+                "step": "refit",
+                "recipe": f"continue {start.name} on the {stats['failures']} held-out target/regression "
+                f"traces + {stats['replay']} replay",
+                "candidate": refit_label,
+                "passed": chosen,
+                "target": None,
+                "regressions": verdict["final_regressions"],
+                "reasons": verdict["reasons"],
+            }
+        ],
+        "events": [
+            event(
+                "refit",
+                **train_event("refit", version, result, rd.job("refit"), examples=len(items)),
+                chosen=chosen,
+                reasons=verdict["reasons"],
+            )
+        ],
+    }
 
 
-def _verify(state: RepairState, c: RunContext, evals: dict[str, Any], best: dict[str, Any], refit_label: str,
-            refit_version: str) -> tuple[dict[str, Any], bool]:
+def _verify(
+    state: RepairState,
+    c: RunContext,
+    evals: dict[str, Any],
+    best: dict[str, Any],
+    refit_label: str,
+    refit_version: str,
+) -> tuple[dict[str, Any], bool]:
     """The refit on the final slice: not a regression against production, not worse than the loop's best."""
     cfg = gate_config(state.get("preset", "repair"), c.workspace.settings.gate)
     inc = incumbent_label(state)
     inc_final = evals.get(f"{inc}/final") or {}
     passes = {i for i, ok in (inc_final.get("correct") or {}).items() if ok}
-    vs_prod = comparison(evals, inc, refit_label, "final", ids=passes, name="final (production's right answers)")
+    vs_prod = comparison(
+        evals, inc, refit_label, "final", ids=passes, name="final (production's right answers)"
+    )
     vs_best = comparison(evals, best["candidate"], refit_label, "final", name=f"final vs {best['candidate']}")
     reasons: list[str] = []
     ok = True
     if vs_prod is not None and vs_prod.n:
         passed, why = check_regressions(cfg, vs_prod)
         ok, reasons = ok and passed, [*reasons, why]
-    scores = {k: (evals.get(f"{v}/final") or {}).get("score") for k, v in (("production", inc), ("loop", best["candidate"]),
-                                                                            ("refit", refit_label))}
+    scores = {
+        k: (evals.get(f"{v}/final") or {}).get("score")
+        for k, v in (("production", inc), ("loop", best["candidate"]), ("refit", refit_label))
+    }
     if vs_best is not None and vs_best.n:
         # The refit learned from more evidence; it is kept unless the final slice says it is *significantly*
         # worse than the loop candidate (one-sided paired test, the gate's alpha) — a one-item difference on a
         # small slice is noise, not a verdict.
         p = paired_worse_p(len(vs_best.newly_wrong), len(vs_best.newly_right))
-        detail = (f"refit {vs_best.candidate_score:.3f} vs loop candidate {vs_best.incumbent_score:.3f} "
-                  f"({len(vs_best.newly_right)} newly right, {len(vs_best.newly_wrong)} newly wrong; paired p={p:.3g})")
+        detail = (
+            f"refit {vs_best.candidate_score:.3f} vs loop candidate {vs_best.incumbent_score:.3f} "
+            f"({len(vs_best.newly_right)} newly right, {len(vs_best.newly_wrong)} newly wrong; paired p={p:.3g})"
+        )
         if p < cfg.alpha:
             ok = False
             reasons.append(f"final: {detail}: significantly worse")
         else:
             reasons.append(f"final: {detail}")
-    verdict = {"passed": ok, "reasons": reasons, "final_scores": scores, "final_n": (inc_final or {}).get("n", 0),
-               "final_regressions": len(vs_prod.newly_wrong) if vs_prod else 0, "loop_candidate": best["candidate"],
-               "loop_candidate_version": best["candidate_version"]}
+    verdict = {
+        "passed": ok,
+        "reasons": reasons,
+        "final_scores": scores,
+        "final_n": (inc_final or {}).get("n", 0),
+        "final_regressions": len(vs_prod.newly_wrong) if vs_prod else 0,
+        "loop_candidate": best["candidate"],
+        "loop_candidate_version": best["candidate_version"],
+    }
     if ok:
         verdict |= {"candidate": refit_label, "candidate_version": refit_version, "step": "refit"}
     return verdict, ok

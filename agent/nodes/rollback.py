@@ -14,6 +14,15 @@ def rollback(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]
     verdict = state.get("verdict") or {}
     why = "; ".join(verdict.get("reasons", [])) or "no candidate"
     runtime.context.say(f"rollback: production stays on {state['incumbent']} ({why})")
-    return {"promoted": False, "status": "not_promoted",
-            "events": [event("rollback", incumbent=state["incumbent"], last_candidate=state.get("candidate"),
-                             reasons=verdict.get("reasons", []))]}
+    return {
+        "promoted": False,
+        "status": "not_promoted",
+        "events": [
+            event(
+                "rollback",
+                incumbent=state["incumbent"],
+                last_candidate=state.get("candidate"),
+                reasons=verdict.get("reasons", []),
+            )
+        ],
+    }

@@ -28,8 +28,13 @@ def _roles(state: RepairState, c: RunContext) -> tuple[dict[str, str], int]:
     diag = Diagnosis.model_validate_json(Path(state["diagnosis_path"]).read_text())
     clusters = {k.key: k.trace_ids for k in diag.clusters if k.fixable}
     final_fraction = ws.settings.repair.final_fraction if state.get("refit_enabled", True) else 0.0
-    splits = build_splits(task, load_traces(c, task), excluded=diag.suspect_ids, clusters=clusters,
-                          final_fraction=final_fraction)
+    splits = build_splits(
+        task,
+        load_traces(c, task),
+        excluded=diag.suspect_ids,
+        clusters=clusters,
+        final_fraction=final_fraction,
+    )
     rd = run_dir(state)
     out = {}
     for name, items in splits.roles().items():
@@ -63,10 +68,19 @@ def synthesize(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, An
         # Retraining from the base: everything the incumbent learned comes along (decontaminated below).
         prior = list(load_items(Path(incumbent.recipe["train_items_path"]), task))
     diag = Diagnosis.model_validate_json(Path(state["diagnosis_path"]).read_text())
-    confused_with = {tid: k.key.split(" ← ")[1] for k in diag.clusters if k.kind == "confusion" for tid in k.trace_ids}
-    items, stats = build_training_set(splits, replay_fraction=p.replay_fraction, failure_weight=p.failure_weight,
-                                      seed=state.get("iteration", 1), eval_sets=[*extra, splits.final], prior=prior,
-                                      confused_with=confused_with, hard_negatives_per_case=p.hard_negatives_per_case)
+    confused_with = {
+        tid: k.key.split(" ← ")[1] for k in diag.clusters if k.kind == "confusion" for tid in k.trace_ids
+    }
+    items, stats = build_training_set(
+        splits,
+        replay_fraction=p.replay_fraction,
+        failure_weight=p.failure_weight,
+        seed=state.get("iteration", 1),
+        eval_sets=[*extra, splits.final],
+        prior=prior,
+        confused_with=confused_with,
+        hard_negatives_per_case=p.hard_negatives_per_case,
+    )
     synthetic = _synthetic(c, task, splits, extra, confused_with, items)
     items, stats["synthetic"] = items + synthetic, len(synthetic)
     stats["n"] = len(items)
@@ -74,29 +88,52 @@ def synthesize(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, An
     step = state.get("step") or str(state["iteration"])
     write_items(rd.train_set(step), items)
     write_json(rd.train_stats(step), stats)
-    c.say(f"synthesize: {stats['n']} training examples ({stats['failures']} failures, {stats['hard_negatives']} hard negatives, "
-          f"{stats['replay']} replay = {stats.get('replay_share', 0):.0%}, {stats['synthetic']} synthetic; dropped "
-          f"{stats['dropped_contaminated']} contaminated, {stats['dropped_for_balance']} for balance); held out "
-          f"{len(splits.target)} target, {len(splits.regression)} regression, {len(splits.final)} final")
+    c.say(
+        f"synthesize: {stats['n']} training examples ({stats['failures']} failures, {stats['hard_negatives']} hard negatives, "
+        f"{stats['replay']} replay = {stats.get('replay_share', 0):.0%}, {stats['synthetic']} synthetic; dropped "
+        f"{stats['dropped_contaminated']} contaminated, {stats['dropped_for_balance']} for balance); held out "
+        f"{len(splits.target)} target, {len(splits.regression)} regression, {len(splits.final)} final"
+    )
     update: dict[str, Any] = {"splits": roles | {"train": str(rd.train_set(step))}, "final_n": final_n}
     if not items:
-        why = (f"no training examples left: {stats['dropped_contaminated']} candidates were (near-)duplicates of held-out "
-               "examples and nothing else was available; ingest more corrected failures")
+        why = (
+            f"no training examples left: {stats['dropped_contaminated']} candidates were (near-)duplicates of held-out "
+            "examples and nothing else was available; ingest more corrected failures"
+        )
         c.say(f"synthesize: {why}")
-        return update | {"no_train_data": True, "verdict": {"passed": False, "reasons": [why]},
-                         "events": [event("synthesize", iteration=state["iteration"], n=0, reason=why)]}
-    return update | {"no_train_data": False,
-                     "events": [event("synthesize", iteration=state["iteration"], **{k: v for k, v in stats.items() if k != "labels"},
-                                      target=len(splits.target), regression=len(splits.regression), final=len(splits.final))]}
+        return update | {
+            "no_train_data": True,
+            "verdict": {"passed": False, "reasons": [why]},
+            "events": [event("synthesize", iteration=state["iteration"], n=0, reason=why)],
+        }
+    return update | {
+        "no_train_data": False,
+        "events": [
+            event(
+                "synthesize",
+                iteration=state["iteration"],
+                **{k: v for k, v in stats.items() if k != "labels"},
+                target=len(splits.target),
+                regression=len(splits.regression),
+                final=len(splits.final),
+            )
+        ],
+    }
 
 
-def _synthetic(c: RunContext, task: Any, splits: RepairSplits, extra: list, confused_with: dict, items: list) -> list:
+def _synthetic(
+    c: RunContext, task: Any, splits: RepairSplits, extra: list, confused_with: dict, items: list
+) -> list:
     """The brain's paraphrases and hard negatives (none from the rule brain), kept clear of every eval set."""
     from kaizen.tools.schema import last_user_text
 
     if not splits.train_failures:
         return []
-    eval_texts = [last_user_text(e.messages) for s in [splits.target, splits.regression, splits.final, *extra] for e in s]
+    eval_texts = [
+        last_user_text(e.messages)
+        for s in [splits.target, splits.regression, splits.final, *extra]
+        for e in s
+    ]
     have = {it.id for it in items}
     new = c.brain.synthesize(task, splits.train_failures, eval_texts, confused_with)
     return [it for it in new if it.id not in have]

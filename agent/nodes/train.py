@@ -31,7 +31,9 @@ def _skill_fix(state: RepairState, c: RunContext, task: Any) -> int | None:
     if new is None:
         return None
     saved = save_skill(ws.store, task.name, new, parent=current.version if current else None)
-    c.say(f"train: skill {saved.version} written by the brain (parent {current.version if current else 'none'})")
+    c.say(
+        f"train: skill {saved.version} written by the brain (parent {current.version if current else 'none'})"
+    )
     return saved.version
 
 
@@ -49,16 +51,44 @@ def train(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         if new_skill is None:
             c.say("train: the brain proposed no usable skill edit; training weights instead")
         elif p.fix == "skill":  # no new weights: the candidate is the start's weights under the new skill
-            return {"candidate": start.name, "candidate_skill": new_skill,
-                    "events": [event("train", iteration=state["iteration"], step=step, version=start.name, skill=new_skill,
-                                     steps=0, train_tokens=0)]}
+            return {
+                "candidate": start.name,
+                "candidate_skill": new_skill,
+                "events": [
+                    event(
+                        "train",
+                        iteration=state["iteration"],
+                        step=step,
+                        version=start.name,
+                        skill=new_skill,
+                        steps=0,
+                        train_tokens=0,
+                    )
+                ],
+            }
         skill_v = new_skill or skill_v
     items = load_items(Path(state["splits"]["train"]), task)
     from_adapter = bool(working) or continues_incumbent(p, start)
-    version, result = train_candidate(state, c, items, step=step, start=start, from_adapter=from_adapter, p=p,
-                                      skill_version=skill_v, train_items_path=state["splits"]["train"])
+    version, result = train_candidate(
+        state,
+        c,
+        items,
+        step=step,
+        start=start,
+        from_adapter=from_adapter,
+        p=p,
+        skill_version=skill_v,
+        train_items_path=state["splits"]["train"],
+    )
     return {
-        "candidate": version.name, "candidate_skill": skill_v,
+        "candidate": version.name,
+        "candidate_skill": skill_v,
         "train_tokens_used": state.get("train_tokens_used", 0) + int(result.get("train_tokens") or 0),
-        "events": [event("train", iteration=state["iteration"], **train_event(step, version, result, run_dir(state).job(step)))],
+        "events": [
+            event(
+                "train",
+                iteration=state["iteration"],
+                **train_event(step, version, result, run_dir(state).job(step)),
+            )
+        ],
     }

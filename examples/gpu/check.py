@@ -37,13 +37,60 @@ from typing import Any
 
 # Dense bf16 tensor-core peaks (no sparsity), from NVIDIA's datasheets (SXM parts).
 NOMINAL_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.05, "L4": 121.0, "A10": 125.0}
-QWEN25_15B = {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
-              "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 4096, "tie_word_embeddings": True}
-TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "vocab_size": 4096, "max_position_embeddings": 1024, "tie_word_embeddings": True}
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-WORDS = ["account", "balance", "transfer", "card", "declined", "payment", "freeze", "refund", "statement", "deposit", "loan", "interest", "branch", "savings", "checking", "wire", "routing", "limit", "overdraft", "fee", "dispute", "merchant", "pin", "chip", "online", "mobile", "app", "login"]
+QWEN25_15B = {
+    "hidden_size": 1536,
+    "intermediate_size": 8960,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 2,
+    "vocab_size": 151936,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": True,
+}
+TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 4096,
+    "max_position_embeddings": 1024,
+    "tie_word_embeddings": True,
+}
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+WORDS = [
+    "account",
+    "balance",
+    "transfer",
+    "card",
+    "declined",
+    "payment",
+    "freeze",
+    "refund",
+    "statement",
+    "deposit",
+    "loan",
+    "interest",
+    "branch",
+    "savings",
+    "checking",
+    "wire",
+    "routing",
+    "limit",
+    "overdraft",
+    "fee",
+    "dispute",
+    "merchant",
+    "pin",
+    "chip",
+    "online",
+    "mobile",
+    "app",
+    "login",
+]
 
 
 def log(msg: str) -> None:
@@ -60,8 +107,12 @@ def build_tokenizer(out: Path, vocab: int) -> Any:
     tok.decoder = decoders.ByteLevel()
     rnd = random.Random(0)
     corpus = [" ".join(rnd.choice(WORDS) + str(rnd.randrange(100)) for _ in range(64)) for _ in range(2000)]
-    trainer = trainers.BpeTrainer(vocab_size=min(vocab, 8000), special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=min(vocab, 8000),
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = CHATML
@@ -113,8 +164,15 @@ def sft_rows(n: int, words: int, seed: int) -> list[dict[str, Any]]:
     for _ in range(n):
         user = " ".join(rnd.choice(WORDS) for _ in range(words))
         answer = " ".join(rnd.choice(WORDS) for _ in range(8))
-        out.append({"prompt": [{"role": "system", "content": "Answer the banking request."}, {"role": "user", "content": user}],
-                    "completion": [{"role": "assistant", "content": answer}]})
+        out.append(
+            {
+                "prompt": [
+                    {"role": "system", "content": "Answer the banking request."},
+                    {"role": "user", "content": user},
+                ],
+                "completion": [{"role": "assistant", "content": answer}],
+            }
+        )
     return out
 
 
@@ -130,8 +188,18 @@ def steady_rate(metrics: list[dict[str, Any]], skip: int) -> tuple[float | None,
     return (b["num_tokens"] - a["num_tokens"]) / dt, dt / (b["step"] - a["step"])
 
 
-def train(kind: str, model_dir: Path, root: Path, *, full: bool, steps: int, batch: int, words: int, device: str,
-          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(
+    kind: str,
+    model_dir: Path,
+    root: Path,
+    *,
+    full: bool,
+    steps: int,
+    batch: int,
+    words: int,
+    device: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     from kaizen.tools.data import write_items
     from kaizen.tools.train.launch import read_metrics, run_job
     from kaizen.tools.train.spec import LoraSpec, TrainJob
@@ -142,30 +210,56 @@ def train(kind: str, model_dir: Path, root: Path, *, full: bool, steps: int, bat
     if kind == "grpo":
         rows = [{"prompt": r["prompt"], "expected": "balance"} for r in rows]
     write_items(job_dir.parent / f"{name}.jsonl", rows)
-    job = TrainJob(kind=kind, base_dir=model_dir, data_path=job_dir.parent / f"{name}.jsonl", output_dir=job_dir,
-                   full_finetune=full, max_steps=steps, batch_size=batch, max_length=1024, save_steps=10_000,
-                   warmup_ratio=0.0, lora=LoraSpec(r=16, alpha=32), device=device, **(extra or {}))
+    job = TrainJob(
+        kind=kind,
+        base_dir=model_dir,
+        data_path=job_dir.parent / f"{name}.jsonl",
+        output_dir=job_dir,
+        full_finetune=full,
+        max_steps=steps,
+        batch_size=batch,
+        max_length=1024,
+        save_steps=10_000,
+        warmup_ratio=0.0,
+        lora=LoraSpec(r=16, alpha=32),
+        device=device,
+        **(extra or {}),
+    )
     t0 = time.perf_counter()
     result = run_job(job, poll_s=0.5)
     wall = time.perf_counter() - t0
     tps, s_step = steady_rate(read_metrics(job_dir), skip=min(3, steps // 3))
     shutil.rmtree(job_dir / "checkpoints", ignore_errors=True)
-    return {"steps": result["steps"], "batch": batch, "dtype": result["dtype"], "device": result["device"],
-            "train_tokens": result["train_tokens"], "tokens_per_s_steady": round(tps, 1) if tps else None,
-            "s_per_step_steady": round(s_step, 4) if s_step else None, "tokens_per_s_whole_run": result["tokens_per_s"],
-            "job_wall_s": round(wall, 1)}
+    return {
+        "steps": result["steps"],
+        "batch": batch,
+        "dtype": result["dtype"],
+        "device": result["device"],
+        "train_tokens": result["train_tokens"],
+        "tokens_per_s_steady": round(tps, 1) if tps else None,
+        "s_per_step_steady": round(s_step, 4) if s_step else None,
+        "tokens_per_s_whole_run": result["tokens_per_s"],
+        "job_wall_s": round(wall, 1),
+    }
 
 
-def with_mfu(row: dict[str, Any], model: dict[str, Any], *, lora: bool, peak: float | None, nominal: float | None) -> dict[str, Any]:
+def with_mfu(
+    row: dict[str, Any], model: dict[str, Any], *, lora: bool, peak: float | None, nominal: float | None
+) -> dict[str, Any]:
     tps = row.get("tokens_per_s_steady")
     if not tps or not row.get("steps"):
         return row
     shape = model["shape"]
     seq = row["train_tokens"] / (row["steps"] * row["batch"])  # mean tokens per sequence
-    per_token = (4 if lora else 6) * model["params"] + 12 * shape["num_hidden_layers"] * shape["hidden_size"] * seq
+    per_token = (4 if lora else 6) * model["params"] + 12 * shape["num_hidden_layers"] * shape[
+        "hidden_size"
+    ] * seq
     tflops = per_token * tps / 1e12
-    row |= {"mean_seq_len": round(seq, 1), "model_tflops_per_s": round(tflops, 1),
-            "flops_per_token": f"{'4' if lora else '6'}·N + 12·L·d·s"}
+    row |= {
+        "mean_seq_len": round(seq, 1),
+        "model_tflops_per_s": round(tflops, 1),
+        "flops_per_token": f"{'4' if lora else '6'}·N + 12·L·d·s",
+    }
     if peak:
         row["mfu_vs_measured_peak"] = round(tflops / peak, 3)
     if nominal:
@@ -181,16 +275,36 @@ def eval_speed(model_dir: Path, device: str, n: int, new_tokens: int) -> dict[st
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
     rnd = random.Random(1)
-    chats = [tok.apply_chat_template([{"role": "user", "content": " ".join(rnd.choice(WORDS) for _ in range(40))}],
-                                     add_generation_prompt=True, tokenize=False) for _ in range(n)]
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
+    chats = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": " ".join(rnd.choice(WORDS) for _ in range(40))}],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for _ in range(n)
+    ]
+    model = (
+        AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch.bfloat16 if device == "cuda" else torch.float32
+        )
+        .to(device)
+        .eval()
+    )
     out: dict[str, Any] = {"prompts": n, "new_tokens": new_tokens}
     batch = 64 if device == "cuda" else 16
     t0 = time.perf_counter()
     for i in range(0, n, batch):
-        enc = tok(chats[i:i + batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        enc = tok(chats[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False).to(
+            device
+        )
         with torch.inference_mode():
-            model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+            model.generate(
+                **enc,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )
     if device == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
@@ -212,7 +326,9 @@ def eval_speed(model_dir: Path, device: str, n: int, new_tokens: int) -> dict[st
     llm.generate(chats, params)
     dt = time.perf_counter() - t0
     out["vllm"] = {"s": round(dt, 2), "tokens_per_s": round(n * new_tokens / dt, 1)}
-    out["vllm_over_transformers"] = round(out["vllm"]["tokens_per_s"] / out["transformers"]["tokens_per_s"], 2)
+    out["vllm_over_transformers"] = round(
+        out["vllm"]["tokens_per_s"] / out["transformers"]["tokens_per_s"], 2
+    )
     return out
 
 
@@ -234,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="Also write the JSON summary here.")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
-    summary: dict[str, Any] = {"ok": False, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke}
+    summary: dict[str, Any] = {
+        "ok": False,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "smoke": args.smoke,
+    }
 
     def finish(code: int) -> int:
         summary["total_s"] = round(time.perf_counter() - t_start, 1)
@@ -253,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     summary["versions"] = versions()
     cuda = torch.cuda.is_available()
     if not cuda and not args.smoke:
-        summary["error"] = ("CUDA is not available (torch.cuda.is_available() is False): this check measures the GPU path "
-                            "and must run on a CUDA machine; `--smoke` runs its plumbing on the CPU without figures")
+        summary["error"] = (
+            "CUDA is not available (torch.cuda.is_available() is False): this check measures the GPU path "
+            "and must run on a CUDA machine; `--smoke` runs its plumbing on the CPU without figures"
+        )
         return finish(2)
     missing = [m for m in ("trl", "datasets", "peft") if summary["versions"][m] == "absent"]
     try:
@@ -262,13 +384,18 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:
         missing.append(f"kaizen ({e})")
     if missing:
-        summary["error"] = f"not importable: {', '.join(missing)} — run examples/gpu/check.sh (it installs carried wheels and finds kaizen)"
+        summary["error"] = (
+            f"not importable: {', '.join(missing)} — run examples/gpu/check.sh (it installs carried wheels and finds kaizen)"
+        )
         return finish(2)
     device = "cuda" if cuda else "cpu"
     if cuda:
         name = torch.cuda.get_device_name(0)
-        summary["gpu"] = {"name": name, "memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
-                          "count": torch.cuda.device_count()}
+        summary["gpu"] = {
+            "name": name,
+            "memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+            "count": torch.cuda.device_count(),
+        }
         nominal = next((v for k, v in NOMINAL_BF16_TFLOPS.items() if k in name), None)
     else:
         nominal = None
@@ -283,7 +410,10 @@ def main(argv: list[str] | None = None) -> int:
             value = fn()
         except Exception as e:  # noqa: BLE001 - every phase reports its own failure; the others still run
             failed = True
-            summary[key] = {"error": f"{type(e).__name__}: {e}"[-2000:], "traceback": traceback.format_exc()[-3000:]}
+            summary[key] = {
+                "error": f"{type(e).__name__}: {e}"[-2000:],
+                "traceback": traceback.format_exc()[-3000:],
+            }
             log(f"{key} failed: {e}")
             return None
         log(f"{key} done in {time.perf_counter() - t0:.1f} s")
@@ -300,22 +430,54 @@ def main(argv: list[str] | None = None) -> int:
         if model is not None:
             summary["model"] = model
             steps, batch, words = (6, 4, 40) if args.smoke else (30, 8, 400)
-            sft_lora = phase("sft_lora", lambda: train("sft", model_dir, root, full=False, steps=steps, batch=batch, words=words,
-                                                       device=device))
+            sft_lora = phase(
+                "sft_lora",
+                lambda: train(
+                    "sft", model_dir, root, full=False, steps=steps, batch=batch, words=words, device=device
+                ),
+            )
             if sft_lora:
                 summary["sft_lora"] = with_mfu(sft_lora, model, lora=True, peak=peak, nominal=nominal)
-            sft_full = phase("sft_full", lambda: train("sft", model_dir, root, full=True, steps=max(4, steps * 2 // 3), batch=batch,
-                                                       words=words, device=device))
+            sft_full = phase(
+                "sft_full",
+                lambda: train(
+                    "sft",
+                    model_dir,
+                    root,
+                    full=True,
+                    steps=max(4, steps * 2 // 3),
+                    batch=batch,
+                    words=words,
+                    device=device,
+                ),
+            )
             if sft_full:
                 summary["sft_full"] = with_mfu(sft_full, model, lora=False, peak=peak, nominal=nominal)
-            grpo = phase("grpo", lambda: train("grpo", model_dir, root, full=False, steps=3 if args.smoke else 6, batch=8,
-                                               words=40, device=device,
-                                               extra={"num_generations": 4, "max_completion_length": 8 if args.smoke else 64,
-                                                      "rewards": ["label_exact_match"]}))
+            grpo = phase(
+                "grpo",
+                lambda: train(
+                    "grpo",
+                    model_dir,
+                    root,
+                    full=False,
+                    steps=3 if args.smoke else 6,
+                    batch=8,
+                    words=40,
+                    device=device,
+                    extra={
+                        "num_generations": 4,
+                        "max_completion_length": 8 if args.smoke else 64,
+                        "rewards": ["label_exact_match"],
+                    },
+                ),
+            )
             if grpo:
                 grpo["generation"] = "transformers (use_vllm off)"
                 summary["grpo"] = grpo
-            ev = phase("eval", lambda: eval_speed(model_dir, device, 32 if args.smoke else 128, 8 if args.smoke else 32))
+            ev = phase(
+                "eval",
+                lambda: eval_speed(model_dir, device, 32 if args.smoke else 128, 8 if args.smoke else 32),
+            )
             if ev:
                 summary["eval"] = ev
     finally:

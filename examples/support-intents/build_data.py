@@ -41,8 +41,13 @@ GAPS = {"card_declined": 0, "bill_balance": 2}  # intent → examples v1 is trai
 
 
 def task_spec() -> TaskSpec:
-    return TaskSpec(name=TASK, kind="classification", labels=load_slice()["labels"], system_prompt=SYSTEM_PROMPT,
-                    description="Route banking support messages to one of 10 intents.")
+    return TaskSpec(
+        name=TASK,
+        kind="classification",
+        labels=load_slice()["labels"],
+        system_prompt=SYSTEM_PROMPT,
+        description="Route banking support messages to one of 10 intents.",
+    )
 
 
 def build_v1(task: TaskSpec, out: Path) -> set[str]:
@@ -53,10 +58,25 @@ def build_v1(task: TaskSpec, out: Path) -> set[str]:
     items = to_items(pairs)
     job_dir = out / "v1-job"
     write_items(job_dir / "data.jsonl", sft_rows(task, items))
-    job = TrainJob(kind="sft", base_dir=resolve_base("smollm2-135m"), data_path=job_dir / "data.jsonl", output_dir=job_dir,
-                   epochs=3, learning_rate=1e-3, batch_size=8, save_steps=1000, lora=LoraSpec(r=8, alpha=16, top_layers=12))
-    res = run_job(job, lambda r: print(f"  v1 step {r.get('step')}/{r.get('max_steps')} loss {r.get('loss', '')}", file=sys.stderr)
-                  if "loss" in r else None)
+    job = TrainJob(
+        kind="sft",
+        base_dir=resolve_base("smollm2-135m"),
+        data_path=job_dir / "data.jsonl",
+        output_dir=job_dir,
+        epochs=3,
+        learning_rate=1e-3,
+        batch_size=8,
+        save_steps=1000,
+        lora=LoraSpec(r=8, alpha=16, top_layers=12),
+    )
+    res = run_job(
+        job,
+        lambda r: (
+            print(f"  v1 step {r.get('step')}/{r.get('max_steps')} loss {r.get('loss', '')}", file=sys.stderr)
+            if "loss" in r
+            else None
+        ),
+    )
     adapter = out / "v1"
     if adapter.exists():
         import shutil
@@ -70,7 +90,11 @@ def build_v1(task: TaskSpec, out: Path) -> set[str]:
 
 def v1_train_ids(task: TaskSpec) -> set[str]:
     """The ids of v1's training examples (seeded: the same without training again)."""
-    return {it.id for lab in task.labels for it in to_items(rows("train", [lab], per_label=GAPS.get(lab, 12), seed=11))}
+    return {
+        it.id
+        for lab in task.labels
+        for it in to_items(rows("train", [lab], per_label=GAPS.get(lab, 12), seed=11))
+    }
 
 
 def main() -> int:
@@ -79,15 +103,27 @@ def main() -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     logs_only = "--logs-only" in sys.argv
     if logs_only:  # replay v1's recorded answers, in input order
-        recorded = [json.loads(x)["output"] for x in (DATA / "logs.jsonl").read_text().splitlines() if x.strip()]
+        recorded = [
+            json.loads(x)["output"] for x in (DATA / "logs.jsonl").read_text().splitlines() if x.strip()
+        ]
         trained = v1_train_ids(task)
     else:
-        print("1/3 training the deployed v1 (with gaps: card_declined unseen, bill_balance ×2) …", file=sys.stderr)
+        print(
+            "1/3 training the deployed v1 (with gaps: card_declined unseen, bill_balance ×2) …",
+            file=sys.stderr,
+        )
         trained = build_v1(task, DATA)
     print("2/3 running v1 on 206 production inputs …", file=sys.stderr)
     backend = None if logs_only else TransformersBackend(resolve_base("smollm2-135m"), DATA / "v1")
-    pool = [p for p, it in zip(rows("train", task.labels, per_label=40, seed=23), to_items(rows("train", task.labels, per_label=40, seed=23)), strict=True)
-            if it.id not in trained]
+    pool = [
+        p
+        for p, it in zip(
+            rows("train", task.labels, per_label=40, seed=23),
+            to_items(rows("train", task.labels, per_label=40, seed=23)),
+            strict=True,
+        )
+        if it.id not in trained
+    ]
     per: dict[str, int] = {}
     pairs = []
     for text, lab in pool:
@@ -97,12 +133,18 @@ def main() -> int:
 
     def run_model(texts: list[str]) -> list[str]:
         if backend is None:
-            assert len(recorded) == len(texts), "data/logs.jsonl does not match the inputs: rebuild without --logs-only"
+            assert len(recorded) == len(texts), (
+                "data/logs.jsonl does not match the inputs: rebuild without --logs-only"
+            )
             return recorded
-        return backend.generate([render(task, None, [{"role": "user", "content": t}]) for t in texts], max_new_tokens=12)
+        return backend.generate(
+            [render(task, None, [{"role": "user", "content": t}]) for t in texts], max_new_tokens=12
+        )
 
     oos = [t for t, _ in load_slice()["oos"][10:16]]
-    logs, key = make_logs(run_model, task.labels, pairs, seed=29, off_domain=oos, model_version="v1", id_prefix="support-")
+    logs, key = make_logs(
+        run_model, task.labels, pairs, seed=29, off_domain=oos, model_version="v1", id_prefix="support-"
+    )
     (DATA / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
     write_answer_key(DATA / "answer_key.jsonl", key)
     print("3/3 writing the gold held-out set (CLINC test split) …", file=sys.stderr)
@@ -110,8 +152,11 @@ def main() -> int:
     write_items(DATA / "gold_heldout.jsonl", gold)
     passes = sum(1 for r in logs if r.get("feedback", {}).get("verdict") == "pass")
     labelled = sum(1 for r in logs if "feedback" in r)
-    print(f"done in {time.time() - t0:.0f}s: {len(logs)} traces, {passes}/{labelled} labelled ones pass "
-          f"({passes / labelled:.0%}), gold set {len(gold)}", file=sys.stderr)
+    print(
+        f"done in {time.time() - t0:.0f}s: {len(logs)} traces, {passes}/{labelled} labelled ones pass "
+        f"({passes / labelled:.0%}), gold set {len(gold)}",
+        file=sys.stderr,
+    )
     return 0
 
 

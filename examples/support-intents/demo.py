@@ -43,7 +43,18 @@ def kaizen(ws: Path, *args: str, json_out: bool = True, ok_codes: tuple[int, ...
 
 def gold(ws: Path, version: str) -> dict:
     """A version on the gold held-out set, example by example (constrained decoding: the greedy answers)."""
-    return kaizen(ws, "eval", "--model", version, "--task", TASK, "--data", str(DATA / "gold_heldout.jsonl"), "--mode", "prefix")
+    return kaizen(
+        ws,
+        "eval",
+        "--model",
+        version,
+        "--task",
+        TASK,
+        "--data",
+        str(DATA / "gold_heldout.jsonl"),
+        "--mode",
+        "prefix",
+    )
 
 
 def setup(root: Path, arm: str) -> Path:
@@ -53,8 +64,18 @@ def setup(root: Path, arm: str) -> Path:
     ws.mkdir(parents=True, exist_ok=True)
     labels = json.loads((HERE.parent / "data" / "clinc150_banking.json").read_text())["labels"]
     kaizen(ws, "init", str(ws))
-    kaizen(ws, "task", "add", TASK, "--kind", "classification", "--labels", ",".join(labels),
-           "--system-prompt", "Classify the banking request. Reply with the intent label only.")
+    kaizen(
+        ws,
+        "task",
+        "add",
+        TASK,
+        "--kind",
+        "classification",
+        "--labels",
+        ",".join(labels),
+        "--system-prompt",
+        "Classify the banking request. Reply with the intent label only.",
+    )
     kaizen(ws, "models", "add", "v1", "--path", str(DATA / "v1"), "--task", TASK, "--promote")
     kaizen(ws, "ingest", str(DATA / "logs.jsonl"), "--task", TASK)
     return ws
@@ -64,16 +85,24 @@ def run_arm(root: Path, arm: str) -> dict:
     """One arm: a fresh workspace, the repair, its candidate measured on gold (promoted or not)."""
     t = time.time()
     ws = setup(root, arm)
-    extra = {"agent": [], "naive": ["--strategy", "naive"],
-             "oracle": ["--strategy", "oracle", "--answer-key", str(DATA / "answer_key.jsonl")]}[arm]
+    extra = {
+        "agent": [],
+        "naive": ["--strategy", "naive"],
+        "oracle": ["--strategy", "oracle", "--answer-key", str(DATA / "answer_key.jsonl")],
+    }[arm]
     t_repair = time.time()
     rep = kaizen(ws, "repair", "--task", TASK, "--preset", "demo", "--approve", *extra)
     repair_s = time.time() - t_repair
     # The candidate is measured on gold whether or not the gate let it through: that shows whether the
     # gate's decision (made without ever seeing gold) was the right one.
     cand = rep.get("candidate")
-    return {"ws": str(ws), "repair": rep, "candidate": cand, "gold": gold(ws, cand) if cand else None,
-            "seconds": {"repair": round(repair_s, 1), "total": round(time.time() - t, 1)}}
+    return {
+        "ws": str(ws),
+        "repair": rep,
+        "candidate": cand,
+        "gold": gold(ws, cand) if cand else None,
+        "seconds": {"repair": round(repair_s, 1), "total": round(time.time() - t, 1)},
+    }
 
 
 def flips(before: dict, after: dict) -> dict:
@@ -81,15 +110,21 @@ def flips(before: dict, after: dict) -> dict:
     a, b = before["correct_by_id"], after["correct_by_id"]
     right = [i for i in a if a[i]]
     broke = [i for i in right if not b.get(i)]
-    return {"newly_wrong": len(broke), "of_right": len(right), "newly_right": sum(1 for i in a if not a[i] and b.get(i)),
-            "newly_wrong_rate": round(len(broke) / len(right), 4) if right else None}
+    return {
+        "newly_wrong": len(broke),
+        "of_right": len(right),
+        "newly_right": sum(1 for i in a if not a[i] and b.get(i)),
+        "newly_wrong_rate": round(len(broke) / len(right), 4) if right else None,
+    }
 
 
 def main() -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--strategy", default="all", choices=["all", *ARMS], help="Which arm(s) to run (default: all three).")
+    ap.add_argument(
+        "--strategy", default="all", choices=["all", *ARMS], help="Which arm(s) to run (default: all three)."
+    )
     arms = ARMS if (s := ap.parse_args().strategy) == "all" else (s,)
     t0 = time.time()
     if not (DATA / "logs.jsonl").exists() or not (DATA / "v1").exists():
@@ -108,11 +143,21 @@ def summarize(v1: dict, results: dict, seconds: float) -> dict:
     for arm, r in results.items():
         g = r["gold"] or v1
         rep = r["repair"]
-        arms[arm] = {"gold": g["score"], "gain": round(g["score"] - v1["score"], 4), "promoted": rep["promoted"],
-                     "version": r["candidate"], "status": rep["status"], "iterations": rep.get("iterations"),
-                     "excluded_suspect": len(rep.get("excluded_suspect") or []), "gold_flips": flips(v1, g),
-                     "path": rep.get("path"), "final": rep.get("final"), "run_id": rep["run_id"],
-                     "report": rep.get("report_path"), "seconds": r["seconds"]}
+        arms[arm] = {
+            "gold": g["score"],
+            "gain": round(g["score"] - v1["score"], 4),
+            "promoted": rep["promoted"],
+            "version": r["candidate"],
+            "status": rep["status"],
+            "iterations": rep.get("iterations"),
+            "excluded_suspect": len(rep.get("excluded_suspect") or []),
+            "gold_flips": flips(v1, g),
+            "path": rep.get("path"),
+            "final": rep.get("final"),
+            "run_id": rep["run_id"],
+            "report": rep.get("report_path"),
+            "seconds": r["seconds"],
+        }
     out = {"v1": v1["score"], "n": v1["n"], "arms": arms, "seconds": round(seconds, 1)}
     if "agent" in arms and "oracle" in arms:
         reach = arms["oracle"]["gain"]
@@ -126,16 +171,25 @@ def show(s: dict, root: Path) -> None:
     print(f"  {'v1 (deployed)':<28} accuracy {s['v1']:.3f}")
     for arm, a in s["arms"].items():
         f = a["gold_flips"]
-        print(f"  {arm + ' → ' + str(a['version']):<28} accuracy {a['gold']:.3f} ({a['gain']:+.3f})  "
-              f"{'promoted' if a['promoted'] else 'NOT promoted (production stays v1)'}; newly wrong {f['newly_wrong']}/{f['of_right']} "
-              f"of v1's right answers, newly right {f['newly_right']}; repair {a['seconds']['repair']:.0f}s")
+        print(
+            f"  {arm + ' → ' + str(a['version']):<28} accuracy {a['gold']:.3f} ({a['gain']:+.3f})  "
+            f"{'promoted' if a['promoted'] else 'NOT promoted (production stays v1)'}; newly wrong {f['newly_wrong']}/{f['of_right']} "
+            f"of v1's right answers, newly right {f['newly_right']}; repair {a['seconds']['repair']:.0f}s"
+        )
     if "captured" in s:
-        print(f"captured = (agent − v1) / (oracle − v1) = {s['captured'] if s['captured'] is not None else 'n/a'}")
+        print(
+            f"captured = (agent − v1) / (oracle − v1) = {s['captured'] if s['captured'] is not None else 'n/a'}"
+        )
     a = s["arms"].get("agent")
     if a and a.get("path"):
-        print("agent path: " + " → ".join(f"{p['step']}:{'pass' if p['passed'] else 'fail'}"
-                                          + (f" (target {p['target']:.2f})" if p.get("target") is not None else "")
-                                          for p in a["path"]))
+        print(
+            "agent path: "
+            + " → ".join(
+                f"{p['step']}:{'pass' if p['passed'] else 'fail'}"
+                + (f" (target {p['target']:.2f})" if p.get("target") is not None else "")
+                for p in a["path"]
+            )
+        )
     print(f"time {s['seconds']:.0f}s in all; summary {root / 'demo-summary.json'}")
 
 

@@ -30,15 +30,39 @@ pytestmark = pytest.mark.gpu
 
 
 def test_grpo_with_vllm_colocate_and_hints(yes_no_llama_dir: Path, tmp_path: Path) -> None:
-    task = TaskSpec(name="parity", kind="classification", labels=["yes", "no", "maybe"], system_prompt="Answer with one word.")
+    task = TaskSpec(
+        name="parity",
+        kind="classification",
+        labels=["yes", "no", "maybe"],
+        system_prompt="Answer with one word.",
+    )
     gold = ["yes", "maybe", "no", "maybe"]  # "maybe" is never said: all-zero groups, hinted
-    items = [EvalItem(id=f"q{i}", messages=[{"role": "user", "content": f"Is {i} even?"}], expected=g) for i, g in enumerate(gold)]
+    items = [
+        EvalItem(id=f"q{i}", messages=[{"role": "user", "content": f"Is {i} even?"}], expected=g)
+        for i, g in enumerate(gold)
+    ]
     write_items(tmp_path / "data.jsonl", grpo_rows(task, items))
-    job = TrainJob(kind="grpo", base_dir=yes_no_llama_dir, data_path=tmp_path / "data.jsonl", output_dir=tmp_path / "job",
-                   max_steps=2, num_generations=4, batch_size=8, max_completion_length=1, warmup_ratio=0.0,
-                   lora=LoraSpec(r=4, alpha=8), save_steps=100, device="auto", dtype="auto", use_vllm=True,
-                   vllm_mode="colocate", hint_share=1.0, hint="labels", entropy_floor=None,
-                   trl_overrides={"vllm_gpu_memory_utilization": 0.2})
+    job = TrainJob(
+        kind="grpo",
+        base_dir=yes_no_llama_dir,
+        data_path=tmp_path / "data.jsonl",
+        output_dir=tmp_path / "job",
+        max_steps=2,
+        num_generations=4,
+        batch_size=8,
+        max_completion_length=1,
+        warmup_ratio=0.0,
+        lora=LoraSpec(r=4, alpha=8),
+        save_steps=100,
+        device="auto",
+        dtype="auto",
+        use_vllm=True,
+        vllm_mode="colocate",
+        hint_share=1.0,
+        hint="labels",
+        entropy_floor=None,
+        trl_overrides={"vllm_gpu_memory_utilization": 0.2},
+    )
     result = run_job(job, poll_s=0.2)
     assert "GRPO generation with vLLM (colocate)" in (job.output_dir / "train.log").read_text()
     assert result["steps"] == 2 and result["grpo"]["use_vllm"] is True
@@ -46,4 +70,6 @@ def test_grpo_with_vllm_colocate_and_hints(yes_no_llama_dir: Path, tmp_path: Pat
     assert all(m["hints/used"] == m["hints/all_zero_groups"] for m in steps), steps
     events = [json.loads(line) for line in (job.output_dir / HINTS_FILE).read_text().splitlines()]
     assert events and all(e["rewards_before"] == [0.0] * 4 for e in events)
-    print(f"\nGPU GRPO with vLLM colocate: 2 steps in {result['train_runtime_s']} s; hints {result['grpo']['hints']}")
+    print(
+        f"\nGPU GRPO with vLLM colocate: 2 steps in {result['train_runtime_s']} s; hints {result['grpo']['hints']}"
+    )

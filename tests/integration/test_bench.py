@@ -14,7 +14,9 @@ import pytest
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("KAIZEN_RUN_BENCH") != "1", reason="benchmark: set KAIZEN_RUN_BENCH=1 to run"),
+    pytest.mark.skipif(
+        os.environ.get("KAIZEN_RUN_BENCH") != "1", reason="benchmark: set KAIZEN_RUN_BENCH=1 to run"
+    ),
 ]
 
 VARIANTS = ("full", "lora_all", "lora_top10", "lora_all_grad_ckpt", "lora_all_long_prompt")
@@ -43,11 +45,20 @@ def test_bench_tools_quick(smollm_dir: Path, tmp_path: Path) -> None:
     for name in VARIANTS:
         v = t[name]
         assert v["steps_timed"] == 2  # quick: 3 steps, the first excluded
-        assert v["s_per_step"] > 0 and v["best_step_s"] > 0 and v["tokens_per_s"] > 0 and v["tokens_per_example"] > 0
+        assert (
+            v["s_per_step"] > 0
+            and v["best_step_s"] > 0
+            and v["tokens_per_s"] > 0
+            and v["tokens_per_example"] > 0
+        )
         assert v["cpu_s_per_step"] > 0  # the runner logs its CPU seconds
         assert v["trainable_params"] > 0
         assert (v["mfu"] if name == "full" else v["ft_equivalent_mfu"]) > 0
-    assert t["lora_top10"]["trainable_params"] < t["lora_all"]["trainable_params"] < t["full"]["trainable_params"]
+    assert (
+        t["lora_top10"]["trainable_params"]
+        < t["lora_all"]["trainable_params"]
+        < t["full"]["trainable_params"]
+    )
     assert t["lora_all_long_prompt"]["tokens_per_example"] > t["lora_all"]["tokens_per_example"]
 
     for key in ("ratios", "ratios_mean_steps") + (("ratios_cpu_time",) if m["device"] == "cpu" else ()):

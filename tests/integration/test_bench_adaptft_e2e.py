@@ -20,8 +20,12 @@ from kaizen.workflows.bench.perturb import STAGE_POISON_RATES, poison_count
 def test_tiny_preset_runs_three_stages_through_the_cli(tmp_path: Path, smollm_dir: Path) -> None:
     out = tmp_path / "bench"
     kaizen = str(Path(sys.executable).parent / "kaizen")
-    proc = subprocess.run([kaizen, "bench", "adaptft", "--scenario", "clinc", "--preset", "tiny", "--json", "--out", str(out)],
-                          capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [kaizen, "bench", "adaptft", "--scenario", "clinc", "--preset", "tiny", "--json", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
     assert "stage 3 done" in proc.stderr  # progress goes to stderr, stdout is the JSON alone
@@ -33,7 +37,11 @@ def test_tiny_preset_runs_three_stages_through_the_cli(tmp_path: Path, smollm_di
         assert 0.0 <= s["best"] <= 1.0 and 0.0 <= s["naive"] <= 1.0
         assert abs(s["gap"] - (s["best"] - s["naive"])) < 1e-3
         assert isinstance(s["regressions"], int) and s["regressions"] >= 0
-    assert data["scenario"] == "clinc" and data["preset"] == "tiny" and data["poison_rates"] == list(STAGE_POISON_RATES)
+    assert (
+        data["scenario"] == "clinc"
+        and data["preset"] == "tiny"
+        and data["poison_rates"] == list(STAGE_POISON_RATES)
+    )
 
     n = PRESETS["tiny"].per_stage
     details = data["details"]
@@ -53,7 +61,10 @@ def test_tiny_preset_runs_three_stages_through_the_cli(tmp_path: Path, smollm_di
         naive = [json.loads(x) for x in (out / "logs" / f"stage{k}-naive.jsonl").read_text().splitlines()]
         assert [r["messages"] for r in agent] == [r["messages"] for r in naive]
         assert not any("metadata" in r for r in agent + naive), "the truth is never in what kaizen ingests"
-    keys = {arm: [json.loads(x) for x in (out / "logs" / f"answer-key-{arm}.jsonl").read_text().splitlines()] for arm in ("agent", "naive")}
+    keys = {
+        arm: [json.loads(x) for x in (out / "logs" / f"answer-key-{arm}.jsonl").read_text().splitlines()]
+        for arm in ("agent", "naive")
+    }
     assert not any(n.startswith("naive:") for k in keys["agent"] for n in k["noise"])
     assert any(n.startswith("naive:") for k in keys["naive"] for n in k["noise"])
     for s in stages:  # the oracle arm ran and scored; captured is a ratio or n/a
@@ -63,4 +74,6 @@ def test_tiny_preset_runs_three_stages_through_the_cli(tmp_path: Path, smollm_di
     assert saved["stages"] == stages
     png = Path(data["plot_path"])
     assert png.parent == out and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "agent" / ".kaizen" / "kaizen.db").exists() and (out / "naive" / ".kaizen" / "kaizen.db").exists()
+    assert (out / "agent" / ".kaizen" / "kaizen.db").exists() and (
+        out / "naive" / ".kaizen" / "kaizen.db"
+    ).exists()

@@ -28,12 +28,18 @@ def kaizen_exe() -> str:
     return found
 
 
-def kaizen(*args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
+def kaizen(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("KAIZEN_HOME", "KAIZEN_DB_URL")}
     base["COLUMNS"] = "40"  # errors must stay one line even on a narrow terminal
-    proc = subprocess.run([kaizen_exe(), *args], cwd=cwd, env=base | (env or {}), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [kaizen_exe(), *args], cwd=cwd, env=base | (env or {}), capture_output=True, text=True, timeout=120
+    )
     if ok:
-        assert proc.returncode == 0, f"kaizen {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, (
+            f"kaizen {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -51,7 +57,16 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with the task `intents`, shared by the error-case tests."""
     d = tmp_path_factory.mktemp("cli-ws")
     kaizen("init", cwd=d)
-    kaizen("task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer,card_declined", cwd=d)
+    kaizen(
+        "task",
+        "add",
+        "intents",
+        "--kind",
+        "classification",
+        "--labels",
+        "balance,transfer,card_declined",
+        cwd=d,
+    )
     return d
 
 
@@ -60,16 +75,34 @@ def test_readme_first_steps(tmp_path: Path) -> None:
     assert init["created"] is True
     assert (tmp_path / "kaizen.yaml").is_file() and (tmp_path / ".kaizen" / "kaizen.db").is_file()
 
-    added = json.loads(kaizen(
-        "task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer,card_declined",
-        "--description", "Route banking messages.", "--json", cwd=tmp_path,
-    ).stdout)
+    added = json.loads(
+        kaizen(
+            "task",
+            "add",
+            "intents",
+            "--kind",
+            "classification",
+            "--labels",
+            "balance,transfer,card_declined",
+            "--description",
+            "Route banking messages.",
+            "--json",
+            cwd=tmp_path,
+        ).stdout
+    )
     assert added["labels"] == ["balance", "transfer", "card_declined"]
 
     first = json.loads(kaizen("ingest", str(FIX / "kaizen_small.jsonl"), "--json", cwd=tmp_path).stdout)
     assert {"imported", "duplicates", "invalid", "failures", "passes", "unlabeled"} <= set(first)
-    assert {k: first[k] for k in ("imported", "duplicates", "invalid", "failures", "passes", "unlabeled")} == {
-        "imported": 6, "duplicates": 0, "invalid": 0, "failures": 2, "passes": 3, "unlabeled": 1,
+    assert {
+        k: first[k] for k in ("imported", "duplicates", "invalid", "failures", "passes", "unlabeled")
+    } == {
+        "imported": 6,
+        "duplicates": 0,
+        "invalid": 0,
+        "failures": 2,
+        "passes": 3,
+        "unlabeled": 1,
     }
 
     again = json.loads(kaizen("ingest", str(FIX / "kaizen_small.jsonl"), "--json", cwd=tmp_path).stdout)
@@ -99,7 +132,12 @@ def test_bad_file_is_one_error_line_and_debug_shows_traceback(ws: Path) -> None:
 
 def test_trace_for_unknown_task_names_it(ws: Path, tmp_path: Path) -> None:
     f = tmp_path / "refunds.jsonl"
-    f.write_text(json.dumps({"task": "refunds", "messages": [{"role": "user", "content": "money back"}], "output": "x"}) + "\n")
+    f.write_text(
+        json.dumps(
+            {"task": "refunds", "messages": [{"role": "user", "content": "money back"}], "output": "x"}
+        )
+        + "\n"
+    )
     line = one_error_line(kaizen("ingest", str(f), cwd=ws, ok=False))
     assert f"{f}:1:" in line
     assert "unknown task 'refunds'" in line and "kaizen task add refunds" in line

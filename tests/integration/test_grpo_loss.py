@@ -53,17 +53,30 @@ def setup(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # no
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     tok.pad_token = tok.pad_token or tok.eos_token
-    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": f"q{i}"}], "expected": "yes"} for i in range(6)])
+    ds = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": f"q{i}"}], "expected": "yes"} for i in range(6)]
+    )
 
     def constant(completions, **kwargs):  # noqa: ANN001, ANN003, ANN202
         return [0.0] * len(completions)
 
     def make(cls: type, **extra):  # noqa: ANN003, ANN202
         model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
-        args = GRPOConfig(output_dir=str(tmp_path_factory.mktemp("grpo-loss")), per_device_train_batch_size=6,
-                          num_generations=2, max_completion_length=4, use_cpu=True, report_to=[],
-                          epsilon=0.2, beta=0.0, gradient_checkpointing=False, disable_tqdm=True)
-        trainer = cls(model=model, reward_funcs=[constant], args=args, train_dataset=ds, processing_class=tok, **extra)
+        args = GRPOConfig(
+            output_dir=str(tmp_path_factory.mktemp("grpo-loss")),
+            per_device_train_batch_size=6,
+            num_generations=2,
+            max_completion_length=4,
+            use_cpu=True,
+            report_to=[],
+            epsilon=0.2,
+            beta=0.0,
+            gradient_checkpointing=False,
+            disable_tqdm=True,
+        )
+        trainer = cls(
+            model=model, reward_funcs=[constant], args=args, train_dataset=ds, processing_class=tok, **extra
+        )
         trainer.current_gradient_accumulation_steps = 1
         trainer.model.train()
         return trainer
@@ -81,11 +94,24 @@ def setup(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # no
     completion_mask[0, 3:] = 0  # right padding
     completion_mask[4, 2:] = 0
     # Off-policy old log-probs: ratios r = exp(Δ) from 0.5 to 1.6, some outside [0.8, 1.2].
-    delta = torch.tensor([[0.0, 0.3, -0.4, 0.1], [0.5, -0.7, 0.05, 0.0], [0.2, 0.2, 0.2, 0.2],
-                          [-0.1, 0.45, 0.0, -0.3], [0.35, -0.25, 0.0, 0.0], [0.1, -0.05, 0.6, -0.5]])
-    batch = {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
-             "completion_mask": completion_mask, "advantages": torch.tensor(ADV),
-             "num_items_in_batch": completion_mask.sum()}
+    delta = torch.tensor(
+        [
+            [0.0, 0.3, -0.4, 0.1],
+            [0.5, -0.7, 0.05, 0.0],
+            [0.2, 0.2, 0.2, 0.2],
+            [-0.1, 0.45, 0.0, -0.3],
+            [0.35, -0.25, 0.0, 0.0],
+            [0.1, -0.05, 0.6, -0.5],
+        ]
+    )
+    batch = {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": prompt_mask,
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "advantages": torch.tensor(ADV),
+        "num_items_in_batch": completion_mask.sum(),
+    }
     return kaizen, trl_own, batch, delta
 
 
@@ -123,7 +149,9 @@ def _loss_and_grads(trainer, batch: dict, fn):  # noqa: ANN001, ANN202
 
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
 @pytest.mark.parametrize(("pos", "neg"), [(0.5, 1.0), (0.3, 1.7)])
-def test_weighting_changes_the_loss_exactly_as_specified(setup, loss_type: str, pos: float, neg: float) -> None:
+def test_weighting_changes_the_loss_exactly_as_specified(
+    setup, loss_type: str, pos: float, neg: float
+) -> None:
     trainer, trl_own, batch, delta = setup
     trainer.loss_type = trl_own.loss_type = loss_type
     trainer.adv_weight_pos, trainer.adv_weight_neg = pos, neg

@@ -27,8 +27,9 @@ from kaizen.tools.train.launch import pid_alive, read_metrics, read_result, run_
 from kaizen.tools.train.spec import LoraSpec, TrainJob
 
 ROOT = Path(__file__).resolve().parents[2]
-TASK = TaskSpec(name="parity", kind="classification", labels=["yes", "no", "maybe"],
-                system_prompt="Answer with one word.")  # no label list in the prompt: the hint gives it
+TASK = TaskSpec(
+    name="parity", kind="classification", labels=["yes", "no", "maybe"], system_prompt="Answer with one word."
+)  # no label list in the prompt: the hint gives it
 LAUNCHER = (
     "import sys; from pathlib import Path; from kaizen.tools.train.spec import TrainJob; from kaizen.tools.train.launch import run_job; "
     "run_job(TrainJob.model_validate_json(Path(sys.argv[1]).read_text()), poll_s=0.1)"
@@ -38,31 +39,55 @@ LAUNCHER = (
 def items() -> list[EvalItem]:
     # 3 answerable prompts (the model says yes or no ~43 % each) and 3 it never answers right.
     gold = ["yes", "maybe", "no", "maybe", "yes", "maybe"]
-    return [EvalItem(id=f"q{i}", messages=[{"role": "user", "content": f"Is {i} even?"}], expected=g) for i, g in enumerate(gold)]
+    return [
+        EvalItem(id=f"q{i}", messages=[{"role": "user", "content": f"Is {i} even?"}], expected=g)
+        for i, g in enumerate(gold)
+    ]
 
 
 def grpo_job(base: Path, root: Path, **kw) -> TrainJob:
     root.mkdir(parents=True, exist_ok=True)
     write_items(root / "data.jsonl", grpo_rows(TASK, items()))
-    params = dict(max_steps=4, num_generations=4, batch_size=8, max_completion_length=1, warmup_ratio=0.0,
-                  rewards=["label_exact_match"], lora=LoraSpec(r=4, alpha=8), save_steps=1, device="cpu",
-                  hint_share=1.0, hint="labels", entropy_floor=None) | kw
-    return TrainJob(kind="grpo", base_dir=base, data_path=root / "data.jsonl", output_dir=root / "job", **params)
+    params = (
+        dict(
+            max_steps=4,
+            num_generations=4,
+            batch_size=8,
+            max_completion_length=1,
+            warmup_ratio=0.0,
+            rewards=["label_exact_match"],
+            lora=LoraSpec(r=4, alpha=8),
+            save_steps=1,
+            device="cpu",
+            hint_share=1.0,
+            hint="labels",
+            entropy_floor=None,
+        )
+        | kw
+    )
+    return TrainJob(
+        kind="grpo", base_dir=base, data_path=root / "data.jsonl", output_dir=root / "job", **params
+    )
 
 
 def wait_for(cond: Callable[[], bool], what: str, launcher: subprocess.Popen, timeout_s: float = 240) -> None:
     deadline = time.time() + timeout_s
     while not cond():
         if launcher.poll() is not None:
-            pytest.fail(f"launcher exited ({launcher.returncode}) before {what}:\n{launcher.stdout.read() if launcher.stdout else ''}")
+            pytest.fail(
+                f"launcher exited ({launcher.returncode}) before {what}:\n{launcher.stdout.read() if launcher.stdout else ''}"
+            )
         if time.time() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
 
 
 def checkpoints(job_dir: Path) -> list[int]:
-    return sorted(int(p.name.split("-")[-1]) for p in (job_dir / "checkpoints").glob("checkpoint-*")
-                  if (p / "trainer_state.json").exists())
+    return sorted(
+        int(p.name.split("-")[-1])
+        for p in (job_dir / "checkpoints").glob("checkpoint-*")
+        if (p / "trainer_state.json").exists()
+    )
 
 
 def last_per_step(recs: list[dict]) -> dict[int, dict]:
@@ -78,10 +103,19 @@ def test_grpo_hints_survive_kill_9_and_resume(yes_no_llama_dir: Path, tmp_path: 
     job = grpo_job(yes_no_llama_dir, tmp_path)
     spec = tmp_path / "spec.json"
     spec.write_text(job.model_dump_json())
-    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(spec)], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(spec)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        wait_for(lambda: bool(checkpoints(job.output_dir)) and checkpoints(job.output_dir)[-1] >= 2, "checkpoint 2", launcher)
+        wait_for(
+            lambda: bool(checkpoints(job.output_dir)) and checkpoints(job.output_dir)[-1] >= 2,
+            "checkpoint 2",
+            launcher,
+        )
         pid = json.loads((job.output_dir / "runner.pid").read_text())["pid"]
         os.killpg(pid, signal.SIGKILL)
     finally:
@@ -92,7 +126,9 @@ def test_grpo_hints_survive_kill_9_and_resume(yes_no_llama_dir: Path, tmp_path: 
         time.sleep(0.05)
     assert read_result(job.output_dir) is None, "the job finished before the kill: nothing was tested"
     ckpt = checkpoints(job.output_dir)[-1]
-    hints_at_ckpt = json.loads((job.output_dir / "checkpoints" / f"checkpoint-{ckpt}" / "kaizen_grpo_state.json").read_text())
+    hints_at_ckpt = json.loads(
+        (job.output_dir / "checkpoints" / f"checkpoint-{ckpt}" / "kaizen_grpo_state.json").read_text()
+    )
     # Steps 1-2 saw 4 of the 6 prompts, so at least one of the 3 "maybe" prompts: hinted before the kill.
     assert hints_at_ckpt["hints"]["hinted"] >= 1, hints_at_ckpt
 
@@ -126,7 +162,9 @@ def test_grpo_hints_survive_kill_9_and_resume(yes_no_llama_dir: Path, tmp_path: 
     hints = summary["hints"]
     # Counted across the kill: the state came back from the checkpoint (else only post-resume hints).
     assert hints["hinted"] == len(events) and hints["groups_seen"] == 8
-    assert hints["recheck"]["n"] == len({i for _, i in events})  # every hinted prompt decoded once without its hint
+    assert hints["recheck"]["n"] == len(
+        {i for _, i in events}
+    )  # every hinted prompt decoded once without its hint
     assert set(hints["recheck"]["passed_ids"]) <= {i for _, i in events} - maybe_ids  # "maybe" never passes
     assert summary["early_stop"] is None
 
@@ -137,8 +175,17 @@ def test_grpo_hints_survive_kill_9_and_resume(yes_no_llama_dir: Path, tmp_path: 
 
 def test_entropy_below_floor_stops_training(yes_no_llama_dir: Path, tmp_path: Path) -> None:
     # ln(vocab) ≈ 10.8 nats is the most any policy can have: a floor of 50 is always hit.
-    job = grpo_job(yes_no_llama_dir, tmp_path, max_steps=6, save_steps=100, entropy_floor=50.0, entropy_patience=2,
-                   hint_share=0.0, adv_weight_pos=0.5, adv_weight_neg=1.5)
+    job = grpo_job(
+        yes_no_llama_dir,
+        tmp_path,
+        max_steps=6,
+        save_steps=100,
+        entropy_floor=50.0,
+        entropy_patience=2,
+        hint_share=0.0,
+        adv_weight_pos=0.5,
+        adv_weight_neg=1.5,
+    )
     result = run_job(job, poll_s=0.1)
     assert result["steps"] == 2, result  # patience 2: stopped after the second logged step, not at 6
     stop = result["grpo"]["early_stop"]
@@ -157,12 +204,20 @@ def test_grpo_hints_under_two_process_ddp(yes_no_llama_dir: Path, tmp_path: Path
     """
     from kaizen.tools.train.spec import LauncherSpec
 
-    job = grpo_job(yes_no_llama_dir, tmp_path, max_steps=2, batch_size=4, save_steps=100,
-                   launcher=LauncherSpec(kind="accelerate", num_processes=2))  # 2 ranks × 4 = 2 groups a step
+    job = grpo_job(
+        yes_no_llama_dir,
+        tmp_path,
+        max_steps=2,
+        batch_size=4,
+        save_steps=100,
+        launcher=LauncherSpec(kind="accelerate", num_processes=2),
+    )  # 2 ranks × 4 = 2 groups a step
     result = run_job(job, poll_s=0.1)
     assert result["steps"] == 2 and result["num_processes"] == 2
     steps = last_per_step(read_metrics(job.output_dir))
-    assert sorted(steps) == [1, 2] and all(m["hints/used"] == m["hints/all_zero_groups"] for m in steps.values()), steps
+    assert sorted(steps) == [1, 2] and all(
+        m["hints/used"] == m["hints/all_zero_groups"] for m in steps.values()
+    ), steps
     events = [json.loads(line) for line in (job.output_dir / HINTS_FILE).read_text().splitlines()]
     assert len(events) == sum(m["hints/used"] for m in steps.values())  # rank 0 logs each hint once
     assert all(e["rewards_before"] == [0.0] * 4 and len(e["rewards_with_hint"]) == 4 for e in events)

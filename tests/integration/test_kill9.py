@@ -45,7 +45,9 @@ job.start(ws, sys.argv[2], approve=True, max_iterations=1, train_overrides={"max
 def clinc_lines(near_duplicates: bool) -> list[dict[str, Any]]:
     """CLINC balance → "yes", transfer → "no"; half of them failures with a correction."""
     if near_duplicates:  # all failures look alike: nothing is left to train on once the suites are held out
-        pairs = [(f"what is my balance {i}", "balance") for i in range(6)] + [(f"send money to bob {i}", "transfer") for i in range(6)]
+        pairs = [(f"what is my balance {i}", "balance") for i in range(6)] + [
+            (f"send money to bob {i}", "transfer") for i in range(6)
+        ]
     else:
         from kaizen.workflows.bench.clinc import rows
 
@@ -55,8 +57,13 @@ def clinc_lines(near_duplicates: bool) -> list[dict[str, Any]]:
         lab = "yes" if gold == "balance" else "no"
         fail = (i % 2 == 0) if not near_duplicates else gold == "balance"
         fb = {"verdict": "fail", "correction": lab} if fail else {"verdict": "pass"}
-        out.append({"messages": [{"role": "user", "content": text}], "output": ("no" if lab == "yes" else "yes") if fail else lab,
-                    "feedback": fb})
+        out.append(
+            {
+                "messages": [{"role": "user", "content": text}],
+                "output": ("no" if lab == "yes" else "yes") if fail else lab,
+                "feedback": fb,
+            }
+        )
     return out
 
 
@@ -64,9 +71,12 @@ def make_workspace(root: Path, model: Path, lines: list[dict[str, Any]]) -> Path
     kz = [KAIZEN, "-w", str(root)]
     (root / "logs.jsonl").parent.mkdir(parents=True, exist_ok=True)
     (root / "logs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    for args in (["init", str(root)], ["task", "add", TASK, "--kind", "classification", "--labels", "yes,no", "--system-prompt", SYSTEM],
-                 ["models", "add", "tiny", "--path", str(model), "--task", TASK, "--promote"],
-                 ["ingest", str(root / "logs.jsonl"), "--task", TASK]):
+    for args in (
+        ["init", str(root)],
+        ["task", "add", TASK, "--kind", "classification", "--labels", "yes,no", "--system-prompt", SYSTEM],
+        ["models", "add", "tiny", "--path", str(model), "--task", TASK, "--promote"],
+        ["ingest", str(root / "logs.jsonl"), "--task", TASK],
+    ):
         out = subprocess.run(kz + args, capture_output=True, text=True, check=False)
         assert out.returncode == 0, out.stderr
     return root
@@ -88,7 +98,9 @@ def resume(ws: Path, run_id: str, kill_after: str | None = None) -> subprocess.C
 
 
 def run_id_of(ws: Path) -> str:
-    out = subprocess.run([KAIZEN, "-w", str(ws), "runs", "list", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [KAIZEN, "-w", str(ws), "runs", "list", "--json"], capture_output=True, text=True, check=True
+    )
     (run,) = json.loads(out.stdout)
     return run["run_id"]
 
@@ -105,7 +117,9 @@ def history(ws: Path, run_id: str) -> list[str]:
         snaps = list(graph.get_state_history({"configurable": {"thread_id": run_id}}))
     finally:
         conn.close()
-    return [s.next[0] for s in reversed(snaps) if s.next and s.next[0] in graph.nodes and s.next[0] != "__start__"]
+    return [
+        s.next[0] for s in reversed(snaps) if s.next and s.next[0] in graph.nodes and s.next[0] != "__start__"
+    ]
 
 
 def next_node(ws: Path, run_id: str) -> tuple[str, ...]:
@@ -138,10 +152,31 @@ def outcome(ws: Path, run_id: str) -> dict[str, Any]:
     counts = {t: con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
     con.close()
     jobs = sorted((ws / ".kaizen" / "artifacts" / "runs" / run_id).glob("**/job/train.log"))
-    norm = json.loads(json.dumps({"status": run.status, "aliases": aliases, "verdict": report["summary"]["verdict"],
-                                  "summary": {k: report["summary"][k] for k in ("before", "after", "fixed", "new_regressions",
-                                                                               "iterations", "promoted", "candidate")},
-                                  "evals": evals, "rows": counts}).replace(run_id[:8], "<run>").replace(run_id, "<run>"))
+    norm = json.loads(
+        json.dumps(
+            {
+                "status": run.status,
+                "aliases": aliases,
+                "verdict": report["summary"]["verdict"],
+                "summary": {
+                    k: report["summary"][k]
+                    for k in (
+                        "before",
+                        "after",
+                        "fixed",
+                        "new_regressions",
+                        "iterations",
+                        "promoted",
+                        "candidate",
+                    )
+                },
+                "evals": evals,
+                "rows": counts,
+            }
+        )
+        .replace(run_id[:8], "<run>")
+        .replace(run_id, "<run>")
+    )
     norm["duplicate_evals"] = len(eval_keys) - len(set(eval_keys))
     norm["trainers"] = [log.read_text().count("runner: done") for log in jobs]
     return norm
@@ -165,8 +200,10 @@ def same(a: Any, b: Any, path: str = "") -> None:
 
 SCENARIOS = ("promote", "nothing-to-train")
 # Nodes no scenario above reaches yet (each needs its own training runs: minutes more on a CPU).
-NOT_YET = {"refit": "needs a final slice and a second training job per run",
-           "recover": "needs a candidate that fixes the target but breaks regressions, reproducibly"}
+NOT_YET = {
+    "refit": "needs a final slice and a second training job per run",
+    "recover": "needs a candidate that fixes the target but breaks regressions, reproducibly",
+}
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +237,13 @@ def scenarios(yes_no_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         final = resume(ws, run_id)
         assert final.returncode == 0, final.stderr[-3000:]
         kills[prev]["resume_stderr"] = final.stderr
-        done[name] = {"order": order, "kills": kills, "reference": outcome(ref_ws, ref_id), "killed": outcome(ws, run_id),
-                      "final": json.loads(final.stdout)}
+        done[name] = {
+            "order": order,
+            "kills": kills,
+            "reference": outcome(ref_ws, ref_id),
+            "killed": outcome(ws, run_id),
+            "final": json.loads(final.stdout),
+        }
     return done
 
 
@@ -227,17 +269,27 @@ def test_kill_after_node_then_resume(scenarios: dict[str, dict[str, Any]], node:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_a_run_killed_at_every_node_ends_like_one_never_killed(scenarios: dict[str, dict[str, Any]], scenario: str) -> None:
+def test_a_run_killed_at_every_node_ends_like_one_never_killed(
+    scenarios: dict[str, dict[str, Any]], scenario: str
+) -> None:
     assert scenario in scenarios, f"scenario {scenario!r} reaches no node the earlier ones did not: drop it"
     got = scenarios[scenario]
     ref, killed = got["reference"], got["killed"]
     print(json.dumps({"order": got["order"], "reference": ref}, indent=1, default=str))
     same(killed, ref)
-    assert ref["duplicate_evals"] == 0 and all(n == 1 for n in ref["trainers"])  # one trainer per job, in both
+    assert ref["duplicate_evals"] == 0 and all(
+        n == 1 for n in ref["trainers"]
+    )  # one trainer per job, in both
     if scenario == "promote":
         assert ref["status"] == "promoted" and ref["aliases"]["production"][0] == "q-<run>-i1"
-        assert ref["summary"]["after"]["target"] > ref["summary"]["before"]["target"]  # scores a user would notice
+        assert (
+            ref["summary"]["after"]["target"] > ref["summary"]["before"]["target"]
+        )  # scores a user would notice
         assert ref["trainers"] == [1]
     else:
-        assert ref["status"] == "not_promoted" and ref["aliases"]["production"][0] == "tiny" and ref["trainers"] == []
+        assert (
+            ref["status"] == "not_promoted"
+            and ref["aliases"]["production"][0] == "tiny"
+            and ref["trainers"] == []
+        )
     assert got["final"]["status"] == ref["status"]

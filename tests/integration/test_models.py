@@ -87,7 +87,7 @@ def test_default_model_chats(smollm_dir: Path) -> None:
     batch = tok([text], return_tensors="pt")
     with torch.inference_mode():
         out = model.generate(**batch, max_new_tokens=16, do_sample=False)
-    reply = tok.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    reply = tok.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     assert reply.strip()
 
 
@@ -103,9 +103,11 @@ def test_default_model_batches_with_left_padding(smollm_dir: Path) -> None:
     batch = tok(prompts, return_tensors="pt", padding=True)
     assert (batch["attention_mask"][0, 0] == 0) and (batch["attention_mask"][0, -1] == 1)  # left padded
     with torch.inference_mode():
-        together = model.generate(**batch, max_new_tokens=8, do_sample=False)[:, batch["input_ids"].shape[1]:]
+        together = model.generate(**batch, max_new_tokens=8, do_sample=False)[
+            :, batch["input_ids"].shape[1] :
+        ]
         alone = tok(prompts[0:1], return_tensors="pt")
-        single = model.generate(**alone, max_new_tokens=8, do_sample=False)[:, alone["input_ids"].shape[1]:]
+        single = model.generate(**alone, max_new_tokens=8, do_sample=False)[:, alone["input_ids"].shape[1] :]
     decode = lambda ids: tok.decode(ids, skip_special_tokens=True)  # noqa: E731
     assert decode(together[0]) == decode(single[0])
 

@@ -7,28 +7,63 @@ import subprocess
 import sys
 from pathlib import Path
 
-AGENT_KEYS = {"run_id", "status", "promoted", "verdict", "iterations", "before", "after", "new_regressions", "fixed",
-              "excluded_suspect"}
+AGENT_KEYS = {
+    "run_id",
+    "status",
+    "promoted",
+    "verdict",
+    "iterations",
+    "before",
+    "after",
+    "new_regressions",
+    "fixed",
+    "excluded_suspect",
+}
 
 
 def test_naive_strategy_trains_on_everything_and_promotes(tmp_path: Path, tiny_llama_dir: Path) -> None:
     kaizen = str(Path(sys.executable).parent / "kaizen")
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([kaizen, "-w", str(tmp_path), *args], capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [kaizen, "-w", str(tmp_path), *args], capture_output=True, text=True, timeout=600
+        )
 
     assert run("init", str(tmp_path)).returncode == 0
-    assert run("task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer").returncode == 0
-    assert run("models", "add", "tiny", "--path", str(tiny_llama_dir), "--task", "intents", "--promote").returncode == 0
+    assert (
+        run("task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer").returncode
+        == 0
+    )
+    assert (
+        run(
+            "models", "add", "tiny", "--path", str(tiny_llama_dir), "--task", "intents", "--promote"
+        ).returncode
+        == 0
+    )
     logs = tmp_path / "logs.jsonl"
     lines = []
     for i in range(6):
-        lines.append({"messages": [{"role": "user", "content": f"what is my balance {i}"}], "output": "transfer",
-                      "feedback": {"verdict": "fail", "correction": "balance"}})
-        lines.append({"messages": [{"role": "user", "content": f"send money to bob {i}"}], "output": "transfer",
-                      "feedback": {"verdict": "pass"}})
-    lines.append({"messages": [{"role": "user", "content": "what size wipers fit my car"}], "output": "balance",
-                  "feedback": {"verdict": "fail", "correction": "not-a-label"}})  # poison: naive trains on it anyway
+        lines.append(
+            {
+                "messages": [{"role": "user", "content": f"what is my balance {i}"}],
+                "output": "transfer",
+                "feedback": {"verdict": "fail", "correction": "balance"},
+            }
+        )
+        lines.append(
+            {
+                "messages": [{"role": "user", "content": f"send money to bob {i}"}],
+                "output": "transfer",
+                "feedback": {"verdict": "pass"},
+            }
+        )
+    lines.append(
+        {
+            "messages": [{"role": "user", "content": "what size wipers fit my car"}],
+            "output": "balance",
+            "feedback": {"verdict": "fail", "correction": "not-a-label"},
+        }
+    )  # poison: naive trains on it anyway
     logs.write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert run("ingest", str(logs), "--task", "intents").returncode == 0
     out = run("repair", "--task", "intents", "--strategy", "naive", "--json")
@@ -39,7 +74,9 @@ def test_naive_strategy_trains_on_everything_and_promotes(tmp_path: Path, tiny_l
     models = json.loads(run("models", "list", "--task", "intents", "--json").stdout)
     prod = [m for m in models if "production" in m["aliases"]][0]
     assert prod["name"] == summary["candidate"] and prod["parent"] == "tiny"
-    train = [json.loads(line) for line in (Path(prod["recipe"]["job_dir"]) / "data.jsonl").read_text().splitlines()]
+    train = [
+        json.loads(line) for line in (Path(prod["recipe"]["job_dir"]) / "data.jsonl").read_text().splitlines()
+    ]
     assert len(train) == 7  # every correction, the poisoned one included
     report = Path(summary["report_path"])
     assert report.exists() and report.with_suffix(".html").exists()

@@ -21,7 +21,7 @@ import pytest
 
 # A three-node graph whose node "b" SIGKILLs its own process the first time it runs (after its side
 # effect, before its checkpoint): the worst moment. Every node appends its name to a side-effect log.
-GRAPH = r'''
+GRAPH = r"""
 import operator, os, signal, sys
 from pathlib import Path
 from typing import Annotated, TypedDict
@@ -54,7 +54,7 @@ with checkpointer(db_url, sqlite_path) as saver:
     for _ in graph.stream(None if resume else {"done": []}, cfg, durability="sync"):
         pass
     print(",".join(graph.get_state(cfg).values["done"]))
-'''
+"""
 
 
 def test_a_killed_graph_resumes_from_its_checkpoints(kaizen_db: str | None, tmp_path: Path) -> None:
@@ -62,13 +62,24 @@ def test_a_killed_graph_resumes_from_its_checkpoints(kaizen_db: str | None, tmp_
     script = tmp_path / "graph.py"
     script.write_text(GRAPH)
     db_url = kaizen_db or f"sqlite:///{tmp_path / 'kaizen.db'}"
-    args = [sys.executable, str(script), db_url, str(tmp_path / "checkpoints.db"), str(tmp_path / "effects.log")]
+    args = [
+        sys.executable,
+        str(script),
+        db_url,
+        str(tmp_path / "checkpoints.db"),
+        str(tmp_path / "effects.log"),
+    ]
     first = subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     second = subprocess.run(args, check=False, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout.strip() == "a,b,c"
-    assert (tmp_path / "effects.log").read_text().split() == ["a", "b", "b", "c"]  # "a" ran once; "b" again after the kill
+    assert (tmp_path / "effects.log").read_text().split() == [
+        "a",
+        "b",
+        "b",
+        "c",
+    ]  # "a" ran once; "b" again after the kill
     assert (tmp_path / "checkpoints.db").exists() == (kaizen_db is None)
 
 
@@ -86,33 +97,69 @@ def _lock_holder(url: str, task: str) -> dict | None:
 
 
 @pytest.mark.parametrize("kaizen_db", ["postgres"], indirect=True)
-def test_two_tick_processes_as_two_hosts_never_run_two_repairs(kaizen_db: str, tmp_path: Path, tiny_llama_dir: Path) -> None:
+def test_two_tick_processes_as_two_hosts_never_run_two_repairs(
+    kaizen_db: str, tmp_path: Path, tiny_llama_dir: Path
+) -> None:
     kaizen = str(Path(sys.executable).parent / "kaizen")
     env = os.environ | {"KAIZEN_DB_URL": kaizen_db}
     ws_a, ws_b = tmp_path / "host-a", tmp_path / "host-b"
 
     def run(ws: Path, *args: str, host: str = "host-a") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([kaizen, "-w", str(ws), *args], check=False, capture_output=True, text=True, timeout=300,
-                              env=env | {"KAIZEN_HOST_ID": host})
+        return subprocess.run(
+            [kaizen, "-w", str(ws), *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env | {"KAIZEN_HOST_ID": host},
+        )
 
     for ws in (ws_a, ws_b):
         assert run(ws, "init", str(ws)).returncode == 0
-    assert run(ws_a, "task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer").returncode == 0
-    assert run(ws_a, "models", "add", "tiny", "--path", str(tiny_llama_dir), "--task", "intents", "--promote").returncode == 0
+    assert (
+        run(
+            ws_a, "task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer"
+        ).returncode
+        == 0
+    )
+    assert (
+        run(
+            ws_a, "models", "add", "tiny", "--path", str(tiny_llama_dir), "--task", "intents", "--promote"
+        ).returncode
+        == 0
+    )
     logs = tmp_path / "logs"
     logs.mkdir()
-    (logs / "day1.jsonl").write_text("".join(json.dumps(
-        {"messages": [{"role": "user", "content": f"send {i} dollars to bob"}], "output": "balance",
-         "feedback": {"verdict": "fail", "correction": "transfer"}}) + "\n" for i in range(8)))
+    (logs / "day1.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [{"role": "user", "content": f"send {i} dollars to bob"}],
+                    "output": "balance",
+                    "feedback": {"verdict": "fail", "correction": "transfer"},
+                }
+            )
+            + "\n"
+            for i in range(8)
+        )
+    )
     tick = ["tick", "--task", "intents", "--source", str(logs), "--min-new-failures", "2", "--cooldown", "1s"]
 
     # Host A's tick takes the task's lock and starts its repair.
-    a = subprocess.Popen([kaizen, "-w", str(ws_a), *tick], env=env | {"KAIZEN_HOST_ID": "host-a"},
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    a = subprocess.Popen(
+        [kaizen, "-w", str(ws_a), *tick],
+        env=env | {"KAIZEN_HOST_ID": "host-a"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 240
         while (holder := _lock_holder(kaizen_db, "intents")) is None:
-            assert a.poll() is None, f"host A's tick ended before it held the lock:\n{a.stdout.read() if a.stdout else ''}"
+            assert a.poll() is None, (
+                f"host A's tick ended before it held the lock:\n{a.stdout.read() if a.stdout else ''}"
+            )
             assert time.time() < deadline, "host A's tick never took the lock"
             time.sleep(0.1)
         assert holder["host"] == "host-a" and holder["pid"] == a.pid
@@ -146,7 +193,9 @@ def test_two_tick_processes_as_two_hosts_never_run_two_repairs(kaizen_db: str, t
 
 
 @pytest.mark.parametrize("kaizen_db", ["postgres"], indirect=True)
-def test_a_plain_postgresql_url_opens_the_store_with_psycopg(kaizen_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plain_postgresql_url_opens_the_store_with_psycopg(
+    kaizen_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``postgresql://…`` (no driver named, as most tools write it) works: psycopg 3, never a missing psycopg2."""
     from kaizen.tools.store import Store
     from kaizen.tools.workspace import init_workspace

@@ -25,19 +25,37 @@ LORA = LoraSpec(r=8, alpha=16, dropout=0.0, top_layers=4)
 
 
 def items(prefix: str, texts: list[str], label: str) -> list[EvalItem]:
-    return [EvalItem(id=f"{prefix}{i}", messages=[{"role": "user", "content": t}], expected=label) for i, t in enumerate(texts)]
+    return [
+        EvalItem(id=f"{prefix}{i}", messages=[{"role": "user", "content": t}], expected=label)
+        for i, t in enumerate(texts)
+    ]
 
 
 R = items("r", ["is the sky blue", "is water wet", "do birds fly", "is fire hot"], "yes")
-R_SIDE = items("s", ["is snow cold", "do fish swim", "is sugar sweet", "is grass green"], "yes")  # training-side, same label
+R_SIDE = items(
+    "s", ["is snow cold", "do fish swim", "is sugar sweet", "is grass green"], "yes"
+)  # training-side, same label
 T = items("t", ["is the moon cheese", "do cows fly", "is ice hot", "is salt sweet"], "no")
 
 
 def train(base: Path, out: Path, data: list[EvalItem], *, init: Path | None, steps: int, lr: float) -> Path:
     path = out.parent / f"{out.name}.jsonl"
     write_items(path, sft_rows(TASK, data))
-    job = TrainJob(kind="sft", base_dir=base, data_path=path, output_dir=out, init_adapter=init, max_steps=steps,
-                   learning_rate=lr, batch_size=4, max_length=64, warmup_ratio=0.0, lora=LORA, device="cpu", seed=0)
+    job = TrainJob(
+        kind="sft",
+        base_dir=base,
+        data_path=path,
+        output_dir=out,
+        init_adapter=init,
+        max_steps=steps,
+        learning_rate=lr,
+        batch_size=4,
+        max_length=64,
+        warmup_ratio=0.0,
+        lora=LORA,
+        device="cpu",
+        seed=0,
+    )
     return Path(run_job(job)["output_path"])
 
 
@@ -57,7 +75,10 @@ def damaged(smollm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("recovery")
     a0 = train(smollm_dir, tmp / "a0", R + R_SIDE, init=None, steps=16, lr=2e-3)
     a1 = train(smollm_dir, tmp / "a1", T, init=a0, steps=16, lr=2e-3)
-    m = {name: {"R": loss(smollm_dir, a, R), "T": loss(smollm_dir, a, T)} for name, a in (("a0", a0), ("a1", a1))}
+    m = {
+        name: {"R": loss(smollm_dir, a, R), "T": loss(smollm_dir, a, T)}
+        for name, a in (("a0", a0), ("a1", a1))
+    }
     assert m["a1"]["R"] > m["a0"]["R"] + 0.3 and m["a1"]["T"] < m["a0"]["T"] - 0.3, m  # the damage is real
     return {"tmp": tmp, "a0": a0, "a1": a1, "m": m}
 
@@ -80,7 +101,9 @@ def test_sparse_rollback_recovers_without_training(smollm_dir: Path, damaged: di
     from kaizen.tools.train.rollback import sparse_rollback
 
     out = damaged["tmp"] / "rolled"
-    info = sparse_rollback(smollm_dir, damaged["a0"], damaged["a1"], sft_rows(TASK, R_SIDE), out, fraction=0.05)
+    info = sparse_rollback(
+        smollm_dir, damaged["a0"], damaged["a1"], sft_rows(TASK, R_SIDE), out, fraction=0.05
+    )
     assert 0 < info["rolled_back"] <= 0.05 * info["coordinates"] + 1
     assert info["first_order_loss_drop"] > 0
     rec = {"R": loss(smollm_dir, out, R), "T": loss(smollm_dir, out, T)}

@@ -31,10 +31,19 @@ def prod_logs(smollm_dir: Path, clinc_v1: dict, clinc_task, tmp_path_factory) ->
     pairs = [p for p, it in zip(pairs, to_items(pairs), strict=True) if it.id not in trained][:48]
 
     def run_model(texts: list[str]) -> list[str]:
-        return backend.generate([render(clinc_task, None, [{"role": "user", "content": t}]) for t in texts], max_new_tokens=12)
+        return backend.generate(
+            [render(clinc_task, None, [{"role": "user", "content": t}]) for t in texts], max_new_tokens=12
+        )
 
-    logs, key = make_logs(run_model, clinc_task.labels, pairs, seed=3, poison_rate=0.08, unlabeled_rate=0.1,
-                     off_domain=[t for t, _ in load_slice()["oos"][:3]])
+    logs, key = make_logs(
+        run_model,
+        clinc_task.labels,
+        pairs,
+        seed=3,
+        poison_rate=0.08,
+        unlabeled_rate=0.1,
+        off_domain=[t for t, _ in load_slice()["oos"][:3]],
+    )
     path = tmp_path_factory.mktemp("logs") / "prod.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in logs))
     path.with_name("answer_key.jsonl").write_text("".join(json.dumps(k) + "\n" for k in key))
@@ -51,7 +60,9 @@ def _workspace(tmp_path: Path, clinc_task, clinc_v1: dict, logs: Path):
     return find_workspace(tmp_path)
 
 
-def test_repair_fixes_the_gap_and_excludes_poison(tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path) -> None:
+def test_repair_fixes_the_gap_and_excludes_poison(
+    tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path
+) -> None:
     ws = _workspace(tmp_path, clinc_task, clinc_v1, prod_logs)
     stats = ws.store.trace_stats(clinc_task.name)
     print(f"\nlogs: {stats}")
@@ -70,7 +81,10 @@ def test_repair_fixes_the_gap_and_excludes_poison(tmp_path: Path, clinc_task, cl
     off = {k["id"] for k in key if "off_domain" in k["noise"]}
     caught = off & set(s["excluded_suspect"])
     assert len(caught) >= len(off) - 1
-    train = [json.loads(line) for line in Path(run.report_path).with_name("iter-1").joinpath("train.jsonl").read_text().splitlines()]
+    train = [
+        json.loads(line)
+        for line in Path(run.report_path).with_name("iter-1").joinpath("train.jsonl").read_text().splitlines()
+    ]
     assert not caught & {it["id"] for it in train}
     _assert_no_step_trained_on_what_judged_it(Path(run.report_path).parent, s)
 
@@ -79,8 +93,10 @@ def _ids(path: Path) -> set[str]:
     """Trace ids of a JSONL data file (weighted copies and replay repeats map back to their trace)."""
     if not path.exists():
         return set()
-    return {(r.get("metadata") or {}).get("trace_id") or r["id"].split("~")[0]
-            for r in (json.loads(x) for x in path.read_text().splitlines() if x.strip())}
+    return {
+        (r.get("metadata") or {}).get("trace_id") or r["id"].split("~")[0]
+        for r in (json.loads(x) for x in path.read_text().splitlines() if x.strip())
+    }
 
 
 def _assert_no_step_trained_on_what_judged_it(run_dir: Path, summary: dict) -> None:
@@ -89,7 +105,10 @@ def _assert_no_step_trained_on_what_judged_it(run_dir: Path, summary: dict) -> N
     from kaizen.tools.rundir import RunDir
 
     rd = RunDir(run_dir)
-    roles = {name: _ids(rd.suite(name)) for name in ("target", "regression", "final", "train_failures", "replay_pool")}
+    roles = {
+        name: _ids(rd.suite(name))
+        for name in ("target", "regression", "final", "train_failures", "replay_pool")
+    }
     assert roles["final"], "the demo-sized logs leave room for a final slice"
     for a in roles:
         for b in roles:
@@ -105,7 +124,9 @@ def _assert_no_step_trained_on_what_judged_it(run_dir: Path, summary: dict) -> N
     assert summary["path"] and summary["path"][0]["step"] == "1"
 
 
-def test_candidate_that_breaks_passing_examples_is_not_promoted(tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path) -> None:
+def test_candidate_that_breaks_passing_examples_is_not_promoted(
+    tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path
+) -> None:
     """Construct a bad candidate — the raw base model, which answers no label — and run the real
     evaluate and gate nodes on it: the gate fails on regressions and routing rolls back."""
     from kaizen.agent.routing import after_gate
@@ -118,15 +139,29 @@ def test_candidate_that_breaks_passing_examples_is_not_promoted(tmp_path: Path, 
 
     traces = ws.store.traces(clinc_task.name)
     diag: Diagnosis = RuleBrain().diagnose(clinc_task, traces)
-    splits = build_splits(clinc_task, traces, excluded=diag.suspect_ids,
-                          clusters={c.key: c.trace_ids for c in diag.clusters if c.fixable})
+    splits = build_splits(
+        clinc_task,
+        traces,
+        excluded=diag.suspect_ids,
+        clusters={c.key: c.trace_ids for c in diag.clusters if c.fixable},
+    )
     run_dir = tmp_path / "run"
     paths = {}
     for name in ("target", "regression"):
         paths[name] = str(run_dir / f"{name}.jsonl")
         write_items(Path(paths[name]), getattr(splits, name))
-    state = {"run_id": "constructed01", "task": clinc_task.name, "incumbent": "v1", "candidate": "base", "iteration": 1,
-             "max_iterations": 1, "splits": paths, "artifacts": str(run_dir), "evals": {}, "preset": "repair"}
+    state = {
+        "run_id": "constructed01",
+        "task": clinc_task.name,
+        "incumbent": "v1",
+        "candidate": "base",
+        "iteration": 1,
+        "max_iterations": 1,
+        "splits": paths,
+        "artifacts": str(run_dir),
+        "evals": {},
+        "preset": "repair",
+    }
     from langgraph.runtime import Runtime
 
     from kaizen.agent.context import RunContext
@@ -145,7 +180,9 @@ def test_candidate_that_breaks_passing_examples_is_not_promoted(tmp_path: Path, 
     assert registry.resolve(ws.store, "production", clinc_task.name).name == "v1"
 
 
-def test_killed_repair_resumes_without_redoing_nodes_or_training_twice(tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path) -> None:
+def test_killed_repair_resumes_without_redoing_nodes_or_training_twice(
+    tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path
+) -> None:
     import os
     import signal
     import subprocess
@@ -154,12 +191,31 @@ def test_killed_repair_resumes_without_redoing_nodes_or_training_twice(tmp_path:
 
     ws = _workspace(tmp_path, clinc_task, clinc_v1, prod_logs)
     kaizen = str(Path(sys.executable).parent / "kaizen")
-    proc = subprocess.Popen([kaizen, "-w", str(tmp_path), "repair", "--task", clinc_task.name, "--approve",
-                             "--max-iterations", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            kaizen,
+            "-w",
+            str(tmp_path),
+            "repair",
+            "--task",
+            clinc_task.name,
+            "--approve",
+            "--max-iterations",
+            "1",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 600
     ckpt = []
     while time.time() < deadline and not ckpt:
-        ckpt = list((tmp_path / ".kaizen" / "artifacts" / "runs").glob("*/iter-1/job/checkpoints/checkpoint-*/trainer_state.json"))
+        ckpt = list(
+            (tmp_path / ".kaizen" / "artifacts" / "runs").glob(
+                "*/iter-1/job/checkpoints/checkpoint-*/trainer_state.json"
+            )
+        )
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.5)
     assert ckpt, "training never wrote a checkpoint"
@@ -170,11 +226,19 @@ def test_killed_repair_resumes_without_redoing_nodes_or_training_twice(tmp_path:
     run_id = job_dir.parents[1].name
     assert ws.store.get_run(run_id).status == "running"  # what a kill -9 leaves behind
 
-    out = subprocess.run([kaizen, "-w", str(tmp_path), "runs", "resume", run_id, "--json"], capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [kaizen, "-w", str(tmp_path), "runs", "resume", run_id, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["status"] in ("promoted", "not_promoted")
-    assert "adopting training runner" in out.stderr or json.loads((job_dir / "runner.pid").read_text())["pid"] == runner_pid
+    assert (
+        "adopting training runner" in out.stderr
+        or json.loads((job_dir / "runner.pid").read_text())["pid"] == runner_pid
+    )
     # No second trainer: the runner that finished the job is the one started before the kill.
     assert json.loads((job_dir / "runner.pid").read_text())["pid"] == runner_pid
     assert (job_dir / "train.log").read_text().count("runner: done") == 1
@@ -182,11 +246,15 @@ def test_killed_repair_resumes_without_redoing_nodes_or_training_twice(tmp_path:
     phases = [e["phase"] for e in ws.store.get_run(run_id).events]
     assert phases.count("observe") == 1 and phases.count("diagnose") == 1 and phases.count("train") == 1
     # A finished run cannot be resumed into running again.
-    again = subprocess.run([kaizen, "-w", str(tmp_path), "runs", "resume", run_id, "--json"], capture_output=True, text=True)
+    again = subprocess.run(
+        [kaizen, "-w", str(tmp_path), "runs", "resume", run_id, "--json"], capture_output=True, text=True
+    )
     assert again.returncode == 0 and json.loads(again.stdout)["status"] == summary["status"]
 
 
-def test_second_repair_on_the_same_task_is_refused(tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path) -> None:
+def test_second_repair_on_the_same_task_is_refused(
+    tmp_path: Path, clinc_task, clinc_v1: dict, prod_logs: Path
+) -> None:
     import subprocess
     import sys
 
@@ -204,7 +272,9 @@ def test_second_repair_on_the_same_task_is_refused(tmp_path: Path, clinc_task, c
             row.pid, row.proc_start = holder.pid, process_start(holder.pid)  # a live process holds it
             s.add(row)
         kaizen = str(Path(sys.executable).parent / "kaizen")
-        out = subprocess.run([kaizen, "-w", str(tmp_path), "repair", "--task", clinc_task.name], capture_output=True, text=True)
+        out = subprocess.run(
+            [kaizen, "-w", str(tmp_path), "repair", "--task", clinc_task.name], capture_output=True, text=True
+        )
         assert out.returncode == 4
         assert "busy" in out.stderr and "other-run" in out.stderr
         assert not ws.store.list_runs(clinc_task.name)  # refused before any record was written

@@ -16,12 +16,25 @@ from kaizen.workflows.schedule import job as schedule
 
 # Near-identical inputs: every training candidate is a near-duplicate of a held-out one, so the
 # repair must end cleanly with "no training examples left" (it used to crash on the empty file).
-DUP_LOGS = [({"messages": [{"role": "user", "content": f"what is my balance {i}"}], "output": "transfer",
-          "feedback": {"verdict": "fail", "correction": "balance"}}) for i in range(6)] + \
-       [({"messages": [{"role": "user", "content": f"send money to bob {i}"}], "output": "transfer",
-          "feedback": {"verdict": "pass"}}) for i in range(6)]
-
-
+DUP_LOGS = [
+    (
+        {
+            "messages": [{"role": "user", "content": f"what is my balance {i}"}],
+            "output": "transfer",
+            "feedback": {"verdict": "fail", "correction": "balance"},
+        }
+    )
+    for i in range(6)
+] + [
+    (
+        {
+            "messages": [{"role": "user", "content": f"send money to bob {i}"}],
+            "output": "transfer",
+            "feedback": {"verdict": "pass"},
+        }
+    )
+    for i in range(6)
+]
 
 
 def clinc_logs() -> list[dict]:
@@ -30,14 +43,23 @@ def clinc_logs() -> list[dict]:
     out = []
     for i, (text, gold) in enumerate(rows("train", ["balance", "transfer"], per_label=8, seed=2)):
         fb = {"verdict": "pass"} if i % 2 else {"verdict": "fail", "correction": gold}
-        out.append({"messages": [{"role": "user", "content": text}], "output": gold if i % 2 else "other", "feedback": fb})
+        out.append(
+            {
+                "messages": [{"role": "user", "content": text}],
+                "output": gold if i % 2 else "other",
+                "feedback": fb,
+            }
+        )
     return out
 
 
 def _setup(tmp_path: Path, tiny_llama_dir: Path, logs: list[dict]) -> tuple[list[str], Path]:
     kaizen = [str(Path(sys.executable).parent / "kaizen"), "-w", str(tmp_path)]
-    for args in (["init", str(tmp_path)], ["task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer"],
-                 ["models", "add", "tiny", "--path", str(tiny_llama_dir), "--task", "intents", "--promote"]):
+    for args in (
+        ["init", str(tmp_path)],
+        ["task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer"],
+        ["models", "add", "tiny", "--path", str(tiny_llama_dir), "--task", "intents", "--promote"],
+    ):
         assert subprocess.run(kaizen + args, capture_output=True).returncode == 0
     src = tmp_path / "logs"
     src.mkdir()
@@ -47,27 +69,44 @@ def _setup(tmp_path: Path, tiny_llama_dir: Path, logs: list[dict]) -> tuple[list
 
 def test_tick_triggers_a_repair_then_cools_down(tmp_path: Path, tiny_llama_dir: Path) -> None:
     kaizen, src = _setup(tmp_path, tiny_llama_dir, DUP_LOGS)
-    out = subprocess.run(kaizen + ["tick", "--task", "intents", "--source", str(src), "--min-new-failures", "5", "--json"],
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        kaizen + ["tick", "--task", "intents", "--source", str(src), "--min-new-failures", "5", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode in (0, 3), out.stderr[-3000:]
     t1 = json.loads(out.stdout)
     assert t1["status"] == "triggered" and t1["ingested"]["imported"] == 12 and t1["run_id"]
     assert t1["decision"]["run_status"] == "not_promoted"
-    shown = json.loads(subprocess.run(kaizen + ["runs", "show", t1["run_id"], "--json"], capture_output=True, text=True).stdout)
+    shown = json.loads(
+        subprocess.run(
+            kaizen + ["runs", "show", t1["run_id"], "--json"], capture_output=True, text=True
+        ).stdout
+    )
     assert "no training examples left" in shown["verdict"]["reasons"][0]
-    runs = json.loads(subprocess.run(kaizen + ["runs", "list", "--json"], capture_output=True, text=True).stdout)
+    runs = json.loads(
+        subprocess.run(kaizen + ["runs", "list", "--json"], capture_output=True, text=True).stdout
+    )
     assert [r["run_id"] for r in runs] == [t1["run_id"]]
-    out = subprocess.run(kaizen + ["tick", "--task", "intents", "--source", str(src), "--min-new-failures", "5", "--json"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        kaizen + ["tick", "--task", "intents", "--source", str(src), "--min-new-failures", "5", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     t2 = json.loads(out.stdout)
     assert out.returncode == 0 and t2["status"] == "skipped" and t2["ingested"]["imported"] == 0
     assert t2["decision"]["reasons"][0].startswith("cooldown")
-    ticks = json.loads(subprocess.run(kaizen + ["ticks", "list", "--json"], capture_output=True, text=True).stdout)
+    ticks = json.loads(
+        subprocess.run(kaizen + ["ticks", "list", "--json"], capture_output=True, text=True).stdout
+    )
     assert [t["tick_id"] for t in ticks] == [t2["tick_id"], t1["tick_id"]]
 
 
-def test_a_repair_killed_during_training_is_resumed_by_the_next_tick(tmp_path: Path, tiny_llama_dir: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_repair_killed_during_training_is_resumed_by_the_next_tick(
+    tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, src = _setup(tmp_path, tiny_llama_dir, clinc_logs())
     ws = find_workspace(tmp_path)
     import kaizen.agent.candidates as train_node  # where the train step calls the runner

@@ -34,22 +34,36 @@ class SkillBrain(RuleBrain):
 
 def _workspace(tmp_path: Path, tiny: Path):
     kaizen = [str(Path(sys.executable).parent / "kaizen"), "-w", str(tmp_path)]
-    for args in (["init", str(tmp_path)], ["task", "add", "intents", "--kind", "classification", "--labels", ",".join(LABELS)],
-                 ["models", "add", "tiny", "--path", str(tiny), "--task", "intents", "--promote"]):
+    for args in (
+        ["init", str(tmp_path)],
+        ["task", "add", "intents", "--kind", "classification", "--labels", ",".join(LABELS)],
+        ["models", "add", "tiny", "--path", str(tiny), "--task", "intents", "--promote"],
+    ):
         assert subprocess.run(kaizen + args, capture_output=True).returncode == 0
     logs = tmp_path / "logs.jsonl"
     lines = []
     for i, (text, gold) in enumerate(rows("train", LABELS, per_label=10, seed=4)):
         fb = {"verdict": "pass"} if i % 2 else {"verdict": "fail", "correction": gold}
-        lines.append({"messages": [{"role": "user", "content": text}], "output": gold if i % 2 else "?", "feedback": fb})
+        lines.append(
+            {
+                "messages": [{"role": "user", "content": text}],
+                "output": gold if i % 2 else "?",
+                "feedback": fb,
+            }
+        )
     logs.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    assert subprocess.run(kaizen + ["ingest", str(logs), "--task", "intents"], capture_output=True).returncode == 0
+    assert (
+        subprocess.run(kaizen + ["ingest", str(logs), "--task", "intents"], capture_output=True).returncode
+        == 0
+    )
     return find_workspace(tmp_path)
 
 
 def test_a_skill_fix_is_evaluated_and_gated_without_training(tmp_path: Path, tiny_llama_dir: Path) -> None:
     ws = _workspace(tmp_path, tiny_llama_dir)
-    run = repair.start(ws, "intents", approve=True, max_iterations=1, plan_defaults={"fix": "skill"}, brain=SkillBrain())
+    run = repair.start(
+        ws, "intents", approve=True, max_iterations=1, plan_defaults={"fix": "skill"}, brain=SkillBrain()
+    )
     assert [s["version"] for s in list_skills(ws.store, "intents")] == [1]
     run_dir = Path(run.report_path).parent
     assert (run_dir / "evals" / "tiny+skill1--target.json").exists()  # the candidate = tiny weights + skill 1
@@ -64,9 +78,24 @@ def test_a_skill_fix_is_evaluated_and_gated_without_training(tmp_path: Path, tin
 
 def test_probes_run_on_the_incumbent(tiny_llama_dir: Path) -> None:
     task = TaskSpec(name="intents", kind="classification", labels=LABELS)
-    c = FailureCluster(key="transfer ← balance", kind="confusion", fixable=True, count=2, trace_ids=["a", "b"],
-                       probes=["move 40 dollars to my savings", "send money to my brother"])
-    diag = Diagnosis(task="intents", n_traces=2, n_labeled=2, n_unlabeled=0, n_failures=2, n_passes=0, clusters=[c], suspects=[])
+    c = FailureCluster(
+        key="transfer ← balance",
+        kind="confusion",
+        fixable=True,
+        count=2,
+        trace_ids=["a", "b"],
+        probes=["move 40 dollars to my savings", "send money to my brother"],
+    )
+    diag = Diagnosis(
+        task="intents",
+        n_traces=2,
+        n_labeled=2,
+        n_unlabeled=0,
+        n_failures=2,
+        n_passes=0,
+        clusters=[c],
+        suspects=[],
+    )
     assert run_probes(task, diag, TransformersBackend(tiny_llama_dir)) == 2
     (cluster,) = diag.clusters
     assert [r["input"] for r in cluster.probe_results] == c.probes

@@ -24,23 +24,47 @@ def _setup(tmp_path: Path, tiny: Path) -> tuple[list[str], Path]:
     from kaizen.workflows.bench.clinc import rows
 
     kz = [KAIZEN, "-w", str(tmp_path)]
-    for args in (["init", str(tmp_path)], ["task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer"],
-                 ["models", "add", "tiny", "--path", str(tiny), "--task", "intents", "--promote"]):
+    for args in (
+        ["init", str(tmp_path)],
+        ["task", "add", "intents", "--kind", "classification", "--labels", "balance,transfer"],
+        ["models", "add", "tiny", "--path", str(tiny), "--task", "intents", "--promote"],
+    ):
         assert subprocess.run(kz + args, capture_output=True, check=False).returncode == 0
     src = tmp_path / "logs"
     src.mkdir()
     logs = []
     for i, (text, gold) in enumerate(rows("train", ["balance", "transfer"], per_label=8, seed=2)):
         fb = {"verdict": "pass"} if i % 2 else {"verdict": "fail", "correction": gold}
-        logs.append({"messages": [{"role": "user", "content": text}], "output": gold if i % 2 else "other", "feedback": fb})
+        logs.append(
+            {
+                "messages": [{"role": "user", "content": text}],
+                "output": gold if i % 2 else "other",
+                "feedback": fb,
+            }
+        )
     (src / "day1.jsonl").write_text("".join(json.dumps(x) + "\n" for x in logs))
-    return kz + ["tick", "--task", "intents", "--source", str(src), "--min-new-failures", "4", "--json"], tmp_path
+    return kz + [
+        "tick",
+        "--task",
+        "intents",
+        "--source",
+        str(src),
+        "--min-new-failures",
+        "4",
+        "--json",
+    ], tmp_path
 
 
 def test_a_node_longer_than_the_stale_limit_keeps_the_lock(tmp_path: Path, tiny_llama_dir: Path) -> None:
     tick, ws_dir = _setup(tmp_path, tiny_llama_dir)
-    first = subprocess.Popen(tick, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | STALE,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        tick,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | STALE,
+        start_new_session=True,
+    )
     runner_pid = None
     try:
         deadline = time.time() + 600
@@ -53,8 +77,16 @@ def test_a_node_longer_than_the_stale_limit_keeps_the_lock(tmp_path: Path, tiny_
         job_dir = pid_files[0].parent
         runner_pid = json.loads(pid_files[0].read_text())["pid"]
         time.sleep(1.5)  # the train node has now run longer than the stale limit, without a checkpoint
-        here, remote = (subprocess.Popen(tick, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | STALE | extra)
-                        for extra in ({}, {"KAIZEN_HOST_ID": "another-host"}))
+        here, remote = (
+            subprocess.Popen(
+                tick,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=os.environ | STALE | extra,
+            )
+            for extra in ({}, {"KAIZEN_HOST_ID": "another-host"})
+        )
         out_here, out_remote = here.communicate(timeout=300), remote.communicate(timeout=300)
         still_training = first.poll() is None and not (job_dir / "result.json").exists()
         ws = find_workspace(ws_dir)

@@ -38,7 +38,10 @@ TEXTS = {
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pairs = [(t, lab) for lab, ts in TEXTS.items() for t in ts][:8]
-    items = [EvalItem(id=f"i{i}", messages=[{"role": "user", "content": t}], expected=lab) for i, (t, lab) in enumerate(pairs)]
+    items = [
+        EvalItem(id=f"i{i}", messages=[{"role": "user", "content": t}], expected=lab)
+        for i, (t, lab) in enumerate(pairs)
+    ]
     path = tmp_path_factory.mktemp("ddp-data") / "data.jsonl"
     write_items(path, sft_rows(INTENTS, items))
     return path
@@ -46,10 +49,18 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def job(base: Path, data: Path, out: Path, *, batch: int, procs: int, **kw) -> TrainJob:
     launcher = LauncherSpec(kind="accelerate", num_processes=procs) if procs > 1 else LauncherSpec()
-    params = {"batch_size": batch, "max_steps": STEPS, "max_length": 64, "warmup_ratio": 0.0, "save_steps": 100,
-              "lora": LoraSpec(r=4, alpha=8, dropout=0.0), "device": "cpu", "dtype": "fp32",
-              # A fixed data order: kaizen's default groups batches by length, which depends on the per-rank batch.
-              "trl_overrides": {"train_sampling_strategy": "sequential"}} | kw
+    params = {
+        "batch_size": batch,
+        "max_steps": STEPS,
+        "max_length": 64,
+        "warmup_ratio": 0.0,
+        "save_steps": 100,
+        "lora": LoraSpec(r=4, alpha=8, dropout=0.0),
+        "device": "cpu",
+        "dtype": "fp32",
+        # A fixed data order: kaizen's default groups batches by length, which depends on the per-rank batch.
+        "trl_overrides": {"train_sampling_strategy": "sequential"},
+    } | kw
     return TrainJob(kind="sft", base_dir=base, data_path=data, output_dir=out, launcher=launcher, **params)
 
 
@@ -68,7 +79,11 @@ def max_delta(a: dict, b: dict) -> float:
 def runs(tiny_llama_dir: Path, data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ddp")
     out = {}
-    for name, batch, procs in [("one_proc_batch4", 4, 1), ("two_procs_batch2", 2, 2), ("one_proc_batch2", 2, 1)]:
+    for name, batch, procs in [
+        ("one_proc_batch4", 4, 1),
+        ("two_procs_batch2", 2, 2),
+        ("one_proc_batch2", 2, 1),
+    ]:
         out[name] = root / name
         run_job(job(tiny_llama_dir, data, out[name], batch=batch, procs=procs), poll_s=0.1)
     return out
@@ -77,7 +92,9 @@ def runs(tiny_llama_dir: Path, data: Path, tmp_path_factory: pytest.TempPathFact
 def test_two_processes_match_one_process_with_the_same_global_batch(runs: dict[str, Path]) -> None:
     same = max_delta(adapter(runs["one_proc_batch4"]), adapter(runs["two_procs_batch2"]))
     half = max_delta(adapter(runs["one_proc_batch4"]), adapter(runs["one_proc_batch2"]))
-    assert same <= 1e-5, f"2×2 vs 1×4: max |Δ| = {same:.3g}: the ranks' gradients were not averaged into one update"
+    assert same <= 1e-5, (
+        f"2×2 vs 1×4: max |Δ| = {same:.3g}: the ranks' gradients were not averaged into one update"
+    )
     assert half > 1e-3, f"1×2 vs 1×4: max |Δ| = {half:.3g}: the comparison cannot tell batch sizes apart"
     r2, r1 = read_result(runs["two_procs_batch2"]), read_result(runs["one_proc_batch4"])
     assert r2 is not None and r1 is not None
@@ -90,7 +107,9 @@ def test_only_rank_zero_writes_metrics_result_and_adapter(runs: dict[str, Path])
     d = runs["two_procs_batch2"]
     steps = [m["step"] for m in read_metrics(d) if "loss" in m]
     assert steps == list(range(1, STEPS + 1))  # one line per step, not one per rank
-    assert sorted(p.name for p in (d / "adapter").iterdir() if p.suffix == ".safetensors") == ["adapter_model.safetensors"]
+    assert sorted(p.name for p in (d / "adapter").iterdir() if p.suffix == ".safetensors") == [
+        "adapter_model.safetensors"
+    ]
     assert (d / "accelerate_config.yaml").exists()
     log = (d / "train.log").read_text()
     assert log.count("kaizen runner: done") == 1

@@ -48,7 +48,10 @@ def intent_items(n: int = 8) -> list[EvalItem]:
         "card_declined": ["my card was declined", "why did my card not work", "payment refused at the shop"],
     }
     pairs = [(t, lab) for lab, ts in texts.items() for t in ts][:n]
-    return [EvalItem(id=f"i{i}", messages=[{"role": "user", "content": t}], expected=lab) for i, (t, lab) in enumerate(pairs)]
+    return [
+        EvalItem(id=f"i{i}", messages=[{"role": "user", "content": t}], expected=lab)
+        for i, (t, lab) in enumerate(pairs)
+    ]
 
 
 def sft_job(base: Path, job_dir: Path, **kw) -> TrainJob:
@@ -58,7 +61,9 @@ def sft_job(base: Path, job_dir: Path, **kw) -> TrainJob:
     return TrainJob(kind="sft", base_dir=base, data_path=data, output_dir=job_dir, **params)
 
 
-def wait_for(cond: Callable[[], bool], what: str, launcher: subprocess.Popen | None = None, timeout_s: float = 240) -> None:
+def wait_for(
+    cond: Callable[[], bool], what: str, launcher: subprocess.Popen | None = None, timeout_s: float = 240
+) -> None:
     deadline = time.time() + timeout_s
     while not cond():
         if launcher is not None and launcher.poll() is not None:
@@ -72,8 +77,13 @@ def wait_for(cond: Callable[[], bool], what: str, launcher: subprocess.Popen | N
 def start_launcher(job: TrainJob, tmp: Path) -> subprocess.Popen:
     spec = tmp / f"{job.output_dir.name}-spec.json"
     spec.write_text(job.model_dump_json())
-    return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(spec)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(spec)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def runner_pid(job_dir: Path) -> int | None:
@@ -84,12 +94,16 @@ def runner_pid(job_dir: Path) -> int | None:
 
 
 def complete_checkpoints(job_dir: Path) -> list[int]:
-    return sorted(int(p.name.split("-")[-1]) for p in (job_dir / "checkpoints").glob("checkpoint-*")
-                  if (p / "trainer_state.json").exists())
+    return sorted(
+        int(p.name.split("-")[-1])
+        for p in (job_dir / "checkpoints").glob("checkpoint-*")
+        if (p / "trainer_state.json").exists()
+    )
 
 
 def refuse_new_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     """From now on in this test, starting a subprocess is an error (the proof that none is started)."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"run_job started a process: {args[0] if args else kwargs}")
 
@@ -98,17 +112,34 @@ def refuse_new_processes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- GRPO ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def grpo_done(yes_no_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainJob, dict]:
     root = tmp_path_factory.mktemp("grpo")
-    items = [EvalItem(id=f"p{i}", messages=[{"role": "user", "content": f"Is {i} even?"}], expected=["yes", "no"][i % 2])
-             for i in range(4)]
+    items = [
+        EvalItem(
+            id=f"p{i}", messages=[{"role": "user", "content": f"Is {i} even?"}], expected=["yes", "no"][i % 2]
+        )
+        for i in range(4)
+    ]
     write_items(root / "data.jsonl", grpo_rows(YES_NO, items))
     # 4 generations per prompt, 2 prompts per step; one sampled token is the whole answer (the
     # yes/no model's later tokens are noise that would turn every answer off-label).
-    job = TrainJob(kind="grpo", base_dir=yes_no_llama_dir, data_path=root / "data.jsonl", output_dir=root / "job",
-                   max_steps=2, num_generations=4, batch_size=8, max_completion_length=1, warmup_ratio=0.0,
-                   rewards=["label_exact_match"], lora=TINY_LORA, save_steps=100, device="cpu")
+    job = TrainJob(
+        kind="grpo",
+        base_dir=yes_no_llama_dir,
+        data_path=root / "data.jsonl",
+        output_dir=root / "job",
+        max_steps=2,
+        num_generations=4,
+        batch_size=8,
+        max_completion_length=1,
+        warmup_ratio=0.0,
+        rewards=["label_exact_match"],
+        lora=TINY_LORA,
+        save_steps=100,
+        device="cpu",
+    )
     return job, run_job(job, poll_s=0.1)
 
 
@@ -120,7 +151,14 @@ def test_grpo_two_steps_change_lora_and_log_reward_and_entropy(grpo_done) -> Non
     steps = [m for m in read_metrics(job.output_dir) if "train_runtime" not in m]
     assert [m["step"] for m in steps] == [1, 2]
     for m in steps:
-        for key in ("reward", "reward_std", "rewards/label_exact_match/mean", "entropy", "loss", "learning_rate"):
+        for key in (
+            "reward",
+            "reward_std",
+            "rewards/label_exact_match/mean",
+            "entropy",
+            "loss",
+            "learning_rate",
+        ):
             assert key in m, f"{key} missing from metrics: {sorted(m)}"
         assert 0.0 <= m["reward"] <= 1.0 and m["entropy"] > 0
     # The run had a learning signal: some group saw both rewards (else every advantage is 0).
@@ -151,6 +189,7 @@ def test_finished_job_returns_at_once_without_a_process(grpo_done, monkeypatch: 
 
 
 # --- kill, resume, adopt ---------------------------------------------------------------------
+
 
 def test_killed_sft_resumes_from_checkpoint(tiny_llama_dir: Path, tmp_path: Path) -> None:
     job = sft_job(tiny_llama_dir, tmp_path / "job", max_steps=12, save_steps=3)
@@ -185,13 +224,17 @@ def test_killed_sft_resumes_from_checkpoint(tiny_llama_dir: Path, tmp_path: Path
     assert (Path(result["output_path"]) / "adapter_model.safetensors").exists()
 
 
-def test_orphaned_runner_is_adopted_not_duplicated(tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capfd: pytest.CaptureFixture[str]) -> None:
+def test_orphaned_runner_is_adopted_not_duplicated(
+    tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     job = sft_job(tiny_llama_dir, tmp_path / "job", max_steps=6, save_steps=100)
     launcher = start_launcher(job, tmp_path)
     try:
-        wait_for(lambda: runner_pid(job.output_dir) is not None and launch._runner_pid(job.output_dir) is not None,
-                 "the runner to start", launcher)
+        wait_for(
+            lambda: runner_pid(job.output_dir) is not None and launch._runner_pid(job.output_dir) is not None,
+            "the runner to start",
+            launcher,
+        )
     finally:
         launcher.kill()  # SIGKILL: the launcher dies without stopping its runner
         launcher.wait()
@@ -210,6 +253,7 @@ def test_orphaned_runner_is_adopted_not_duplicated(tiny_llama_dir: Path, tmp_pat
 
 
 # --- failure ---------------------------------------------------------------------------------
+
 
 def test_bad_data_fails_with_the_cause_from_the_log(tiny_llama_dir: Path, tmp_path: Path) -> None:
     job = sft_job(tiny_llama_dir, tmp_path / "job", max_steps=2)
@@ -230,26 +274,68 @@ def test_bad_data_fails_with_the_cause_from_the_log(tiny_llama_dir: Path, tmp_pa
 
 # --- CLI -------------------------------------------------------------------------------------
 
+
 def kaizen(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "kaizen"
-    env = {k: v for k, v in os.environ.items() if k not in ("KAIZEN_HOME", "KAIZEN_DB_URL")} | {"COLUMNS": "200"}
-    proc = subprocess.run([str(exe) if exe.exists() else shutil.which("kaizen") or "kaizen", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k not in ("KAIZEN_HOME", "KAIZEN_DB_URL")} | {
+        "COLUMNS": "200"
+    }
+    proc = subprocess.run(
+        [str(exe) if exe.exists() else shutil.which("kaizen") or "kaizen", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if ok:
-        assert proc.returncode == 0, f"kaizen {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, (
+            f"kaizen {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
 def test_cli_train_eval_and_models(tiny_llama_dir: Path, tmp_path: Path) -> None:
     kaizen("init", cwd=tmp_path)
-    kaizen("task", "add", "intents", "--kind", "classification", "--labels", ",".join(INTENTS.labels), cwd=tmp_path)
-    added = json.loads(kaizen("models", "add", "tiny", "--path", str(tiny_llama_dir), "--json", cwd=tmp_path).stdout)
+    kaizen(
+        "task",
+        "add",
+        "intents",
+        "--kind",
+        "classification",
+        "--labels",
+        ",".join(INTENTS.labels),
+        cwd=tmp_path,
+    )
+    added = json.loads(
+        kaizen("models", "add", "tiny", "--path", str(tiny_llama_dir), "--json", cwd=tmp_path).stdout
+    )
     assert added["kind"] == "base"
     data = tmp_path / "f.jsonl"
-    write_items(data, [{"messages": [m.model_dump() for m in it.messages], "expected": it.expected} for it in intent_items(6)])
+    write_items(
+        data,
+        [
+            {"messages": [m.model_dump() for m in it.messages], "expected": it.expected}
+            for it in intent_items(6)
+        ],
+    )
 
-    train = kaizen("train", "sft", "--task", "intents", "--data", str(data), "--base", "tiny", "--max-steps", "2",
-                   "--batch-size", "4", "--json", cwd=tmp_path)
+    train = kaizen(
+        "train",
+        "sft",
+        "--task",
+        "intents",
+        "--data",
+        str(data),
+        "--base",
+        "tiny",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--json",
+        cwd=tmp_path,
+    )
     out = json.loads(train.stdout)
     for key in ("version", "adapter_path", "steps", "train_tokens", "tokens_per_s", "metrics_path"):
         assert key in out, out
@@ -259,24 +345,64 @@ def test_cli_train_eval_and_models(tiny_llama_dir: Path, tmp_path: Path) -> None
     assert "train: step" in train.stderr  # progress is shown
     version = out["version"]
 
-    ev = json.loads(kaizen("eval", "--model", version, "--data", str(data), "--task", "intents", "--max-new-tokens", "4",
-                           "--json", cwd=tmp_path).stdout)
+    ev = json.loads(
+        kaizen(
+            "eval",
+            "--model",
+            version,
+            "--data",
+            str(data),
+            "--task",
+            "intents",
+            "--max-new-tokens",
+            "4",
+            "--json",
+            cwd=tmp_path,
+        ).stdout
+    )
     for key in ("model", "n", "metric", "score", "per_label", "outputs_path"):
         assert key in ev, ev
-    assert ev["model"] == version and ev["n"] == 6 and ev["metric"] == "accuracy" and 0.0 <= ev["score"] <= 1.0
+    assert (
+        ev["model"] == version and ev["n"] == 6 and ev["metric"] == "accuracy" and 0.0 <= ev["score"] <= 1.0
+    )
     outputs = Path(ev["outputs_path"]).read_text().splitlines()
     assert len(outputs) == 6 and all(json.loads(line) for line in outputs)
 
-    scored = json.loads(kaizen("eval", "--model", version, "--data", str(data), "--task", "intents", "--mode", "score",
-                               "--json", cwd=tmp_path).stdout)
+    scored = json.loads(
+        kaizen(
+            "eval",
+            "--model",
+            version,
+            "--data",
+            str(data),
+            "--task",
+            "intents",
+            "--mode",
+            "score",
+            "--json",
+            cwd=tmp_path,
+        ).stdout
+    )
     assert scored["n"] == 6 and scored["invalid_rate"] == 0.0  # likelihood scoring always answers a label
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(data.read_text().splitlines()[0] + "\n" + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    bad.write_text(
+        data.read_text().splitlines()[0]
+        + "\n"
+        + json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+        + "\n"
+    )
     proc = kaizen("eval", "--model", version, "--data", str(bad), "--task", "intents", cwd=tmp_path, ok=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and f"{bad}:2" in errors[0] and "expected" in errors[0], proc.stderr
 
-    versions = {v["name"]: v for v in json.loads(kaizen("models", "list", "--task", "intents", "--json", cwd=tmp_path).stdout)}
-    assert version in versions and versions[version]["parent"] == "tiny" and versions[version]["kind"] == "adapter"
+    versions = {
+        v["name"]: v
+        for v in json.loads(kaizen("models", "list", "--task", "intents", "--json", cwd=tmp_path).stdout)
+    }
+    assert (
+        version in versions
+        and versions[version]["parent"] == "tiny"
+        and versions[version]["kind"] == "adapter"
+    )

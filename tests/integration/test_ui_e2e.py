@@ -63,12 +63,19 @@ class Env:
     def start_repair(self) -> None:
         """Start the repair in a thread (once); returns when its run record exists."""
         if self.thread is None:
+
             def work() -> None:
                 from kaizen.workflows.repair import job as repair
 
                 try:
-                    run = repair.start(self.ws(), "intents", run_id=RUN_ID, max_iterations=1,
-                                       train_overrides={"max_steps": 30}, plan_defaults={"learning_rate": 0.005})
+                    run = repair.start(
+                        self.ws(),
+                        "intents",
+                        run_id=RUN_ID,
+                        max_iterations=1,
+                        train_overrides={"max_steps": 30},
+                        plan_defaults={"learning_rate": 0.005},
+                    )
                     self.repair["status"] = run.status
                 except BaseException as e:  # noqa: BLE001 - reported by the tests that wait for it
                     self.repair["error"] = repr(e)
@@ -95,15 +102,24 @@ def _logs(path: Path) -> None:
     out = []
     for i, (text, gold) in enumerate(rows("train", ["balance", "transfer"], per_label=10, seed=4)):
         fb = {"verdict": "fail", "correction": "balance"} if gold == "balance" else {"verdict": "pass"}
-        out.append({"timestamp": (day0 + timedelta(days=i % 3, minutes=i)).isoformat(), "model_version": "tiny",
-                    "messages": [{"role": "user", "content": text}], "output": "transfer", "feedback": fb})
+        out.append(
+            {
+                "timestamp": (day0 + timedelta(days=i % 3, minutes=i)).isoformat(),
+                "model_version": "tiny",
+                "messages": [{"role": "user", "content": text}],
+                "output": "transfer",
+                "feedback": fb,
+            }
+        )
     path.write_text("".join(json.dumps(x) + "\n" for x in out))
 
 
 @pytest.fixture(scope="module")
 def env(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     root = tmp_path_factory.mktemp("ui-ws")
-    clean = {k: v for k, v in os.environ.items() if k not in ("KAIZEN_HOME", "KAIZEN_DB_URL", "KAIZEN_UI_TOKEN")}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("KAIZEN_HOME", "KAIZEN_DB_URL", "KAIZEN_UI_TOKEN")
+    }
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("KAIZEN_HOME", raising=False)
         mp.delenv("KAIZEN_DB_URL", raising=False)
@@ -120,8 +136,13 @@ def env(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ws.store.import_traces(parse_traces(logs).traces, path=str(logs), default_task="intents")
         ws.store.close()
     kaizen = str(Path(sys.executable).parent / "kaizen")
-    proc = subprocess.Popen([kaizen, "-w", str(root), "ui", "--port", "0", "--json", "--poll-ms", "500"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean | {"PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [kaizen, "-w", str(root), "ui", "--port", "0", "--json", "--poll-ms", "500"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean | {"PYTHONUNBUFFERED": "1"},
+    )
     line = proc.stdout.readline() if proc.stdout else ""
     if not line:
         proc.kill()
@@ -164,9 +185,18 @@ def driver() -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="kaizen-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-gpu", f"--user-data-dir={profile}",
-              "--window-size=1300,1000"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-gpu",
+        f"--user-data-dir={profile}",
+        "--window-size=1300,1000",
+    ):
         opts.add_argument(a)
     d = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
     d.set_page_load_timeout(120)
@@ -179,7 +209,9 @@ def driver() -> Iterator[Any]:
 
 def _shot(d: Any, shots: Path, name: str) -> Path:
     """A full-page screenshot (the window grown to the page's height)."""
-    height = d.execute_script("return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
+    height = d.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
+    )
     d.set_window_size(1300, min(max(int(height) + 40, 600), 5000))
     path = shots / f"{name}.png"
     assert d.save_screenshot(str(path)), path
@@ -210,9 +242,16 @@ def test_a_live_run_page_updates_without_a_reload(env: Env, driver: Any, shots: 
     # Meanwhile, a reader hammers the JSON API: the repair must not notice.
     stop, answers = threading.Event(), []
 
-    def read() -> None:  # about what a few open dashboards ask; more would only slow the run on a 2-core machine
+    def read() -> (
+        None
+    ):  # about what a few open dashboards ask; more would only slow the run on a 2-core machine
         while not stop.is_set():
-            for path in (f"/api/runs/{RUN_ID}/progress", "/api/traces?task=intents", "/api/tasks/intents", "/api/models"):
+            for path in (
+                f"/api/runs/{RUN_ID}/progress",
+                "/api/traces?task=intents",
+                "/api/tasks/intents",
+                "/api/models",
+            ):
                 answers.append(env.get(path).status_code)
             stop.wait(0.5)
 
@@ -222,10 +261,13 @@ def test_a_live_run_page_updates_without_a_reload(env: Env, driver: Any, shots: 
     mid_shot = False
 
     def status() -> str | None:
-        s = driver.execute_script("var b = document.getElementById('run-body'); return b && b.getAttribute('data-run-status');")
+        s = driver.execute_script(
+            "var b = document.getElementById('run-body'); return b && b.getAttribute('data-run-status');"
+        )
         live = driver.execute_script(  # the phase chips and the training step: what moves as the run goes on
             "var p = document.querySelector('#live ol.phases'); var st = document.getElementById('live-step');"
-            "return (p ? p.innerText : '') + ' | ' + (st ? st.innerText : '');")
+            "return (p ? p.innerText : '') + ' | ' + (st ? st.innerText : '');"
+        )
         if s == "running" and live.strip(" |") and (not seen or seen[-1] != live):
             seen.append(live)
         nonlocal mid_shot
@@ -289,12 +331,19 @@ def test_json_endpoints_agree_with_the_store_and_the_report(env: Env) -> None:
     assert [a["id"] for a in env.get("/api/approvals").json()] == [RUN_ID]
     assert env.get("/api/skills?task=intents").json()["versions"] == []
     (listed,) = env.get("/api/runs").json()
-    assert (listed["id"], listed["status"], listed["iterations"], listed["passed"]) == (RUN_ID, "awaiting_approval", 1, True)
+    assert (listed["id"], listed["status"], listed["iterations"], listed["passed"]) == (
+        RUN_ID,
+        "awaiting_approval",
+        1,
+        True,
+    )
     (t,) = env.get("/api/tasks").json()
     assert t["name"] == "intents" and t["awaiting_approval"] == [RUN_ID] and t["counts"]["traces"] == 20
     progress = env.get(f"/api/runs/{RUN_ID}/progress").json()
     assert not progress["live"] and {p["phase"]: p["state"] for p in progress["phases"]}["train"] == "done"
-    assert {(e["version"], e["suite"]) for e in progress["evals"]} == {(v, s) for v in ("tiny", cand) for s in ("target", "regression")}
+    assert {(e["version"], e["suite"]) for e in progress["evals"]} == {
+        (v, s) for v in ("tiny", cand) for s in ("target", "regression")
+    }
 
 
 def test_pages_and_the_trace_filter_in_the_browser(env: Env, driver: Any, shots: Path) -> None:
@@ -346,7 +395,12 @@ def test_approving_without_the_token_is_refused(env: Env) -> None:
     env.finished_repair()
     url = env.url + f"api/runs/{RUN_ID}/approve"
     assert httpx.post(url, json={"reason": "sneaky"}, trust_env=False, timeout=60).status_code == 401
-    assert httpx.post(url, json={"reason": "sneaky"}, headers={"X-Kaizen-Token": "nope"}, trust_env=False, timeout=60).status_code == 403
+    assert (
+        httpx.post(
+            url, json={"reason": "sneaky"}, headers={"X-Kaizen-Token": "nope"}, trust_env=False, timeout=60
+        ).status_code
+        == 403
+    )
     ws = env.ws()
     assert ws.store.get_run(RUN_ID).status == "awaiting_approval"
     assert registry.resolve(ws.store, "production", "intents").name == "tiny"
@@ -357,7 +411,9 @@ def test_approve_through_the_page_moves_the_registry(env: Env, driver: Any, shot
 
     env.finished_repair()
     cand = env.ws().store.get_run(RUN_ID).summary["candidate"]
-    driver.get(env.url + f"approvals?token={env.token}")  # the URL kaizen ui prints: sets the cookie, drops the token
+    driver.get(
+        env.url + f"approvals?token={env.token}"
+    )  # the URL kaizen ui prints: sets the cookie, drops the token
     _wait(lambda: "token=" not in driver.current_url, "the token to leave the URL", 60)
     assert "token ✓" in driver.find_element(By.CLASS_NAME, "auth").text
     card = driver.find_element(By.ID, f"approval-{RUN_ID}")
@@ -367,7 +423,10 @@ def test_approve_through_the_page_moves_the_registry(env: Env, driver: Any, shot
     by.send_keys("e2e-tester")
     _shot(driver, shots, "approvals")
     card.find_element(By.CSS_SELECTOR, "button.approve").click()
-    result = _wait(lambda: card.find_element(By.CSS_SELECTOR, ".result").get_attribute("data-status"), "the approval answer")
+    result = _wait(
+        lambda: card.find_element(By.CSS_SELECTOR, ".result").get_attribute("data-status"),
+        "the approval answer",
+    )
     assert result == "promoted", card.find_element(By.CSS_SELECTOR, ".result").text
     _shot(driver, shots, "approved")
 
@@ -379,8 +438,10 @@ def test_approve_through_the_page_moves_the_registry(env: Env, driver: Any, shot
     promote = [e for e in run.events if e.get("phase") == "promote"][-1]
     assert promote["approval"]["approved"] is True and promote["approval"]["by"] == "e2e-tester (kaizen ui)"
     last = ws.store.alias_history("intents")[-1]
-    assert (last.alias, last.model_version, last.actor) in {("production", cand, "e2e-tester (kaizen ui)"),
-                                                             ("previous", "tiny", "e2e-tester (kaizen ui)")}
+    assert (last.alias, last.model_version, last.actor) in {
+        ("production", cand, "e2e-tester (kaizen ui)"),
+        ("previous", "tiny", "e2e-tester (kaizen ui)"),
+    }
     shown = env.get(f"/api/runs/{RUN_ID}").json()["approvals"]
     assert any(a.get("reason", "").startswith("fixes every held-out") for a in shown)
     driver.get(env.url + "approvals")

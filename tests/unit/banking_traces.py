@@ -13,7 +13,9 @@ from kaizen.tools.schema import TaskSpec
 from kaizen.tools.store import TraceView
 
 LABELS = ["balance", "transfer", "card_declined", "freeze_account"]
-TASK = TaskSpec(name="intents", kind="classification", labels=LABELS, system_prompt="Classify the banking request.")
+TASK = TaskSpec(
+    name="intents", kind="classification", labels=LABELS, system_prompt="Classify the banking request."
+)
 
 PHRASES: dict[str, list[str]] = {
     "balance": [
@@ -87,24 +89,44 @@ CARD_DECLINED_FAILURES = [
 _T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
-def trace(tid: str, text: str, output: str, verdict: str | None = "pass", correction: str | None = None,
-          *, reason: str | None = None, metadata: dict[str, Any] | None = None) -> TraceView:
+def trace(
+    tid: str,
+    text: str,
+    output: str,
+    verdict: str | None = "pass",
+    correction: str | None = None,
+    *,
+    reason: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> TraceView:
     return TraceView(
-        id=tid, task=TASK.name,
+        id=tid,
+        task=TASK.name,
         messages=[{"role": "system", "content": TASK.system_prompt}, {"role": "user", "content": text}],
-        output=output, verdict=verdict, correction=correction, reason=reason, feedback_source="test",
-        metadata=metadata or {}, timestamp=_T0, model_version="v1",
+        output=output,
+        verdict=verdict,
+        correction=correction,
+        reason=reason,
+        feedback_source="test",
+        metadata=metadata or {},
+        timestamp=_T0,
+        model_version="v1",
     )
 
 
 def passing(per_label: int = 12) -> list[TraceView]:
     """Correct answers: ``per_label`` varied phrasings of each intent, ids ``p-LABEL-i``."""
-    return [trace(f"p-{lab}-{i}", text, lab) for lab in LABELS for i, text in enumerate(PHRASES[lab][:per_label])]
+    return [
+        trace(f"p-{lab}-{i}", text, lab) for lab in LABELS for i, text in enumerate(PHRASES[lab][:per_label])
+    ]
 
 
 def card_declined_failures(n: int = 6) -> list[TraceView]:
     """Legitimate failures: card-declined requests answered ``balance``, corrected to card_declined."""
-    return [trace(f"f-cd-{i}", text, "balance", "fail", "card_declined") for i, text in enumerate(CARD_DECLINED_FAILURES[:n])]
+    return [
+        trace(f"f-cd-{i}", text, "balance", "fail", "card_declined")
+        for i, text in enumerate(CARD_DECLINED_FAILURES[:n])
+    ]
 
 
 def by_id(traces: list[TraceView]) -> dict[str, TraceView]:

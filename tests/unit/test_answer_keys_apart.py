@@ -35,27 +35,49 @@ def test_adaptft_logs_written_for_ingestion_carry_no_truth() -> None:
 
     sc = clinc_scenario(v1_per_label=2, seed=11)
     st = build_stages(sc, 60, seed=0)[2]
-    recs = log_records(sc, st.logs, ["balance"] * len(st.logs), arm="naive", stage=3, seed=0, model_version="v1")
+    recs = log_records(
+        sc, st.logs, ["balance"] * len(st.logs), arm="naive", stage=3, seed=0, model_version="v1"
+    )
     logs, key = split_truth(sc, recs, st.logs)
     assert all(not _no_truth(r) for r in logs)
     assert [r["id"] for r in logs] == [k["id"] for k in key]
     assert sum("poisoned" in k["noise"] for k in key) == sum(it.poisoned for it in st.logs)
-    assert all(k["label"] is None for k, it in zip(key, st.logs, strict=True) if it.poisoned and not it.correct_label_known)
+    assert all(
+        k["label"] is None
+        for k, it in zip(key, st.logs, strict=True)
+        if it.poisoned and not it.correct_label_known
+    )
 
 
 def _view(i: str, text: str, out: str, verdict: str | None, corr: str | None = None) -> TraceView:
-    return TraceView(id=i, task="t", messages=[{"role": "user", "content": text}], output=out, verdict=verdict, correction=corr,
-                     reason=None, feedback_source="human", metadata={}, timestamp=None, model_version="v1")
+    return TraceView(
+        id=i,
+        task="t",
+        messages=[{"role": "user", "content": text}],
+        output=out,
+        verdict=verdict,
+        correction=corr,
+        reason=None,
+        feedback_source="human",
+        metadata={},
+        timestamp=None,
+        model_version="v1",
+    )
 
 
 def test_oracle_overlay_uses_true_labels_and_drops_off_task_inputs() -> None:
     task = TaskSpec(name="t", kind="classification", labels=["a", "b"])
-    traces = [_view("1", "x", "a", "fail", "b"),  # poisoned: the model was right
-              _view("2", "y", "a", None),          # unlabelled, model wrong
-              _view("3", "z", "b", "fail", "a"),   # off-domain input with a made-up correction
-              _view("4", "w", "b", "pass")]        # not in the key: kept as logged
-    key = {"1": KeyEntry(id="1", label="a", noise=["poisoned"]), "2": KeyEntry(id="2", label="b", noise=["unlabeled"]),
-           "3": KeyEntry(id="3", label=None, noise=["off_domain"])}
+    traces = [
+        _view("1", "x", "a", "fail", "b"),  # poisoned: the model was right
+        _view("2", "y", "a", None),  # unlabelled, model wrong
+        _view("3", "z", "b", "fail", "a"),  # off-domain input with a made-up correction
+        _view("4", "w", "b", "pass"),
+    ]  # not in the key: kept as logged
+    key = {
+        "1": KeyEntry(id="1", label="a", noise=["poisoned"]),
+        "2": KeyEntry(id="2", label="b", noise=["unlabeled"]),
+        "3": KeyEntry(id="3", label=None, noise=["off_domain"]),
+    }
     got = {t.id: (t.verdict, t.correction) for t in oracle_traces(task, traces, key)}
     assert got == {"1": ("pass", None), "2": ("fail", "b"), "4": ("pass", None)}
     q = triage_quality({"1", "4"}, key, traces)

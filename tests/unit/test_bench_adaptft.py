@@ -52,12 +52,20 @@ def test_build_stages_poisons_exactly_the_stage_rates(scenario: st.Scenario) -> 
     assert [s.poison_rate for s in stages] == list(STAGE_POISON_RATES)
     assert [s.poisoned for s in stages] == [poison_count(40, r) for r in STAGE_POISON_RATES] == [6, 10, 16]
     again = st.build_stages(scenario, 40, seed=3)
-    assert [[it.model_dump() for it in s.batch] for s in again] == [[it.model_dump() for it in s.batch] for s in stages]
+    assert [[it.model_dump() for it in s.batch] for s in again] == [
+        [it.model_dump() for it in s.batch] for s in stages
+    ]
 
 
 def _pitem(i: int, label: str = "balance", **kw) -> PerturbedItem:
-    return PerturbedItem(id=f"x{i}", source_text=f"clean text {i}", text=kw.pop("text", f"noisy text {i}"), gold=label,
-                         correction=kw.pop("correction", label), **kw)
+    return PerturbedItem(
+        id=f"x{i}",
+        source_text=f"clean text {i}",
+        text=kw.pop("text", f"noisy text {i}"),
+        gold=label,
+        correction=kw.pop("correction", label),
+        **kw,
+    )
 
 
 def test_split_is_exactly_70_30_disjoint_and_order_independent() -> None:
@@ -68,13 +76,21 @@ def test_split_is_exactly_70_30_disjoint_and_order_independent() -> None:
     assert not {it.id for it in logs} & {it.id for it in test}
     logs_r, test_r = st.split_batch(list(reversed(items)), seed=0, stage=1)
     assert {it.id for it in test_r} == {it.id for it in test}
-    assert {it.id for it in st.split_batch(items, seed=0, stage=2)[1]} != {it.id for it in test}  # each stage its own draw
+    assert {it.id for it in st.split_batch(items, seed=0, stage=2)[1]} != {
+        it.id for it in test
+    }  # each stage its own draw
     assert [len(p) for p in st.split_batch([_pitem(i) for i in range(10)], 0, 1)] == [7, 3]
 
 
 def test_heldout_is_the_union_of_test_splits_on_clean_gold() -> None:
-    poisoned = _pitem(9, text="what rhymes with orange", correction="transfer", poisoned=True, poison="off_domain",
-                      correct_label_known=False)
+    poisoned = _pitem(
+        9,
+        text="what rhymes with orange",
+        correction="transfer",
+        poisoned=True,
+        poison="off_domain",
+        correct_label_known=False,
+    )
     s1, s2 = [_pitem(1), _pitem(2, "transfer")], [_pitem(3), poisoned]
     h1 = st.heldout_union([s1])
     h2 = st.heldout_union([s1, s2])
@@ -82,7 +98,9 @@ def test_heldout_is_the_union_of_test_splits_on_clean_gold() -> None:
     assert [it.id for it in h2] == ["x1", "x2", "x3", "x9"]  # grows; earlier stages stay in
     # Scored on what the user meant: the source text and its gold label, not the noise or the poison.
     last = h2[-1]
-    assert [(m.role, m.content) for m in last.messages] == [("user", "clean text 9")] and last.expected == "balance"
+    assert [(m.role, m.content) for m in last.messages] == [
+        ("user", "clean text 9")
+    ] and last.expected == "balance"
     assert st.heldout_union([s1, s1]) == h1  # no example twice
 
 
@@ -92,7 +110,9 @@ def test_feedback_agent_arm_keeps_corrections_naive_arm_is_corrupted(scenario: s
     outputs = ["balance"] * len(items)  # most answers wrong: many failures to corrupt
     agent = st.log_records(scenario, items, outputs, arm="agent", stage=3, seed=0, model_version="v1")
     naive = st.log_records(scenario, items, outputs, arm="naive", stage=3, seed=0, model_version="v1")
-    assert [r["id"] for r in agent] == [r["id"] for r in naive] and all(r["id"].startswith("s3-") for r in agent)
+    assert [r["id"] for r in agent] == [r["id"] for r in naive] and all(
+        r["id"].startswith("s3-") for r in agent
+    )
     by_id = {f"s3-{it.id}": it for it in items}
     for r in agent:
         it, fb = by_id[r["id"]], r["feedback"]
@@ -103,7 +123,9 @@ def test_feedback_agent_arm_keeps_corrections_naive_arm_is_corrupted(scenario: s
             assert fb["verdict"] == "fail" and fb["correction"] == it.correction
     treat = Counter(r["metadata"]["adaptft"]["naive"] for r in naive if r["metadata"]["adaptft"]["naive"])
     poisoned = [it for it in items if it.poisoned]
-    noisy_failures = [it for it in items if not it.poisoned and it.perturbations and it.correction != "balance"]
+    noisy_failures = [
+        it for it in items if not it.poisoned and it.perturbations and it.correction != "balance"
+    ]
     assert poisoned and noisy_failures
     # Every poisoned item is treated, and exactly 30 % of the noisy failures lose their correction;
     # nothing else is touched (the exact shares of the poisoned ones are tested with perturb).
@@ -147,8 +169,15 @@ def test_request_checks_and_presets() -> None:
         check_request("clinc", "huge")
     assert check_request("clinc", "tiny").base == "tiny"
     for p in PRESETS.values():  # every preset's three stages fit in the CLINC inference pool
-        assert p.per_stage * len(STAGE_POISON_RATES) <= len(st.clinc_scenario(v1_per_label=p.v1_per_label, seed=11).pool)
-    assert STAGE_KEYS[:4] == ("stage", "v1", "first", "best") and {"naive", "oracle", "gap", "captured"} <= set(STAGE_KEYS)
+        assert p.per_stage * len(STAGE_POISON_RATES) <= len(
+            st.clinc_scenario(v1_per_label=p.v1_per_label, seed=11).pool
+        )
+    assert STAGE_KEYS[:4] == ("stage", "v1", "first", "best") and {
+        "naive",
+        "oracle",
+        "gap",
+        "captured",
+    } <= set(STAGE_KEYS)
 
 
 def test_cli_registers_bench_adaptft() -> None:
@@ -174,14 +203,26 @@ def test_gsm8k_scenario_items_answers_and_references() -> None:
             if not p.poisoned:
                 assert [c for c in p.text if c.isdigit()] == [c for c in p.source_text if c.isdigit()]
     # A right correction in the logs is the worked solution, so SFT learns to reason, not to guess.
-    recs = st.log_records(sc, stages[0].logs, ["#### -1"] * len(stages[0].logs), arm="agent", stage=1, seed=0, model_version="v1")
+    recs = st.log_records(
+        sc,
+        stages[0].logs,
+        ["#### -1"] * len(stages[0].logs),
+        arm="agent",
+        stage=1,
+        seed=0,
+        model_version="v1",
+    )
     clean = [r for r, p in zip(recs, stages[0].logs, strict=True) if not p.poisoned]
     assert clean and all("####" in r["feedback"]["correction"] for r in clean)
     # Every correction either arm is given holds a final answer: kaizen refuses math examples without one.
     for s in stages:
         for arm in ("agent", "naive"):
-            recs = st.log_records(sc, s.logs, ["#### -1"] * len(s.logs), arm=arm, stage=s.index, seed=0, model_version="v1")
-            assert all(st.final_answer(r["feedback"]["correction"]) for r in recs if r["feedback"].get("correction"))
+            recs = st.log_records(
+                sc, s.logs, ["#### -1"] * len(s.logs), arm=arm, stage=s.index, seed=0, model_version="v1"
+            )
+            assert all(
+                st.final_answer(r["feedback"]["correction"]) for r in recs if r["feedback"].get("correction")
+            )
 
 
 def test_items_are_perturb_items(scenario: st.Scenario) -> None:

@@ -47,15 +47,19 @@ def test_legit_failures_form_a_fixable_confusion_cluster_and_are_not_flagged() -
     c = cluster(d, "card_declined ← balance")
     assert c.kind == "confusion" and c.fixable and c.count == 6
     assert sorted(c.trace_ids) == sorted(f"f-cd-{i}" for i in range(6))
-    assert c.examples and c.examples[0]["correction"] == "card_declined" and c.examples[0]["output"] == "balance"
+    assert (
+        c.examples and c.examples[0]["correction"] == "card_declined" and c.examples[0]["output"] == "balance"
+    )
     assert "'balance'" in c.hypothesis and "'card_declined'" in c.hypothesis
     assert [c.key for c in d.clusters] == ["card_declined ← balance"]
 
 
 def test_confusion_clusters_are_counted_separately_and_ordered_by_size() -> None:
-    extra = [trace("f-tr-0", "send 40 dollars to my brother's account", "balance", "fail", "transfer"),
-             trace("f-tr-1", "move 20 from savings over to checking", "balance", "fail", "transfer"),
-             trace("f-fr-0", "lock my account, my phone was stolen", "transfer", "fail", "freeze_account")]
+    extra = [
+        trace("f-tr-0", "send 40 dollars to my brother's account", "balance", "fail", "transfer"),
+        trace("f-tr-1", "move 20 from savings over to checking", "balance", "fail", "transfer"),
+        trace("f-fr-0", "lock my account, my phone was stolen", "transfer", "fail", "freeze_account"),
+    ]
     d = diagnose(base() + extra)
     assert d.suspects == [], [(s.trace_id, s.kind, s.evidence) for s in d.suspects]
     keys = {c.key: c.count for c in d.clusters}
@@ -64,8 +68,16 @@ def test_confusion_clusters_are_counted_separately_and_ordered_by_size() -> None
 
 
 def test_off_label_output_and_format_problems_are_their_own_clusters() -> None:
-    extra = [trace("f-off", "why did the store reject my card today", "I think this is about payments", "fail", "card_declined"),
-             trace("f-fmt", "my debit card got denied at the cinema", "Card declined.", "fail", "card_declined")]
+    extra = [
+        trace(
+            "f-off",
+            "why did the store reject my card today",
+            "I think this is about payments",
+            "fail",
+            "card_declined",
+        ),
+        trace("f-fmt", "my debit card got denied at the cinema", "Card declined.", "fail", "card_declined"),
+    ]
     d = diagnose(base() + extra)
     assert not {"f-off", "f-fmt"} & d.suspect_ids
     off = cluster(d, "card_declined ← off-label output")
@@ -75,8 +87,12 @@ def test_off_label_output_and_format_problems_are_their_own_clusters() -> None:
 
 
 def test_failure_without_correction_is_an_unfixable_uncorrected_cluster() -> None:
-    extra = [trace("f-nc-0", "my card didn't work at the gas pump", "balance", "fail", None, reason="wrong intent"),
-             trace("f-nc-1", "why was my payment card refused online", "balance", "fail", None)]
+    extra = [
+        trace(
+            "f-nc-0", "my card didn't work at the gas pump", "balance", "fail", None, reason="wrong intent"
+        ),
+        trace("f-nc-1", "why was my payment card refused online", "balance", "fail", None),
+    ]
     d = diagnose(base() + extra)
     assert not {"f-nc-0", "f-nc-1"} & d.suspect_ids
     unc = [c for c in d.clusters if c.kind == "uncorrected"]
@@ -87,8 +103,16 @@ def test_failure_without_correction_is_an_unfixable_uncorrected_cluster() -> Non
 
 
 def test_unlabeled_traces_are_counted_and_appear_in_no_cluster() -> None:
-    unl = [trace(f"u-{i}", text, "balance", None) for i, text in enumerate(
-        ["what's left in my checking account", "why did my card get declined at the airport", "freeze my card and account"])]
+    unl = [
+        trace(f"u-{i}", text, "balance", None)
+        for i, text in enumerate(
+            [
+                "what's left in my checking account",
+                "why did my card get declined at the airport",
+                "freeze my card and account",
+            ]
+        )
+    ]
     d = diagnose(base() + unl)
     assert (d.n_traces, d.n_labeled, d.n_unlabeled) == (57, 54, 3)
     assert (d.n_failures, d.n_passes) == (6, 48)
@@ -98,14 +122,27 @@ def test_unlabeled_traces_are_counted_and_appear_in_no_cluster() -> None:
 
 
 def test_all_unlabeled_gives_an_empty_diagnosis() -> None:
-    d = diagnose([trace(f"u-{i}", t.messages[-1]["content"], t.output, None) for i, t in enumerate(passing(3))])
+    d = diagnose(
+        [trace(f"u-{i}", t.messages[-1]["content"], t.output, None) for i, t in enumerate(passing(3))]
+    )
     assert (d.n_traces, d.n_labeled, d.n_unlabeled, d.n_failures) == (12, 0, 12, 0)
     assert d.clusters == [] and d.suspects == []
 
 
 # ------------------------------------------------------------------------------ suspect feedback
 def test_correction_outside_the_label_set_is_flagged_with_evidence() -> None:
-    d = diagnose(base() + [trace("bad-lab", "why does my card keep getting declined at walmart", "balance", "fail", "refund_request")])
+    d = diagnose(
+        base()
+        + [
+            trace(
+                "bad-lab",
+                "why does my card keep getting declined at walmart",
+                "balance",
+                "fail",
+                "refund_request",
+            )
+        ]
+    )
     s = suspect(d, "bad-lab")
     assert s.kind == "correction_off_label"
     assert s.evidence["correction"] == "refund_request" and s.evidence["labels"] == LABELS
@@ -133,8 +170,10 @@ def test_a_correction_agreeing_with_its_near_duplicates_is_not_flagged() -> None
     assert cluster(d, "balance ← transfer").trace_ids == ["ok"]
 
 
-@pytest.mark.parametrize("text", ["what size wipers does this car take", "how many sides are in a hexagon",
-                                  "when was kobe bryant born"])
+@pytest.mark.parametrize(
+    "text",
+    ["what size wipers does this car take", "how many sides are in a hexagon", "when was kobe bryant born"],
+)
 def test_off_domain_input_is_flagged_with_its_best_similarity(text: str) -> None:
     d = diagnose(base() + [trace("off", text, "balance", "fail", "transfer")])
     s = suspect(d, "off")
@@ -144,9 +183,11 @@ def test_off_domain_input_is_flagged_with_its_best_similarity(text: str) -> None
 
 
 def test_in_domain_inputs_with_typos_are_not_off_domain() -> None:
-    typos = [trace("t-0", "whats my acount balanse", "transfer", "fail", "balance"),
-             trace("t-1", "my crd was declned at the shop", "balance", "fail", "card_declined"),
-             trace("t-2", "pls frezee my acount", "freeze_account")]
+    typos = [
+        trace("t-0", "whats my acount balanse", "transfer", "fail", "balance"),
+        trace("t-1", "my crd was declned at the shop", "balance", "fail", "card_declined"),
+        trace("t-2", "pls frezee my acount", "freeze_account"),
+    ]
     d = diagnose(base() + typos)
     assert not {"t-0", "t-1", "t-2"} & d.suspect_ids, [(s.trace_id, s.kind, s.evidence) for s in d.suspects]
 
@@ -170,7 +211,10 @@ def test_is_garbage() -> None:
 
 
 def test_correction_equal_to_output_is_flagged() -> None:
-    d = diagnose(base() + [trace("same", "why was my card declined at the bakery", "card_declined", "fail", "card_declined")])
+    d = diagnose(
+        base()
+        + [trace("same", "why was my card declined at the bakery", "card_declined", "fail", "card_declined")]
+    )
     s = suspect(d, "same")
     assert s.kind == "correction_equals_output" and s.evidence["output"] == "card_declined"
 
@@ -178,7 +222,13 @@ def test_correction_equal_to_output_is_flagged() -> None:
 def test_every_suspect_is_in_an_unfixable_suspect_cluster_and_in_no_other() -> None:
     dups = [trace(f"dup-{i}", text, "balance") for i, text in enumerate(NEAR_DUPS)]
     bad = [
-        trace("bad-lab", "why does my card keep getting declined at walmart", "balance", "fail", "refund_request"),
+        trace(
+            "bad-lab",
+            "why does my card keep getting declined at walmart",
+            "balance",
+            "fail",
+            "refund_request",
+        ),
         trace("poison", "how much money do i have in my savings acount", "balance", "fail", "transfer"),
         trace("off", "what size wipers does this car take", "balance", "fail", "transfer"),
         trace("junk", "!!!!", "balance", "fail", "freeze_account"),
@@ -186,8 +236,13 @@ def test_every_suspect_is_in_an_unfixable_suspect_cluster_and_in_no_other() -> N
     ]
     d = diagnose(base() + dups + bad)
     kinds = {s.trace_id: s.kind for s in d.suspects}
-    assert kinds == {"bad-lab": "correction_off_label", "poison": "contradicts_near_duplicates", "off": "off_domain_input",
-                     "junk": "empty_or_garbage_input", "same": "correction_equals_output"}
+    assert kinds == {
+        "bad-lab": "correction_off_label",
+        "poison": "contradicts_near_duplicates",
+        "off": "off_domain_input",
+        "junk": "empty_or_garbage_input",
+        "same": "correction_equals_output",
+    }
     suspect_clusters = {c.key: c for c in d.clusters if c.key.startswith("suspect:")}
     assert set(suspect_clusters) == {f"suspect:{k}" for k in kinds.values()}
     for c in suspect_clusters.values():
@@ -202,21 +257,38 @@ def test_every_suspect_is_in_an_unfixable_suspect_cluster_and_in_no_other() -> N
 
 
 def test_diagnosis_is_deterministic_and_order_independent() -> None:
-    traces = base() + [trace("off", "what size wipers does this car take", "balance", "fail", "transfer"),
-                       trace("bad-lab", "why does my card keep getting declined at walmart", "balance", "fail", "refund")]
+    traces = base() + [
+        trace("off", "what size wipers does this car take", "balance", "fail", "transfer"),
+        trace("bad-lab", "why does my card keep getting declined at walmart", "balance", "fail", "refund"),
+    ]
     a, b = diagnose(traces), diagnose(list(reversed(traces)))
     assert a.model_dump() == diagnose(traces).model_dump()
     assert {(s.trace_id, s.kind) for s in a.suspects} == {(s.trace_id, s.kind) for s in b.suspects}
-    assert {(c.key, c.count, frozenset(c.trace_ids)) for c in a.clusters} == {(c.key, c.count, frozenset(c.trace_ids)) for c in b.clusters}
+    assert {(c.key, c.count, frozenset(c.trace_ids)) for c in a.clusters} == {
+        (c.key, c.count, frozenset(c.trace_ids)) for c in b.clusters
+    }
 
 
 def test_generation_tasks_cluster_by_slice_and_reason() -> None:
     from kaizen.tools.schema import TaskSpec
 
     gen = TaskSpec(name="summaries", kind="generation")
-    ts = [trace(f"g-{i}", f"summarise the statement for account {i} and list the large transfers", "Short summary.", "fail",
-                "A better summary.", reason="too short", metadata={"slice": "statements"}) for i in range(3)]
-    ts += [trace(f"ok-{i}", f"summarise my card spending for month {i}", "A fine summary of card spending.") for i in range(3)]
+    ts = [
+        trace(
+            f"g-{i}",
+            f"summarise the statement for account {i} and list the large transfers",
+            "Short summary.",
+            "fail",
+            "A better summary.",
+            reason="too short",
+            metadata={"slice": "statements"},
+        )
+        for i in range(3)
+    ]
+    ts += [
+        trace(f"ok-{i}", f"summarise my card spending for month {i}", "A fine summary of card spending.")
+        for i in range(3)
+    ]
     d = RuleBrain().diagnose(gen, ts)
     c = cluster(d, "statements: too short")
     assert c.kind == "slice" and c.fixable and c.count == 3
@@ -237,12 +309,20 @@ def test_plan_first_iteration_is_the_default_recipe() -> None:
     assert p.failure_weight == 1 and p.start == "auto"
     assert p.rationale and "default" in p.rationale[0]
     # a verdict without a previous plan (or the reverse) is still a first iteration
-    assert RuleBrain().plan(1, _diag(), {"new_regressions": 9}, None).replay_fraction == DEFAULT.replay_fraction
+    assert (
+        RuleBrain().plan(1, _diag(), {"new_regressions": 9}, None).replay_fraction == DEFAULT.replay_fraction
+    )
 
 
 def test_plan_after_too_many_regressions_doubles_replay_and_halves_lr() -> None:
     prev = Plan(iteration=1)
-    last = {"passed": False, "new_regressions": 5, "max_new_regressions": 2, "target_gain": 0.5, "target_after": 0.9}
+    last = {
+        "passed": False,
+        "new_regressions": 5,
+        "max_new_regressions": 2,
+        "target_gain": 0.5,
+        "target_after": 0.9,
+    }
     p = RuleBrain().plan(2, _diag(), last, prev)
     assert p.iteration == 2
     assert p.replay_fraction == pytest.approx(min(0.5, 2 * prev.replay_fraction))

@@ -12,7 +12,9 @@ import pytest
 from kaizen.workflows.cli.main import build_parser, main
 
 
-def leaf_commands(parser: argparse.ArgumentParser, prefix: list[str]) -> list[tuple[list[str], argparse.ArgumentParser]]:
+def leaf_commands(
+    parser: argparse.ArgumentParser, prefix: list[str]
+) -> list[tuple[list[str], argparse.ArgumentParser]]:
     out = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -32,9 +34,18 @@ def test_every_command_takes_the_global_options_without_overwriting_them() -> No
         assert all(parser.get_default(d) is argparse.SUPPRESS for d in ("workspace", "json", "debug")), path
 
 
-@pytest.mark.parametrize("argv", [["-w", "{ws}", "--json", "task", "list"], ["task", "list", "-w", "{ws}", "--json"],
-                                  ["-w", "{ws}", "task", "--json", "list"], ["--json", "task", "-w", "{ws}", "list"]])
-def test_both_orders_reach_the_same_workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-w", "{ws}", "--json", "task", "list"],
+        ["task", "list", "-w", "{ws}", "--json"],
+        ["-w", "{ws}", "task", "--json", "list"],
+        ["--json", "task", "-w", "{ws}", "list"],
+    ],
+)
+def test_both_orders_reach_the_same_workspace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     ws = tmp_path / "proj"
     assert main(["init", str(ws)]) == 0
     assert main(["task", "add", "intents", "--kind", "classification", "--labels", "a,b", "-w", str(ws)]) == 0
@@ -44,7 +55,9 @@ def test_both_orders_reach_the_same_workspace(tmp_path: Path, capsys: pytest.Cap
     assert [t["name"] for t in tasks] == ["intents"]
 
 
-def test_a_command_after_the_workspace_still_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_command_after_the_workspace_still_fails_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``kaizen repair -w X`` used to be an argparse error; now it reaches the command (which names the missing task)."""
     assert main(["init", str(tmp_path)]) == 0
     capsys.readouterr()

@@ -26,22 +26,31 @@ def write(path: Path, text: str) -> Path:
 
 # ---------------------------------------------------------------------------------- task file
 def test_task_file_reads_task_and_extras(tmp_path: Path) -> None:
-    spec = load_task_file(write(tmp_path / "t.yaml", (
-        "name: bank\nkind: classification\nlabels: [balance, transfer]\ndescription: Route messages.\n"
-        "seed_examples:\n  - {input: how much money do I have, expected: balance}\ntarget_score: 0.9\n")))
+    spec = load_task_file(
+        write(
+            tmp_path / "t.yaml",
+            (
+                "name: bank\nkind: classification\nlabels: [balance, transfer]\ndescription: Route messages.\n"
+                "seed_examples:\n  - {input: how much money do I have, expected: balance}\ntarget_score: 0.9\n"
+            ),
+        )
+    )
     assert spec.task.labels == ["balance", "transfer"] and spec.target_score == 0.9
     (item,) = cold_start.seed_items(spec)
     assert item.messages[0].content == "how much money do I have" and item.expected == "balance"
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("name: bank\nkind: classification\nlabelz: [a]\n", "labelz: unknown key"),
-    ("name: bank\nkind: poetry\n", "kind"),
-    ("kind: classification\n", "name"),
-    ("name: bank\nkind: classification\ntarget_score: 2\n", "target_score"),
-    ("- just a list\n", "expected a mapping"),
-    ("name: [unclosed\n", "invalid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("name: bank\nkind: classification\nlabelz: [a]\n", "labelz: unknown key"),
+        ("name: bank\nkind: poetry\n", "kind"),
+        ("kind: classification\n", "name"),
+        ("name: bank\nkind: classification\ntarget_score: 2\n", "target_score"),
+        ("- just a list\n", "expected a mapping"),
+        ("name: [unclosed\n", "invalid YAML"),
+    ],
+)
 def test_bad_task_files_name_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
     path = write(tmp_path / "t.yaml", text)
     with pytest.raises(ConfigError) as ei:
@@ -68,9 +77,14 @@ def test_eval_is_stratified_and_never_trained_on() -> None:
 def test_near_duplicates_of_eval_inputs_are_dropped_from_training() -> None:
     data = to_items(rows("train", LABELS, per_label=12, seed=0))
     heldout = data[:12]
-    copy = EvalItem(id="copy", messages=[{"role": "user", "content": heldout[0].messages[0].content + "!"}],
-                    expected=heldout[0].expected)
-    train, held, notes = split_data(TASK, [], data[12:] + [copy], eval_fraction=0.3, max_eval=50, eval_set=heldout)
+    copy = EvalItem(
+        id="copy",
+        messages=[{"role": "user", "content": heldout[0].messages[0].content + "!"}],
+        expected=heldout[0].expected,
+    )
+    train, held, notes = split_data(
+        TASK, [], data[12:] + [copy], eval_fraction=0.3, max_eval=50, eval_set=heldout
+    )
     assert held == heldout and "copy" not in {it.id for it in train}
     assert any("decontamination dropped 1" in n for n in notes)
 
@@ -93,8 +107,11 @@ def test_no_examples_and_no_brain_says_what_to_pass(tmp_path: Path) -> None:
 
 def test_labels_outside_the_label_set_are_refused(tmp_path: Path) -> None:
     ws, _ = init_workspace(tmp_path / "ws")
-    path = write(tmp_path / "t.yaml", "name: bank\nkind: classification\nlabels: [balance, transfer]\n"
-                 "seed_examples:\n  - {input: hello there, expected: greeting}\n")
+    path = write(
+        tmp_path / "t.yaml",
+        "name: bank\nkind: classification\nlabels: [balance, transfer]\n"
+        "seed_examples:\n  - {input: hello there, expected: greeting}\n",
+    )
     with pytest.raises(DataError, match="greeting"):
         cold_start.start(ws, path)
 
@@ -111,8 +128,15 @@ def test_a_task_redefined_differently_is_refused(tmp_path: Path) -> None:
 def scored(name: str, score: float, index: int = 0, **kw) -> Attempt:  # noqa: ANN003
     f1 = {lab: {"f1": 0.9, "precision": 0.9, "recall": 0.9, "support": 5} for lab in LABELS}
     f1["card_declined"]["f1"] = 0.1
-    return Attempt(index=index, name=name, status="done", score=score, metrics={"per_label": f1},
-                   params={"epochs": 3.0, "learning_rate": 1e-3, "lora": {"r": 16, "alpha": 32}}, **kw)
+    return Attempt(
+        index=index,
+        name=name,
+        status="done",
+        score=score,
+        metrics={"per_label": f1},
+        params={"epochs": 3.0, "learning_rate": 1e-3, "lora": {"r": 16, "alpha": 32}},
+        **kw,
+    )
 
 
 def test_first_attempt_is_the_default_sft() -> None:
@@ -129,7 +153,9 @@ def test_low_score_reworks_the_data_first() -> None:
 def test_mid_score_tunes_hyperparameters_and_keeps_the_data_mix() -> None:
     best = scored("sft-weak-x2", 0.85, index=1, oversample={"card_declined": 2})
     a = next_attempt(TASK, [scored("sft", 0.5), best], target=0.96)
-    assert a.name == "sft-lr-half" and a.params["learning_rate"] == 5e-4 and a.oversample == {"card_declined": 2}
+    assert (
+        a.name == "sft-lr-half" and a.params["learning_rate"] == 5e-4 and a.oversample == {"card_declined": 2}
+    )
 
 
 def test_no_attempt_is_repeated_and_the_target_stops_the_search() -> None:
@@ -155,8 +181,15 @@ def test_weak_labels_are_those_below_the_mean_f1() -> None:
 
 
 def test_attempt_items_apply_oversampling_and_rationales() -> None:
-    items = [EvalItem(id="1", messages=[{"role": "user", "content": "x"}], expected="a"),
-             EvalItem(id="2", messages=[{"role": "user", "content": "y"}], expected="b", metadata={"rationale": "because #### b"})]
+    items = [
+        EvalItem(id="1", messages=[{"role": "user", "content": "x"}], expected="a"),
+        EvalItem(
+            id="2",
+            messages=[{"role": "user", "content": "y"}],
+            expected="b",
+            metadata={"rationale": "because #### b"},
+        ),
+    ]
     out = _attempt_items(Attempt(index=0, name="x", oversample={"a": 3}, rationale=True), items)
     assert [it.id for it in out] == ["1", "1~1", "1~2", "2"]
     assert out[-1].expected == "because #### b"

@@ -108,7 +108,9 @@ def test_llm_brain_needs_a_model(tmp_path: Path) -> None:
     msg = config_error(write_yaml(tmp_path, "brain: {kind: llm}\n"))
     assert "brain.model" in msg
     assert "Value error" not in msg  # pydantic's prefix is noise in a one-line message
-    ok = load_settings(write_yaml(tmp_path, "brain: {kind: llm, model: qwen, base_url: 'http://127.0.0.1:8000/v1'}\n"))
+    ok = load_settings(
+        write_yaml(tmp_path, "brain: {kind: llm, model: qwen, base_url: 'http://127.0.0.1:8000/v1'}\n")
+    )
     assert ok.brain.model == "qwen"
 
 
@@ -137,10 +139,13 @@ def declare(tmp_path: Path, tasks: list[dict]) -> None:
 
 def test_declared_tasks_synced_into_store(tmp_path: Path) -> None:
     init_workspace(tmp_path)
-    declare(tmp_path, [
-        {"name": "intents", "kind": "classification", "labels": ["a", "b"], "description": "route"},
-        {"name": "sums", "kind": "math"},
-    ])
+    declare(
+        tmp_path,
+        [
+            {"name": "intents", "kind": "classification", "labels": ["a", "b"], "description": "route"},
+            {"name": "sums", "kind": "math"},
+        ],
+    )
     ws = find_workspace(tmp_path)
     store = ws.store
     tasks = {spec.name: (spec, src) for spec, src in store.list_tasks()}
@@ -152,10 +157,18 @@ def test_declared_tasks_synced_into_store(tmp_path: Path) -> None:
     store.close()
 
     # opening the workspace again is idempotent, and edits in kaizen.yaml win
-    declare(tmp_path, [
-        {"name": "intents", "kind": "classification", "labels": ["a", "b", "c"], "description": "route v2"},
-        {"name": "sums", "kind": "math"},
-    ])
+    declare(
+        tmp_path,
+        [
+            {
+                "name": "intents",
+                "kind": "classification",
+                "labels": ["a", "b", "c"],
+                "description": "route v2",
+            },
+            {"name": "sums", "kind": "math"},
+        ],
+    )
     ws2 = find_workspace(tmp_path)
     spec = ws2.store.get_task("intents")
     assert spec.labels == ["a", "b", "c"] and spec.description == "route v2"

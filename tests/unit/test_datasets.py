@@ -27,7 +27,11 @@ from kaizen.workflows.bench.clinc import rows
 
 # The deployed model's gap: card_declined answered "balance"; a few transfers too.
 N_FAIL = {"card_declined": 20, "transfer": 6, "freeze_account": 1}
-CLUSTER_OF = {"card_declined": "card_declined ← balance", "transfer": "transfer ← balance", "freeze_account": "freeze_account ← balance"}
+CLUSTER_OF = {
+    "card_declined": "card_declined ← balance",
+    "transfer": "transfer ← balance",
+    "freeze_account": "freeze_account ← balance",
+}
 
 
 def scenario(seed: int = 0, per_label: int = 40, n_fail: dict[str, int] | None = None):  # noqa: ANN201
@@ -45,9 +49,11 @@ def scenario(seed: int = 0, per_label: int = 40, n_fail: dict[str, int] | None =
             t = trace(f"p{i}", text, gold)
         traces.append(t)
     # suspects: a poisoned correction inside the big cluster, an off-domain failure, a garbage pass
-    traces += [trace("s-poison", "why was my card declined at the mall", "balance", "fail", "freeze_account"),
-               trace("s-off", "what size wipers does this car take", "balance", "fail", "card_declined"),
-               trace("s-junk", "!!!!", "balance")]
+    traces += [
+        trace("s-poison", "why was my card declined at the mall", "balance", "fail", "freeze_account"),
+        trace("s-off", "what size wipers does this car take", "balance", "fail", "card_declined"),
+        trace("s-junk", "!!!!", "balance"),
+    ]
     clusters["card_declined ← balance"].append("s-off")
     excluded = {"s-poison", "s-off", "s-junk"}
     more = rows("val", LABELS, per_label=2, seed=seed)[:5]
@@ -123,7 +129,9 @@ def test_regression_is_drawn_from_all_passes_stratified_by_label() -> None:
 
 def test_regression_is_bounded() -> None:
     traces, clusters, excluded = scenario()
-    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0, max_regression=10)
+    s = build_splits(
+        TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0, max_regression=10
+    )
     assert len(s.regression) == 10 and len(set(it.expected for it in s.regression)) == len(LABELS)
 
 
@@ -135,18 +143,27 @@ def test_final_slice_is_stratified_and_sized() -> None:
     assert {it.expected for it in s.final} == set(LABELS)
     assert all(it.metadata["reason"].startswith("final slice") for it in s.final)
     # too small to verify anything: no final slice at all
-    assert build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.2, min_final=1000).final == []
+    assert (
+        build_splits(
+            TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.2, min_final=1000
+        ).final
+        == []
+    )
 
 
 def test_splits_are_deterministic_for_a_seed() -> None:
     traces, clusters, excluded = scenario()
     a = build_splits(TASK, traces, excluded=excluded, clusters=clusters, seed=7)
     b = build_splits(TASK, traces, excluded=excluded, clusters=clusters, seed=7)
-    assert {k: [i.id for i in v] for k, v in suites(a).items()} == {k: [i.id for i in v] for k, v in suites(b).items()}
+    assert {k: [i.id for i in v] for k, v in suites(a).items()} == {
+        k: [i.id for i in v] for k, v in suites(b).items()
+    }
 
 
 def test_all_unlabeled_gives_empty_splits_and_an_empty_training_set() -> None:
-    traces = [trace(f"u{i}", text, gold, None) for i, (text, gold) in enumerate(rows("train", LABELS, per_label=5))]
+    traces = [
+        trace(f"u{i}", text, gold, None) for i, (text, gold) in enumerate(rows("train", LABELS, per_label=5))
+    ]
     s = build_splits(TASK, traces, excluded=set(), clusters={})
     assert (s.target, s.regression, s.train_failures, s.replay_pool, s.final) == ([], [], [], [], [])
     items, stats = build_training_set(s, replay_fraction=0.15)
@@ -213,8 +230,14 @@ def test_decontamination_covers_extra_eval_sets() -> None:
     traces, clusters, excluded = scenario()
     s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
     # a previous promotion's suite that happens to contain (variants of) three of our training failures
-    old = [EvalItem(id=f"old{i}", messages=[{"role": "user", "content": last_user_text(it.messages).upper() + "!"}],
-                    expected=str(it.expected)) for i, it in enumerate(s.train_failures[:3])]
+    old = [
+        EvalItem(
+            id=f"old{i}",
+            messages=[{"role": "user", "content": last_user_text(it.messages).upper() + "!"}],
+            expected=str(it.expected),
+        )
+        for i, it in enumerate(s.train_failures[:3])
+    ]
     items, stats = build_training_set(s, replay_fraction=0.15, eval_sets=[old])
     assert not ids(items) & ids(s.train_failures[:3])
     assert stats["dropped_contaminated"] >= 3
@@ -228,7 +251,9 @@ def test_replay_fraction_is_roughly_honoured_when_failures_are_balanced() -> Non
     # a balance cluster too, so no label needs balancing replay
     for t in traces[:]:
         if t.verdict == "pass" and t.output == "balance" and len(clusters.get("balance ← transfer", [])) < 12:
-            traces[traces.index(t)] = f = trace(t.id.replace("p", "f"), last_user_text(t.messages), "transfer", "fail", "balance")
+            traces[traces.index(t)] = f = trace(
+                t.id.replace("p", "f"), last_user_text(t.messages), "transfer", "fail", "balance"
+            )
             clusters.setdefault("balance ← transfer", []).append(f.id)
     s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
     for frac in (0.1, 0.2, 0.3, 0.5):
@@ -272,8 +297,14 @@ def test_every_item_says_where_it_comes_from_and_why() -> None:
         assert it.metadata["provenance"] == "trace" and it.metadata["reason"]
     reasons = Counter(it.metadata["reason"].split(":")[0] for it in items)
     assert set(reasons) <= {"train", "replay"}
-    assert all(it.metadata["reason"].startswith("replay") for it in items if it.metadata["provenance"] == "replay")
-    assert all(it.metadata["reason"].startswith("train: failure in cluster") for it in items if it.metadata["provenance"] == "trace")
+    assert all(
+        it.metadata["reason"].startswith("replay") for it in items if it.metadata["provenance"] == "replay"
+    )
+    assert all(
+        it.metadata["reason"].startswith("train: failure in cluster")
+        for it in items
+        if it.metadata["provenance"] == "trace"
+    )
 
 
 def test_failure_weight_repeats_failures_only() -> None:
@@ -283,15 +314,26 @@ def test_failure_weight_repeats_failures_only() -> None:
     assert stats3["n"] == len(thrice)
     assert len({it.id for it in thrice}) == len(thrice)  # copies get distinct ids …
     c = Counter(it.metadata["trace_id"] for it in thrice)  # … and keep their trace
-    assert all(c[it.metadata["trace_id"]] == (3 if it.metadata["provenance"] == "trace" else 1) for it in thrice)
+    assert all(
+        c[it.metadata["trace_id"]] == (3 if it.metadata["provenance"] == "trace" else 1) for it in thrice
+    )
 
 
 def test_prior_data_is_merged_but_never_leaks_eval_items() -> None:
     traces, clusters, excluded = scenario()
     s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
-    prior = [it.model_copy(update={"metadata": {"provenance": "prior", "reason": "accumulated"}}) for it in s.target[:2]]
-    prior.append(EvalItem(id="prior-1", messages=[{"role": "user", "content": "why did my card get declined at the zoo"}],
-                          expected="card_declined", metadata={"provenance": "prior", "reason": "accumulated"}))
+    prior = [
+        it.model_copy(update={"metadata": {"provenance": "prior", "reason": "accumulated"}})
+        for it in s.target[:2]
+    ]
+    prior.append(
+        EvalItem(
+            id="prior-1",
+            messages=[{"role": "user", "content": "why did my card get declined at the zoo"}],
+            expected="card_declined",
+            metadata={"provenance": "prior", "reason": "accumulated"},
+        )
+    )
     items, stats = build_training_set(s, replay_fraction=0.15, prior=prior)
     assert "prior-1" in ids(items)
     assert not ids(items) & ids(s.target)
@@ -303,7 +345,11 @@ def _item(i: int, text: str, label: str) -> EvalItem:
 
 
 def test_dedupe_keeps_the_first_of_identical_items() -> None:
-    a, b, c = _item(1, "freeze my card", "freeze_account"), _item(2, "freeze my card", "freeze_account"), _item(3, "freeze my card", "transfer")
+    a, b, c = (
+        _item(1, "freeze my card", "freeze_account"),
+        _item(2, "freeze my card", "freeze_account"),
+        _item(3, "freeze my card", "transfer"),
+    )
     assert [it.id for it in dedupe([a, b, c])] == ["i1", "i3"]
 
 
@@ -316,10 +362,15 @@ def test_balance_labels_caps_at_three_times_the_rarest() -> None:
 
 
 def test_decontaminate_drops_ids_and_near_duplicates() -> None:
-    train = [_item(1, "why was my card declined at the store", "card_declined"),
-             _item(2, "transfer fifty dollars to savings", "transfer"),
-             _item(3, "what's my balance", "balance")]
-    evals = [[_item(9, "Why was my card declined at the store?", "card_declined")], [_item(3, "totally different text", "balance")]]
+    train = [
+        _item(1, "why was my card declined at the store", "card_declined"),
+        _item(2, "transfer fifty dollars to savings", "transfer"),
+        _item(3, "what's my balance", "balance"),
+    ]
+    evals = [
+        [_item(9, "Why was my card declined at the store?", "card_declined")],
+        [_item(3, "totally different text", "balance")],
+    ]
     kept, n = decontaminate(train, evals)
     assert [it.id for it in kept] == ["i2"] and n == 1
 
@@ -354,7 +405,9 @@ def test_refit_trains_on_the_held_out_suites_never_on_the_final_slice() -> None:
     items, stats = build_refit_set(s, loop, replay_fraction=0.3, max_ratio=100.0)
     got = ids(items)
     held = ids(s.target) | ids(s.regression)
-    assert len(held - got) == stats["dropped_contaminated"] < len(held) / 10  # only near-duplicates of the final slice
+    assert (
+        len(held - got) == stats["dropped_contaminated"] < len(held) / 10
+    )  # only near-duplicates of the final slice
     assert not got & ids(s.final) and not got & excluded
     assert stats["replay_share"] >= 0.3 - 1 / len(items)
     texts = [last_user_text(it.messages) for it in items]

@@ -29,8 +29,12 @@ def test_every_variable_in_the_code_is_a_field_and_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     assert {v for v in fields() | TEST_SUITE_ONLY if f"`{v}" not in readme} == set()
     # …and nothing reads them behind the settings object's back.
-    direct = [str(p.relative_to(ROOT)) for folder in ("agent", "tools", "workflows") for p in (ROOT / folder).rglob("*.py")
-              if re.search(r"environ(\.get)?[\[(]\s*[\"']KAIZEN_|getenv\(\s*[\"']KAIZEN_", p.read_text())]
+    direct = [
+        str(p.relative_to(ROOT))
+        for folder in ("agent", "tools", "workflows")
+        for p in (ROOT / folder).rglob("*.py")
+        if re.search(r"environ(\.get)?[\[(]\s*[\"']KAIZEN_|getenv\(\s*[\"']KAIZEN_", p.read_text())
+    ]
     assert direct == []
 
 
@@ -46,8 +50,14 @@ def test_values_are_read_when_used(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert env().host_id == "rack-7"
 
 
-@pytest.mark.parametrize(("var", "value"), [("KAIZEN_VLLM_ENGINE", "turbo"), ("KAIZEN_LOCK_STALE_AFTER_S", "-1"),
-                                            ("KAIZEN_SERVE_ACCESS_LOG", "maybe")])
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("KAIZEN_VLLM_ENGINE", "turbo"),
+        ("KAIZEN_LOCK_STALE_AFTER_S", "-1"),
+        ("KAIZEN_SERVE_ACCESS_LOG", "maybe"),
+    ],
+)
 def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError, match=var):

@@ -11,7 +11,13 @@ from kaizen.tools.config import GateSettings, Settings, load_settings
 from kaizen.tools.gate import PRESETS, GateConfig, SuiteComparison, Verdict, compare, decide, gate_config
 
 REPAIR = gate_config("repair")
-DECODING = {"backend": "transformers", "greedy": True, "dtype": "torch.float32", "mode": "generate", "max_new_tokens": 12}
+DECODING = {
+    "backend": "transformers",
+    "greedy": True,
+    "dtype": "torch.float32",
+    "mode": "generate",
+    "max_new_tokens": 12,
+}
 
 
 def results(right: int, wrong: int, prefix: str = "x") -> dict[str, bool]:
@@ -186,14 +192,23 @@ def test_every_check_leaves_a_reason() -> None:
 def test_verdict_is_json_serialisable() -> None:
     v = decide(REPAIR, target(fixed=3), [regression(1)])
     again = Verdict.model_validate_json(v.model_dump_json())
-    assert again.passed == v.passed and again.new_regressions == 1 and again.target.newly_right == v.target.newly_right
+    assert (
+        again.passed == v.passed
+        and again.new_regressions == 1
+        and again.target.newly_right == v.target.newly_right
+    )
 
 
 # ---------------------------------------------------------------------------- presets, config
 def test_repair_preset_defaults() -> None:
     cfg = gate_config("repair", Settings().gate)
     assert cfg == PRESETS["repair"]
-    assert cfg.max_new_regressions == 2 and cfg.min_gain == 0.0 and cfg.min_score == 0.0 and cfg.require_strict_gain
+    assert (
+        cfg.max_new_regressions == 2
+        and cfg.min_gain == 0.0
+        and cfg.min_score == 0.0
+        and cfg.require_strict_gain
+    )
     assert gate_config("repair", None) == cfg
     cold = gate_config("cold-start", Settings().gate)
     assert not cold.require_strict_gain

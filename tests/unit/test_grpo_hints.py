@@ -50,7 +50,10 @@ def test_hint_path_triggers_on_an_all_zero_group_and_only_then() -> None:
     zero = [0.0] * G
     assert choose_hints(mixed + all_one + partial, G, budget=10, hint_for=hint_for) == []
     assert asked == []  # no hint is even built for a group with a signal
-    assert choose_hints(mixed + zero + all_one + zero, G, budget=10, hint_for=hint_for) == [(1, "hint 1"), (3, "hint 3")]
+    assert choose_hints(mixed + zero + all_one + zero, G, budget=10, hint_for=hint_for) == [
+        (1, "hint 1"),
+        (3, "hint 3"),
+    ]
     assert asked == [1, 3]
     unscorable = [math.nan, 0.0, math.nan, 0.0]
     assert choose_hints(unscorable, G, budget=1, hint_for=hint_for) == [(0, "hint 0")]
@@ -71,19 +74,34 @@ def test_hints_stay_within_the_share() -> None:
 
 
 def test_make_hint_kinds() -> None:
-    listed = {"prompt": [{"role": "system", "content": "Labels: balance, transfer, card_declined."},
-                         {"role": "user", "content": "my card failed"}], "expected": "card_declined", "labels": LABELS}
+    listed = {
+        "prompt": [
+            {"role": "system", "content": "Labels: balance, transfer, card_declined."},
+            {"role": "user", "content": "my card failed"},
+        ],
+        "expected": "card_declined",
+        "labels": LABELS,
+    }
     unlisted = dict(listed, prompt=[{"role": "user", "content": "my card failed"}])
     assert make_hint(unlisted) == "Hint: the answer is one of: balance, transfer, card_declined."
     # The prompt already lists the labels: auto falls back to the reference's first token(s).
-    assert make_hint(listed, tokenize=lambda s: ["card", "_", "declined"]) == 'Hint: the answer begins with "card".'
+    assert (
+        make_hint(listed, tokenize=lambda s: ["card", "_", "declined"])
+        == 'Hint: the answer begins with "card".'
+    )
     assert make_hint(listed, "labels").startswith("Hint: the answer is one of")
     # Never more than half the reference: three of seven words, one of three, one of one.
     math_row = {"prompt": "q", "expected": "3 * 4 = 12 #### 12"}
     assert make_hint(math_row, "prefix", n_tokens=5) == 'Hint: the answer begins with "3 * 4".'
-    assert make_hint({"prompt": "q", "expected": "a b c"}, "prefix", n_tokens=5) == 'Hint: the answer begins with "a".'
+    assert (
+        make_hint({"prompt": "q", "expected": "a b c"}, "prefix", n_tokens=5)
+        == 'Hint: the answer begins with "a".'
+    )
     assert make_hint({"prompt": "q", "expected": "72"}, "prefix") == 'Hint: the answer begins with "72".'
-    assert make_hint({"prompt": "q", "expected": {"city": "Oslo"}}, "prefix", n_tokens=1) == 'Hint: the answer begins with "{"city":".'
+    assert (
+        make_hint({"prompt": "q", "expected": {"city": "Oslo"}}, "prefix", n_tokens=1)
+        == 'Hint: the answer begins with "{"city":".'
+    )
     assert make_hint({"prompt": "q", "expected": ""}, "prefix") is None
     assert make_hint({"prompt": "q", "expected": "x"}, "labels") is None  # no label set
     code = {"prompt": "q", "expected": {"tests": "# check\nassert f(2) == 4\nassert f(0) == 0"}}
@@ -92,12 +110,19 @@ def test_make_hint_kinds() -> None:
 
 
 def test_add_hint_keeps_the_original() -> None:
-    prompt = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A"},
-              {"role": "user", "content": "Q2"}]
+    prompt = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "A"},
+        {"role": "user", "content": "Q2"},
+    ]
     hinted = add_hint(prompt, "Hint: h.")
     assert hinted[-1]["content"] == "Q2\n\nHint: h." and hinted[1]["content"] == "Q1"
     assert prompt[-1]["content"] == "Q2"  # the dataset row is not changed in place
-    assert add_hint([{"role": "system", "content": "S"}], "Hint: h.")[-1] == {"role": "user", "content": "Hint: h."}
+    assert add_hint([{"role": "system", "content": "S"}], "Hint: h.")[-1] == {
+        "role": "user",
+        "content": "Hint: h.",
+    }
 
 
 def test_weight_advantages_tensor_and_list() -> None:
@@ -114,14 +139,20 @@ def test_merge_rows_pads_and_replaces() -> None:
     import torch
 
     base = {
-        "prompt_ids": torch.tensor([[0, 5, 6], [7, 8, 9]]), "prompt_mask": torch.tensor([[0, 1, 1], [1, 1, 1]]),
-        "completion_ids": torch.tensor([[1], [2]]), "completion_mask": torch.tensor([[1], [1]]),
-        "advantages": torch.tensor([0.0, 0.0]), "num_items_in_batch": torch.tensor(2),
+        "prompt_ids": torch.tensor([[0, 5, 6], [7, 8, 9]]),
+        "prompt_mask": torch.tensor([[0, 1, 1], [1, 1, 1]]),
+        "completion_ids": torch.tensor([[1], [2]]),
+        "completion_mask": torch.tensor([[1], [1]]),
+        "advantages": torch.tensor([0.0, 0.0]),
+        "num_items_in_batch": torch.tensor(2),
     }
     repl = {  # one hinted row: a longer prompt, a longer completion
-        "prompt_ids": torch.tensor([[7, 8, 9, 4]]), "prompt_mask": torch.tensor([[1, 1, 1, 1]]),
-        "completion_ids": torch.tensor([[3, 3]]), "completion_mask": torch.tensor([[1, 1]]),
-        "advantages": torch.tensor([1.5]), "num_items_in_batch": torch.tensor(2),
+        "prompt_ids": torch.tensor([[7, 8, 9, 4]]),
+        "prompt_mask": torch.tensor([[1, 1, 1, 1]]),
+        "completion_ids": torch.tensor([[3, 3]]),
+        "completion_mask": torch.tensor([[1, 1]]),
+        "advantages": torch.tensor([1.5]),
+        "num_items_in_batch": torch.tensor(2),
     }
     out = merge_rows(base, repl, rows=[1], repl_rows=[0], pad_token_id=0)
     assert out["prompt_ids"].tolist() == [[0, 0, 5, 6], [7, 8, 9, 4]]  # prompts padded on the left
@@ -151,9 +182,15 @@ def test_entropy_floor_stop_needs_patience_consecutive_lows() -> None:
 def test_encode_rows_round_trip_through_arrow() -> None:
     from datasets import Dataset
 
-    rows = [{"id": "a", "prompt": [{"role": "user", "content": "x"}], "expected": {"name": "Ann"}},
-            {"id": "b", "prompt": [{"role": "user", "content": "y"}], "expected": {"city": "Oslo", "n": [1, 2]},
-             "schema": {"type": "object"}}]
+    rows = [
+        {"id": "a", "prompt": [{"role": "user", "content": "x"}], "expected": {"name": "Ann"}},
+        {
+            "id": "b",
+            "prompt": [{"role": "user", "content": "y"}],
+            "expected": {"city": "Oslo", "n": [1, 2]},
+            "schema": {"type": "object"},
+        },
+    ]
     ds = Dataset.from_list(encode_rows(rows))
     back = [decode_row(r) for r in ds]
     # Arrow did not turn {"name"} into {"name", "city": None, "n": None}
@@ -165,17 +202,34 @@ def test_encode_rows_round_trip_through_arrow() -> None:
         return [float(e == {"name": "Ann"}) for e in expected]
 
     assert seen.__name__ == "seen"  # TRL names the logged reward by it
-    assert seen(completions=["c", "c"], expected_json=[r["expected_json"] for r in ds], schema_json=[r["schema_json"] for r in ds]) == [1.0, 0.0]
+    assert seen(
+        completions=["c", "c"],
+        expected_json=[r["expected_json"] for r in ds],
+        schema_json=[r["schema_json"] for r in ds],
+    ) == [1.0, 0.0]
 
 
 def test_read_curves_last_record_per_step_wins(tmp_path: Path) -> None:
-    recs = [{"step": 1, "entropy": 2.0, "reward": 0.1, "reward_std": 0.2, "hints/used": 1.0},
-            {"step": 2, "entropy": 1.5, "reward": 0.2, "reward_std": 0.3},
-            {"step": 2, "entropy": 1.4, "reward": 0.25, "reward_std": 0.3, "hints/used": 0.0},  # redone after a resume
-            {"step": 2, "train_runtime": 5.0}]
+    recs = [
+        {"step": 1, "entropy": 2.0, "reward": 0.1, "reward_std": 0.2, "hints/used": 1.0},
+        {"step": 2, "entropy": 1.5, "reward": 0.2, "reward_std": 0.3},
+        {
+            "step": 2,
+            "entropy": 1.4,
+            "reward": 0.25,
+            "reward_std": 0.3,
+            "hints/used": 0.0,
+        },  # redone after a resume
+        {"step": 2, "train_runtime": 5.0},
+    ]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + '\n{"step": 3, "entr')
-    assert read_curves(tmp_path) == {"step": [1, 2], "entropy": [2.0, 1.4], "reward": [0.1, 0.25],
-                                     "reward_std": [0.2, 0.3], "hints_used": [1.0, 0.0]}
+    assert read_curves(tmp_path) == {
+        "step": [1, 2],
+        "entropy": [2.0, 1.4],
+        "reward": [0.1, 0.25],
+        "reward_std": [0.2, 0.3],
+        "hints_used": [1.0, 0.0],
+    }
 
 
 def test_module_stays_light_until_the_trainer_is_asked_for() -> None:
@@ -183,8 +237,10 @@ def test_module_stays_light_until_the_trainer_is_asked_for() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, kaizen.tools.train.grpo as g; heavy = [m for m in ('torch', 'trl', 'transformers') if m in sys.modules]; "
-            "print(heavy); assert not heavy; print(callable(g.read_curves))")
+    code = (
+        "import sys, kaizen.tools.train.grpo as g; heavy = [m for m in ('torch', 'trl', 'transformers') if m in sys.modules]; "
+        "print(heavy); assert not heavy; print(callable(g.read_curves))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     with pytest.raises(AttributeError):

@@ -40,28 +40,36 @@ def test_rewards_for_every_kind_are_registered() -> None:
 
 
 def test_schema_errors_subset() -> None:
-    schema = {"type": "object", "required": ["a"], "additionalProperties": False,
-              "properties": {"a": {"type": "integer"}, "b": {"type": "array", "items": {"enum": ["x", "y"]}}}}
+    schema = {
+        "type": "object",
+        "required": ["a"],
+        "additionalProperties": False,
+        "properties": {"a": {"type": "integer"}, "b": {"type": "array", "items": {"enum": ["x", "y"]}}},
+    }
     assert schema_errors({"a": 1, "b": ["x"]}, schema) == []
     assert schema_errors({"a": 1.0}, schema) == []  # a whole float is an integer in JSON
     assert schema_errors({"a": True}, schema) == ["$.a: expected integer, got bool"]  # a boolean is not
     assert schema_errors({"a": 1, "b": ["z"]}, schema) == ["$.b[0]: 'z' not in ['x', 'y']"]
     assert schema_errors({"a": 1, "c": 2}, schema) == ["$: unexpected field c"]
     assert schema_errors([], schema) == ["$: expected object, got list"]
-    assert schema_errors({"a": 1}, {"type": ["object", "null"], "minProperties": 5}) == []  # unknown keywords ignored
+    assert (
+        schema_errors({"a": 1}, {"type": ["object", "null"], "minProperties": 5}) == []
+    )  # unknown keywords ignored
 
 
 def test_json_schema_match_by_expected_shape_and_by_schema_column() -> None:
     completions = [
-        '{"name": "Bo", "age": 3, "tags": []}',                     # right shape, wrong values: still 1
+        '{"name": "Bo", "age": 3, "tags": []}',  # right shape, wrong values: still 1
         conv('Sure:\n```json\n{"name": "Bo", "age": 3, "tags": []}\n```'),  # fenced after a preamble
-        '{"name": "Bo", "age": "3", "tags": []}',                   # age is a string
-        '{"name": "Bo", "age": 3}',                                  # tags missing
+        '{"name": "Bo", "age": "3", "tags": []}',  # age is a string
+        '{"name": "Bo", "age": 3}',  # tags missing
         "name: Bo",
     ]
     assert json_schema_match(completions, [PERSON] * 5) == [1.0, 1.0, 0.0, 0.0, 0.0]
     schema = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
-    assert json_schema_match(['{"name": "x", "extra": 1}', '{"nom": "x"}'], [PERSON] * 2, schema=[schema] * 2) == [1.0, 0.0]
+    assert json_schema_match(
+        ['{"name": "x", "extra": 1}', '{"nom": "x"}'], [PERSON] * 2, schema=[schema] * 2
+    ) == [1.0, 0.0]
     assert schema_of(PERSON)["required"] == ["name", "age", "tags"]
 
 
@@ -87,16 +95,19 @@ def test_code_unit_tests_pass_fail_and_formats() -> None:
     assert code_unit_tests([future], [{"tests": "assert f(1) == 2"}]) == [1.0]
 
 
-@pytest.mark.parametrize("program", [
-    "import socket\nsocket.socket()",
-    "import _socket\n_socket.socket()",
-    "import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9')",
-    "import socket\nsocket.getaddrinfo('example.com', 80)",
-    "import subprocess\nsubprocess.run(['curl', 'http://example.com'])",
-    "import os\nos.system('true')",
-    "import os\nos.fork()",
-    "import ctypes\nctypes.CDLL(None)",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import socket\nsocket.socket()",
+        "import _socket\n_socket.socket()",
+        "import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9')",
+        "import socket\nsocket.getaddrinfo('example.com', 80)",
+        "import subprocess\nsubprocess.run(['curl', 'http://example.com'])",
+        "import os\nos.system('true')",
+        "import os\nos.fork()",
+        "import ctypes\nctypes.CDLL(None)",
+    ],
+)
 def test_code_sandbox_refuses_network_processes_and_ctypes(program: str) -> None:
     # The tests would pass if the program ran through: the refusal is what fails them.
     assert code_unit_tests([program + "\nok = 1"], [{"tests": "assert ok == 1"}]) == [0.0]
@@ -112,5 +123,8 @@ def test_code_timeout_is_enforced() -> None:
 def test_sandboxed_source_guard_comes_first() -> None:
     src = sandboxed_source('"""doc"""\nfrom __future__ import annotations\nx = 1', "assert x == 1")
     lines = src.splitlines()
-    assert lines[0] == "from __future__ import annotations" and lines.count("from __future__ import annotations") == 1
+    assert (
+        lines[0] == "from __future__ import annotations"
+        and lines.count("from __future__ import annotations") == 1
+    )
     assert src.index("addaudithook") < src.index("x = 1") < src.index("assert x == 1")

@@ -113,7 +113,11 @@ def test_cli_and_light_modules_import_without_the_ml_stack() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("KAIZEN_HOME", "KAIZEN_DB_URL")}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, ",".join(BLOCKED), ",".join(LIGHT_MODULES)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     lines = [x for x in proc.stdout.splitlines() if x.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, f"boundary script failed:\n{proc.stdout}\n{proc.stderr}"

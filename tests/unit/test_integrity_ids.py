@@ -57,7 +57,9 @@ def jsonl(path: Path, *records: dict) -> Path:
     return path
 
 
-def rec(text: str, output: str, verdict: str | None = None, correction: str | None = None, **kw: object) -> dict:
+def rec(
+    text: str, output: str, verdict: str | None = None, correction: str | None = None, **kw: object
+) -> dict:
     r = {"task": "intents", "messages": [{"role": "user", "content": text}], "output": output, **kw}
     if verdict:
         r["feedback"] = {"verdict": verdict} | ({"correction": correction} if correction else {})
@@ -65,14 +67,20 @@ def rec(text: str, output: str, verdict: str | None = None, correction: str | No
 
 
 def ingest(store: Store, path: Path, skip_invalid: bool = False):
-    return store.import_traces(parse_traces(path, skip_invalid=skip_invalid).traces, path=str(path), default_task=None,
-                               skip_invalid=skip_invalid)
+    return store.import_traces(
+        parse_traces(path, skip_invalid=skip_invalid).traces,
+        path=str(path),
+        default_task=None,
+        skip_invalid=skip_invalid,
+    )
 
 
 def rows(store: Store) -> tuple[int, int]:
     with Session(store.engine) as s:
-        return (s.execute(select(func.count()).select_from(TraceRow)).scalar_one(),
-                s.execute(select(func.count()).select_from(FeedbackRow)).scalar_one())
+        return (
+            s.execute(select(func.count()).select_from(TraceRow)).scalar_one(),
+            s.execute(select(func.count()).select_from(FeedbackRow)).scalar_one(),
+        )
 
 
 def view(store: Store, tid: str):
@@ -86,8 +94,11 @@ def view(store: Store, tid: str):
 def test_an_id_reused_in_another_file_is_refused_and_relabels_nothing(store: Store, tmp_path: Path) -> None:
     first = jsonl(tmp_path / "a.jsonl", rec("how much do I have", "balance", "pass", id="x"))
     ingest(store, first)
-    second = jsonl(tmp_path / "b.jsonl", rec("hello", "balance", id="y"),
-                   rec("card declined", "balance", "fail", "card_declined", id="x"))
+    second = jsonl(
+        tmp_path / "b.jsonl",
+        rec("hello", "balance", id="y"),
+        rec("card declined", "balance", "fail", "card_declined", id="x"),
+    )
     with pytest.raises(LogFormatError) as ei:
         ingest(store, second)
     msg = str(ei.value)
@@ -99,16 +110,27 @@ def test_an_id_reused_in_another_file_is_refused_and_relabels_nothing(store: Sto
 
 def test_skip_invalid_reports_the_collision_and_keeps_the_rest(store: Store, tmp_path: Path) -> None:
     ingest(store, jsonl(tmp_path / "a.jsonl", rec("how much do I have", "balance", "pass", id="x")))
-    stats = ingest(store, jsonl(tmp_path / "b.jsonl", rec("hello", "balance", id="y"),
-                                rec("card declined", "balance", "fail", "card_declined", id="x")), skip_invalid=True)
+    stats = ingest(
+        store,
+        jsonl(
+            tmp_path / "b.jsonl",
+            rec("hello", "balance", id="y"),
+            rec("card declined", "balance", "fail", "card_declined", id="x"),
+        ),
+        skip_invalid=True,
+    )
     assert (stats.imported, stats.invalid, stats.feedback_added) == (1, 1, 0)
     assert "already used by a different trace" in stats.errors[0]
     assert view(store, "x").gold == "balance"
 
 
 def test_an_id_used_twice_in_one_file_names_both_lines(store: Store, tmp_path: Path) -> None:
-    f = jsonl(tmp_path / "a.jsonl", rec("how much do I have", "balance", "pass", id="x"), rec("other", "transfer", id="z"),
-              rec("card declined", "balance", "fail", "card_declined", id="x"))
+    f = jsonl(
+        tmp_path / "a.jsonl",
+        rec("how much do I have", "balance", "pass", id="x"),
+        rec("other", "transfer", id="z"),
+        rec("card declined", "balance", "fail", "card_declined", id="x"),
+    )
     with pytest.raises(LogFormatError, match=rf"^{f}:3: id: .*\({f}:1\)"):
         ingest(store, f)
     assert rows(store) == (0, 0)
@@ -116,34 +138,47 @@ def test_an_id_used_twice_in_one_file_names_both_lines(store: Store, tmp_path: P
 
 def test_the_same_record_again_is_a_duplicate_and_its_feedback_counts(store: Store, tmp_path: Path) -> None:
     ingest(store, jsonl(tmp_path / "a.jsonl", rec("how much do I have", "balance", id="x")))
-    stats = ingest(store, jsonl(tmp_path / "b.jsonl", rec("how much do I have", "balance", "fail", "transfer", id="x")))
+    stats = ingest(
+        store, jsonl(tmp_path / "b.jsonl", rec("how much do I have", "balance", "fail", "transfer", id="x"))
+    )
     assert (stats.imported, stats.duplicates, stats.feedback_added) == (0, 1, 1)
     assert view(store, "x").gold == "transfer"
 
 
 def vllm_pair(rid: str, text: str, output: str) -> str:
     prompt = f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
-    return (f"INFO 01-01 00:00:00 [logger.py:43] Received request {rid}: prompt: {prompt!r}, params: None, "
-            "prompt_token_ids: None, prompt_embeds shape: None, lora_request: None.\n"
-            f"INFO 01-01 00:00:01 [logger.py:71] Generated response {rid}: output: {output!r}, output_token_ids: None, "
-            "finish_reason: stop\n")
+    return (
+        f"INFO 01-01 00:00:00 [logger.py:43] Received request {rid}: prompt: {prompt!r}, params: None, "
+        "prompt_token_ids: None, prompt_embeds shape: None, lora_request: None.\n"
+        f"INFO 01-01 00:00:01 [logger.py:71] Generated response {rid}: output: {output!r}, output_token_ids: None, "
+        "finish_reason: stop\n"
+    )
 
 
 def test_a_reused_vllm_request_id_is_refused(store: Store, tmp_path: Path) -> None:
     log = tmp_path / "vllm.log"
-    log.write_text(vllm_pair("req-1", "how much do I have", "balance") + vllm_pair("req-1", "my card was declined", "balance"))
-    with pytest.raises(LogFormatError, match=rf"^{log}:4: id: trace id 'req-1' is already used .*\({log}:2\)"):
+    log.write_text(
+        vllm_pair("req-1", "how much do I have", "balance")
+        + vllm_pair("req-1", "my card was declined", "balance")
+    )
+    with pytest.raises(
+        LogFormatError, match=rf"^{log}:4: id: trace id 'req-1' is already used .*\({log}:2\)"
+    ):
         store.import_traces(parse_traces(log).traces, path=str(log), default_task="intents")
     # feedback keyed by the request id can only ever reach the first request
-    stats = store.import_traces(parse_traces(log, skip_invalid=True).traces, path=str(log), default_task="intents",
-                                skip_invalid=True)
+    stats = store.import_traces(
+        parse_traces(log, skip_invalid=True).traces, path=str(log), default_task="intents", skip_invalid=True
+    )
     assert (stats.imported, stats.invalid) == (1, 1)
     assert view(store, "req-1").messages[0]["content"] == "how much do I have"
 
 
 def test_two_vllm_requests_in_flight_with_one_id_are_refused(tmp_path: Path) -> None:
     """Interleaved, their responses could pair with the wrong prompt: neither is imported."""
-    a, b = vllm_pair("dup", "how much do I have", "balance").splitlines(), vllm_pair("dup", "card declined", "x").splitlines()
+    a, b = (
+        vllm_pair("dup", "how much do I have", "balance").splitlines(),
+        vllm_pair("dup", "card declined", "x").splitlines(),
+    )
     log = tmp_path / "vllm.log"
     log.write_text("\n".join([a[0], b[0], a[1], b[1]]) + "\n")
     res = parse_traces(log, skip_invalid=True)
@@ -208,8 +243,9 @@ def test_cli_feedback_sequence(ws_dir: Path, tmp_path: Path, capsys: pytest.Capt
 
 
 @pytest.mark.parametrize("skip_invalid", [True, False])
-def test_a_writer_between_staging_and_publishing_is_seen(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         skip_invalid: bool) -> None:
+def test_a_writer_between_staging_and_publishing_is_seen(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skip_invalid: bool
+) -> None:
     """Just before the publishing transaction takes the write lock, another connection stores trace
     "a" (same content, with a "fail") and trace "b" (other content): "a" becomes a duplicate whose
     "pass" is still the latest, "b" is refused, and the other writer's rows are untouched."""
@@ -218,14 +254,21 @@ def test_a_writer_between_staging_and_publishing_is_seen(store: Store, tmp_path:
 
     def late_writer(s) -> None:
         monkeypatch.setattr(staging, "hold_write_lock", real)
-        theirs = jsonl(tmp_path / "theirs.jsonl", rec("how much do I have", "balance", "fail", "transfer", id="a"),
-                       rec("something else", "transfer", id="b"))
+        theirs = jsonl(
+            tmp_path / "theirs.jsonl",
+            rec("how much do I have", "balance", "fail", "transfer", id="a"),
+            rec("something else", "transfer", id="b"),
+        )
         ingest(other, theirs)
         real(s)
 
     monkeypatch.setattr(staging, "hold_write_lock", late_writer)
-    ours = jsonl(tmp_path / "ours.jsonl", rec("how much do I have", "balance", "pass", id="a"),
-                 rec("card declined", "balance", "fail", "card_declined", id="b"), rec("hello", "balance", id="c"))
+    ours = jsonl(
+        tmp_path / "ours.jsonl",
+        rec("how much do I have", "balance", "pass", id="a"),
+        rec("card declined", "balance", "fail", "card_declined", id="b"),
+        rec("hello", "balance", id="c"),
+    )
     if not skip_invalid:
         with pytest.raises(LogFormatError, match=r"trace id 'b' was just stored by another import"):
             ingest(store, ours)

@@ -28,15 +28,19 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 @pytest.fixture
 def ws(tmp_path: Path, kaizen_db: str | None):
     w, _ = init_workspace(tmp_path / "ws")
-    w.store.add_task(TaskSpec(name=TASK, kind="classification", labels=["balance", "transfer", "card_declined"]))
+    w.store.add_task(
+        TaskSpec(name=TASK, kind="classification", labels=["balance", "transfer", "card_declined"])
+    )
     yield w
     w.store.close()
 
 
 def request(rid: str, text: str) -> str:
     prompt = f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
-    return (f"INFO 01-01 00:00:00 [logger.py:43] Received request {rid}: prompt: {prompt!r}, params: None, "
-            "prompt_token_ids: None, prompt_embeds shape: None, lora_request: None.\n")
+    return (
+        f"INFO 01-01 00:00:00 [logger.py:43] Received request {rid}: prompt: {prompt!r}, params: None, "
+        "prompt_token_ids: None, prompt_embeds shape: None, lora_request: None.\n"
+    )
 
 
 def response(rid: str, output: str) -> str:
@@ -58,14 +62,24 @@ def texts(ws) -> dict[str, str]:
 
 def test_vllm_request_and_response_in_different_ticks_pair_later(ws, tmp_path: Path) -> None:
     log = tmp_path / "vllm.log"
-    log.write_text("INFO 01-01 00:00:00 [api_server.py:1] vLLM API server version 0.10.0\n"
-                   + request("r1", "balance please") + response("r1", "balance") + request("r2", "send 20 to bob"))
+    log.write_text(
+        "INFO 01-01 00:00:00 [api_server.py:1] vLLM API server version 0.10.0\n"
+        + request("r1", "balance please")
+        + response("r1", "balance")
+        + request("r2", "send 20 to bob")
+    )
     r1 = tick(ws, log)
     assert (r1.imported, r1.pending_requests, r1.invalid) == (1, 1, 0)
-    assert cursor_positions(ws.store, TASK)[str(log.resolve())] == log.stat().st_size  # moved past the waiting request
+    assert (
+        cursor_positions(ws.store, TASK)[str(log.resolve())] == log.stat().st_size
+    )  # moved past the waiting request
     r2 = tick(ws, log)  # nothing new: the request keeps waiting, nothing is reported twice
     assert (r2.imported, r2.pending_requests, r2.files) == (0, 1, 0)
-    append(log, "INFO 01-01 00:00:02 [metrics.py:1] Avg prompt throughput: 1.0 tokens/s\n" + response("r2", "transfer"))
+    append(
+        log,
+        "INFO 01-01 00:00:02 [metrics.py:1] Avg prompt throughput: 1.0 tokens/s\n"
+        + response("r2", "transfer"),
+    )
     r3 = tick(ws, log)
     assert (r3.imported, r3.pending_requests, r3.invalid) == (1, 0, 0)
     assert texts(ws) == {"r1": "balance please", "r2": "send 20 to bob"}
@@ -90,11 +104,15 @@ def test_a_request_id_reused_in_a_later_tick_is_reported(ws, tmp_path: Path) -> 
     assert tick(ws, log).pending_requests == 1
     append(log, response("r1", "balance"))
     r = tick(ws, log)
-    assert (r.imported, r.invalid) == (0, 1) and r.errors[0].startswith(f"{log}:4: id: trace id 'r1' is already used")
+    assert (r.imported, r.invalid) == (0, 1) and r.errors[0].startswith(
+        f"{log}:4: id: trace id 'r1' is already used"
+    )
     assert texts(ws) == {"r1": "balance please"}
 
 
-def test_waiting_requests_are_bounded_and_reported(ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_waiting_requests_are_bounded_and_reported(
+    ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tick_ingest, "PENDING_MAX", 2)
     log = tmp_path / "vllm.log"
     log.write_text("".join(request(f"r{i}", f"message {i}") for i in range(3)))
@@ -106,10 +124,14 @@ def test_waiting_requests_are_bounded_and_reported(ws, tmp_path: Path, monkeypat
     assert r.imported == 1 and list(texts(ws).values()) == ["message 2"]
 
 
-def test_a_line_over_the_size_limit_is_reported_and_passed(ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_line_over_the_size_limit_is_reported_and_passed(
+    ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tick_ingest, "MAX_LINE_BYTES", 1000)
     monkeypatch.setattr(tick_ingest, "MAX_CHUNK_BYTES", 4000)  # the long line does not even fit one chunk
-    good = json.dumps({"messages": [{"role": "user", "content": "balance please"}], "output": "balance"}) + "\n"
+    good = (
+        json.dumps({"messages": [{"role": "user", "content": "balance please"}], "output": "balance"}) + "\n"
+    )
     huge = json.dumps({"messages": [{"role": "user", "content": "x" * 6000}], "output": "balance"})
     f = tmp_path / "app.jsonl"
     f.write_text(good + huge[:5000])  # the long line is still being written
@@ -117,7 +139,9 @@ def test_a_line_over_the_size_limit_is_reported_and_passed(ws, tmp_path: Path, m
     r = tick(ws, f)
     assert r.imported == 0 and r.invalid == 0 and "not finished yet" in r.errors[0]  # reported, not silent
     append(f, huge[5000:] + "\n" + good.replace("balance please", "my balance"))
-    r = tick(ws, f)  # the long line ends: reported, passed, and the line after it is read (not 0 bytes forever)
+    r = tick(
+        ws, f
+    )  # the long line ends: reported, passed, and the line after it is read (not 0 bytes forever)
     assert r.invalid == 1 and r.errors[0].startswith(f"{f}:2: <line>: line is longer than 1000 bytes")
     assert r.imported == 1 and cursor_positions(ws.store, TASK)[str(f.resolve())] == f.stat().st_size
     assert sorted(texts(ws).values()) == ["balance please", "my balance"]
@@ -140,7 +164,9 @@ def test_openai_batch_output_in_a_tick_finds_its_sibling_input(ws, tmp_path: Pat
     src = batch_dir(tmp_path)
     r = tick(ws, src)
     out = src / "batch_output.jsonl"
-    assert r.files == 1 and r.imported + r.invalid == n_records(out) and r.imported > 0  # the input file is not a log
+    assert (
+        r.files == 1 and r.imported + r.invalid == n_records(out) and r.imported > 0
+    )  # the input file is not a log
     assert str((src / "batch_input.jsonl").resolve()) not in cursor_positions(ws.store, TASK)
 
 
@@ -148,7 +174,9 @@ def test_openai_batch_without_its_input_keeps_the_cursor_until_it_is_given(ws, t
     src = batch_dir(tmp_path, sibling=False)
     out = src / "batch_output.jsonl"
     r = tick(ws, src)
-    assert r.imported == 0 and "--batch-input" in r.errors[0] and "read again once this is fixed" in r.errors[0]
+    assert (
+        r.imported == 0 and "--batch-input" in r.errors[0] and "read again once this is fixed" in r.errors[0]
+    )
     assert cursor_positions(ws.store, TASK).get(str(out.resolve()), 0) == 0  # nothing unread is passed
     elsewhere = tmp_path / "inputs" / "requests.jsonl"
     elsewhere.parent.mkdir()
@@ -161,8 +189,14 @@ def test_openai_batch_without_its_input_keeps_the_cursor_until_it_is_given(ws, t
 def test_feedback_one_tick_before_its_trace_waits(ws, tmp_path: Path) -> None:
     src = tmp_path / "logs"
     src.mkdir()
-    trace = {"id": "t1", "messages": [{"role": "user", "content": "my card was declined"}], "output": "balance"}
-    (src / "app.feedback.jsonl").write_text(json.dumps({"trace_id": "t1", "verdict": "fail", "correction": "card_declined"}) + "\n")
+    trace = {
+        "id": "t1",
+        "messages": [{"role": "user", "content": "my card was declined"}],
+        "output": "balance",
+    }
+    (src / "app.feedback.jsonl").write_text(
+        json.dumps({"trace_id": "t1", "verdict": "fail", "correction": "card_declined"}) + "\n"
+    )
     r = tick(ws, src)
     assert (r.feedback_added, r.pending_feedback, r.invalid) == (0, 1, 0)
     (src / "app.jsonl").write_text(json.dumps(trace) + "\n")
@@ -174,19 +208,31 @@ def test_feedback_one_tick_before_its_trace_waits(ws, tmp_path: Path) -> None:
         assert list(s.exec(select(PendingRow))) == []
 
 
-def test_waiting_feedback_keeps_its_order_and_expires(ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_waiting_feedback_keeps_its_order_and_expires(
+    ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from datetime import timedelta
 
     src = tmp_path / "logs"
     src.mkdir()
     fb = src / "a.feedback.jsonl"
-    fb.write_text(json.dumps({"trace_id": "t1", "verdict": "fail", "correction": "transfer"}) + "\n"
-                  + json.dumps({"trace_id": "gone", "verdict": "pass"}) + "\n")
+    fb.write_text(
+        json.dumps({"trace_id": "t1", "verdict": "fail", "correction": "transfer"})
+        + "\n"
+        + json.dumps({"trace_id": "gone", "verdict": "pass"})
+        + "\n"
+    )
     tick(ws, src)
-    append(fb, json.dumps({"trace_id": "t1", "verdict": "pass"}) + "\n")  # a later verdict, still before the trace
+    append(
+        fb, json.dumps({"trace_id": "t1", "verdict": "pass"}) + "\n"
+    )  # a later verdict, still before the trace
     assert tick(ws, src).pending_feedback == 3
-    (src / "b.jsonl").write_text(json.dumps({"id": "t1", "messages": [{"role": "user", "content": "hi"}], "output": "balance"}) + "\n")
-    monkeypatch.setitem(tick_ingest.PENDING_TTL, "feedback", timedelta(seconds=-1))  # everything still waiting is too old
+    (src / "b.jsonl").write_text(
+        json.dumps({"id": "t1", "messages": [{"role": "user", "content": "hi"}], "output": "balance"}) + "\n"
+    )
+    monkeypatch.setitem(
+        tick_ingest.PENDING_TTL, "feedback", timedelta(seconds=-1)
+    )  # everything still waiting is too old
     r = tick(ws, src)
     assert ws.store.traces(TASK)[0].verdict is None  # expired before the trace came: dropped, not misapplied
     assert r.invalid == 3 and r.pending_feedback == 0
@@ -196,11 +242,15 @@ def test_waiting_feedback_keeps_its_order_and_expires(ws, tmp_path: Path, monkey
 def test_waiting_feedback_is_applied_in_the_order_it_arrived(ws, tmp_path: Path) -> None:
     src = tmp_path / "logs"
     src.mkdir()
-    (src / "a.feedback.jsonl").write_text(json.dumps({"trace_id": "t1", "verdict": "fail", "correction": "transfer"}) + "\n")
+    (src / "a.feedback.jsonl").write_text(
+        json.dumps({"trace_id": "t1", "verdict": "fail", "correction": "transfer"}) + "\n"
+    )
     tick(ws, src)
     (src / "b.feedback.jsonl").write_text(json.dumps({"trace_id": "t1", "verdict": "pass"}) + "\n")
     tick(ws, src)
-    (src / "c.jsonl").write_text(json.dumps({"id": "t1", "messages": [{"role": "user", "content": "hi"}], "output": "balance"}) + "\n")
+    (src / "c.jsonl").write_text(
+        json.dumps({"id": "t1", "messages": [{"role": "user", "content": "hi"}], "output": "balance"}) + "\n"
+    )
     r = tick(ws, src)
     assert (r.feedback_added, r.pending_feedback) == (2, 0)
     assert ws.store.traces(TASK)[0].verdict == "pass"
@@ -210,10 +260,14 @@ def test_unknown_schedule_format_is_refused_at_load(ws, tmp_path: Path) -> None:
     from kaizen.tools.config import load_settings
 
     (tmp_path / "k.yaml").write_text("schedule:\n  format: bogus\n")
-    with pytest.raises(ConfigError, match=r"schedule.format: unknown log format 'bogus': use one of auto, kaizen"):
+    with pytest.raises(
+        ConfigError, match=r"schedule.format: unknown log format 'bogus': use one of auto, kaizen"
+    ):
         load_settings(tmp_path / "k.yaml")
     from kaizen.workflows.schedule.job import policy_for
 
-    with pytest.raises(ConfigError, match=r"^schedule.format: unknown log format 'bogus'") as ei:  # tick --format bogus
+    with pytest.raises(
+        ConfigError, match=r"^schedule.format: unknown log format 'bogus'"
+    ) as ei:  # tick --format bogus
         policy_for(ws, {"format": "bogus"})
     assert "\n" not in str(ei.value)

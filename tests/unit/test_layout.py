@@ -58,8 +58,12 @@ def _room(path: Path) -> tuple[str, str | None]:
 
 
 def test_no_bare_top_level_imports() -> None:
-    bad = [f"{p.relative_to(ROOT)}:{line}: import {mod}" for p in _py_files(*CODE_DIRS, "tests", "examples")
-           for line, mod in _imports(p) if BARE.match(mod)]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line}: import {mod}"
+        for p in _py_files(*CODE_DIRS, "tests", "examples")
+        for line, mod in _imports(p)
+        if BARE.match(mod)
+    ]
     assert not bad, "import through the kaizen namespace (kaizen.tools …):\n" + "\n".join(bad)
 
 
@@ -71,7 +75,7 @@ def test_no_bare_module_paths_in_strings() -> None:
         for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and "\n" not in node.value:
                 for m in BARE_IN_STRING.finditer(node.value):
-                    if not node.value[max(0, m.start() - 7):m.start()].endswith("kaizen."):
+                    if not node.value[max(0, m.start() - 7) : m.start()].endswith("kaizen."):
                         bad.append(f"{p.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
     assert not bad, "module paths in strings must start with kaizen.:\n" + "\n".join(bad)
 
@@ -82,8 +86,11 @@ def test_layers_point_one_way() -> None:
     bad = []
     for p in _py_files("tools", "agent"):
         layer, _ = _room(p)
-        bad += [f"{p.relative_to(ROOT)}:{line}: {mod}" for line, mod in _imports(p)
-                if any(mod == f or mod.startswith(f + ".") for f in forbidden[layer])]
+        bad += [
+            f"{p.relative_to(ROOT)}:{line}: {mod}"
+            for line, mod in _imports(p)
+            if any(mod == f or mod.startswith(f + ".") for f in forbidden[layer])
+        ]
     assert not bad, "workflows → agent → tools, never back:\n" + "\n".join(bad)
 
 
@@ -93,7 +100,9 @@ def test_workflow_rooms_import_only_what_they_may() -> None:
         _, room = _room(p)
         if room is None:
             continue
-        assert room in ROOM_DEPS, f"workflows/{room}/ is a new room: add it to ROOM_DEPS with what it may import"
+        assert room in ROOM_DEPS, (
+            f"workflows/{room}/ is a new room: add it to ROOM_DEPS with what it may import"
+        )
         allowed = ROOM_DEPS[room]
         for line, mod in _imports(p):
             parts = mod.split(".")
@@ -101,19 +110,29 @@ def test_workflow_rooms_import_only_what_they_may() -> None:
                 continue
             target = parts[2] if parts[1] == "workflows" and len(parts) > 2 else parts[1]
             if target != room and "*" not in allowed and target not in allowed:
-                bad.append(f"{p.relative_to(ROOT)}:{line}: {mod} (workflows/{room} may import {sorted(allowed)})")
+                bad.append(
+                    f"{p.relative_to(ROOT)}:{line}: {mod} (workflows/{room} may import {sorted(allowed)})"
+                )
     assert not bad, "\n".join(bad)
 
 
 def test_pyproject_lists_every_package() -> None:
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(cfg["packages"])
-    on_disk = {"kaizen." + ".".join(p.parent.relative_to(ROOT).parts) for p in _py_files(*CODE_DIRS) if p.name == "__init__.py"}
-    assert listed == on_disk, f"missing from pyproject: {sorted(on_disk - listed)}; stale: {sorted(listed - on_disk)}"
+    on_disk = {
+        "kaizen." + ".".join(p.parent.relative_to(ROOT).parts)
+        for p in _py_files(*CODE_DIRS)
+        if p.name == "__init__.py"
+    }
+    assert listed == on_disk, (
+        f"missing from pyproject: {sorted(on_disk - listed)}; stale: {sorted(listed - on_disk)}"
+    )
     assert cfg["package-dir"] == {f"kaizen.{d}": d for d in CODE_DIRS}
 
 
-@pytest.mark.parametrize("bad", ["import tools.lock", "from agent import graph", "from workflows.cli import main"])
+@pytest.mark.parametrize(
+    "bad", ["import tools.lock", "from agent import graph", "from workflows.cli import main"]
+)
 def test_the_bare_import_check_can_fail(tmp_path: Path, bad: str) -> None:
     f = tmp_path / "x.py"
     f.write_text(bad + "\n")

@@ -58,20 +58,33 @@ def dead_pid() -> int:
 
 def try_from_another_process(store: Store, **env: str) -> subprocess.CompletedProcess[str]:
     """``task_lock`` attempted by a second process (optionally claiming another host id)."""
-    code = ("import sys; from kaizen.tools.store import Store; from kaizen.tools.lock import task_lock\n"
-            "from kaizen.tools.errors import LockedError\n"
-            "try:\n"
-            f"    with task_lock(Store({store.url!r}), {T!r}, 'second'): print('acquired')\n"
-            "except LockedError as e: print(e); sys.exit(4)\n")
-    return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
-                          env=os.environ | env)
+    code = (
+        "import sys; from kaizen.tools.store import Store; from kaizen.tools.lock import task_lock\n"
+        "from kaizen.tools.errors import LockedError\n"
+        "try:\n"
+        f"    with task_lock(Store({store.url!r}), {T!r}, 'second'): print('acquired')\n"
+        "except LockedError as e: print(e); sys.exit(4)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | env,
+    )
 
 
 def test_the_lock_records_the_holder_and_lives_as_long_as_the_block(store: Store) -> None:
     before = utcnow()
     with task_lock(store, T, "run-a") as held:
         row = lock.holder(store, T)
-        assert (row.run_id, row.pid, row.host, row.proc_start) == ("run-a", os.getpid(), host_id(), process_start(os.getpid()))
+        assert (row.run_id, row.pid, row.host, row.proc_start) == (
+            "run-a",
+            os.getpid(),
+            host_id(),
+            process_start(os.getpid()),
+        )
         assert row.heartbeat.replace(tzinfo=before.tzinfo) >= before - timedelta(seconds=1)
         assert held.job_id == "run-a" and not held.lost.is_set()
     assert lock.holder(store, T) is None
@@ -97,7 +110,13 @@ def test_another_thread_or_process_is_refused(store: Store) -> None:
         out = try_from_another_process(store)
     (err,) = errors
     msg = str(err)
-    assert "busy" in msg and "run-a" in msg and str(os.getpid()) in msg and host_id() in msg and err.exit_code == 4
+    assert (
+        "busy" in msg
+        and "run-a" in msg
+        and str(os.getpid()) in msg
+        and host_id() in msg
+        and err.exit_code == 4
+    )
     assert out.returncode == 4 and "run-a" in out.stdout
     assert lock.holder(store, T) is None
 
@@ -109,13 +128,17 @@ def test_other_tasks_are_independent(store: Store) -> None:
 
 def test_the_holding_thread_re_enters_and_only_the_outer_block_releases(store: Store) -> None:
     with task_lock(store, T, "tick-1") as outer:
-        with task_lock(store, T, "run-7") as inner:  # a tick resuming a repair: it works under the tick's lock
+        with task_lock(
+            store, T, "run-7"
+        ) as inner:  # a tick resuming a repair: it works under the tick's lock
             assert inner is outer and lock.holder(store, T).run_id == "tick-1"
         assert lock.holder(store, T).run_id == "tick-1"
     assert lock.holder(store, T) is None
 
 
-def test_a_job_longer_than_the_stale_limit_keeps_its_lock(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_longer_than_the_stale_limit_keeps_its_lock(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The heartbeat comes from a thread, not from the job: a silent 'node' of 1.5 s against a 0.5 s limit."""
     monkeypatch.setenv("KAIZEN_LOCK_STALE_AFTER_S", "0.5")
     monkeypatch.setenv("KAIZEN_LOCK_HEARTBEAT_S", "0.1")
@@ -166,7 +189,9 @@ def test_a_reused_pid_does_not_hold_the_task(store: Store, capsys: pytest.Captur
         sleeper.wait()
 
 
-def test_a_holder_on_another_host_is_judged_by_its_heartbeat_only(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_holder_on_another_host_is_judged_by_its_heartbeat_only(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
     lock.acquire(store, T, "run-remote")
     set_lock(store, pid=dead_pid(), host="other-host")  # its pid means nothing here
     with pytest.raises(LockedError, match="run-remote"), task_lock(store, T, "run-b"):
@@ -188,7 +213,9 @@ def test_a_row_from_before_v4_keeps_the_old_rules(store: Store) -> None:
         assert lock.holder(store, T).run_id == "run-b"
 
 
-def test_two_jobs_taking_over_the_same_stale_lock_cannot_both_win(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_jobs_taking_over_the_same_stale_lock_cannot_both_win(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lock.acquire(store, T, "run-dead")
     set_lock(store, pid=dead_pid())
     other = Store(store.url)
@@ -235,10 +262,14 @@ def test_a_v3_database_gains_the_start_time_column_in_place(tmp_path: Path) -> N
     ws.store.close()
     con = sqlite3.connect(ws.state / "kaizen.db")
     con.execute("DROP TABLE task_lock")
-    con.execute("CREATE TABLE task_lock (task VARCHAR NOT NULL PRIMARY KEY, run_id VARCHAR NOT NULL, pid INTEGER NOT NULL, "
-                "host VARCHAR NOT NULL, heartbeat DATETIME NOT NULL)")
-    con.execute("INSERT INTO task_lock VALUES ('intents', 'run-old', ?, ?, ?)",
-                (os.getpid(), host_id(), utcnow().replace(tzinfo=None).isoformat(sep=" ")))
+    con.execute(
+        "CREATE TABLE task_lock (task VARCHAR NOT NULL PRIMARY KEY, run_id VARCHAR NOT NULL, pid INTEGER NOT NULL, "
+        "host VARCHAR NOT NULL, heartbeat DATETIME NOT NULL)"
+    )
+    con.execute(
+        "INSERT INTO task_lock VALUES ('intents', 'run-old', ?, ?, ?)",
+        (os.getpid(), host_id(), utcnow().replace(tzinfo=None).isoformat(sep=" ")),
+    )
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.commit()
     con.close()
@@ -252,5 +283,7 @@ def test_a_v3_database_gains_the_start_time_column_in_place(tmp_path: Path) -> N
         store.close()
     con = sqlite3.connect(ws.state / "kaizen.db")
     assert "proc_start" in {r[1] for r in con.execute("PRAGMA table_info(task_lock)")}
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
     con.close()

@@ -141,7 +141,7 @@ def test_parse_json_object() -> None:
     assert parse_json_object('{"a": 1}') == {"a": 1}
     assert parse_json_object('```json\n{"a": {"b": [1, 2]}}\n```') == {"a": {"b": [1, 2]}}
     assert parse_json_object('Here you go: {"a": "}"} hope it helps {"b": 2}') == {"a": "}"}
-    assert parse_json_object("{not json} then {\"a\": 2}") == {"a": 2}
+    assert parse_json_object('{not json} then {"a": 2}') == {"a": 2}
     assert parse_json_object("[1, 2]") is None
     assert parse_json_object("no json here") is None
     assert parse_json_object("") is None

@@ -35,8 +35,10 @@ from kaizen.workflows.bench.perturb import (
 
 LABELS = ["card_declined", "balance", "transfer", "bill_due", "freeze_account"]
 TEXTS = [
-    ("Why was my card declined at the store yesterday? I have money in the account, please help.",
-     "card_declined"),
+    (
+        "Why was my card declined at the store yesterday? I have money in the account, please help.",
+        "card_declined",
+    ),
     ("can you tell me what the balance is on my checking account", "balance"),
     ("I need to transfer $200 to my friend's account today!", "transfer"),
     ("When is my electricity bill due?", "bill_due"),
@@ -147,7 +149,7 @@ def _near_duplicate(text: str, out: str) -> None:
 
 def _abbreviation(text: str, out: str) -> None:
     shortened = len(out) < len(text) and len(out.split()) == len(text.split())
-    tail = out.startswith(text) and out[len(text):].strip() in {"pls", "thx", "asap", "plz", "tia"}
+    tail = out.startswith(text) and out[len(text) :].strip() in {"pls", "thx", "asap", "plz", "tia"}
     assert shortened or tail
 
 
@@ -178,7 +180,7 @@ def _false_premise(text: str, label: str, out: str, corr: str | None) -> None:
 
 def _injection(text: str, label: str, out: str, corr: str | None) -> None:
     assert out.startswith(text) and corr in LABELS and corr != label
-    tail = out[len(text):].lower()
+    tail = out[len(text) :].lower()
     assert corr in tail and ("ignore" in tail or "disregard" in tail or "system:" in tail)
 
 
@@ -206,26 +208,47 @@ def _empty(text: str, label: str, out: str, corr: str | None) -> None:
 
 
 CHECKS: dict[str, Callable[[str, str, str, str | None], None]] = {
-    "typo": _fixable(_typo), "casing": _fixable(_casing), "grammar": _fixable(_grammar),
-    "truncation": _fixable(_truncation), "preamble": _fixable(_prefix), "retry": _fixable(_prefix),
-    "signature": _fixable(_suffix), "filler": _fixable(_filler), "emoji": _fixable(_emoji),
-    "stutter": _fixable(_stutter), "code_switch": _fixable(_code_switch),
-    "near_duplicate": _fixable(_near_duplicate), "abbreviation": _fixable(_abbreviation),
-    "punctuation_loss": _fixable(_punctuation_loss), "whitespace": _fixable(_whitespace),
-    "label_flip": _label_flip, "off_label_correction": _off_label, "false_premise": _false_premise,
-    "prompt_injection": _injection, "jailbreak": _jailbreak, "off_domain": _replaced(0.25),
-    "gibberish": _gibberish, "empty": _empty,
+    "typo": _fixable(_typo),
+    "casing": _fixable(_casing),
+    "grammar": _fixable(_grammar),
+    "truncation": _fixable(_truncation),
+    "preamble": _fixable(_prefix),
+    "retry": _fixable(_prefix),
+    "signature": _fixable(_suffix),
+    "filler": _fixable(_filler),
+    "emoji": _fixable(_emoji),
+    "stutter": _fixable(_stutter),
+    "code_switch": _fixable(_code_switch),
+    "near_duplicate": _fixable(_near_duplicate),
+    "abbreviation": _fixable(_abbreviation),
+    "punctuation_loss": _fixable(_punctuation_loss),
+    "whitespace": _fixable(_whitespace),
+    "label_flip": _label_flip,
+    "off_label_correction": _off_label,
+    "false_premise": _false_premise,
+    "prompt_injection": _injection,
+    "jailbreak": _jailbreak,
+    "off_domain": _replaced(0.25),
+    "gibberish": _gibberish,
+    "empty": _empty,
 }
 
 
 # ------------------------------------------------------------------------------------ registry
 def test_module_is_pure_no_ml_stack_imported() -> None:
     """The benchmark generator must run where torch is not installed (and import fast)."""
-    code = ("import sys, kaizen.workflows.bench.perturb; "
-            "print(sorted(m for m in sys.modules if m.partition('.')[0] in "
-            "{'torch', 'transformers', 'trl', 'peft', 'vllm', 'datasets', 'numpy'} or m.startswith('kaizen.tools')))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          cwd=__file__.rsplit("/tests/", 1)[0])
+    code = (
+        "import sys, kaizen.workflows.bench.perturb; "
+        "print(sorted(m for m in sys.modules if m.partition('.')[0] in "
+        "{'torch', 'transformers', 'trl', 'peft', 'vllm', 'datasets', 'numpy'} or m.startswith('kaizen.tools')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=__file__.rsplit("/tests/", 1)[0],
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -388,6 +411,7 @@ def test_hits_do_not_depend_on_which_other_perturbations_are_enabled() -> None:
     items = corpus(800)
     alone = perturb(items, LABELS, seed=10, rates=only(typo=0.3), poison_rate=0)
     crowd = perturb(items, LABELS, seed=10, rates={"typo": 0.3}, poison_rate=0)
+
     def hit(out: list[PerturbedItem]) -> set[str]:
         return {o.id for o in out if "typo" in o.perturbations}
 

@@ -31,7 +31,10 @@ SERVED_ALIASES = {"production", "previous"}
 def direct_alias_moves(path: Path) -> list[str]:
     """``line: call`` for every promote/rollback that bypasses the hot swap in ``path``."""
     tree = ast.parse(path.read_text(), str(path))
-    modules, functions = {"registry"}, set()  # names bound to kaizen.tools.registry / to its promote, rollback
+    modules, functions = (
+        {"registry"},
+        set(),
+    )  # names bound to kaizen.tools.registry / to its promote, rollback
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "kaizen.tools":
             modules |= {a.asname or a.name for a in node.names if a.name == "registry"}
@@ -51,37 +54,63 @@ def direct_alias_moves(path: Path) -> list[str]:
             if target in modules or target.endswith("kaizen.tools.registry"):
                 bad.append(f"{node.lineno}: {target}.{f.attr}(…)")
         elif isinstance(f, ast.Attribute) and f.attr == "set_aliases":
-            keys = {k.value for a in node.args if isinstance(a, ast.Dict) for k in a.keys if isinstance(k, ast.Constant)}
+            keys = {
+                k.value
+                for a in node.args
+                if isinstance(a, ast.Dict)
+                for k in a.keys
+                if isinstance(k, ast.Constant)
+            }
             if keys & SERVED_ALIASES:
                 bad.append(f"{node.lineno}: set_aliases({sorted(keys & SERVED_ALIASES)})")
     return bad
 
 
 def test_no_workflow_or_agent_moves_production_around_the_hot_swap() -> None:
-    bad = [f"{p.relative_to(ROOT)}:{b}" for d in ("agent", "workflows", "tools") for p in sorted((ROOT / d).rglob("*.py"))
-           if str(p.relative_to(ROOT)) not in ALLOWED for b in direct_alias_moves(p)]
-    assert not bad, ("promote/rollback through kaizen.tools.serve.hotswap.promote_and_swap / rollback_and_swap, so a running "
-                     "`kaizen serve` switches first:\n" + "\n".join(bad))
+    bad = [
+        f"{p.relative_to(ROOT)}:{b}"
+        for d in ("agent", "workflows", "tools")
+        for p in sorted((ROOT / d).rglob("*.py"))
+        if str(p.relative_to(ROOT)) not in ALLOWED
+        for b in direct_alias_moves(p)
+    ]
+    assert not bad, (
+        "promote/rollback through kaizen.tools.serve.hotswap.promote_and_swap / rollback_and_swap, so a running "
+        "`kaizen serve` switches first:\n" + "\n".join(bad)
+    )
 
 
-@pytest.mark.parametrize("code", [
-    "from kaizen.tools import registry\nregistry.promote(store, 't', 'v2')",
-    "from kaizen.tools import registry as reg\nreg.rollback(store, 't')",
-    "from kaizen.tools.registry import promote\npromote(store, 't', 'v2')",
-    "import kaizen.tools.registry\nkaizen.tools.registry.promote(store, 't', 'v2')",
-    "ws.store.set_aliases('t', {'production': ('v2', None)}, action='promote')",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from kaizen.tools import registry\nregistry.promote(store, 't', 'v2')",
+        "from kaizen.tools import registry as reg\nreg.rollback(store, 't')",
+        "from kaizen.tools.registry import promote\npromote(store, 't', 'v2')",
+        "import kaizen.tools.registry\nkaizen.tools.registry.promote(store, 't', 'v2')",
+        "ws.store.set_aliases('t', {'production': ('v2', None)}, action='promote')",
+    ],
+)
 def test_the_check_finds_a_direct_promotion(tmp_path: Path, code: str) -> None:
     f = tmp_path / "x.py"
     f.write_text(code + "\n")
     assert direct_alias_moves(f)
-    f.write_text("ws.store.set_aliases('t', {'candidate': ('v2', None)}, action='set')\nregistry.resolve(store, 'production', 't')\n")
+    f.write_text(
+        "ws.store.set_aliases('t', {'candidate': ('v2', None)}, action='set')\nregistry.resolve(store, 'production', 't')\n"
+    )
     assert not direct_alias_moves(f)
 
 
 def _cold_start_waiting(ws: Any, version: str) -> str:
-    ws.store.save_run(RunRow(id="cs1", task="intents", workflow="cold-start", status="awaiting_approval", thread_id="cs1",
-                             summary={"best": {"version": version}}))
+    ws.store.save_run(
+        RunRow(
+            id="cs1",
+            task="intents",
+            workflow="cold-start",
+            status="awaiting_approval",
+            thread_id="cs1",
+            summary={"best": {"version": version}},
+        )
+    )
     return "cs1"
 
 
@@ -104,7 +133,10 @@ def test_a_refused_swap_leaves_the_cold_start_waiting_and_production_alone(env) 
     with pytest.raises(ServingError, match="No adapter found"):
         decide_approval(ws, _cold_start_waiting(ws, "broken"), True, "tester")
     assert ws.store.get_run("cs1").status == "awaiting_approval"
-    assert ws.store.get_alias("intents", "production").model_version == "v1" and env["proxy"].production.version == "v1"
+    assert (
+        ws.store.get_alias("intents", "production").model_version == "v1"
+        and env["proxy"].production.version == "v1"
+    )
 
 
 def test_the_naive_strategy_promotes_through_the_hot_swap(env, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
@@ -115,9 +147,19 @@ def test_the_naive_strategy_promotes_through_the_hot_swap(env, monkeypatch: pyte
     _record(env)
     ws = find_workspace(env["tmp"] / "ws")
 
-    def register(ws: Any, task: Any, job: Any, result: Any, *, name: str, parent: Any, items: Any) -> ModelVersionRow:
-        return ws.store.add_model_version(ModelVersionRow(name=name, kind="adapter", base_ref="base", parent=parent.name, task=task.name,
-                                                          adapter_path=str(fake_adapter(env["tmp"] / "adapters", name))))
+    def register(
+        ws: Any, task: Any, job: Any, result: Any, *, name: str, parent: Any, items: Any
+    ) -> ModelVersionRow:
+        return ws.store.add_model_version(
+            ModelVersionRow(
+                name=name,
+                kind="adapter",
+                base_ref="base",
+                parent=parent.name,
+                task=task.name,
+                adapter_path=str(fake_adapter(env["tmp"] / "adapters", name)),
+            )
+        )
 
     monkeypatch.setattr(naive, "build_job", lambda *a, **k: None)
     monkeypatch.setattr(naive, "run_job", lambda *a, **k: {"train_tokens": 0})

@@ -31,8 +31,15 @@ def store(ws_dir: Path) -> Store:
     s.add_task(TaskSpec(name="intents", kind="classification", labels=["a", "b"]))
     for name in ("v1", "v2"):
         s.add_model_version(
-            ModelVersionRow(name=name, kind="adapter", base_ref="base", parent="base", task="intents",
-                            adapter_path=f"/nowhere/{name}", recipe={"kind": "sft"})
+            ModelVersionRow(
+                name=name,
+                kind="adapter",
+                base_ref="base",
+                parent="base",
+                task="intents",
+                adapter_path=f"/nowhere/{name}",
+                recipe={"kind": "sft"},
+            )
         )
     yield s
     s.close()
@@ -40,8 +47,10 @@ def store(ws_dir: Path) -> Store:
 
 def prod_prev(store: Store, task: str = "intents") -> tuple[str | None, str | None]:
     a = store.aliases(task)
-    return (a["production"].model_version if "production" in a else None,
-            a["previous"].model_version if "previous" in a else None)
+    return (
+        a["production"].model_version if "production" in a else None,
+        a["previous"].model_version if "previous" in a else None,
+    )
 
 
 def history(store: Store, task: str = "intents") -> list[tuple]:
@@ -49,7 +58,9 @@ def history(store: Store, task: str = "intents") -> list[tuple]:
 
 
 def adapter_dir(tmp_path: Path, name: str = "adapter", peft_type: str = "LORA", weights: bool = True) -> Path:
-    d = write_adapter(tmp_path / name, peft_type=peft_type)  # a real LoRA header for the embedded base's shapes
+    d = write_adapter(
+        tmp_path / name, peft_type=peft_type
+    )  # a real LoRA header for the embedded base's shapes
     if not weights:
         (d / "adapter_model.safetensors").unlink()
     return d
@@ -72,7 +83,8 @@ def test_promote_moves_production_and_keeps_previous(store: Store) -> None:
     assert prod_prev(store) == ("v1", "base")
     last = store.alias_history("intents")[-2:]
     assert {(e.alias, e.model_version, e.action, e.actor, e.note) for e in last} == {
-        ("production", "v1", "promote", "me", "first"), ("previous", "base", "promote", "me", "first"),
+        ("production", "v1", "promote", "me", "first"),
+        ("previous", "base", "promote", "me", "first"),
     }
     assert registry.promote(store, "intents", "v2") == ("v1", "v2")
     assert prod_prev(store) == ("v2", "v1")
@@ -205,7 +217,9 @@ def test_add_external_refuses_bad_dirs(store: Store, tmp_path: Path) -> None:
 # --- through the CLI ----------------------------------------------------------------------------
 
 
-def test_cli_models_add_promote(store: Store, ws_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_models_add_promote(
+    store: Store, ws_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = adapter_dir(tmp_path)
     w = ["--workspace", str(ws_dir)]
 
@@ -215,7 +229,10 @@ def test_cli_models_add_promote(store: Store, ws_dir: Path, tmp_path: Path, caps
     with pytest.raises(NotFoundError):
         store.get_model_version("incumbent")
 
-    assert main([*w, "models", "add", "incumbent", "--path", str(d), "--task", "intents", "--promote", "--json"]) == 0
+    assert (
+        main([*w, "models", "add", "incumbent", "--path", str(d), "--task", "intents", "--promote", "--json"])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert (out["name"], out["kind"], out["promoted"]) == ("incumbent", "adapter", True)
     assert prod_prev(store) == ("incumbent", "base")
@@ -225,7 +242,11 @@ def test_cli_models_add_promote(store: Store, ws_dir: Path, tmp_path: Path, caps
     assert listed["incumbent"] == ["production"] and listed["base"] == ["previous"]
 
     assert main([*w, "models", "rollback", "--task", "intents", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"task": "intents", "production": "base", "previous": "incumbent"}
+    assert json.loads(capsys.readouterr().out) == {
+        "task": "intents",
+        "production": "base",
+        "previous": "incumbent",
+    }
     assert main([*w, "models", "promote", "incumbent", "--task", "intents", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["production"] == "incumbent"
     assert main([*w, "models", "show", "production", "--task", "intents", "--json"]) == 0

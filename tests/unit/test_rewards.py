@@ -79,8 +79,15 @@ def test_token_f1_hand_computed() -> None:
 
 
 def test_registry_and_get_reward() -> None:
-    assert set(REWARDS) == {"label_exact_match", "json_format", "math_final_answer", "token_f1", "json_schema_match",
-                            "json_field_match", "code_unit_tests"}
+    assert set(REWARDS) == {
+        "label_exact_match",
+        "json_format",
+        "math_final_answer",
+        "token_f1",
+        "json_schema_match",
+        "json_field_match",
+        "code_unit_tests",
+    }
     for name, fn in REWARDS.items():
         assert get_reward(name) is fn
     with pytest.raises(ConfigError, match="unknown reward 'bleu'.*json_format.*label_exact_match"):

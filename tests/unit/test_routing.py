@@ -14,8 +14,14 @@ FAILED = {"passed": False, "reasons": ["target gain +0.000 is below the required
 
 
 def state(**kw) -> dict:  # noqa: ANN003
-    base = {"iteration": 1, "max_iterations": 3, "deadline": time.time() + 3600,
-            "train_tokens_budget": 200_000, "train_tokens_used": 10_000, "verdict": FAILED}
+    base = {
+        "iteration": 1,
+        "max_iterations": 3,
+        "deadline": time.time() + 3600,
+        "train_tokens_budget": 200_000,
+        "train_tokens_used": 10_000,
+        "verdict": FAILED,
+    }
     return base | kw
 
 
@@ -29,7 +35,12 @@ def test_promote_when_the_gate_passed_and_tau_is_reached() -> None:
 def test_a_passed_gate_promotes_even_with_the_budget_spent() -> None:
     # the candidate is already trained and verified: spending is over, promoting costs nothing
     low = PASSED | {"target_after": 0.5}
-    assert after_gate(state(verdict=low, best=BEST, iteration=3, deadline=time.time() - 1, train_tokens_used=10**9)) == "promote"
+    assert (
+        after_gate(
+            state(verdict=low, best=BEST, iteration=3, deadline=time.time() - 1, train_tokens_used=10**9)
+        )
+        == "promote"
+    )
 
 
 def test_a_pass_below_tau_iterates_from_it_until_a_plateau() -> None:
@@ -48,7 +59,12 @@ def test_a_candidate_that_only_broke_too_much_is_recovered_in_order() -> None:
     assert after_gate(s | {"recovery": ["refresh", "rollback"]}) == "plan"  # both tried: a new iteration
     assert after_gate(s | {"recoveries": []}) == "plan"  # repair.recover: false
     # a target that did not move is not a recovery case
-    assert after_gate(state(verdict=only_reg | {"target_gain": 0.0, "target_failed": True}, recoveries=["refresh"])) == "plan"
+    assert (
+        after_gate(
+            state(verdict=only_reg | {"target_gain": 0.0, "target_failed": True}, recoveries=["refresh"])
+        )
+        == "plan"
+    )
 
 
 def test_iterate_when_failed_and_budget_left() -> None:

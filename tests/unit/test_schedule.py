@@ -34,7 +34,9 @@ def ws(tmp_path: Path, kaizen_db: str | None):
     w.store.close()
 
 
-def line(text: str, verdict: str | None = "pass", output: str = "balance", ts: str = "2026-11-01T10:00:00") -> str:
+def line(
+    text: str, verdict: str | None = "pass", output: str = "balance", ts: str = "2026-11-01T10:00:00"
+) -> str:
     rec = {"timestamp": ts, "messages": [{"role": "user", "content": text}], "output": output}
     if verdict:
         rec["feedback"] = {"verdict": verdict} | ({"correction": "transfer"} if verdict == "fail" else {})
@@ -100,12 +102,16 @@ def test_feedback_files_are_read_after_traces(ws, tmp_path: Path) -> None:
     (src / "z.jsonl").write_text(line("what is my balance", verdict=None))
     ingest_new(ws.store, TASK, src, tmp_path / "w")
     tid = ws.store.traces(TASK)[0].id
-    (src / "a.feedback.jsonl").write_text(json.dumps({"trace_id": tid, "verdict": "fail", "correction": "balance"}) + "\n")
+    (src / "a.feedback.jsonl").write_text(
+        json.dumps({"trace_id": tid, "verdict": "fail", "correction": "balance"}) + "\n"
+    )
     r = ingest_new(ws.store, TASK, src, tmp_path / "w")
     assert r.feedback_added == 1 and ws.store.traces(TASK)[0].verdict == "fail"
 
 
-def test_a_tick_killed_mid_ingestion_loses_nothing_and_doubles_nothing(ws, tmp_path: Path, monkeypatch) -> None:
+def test_a_tick_killed_mid_ingestion_loses_nothing_and_doubles_nothing(
+    ws, tmp_path: Path, monkeypatch
+) -> None:
     src = tmp_path / "logs"
     src.mkdir()
     for name in "abc":
@@ -192,7 +198,12 @@ def test_policy_cooldown_and_daily_budget(ws, tmp_path: Path) -> None:
     assert not d.trigger and d.reasons[0].startswith("cooldown")
     d = decide(ws.store, TASK, policy(cooldown="1s"), now=datetime.now(UTC) + timedelta(seconds=5))
     assert not d.trigger and d.reasons == ["nothing new since the last repair"]
-    d = decide(ws.store, TASK, policy(cooldown="1s", max_runs_per_day=1), now=datetime.now(UTC) + timedelta(seconds=5))
+    d = decide(
+        ws.store,
+        TASK,
+        policy(cooldown="1s", max_runs_per_day=1),
+        now=datetime.now(UTC) + timedelta(seconds=5),
+    )
     assert not d.trigger and d.reasons[0].startswith("budget")
 
 
@@ -201,9 +212,18 @@ def test_policy_triggers_when_the_failure_rate_rises_after_a_promotion(ws, tmp_p
 
     registry.promote(ws.store, TASK, "base", actor="test")  # a promotion event to measure from
     ingest_lines(ws, tmp_path, [line(f"balance {i}") for i in range(5)], "a.jsonl")
-    ingest_lines(ws, tmp_path, [line(f"move cash {i}", "fail") for i in range(3)] + [line(f"bal {i}") for i in range(2)], "b.jsonl")
+    ingest_lines(
+        ws,
+        tmp_path,
+        [line(f"move cash {i}", "fail") for i in range(3)] + [line(f"bal {i}") for i in range(2)],
+        "b.jsonl",
+    )
     d = decide(ws.store, TASK, policy(min_new_failures=100, min_failure_rate_rise=0.5))
-    assert d.trigger and d.metrics["failure_rate_after_promotion"] == 0.0 and d.metrics["failure_rate_now"] == 0.6
+    assert (
+        d.trigger
+        and d.metrics["failure_rate_after_promotion"] == 0.0
+        and d.metrics["failure_rate_now"] == 0.6
+    )
 
 
 def test_failure_rate_rise_needs_two_windows() -> None:

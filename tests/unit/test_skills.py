@@ -28,8 +28,18 @@ def ws(tmp_path: Path):
 
 def test_versions_count_up_and_identical_saves_are_not_duplicated(ws) -> None:
     a = save_skill(ws.store, "bank", Skill(name="x", instructions="Answer with the label only."))
-    b = save_skill(ws.store, "bank", Skill(name="x", instructions="Answer with the label only. No punctuation."), parent=1)
-    again = save_skill(ws.store, "bank", Skill(name="x", instructions="Answer with the label only. No punctuation."), parent=1)
+    b = save_skill(
+        ws.store,
+        "bank",
+        Skill(name="x", instructions="Answer with the label only. No punctuation."),
+        parent=1,
+    )
+    again = save_skill(
+        ws.store,
+        "bank",
+        Skill(name="x", instructions="Answer with the label only. No punctuation."),
+        parent=1,
+    )
     assert (a.version, b.version, again.version) == (1, 2, 2)
     assert [s["version"] for s in list_skills(ws.store, "bank")] == [1, 2]
     assert get_skill(ws.store, "bank", 2).instructions.endswith("No punctuation.")
@@ -45,9 +55,18 @@ def test_production_is_a_model_and_skill_pair(ws) -> None:
 
 
 def test_render_applies_the_skill_once() -> None:
-    skill = Skill(name="bank", instructions="Reply with one word.",
-                  few_shot=[[Message(role="user", content="hi, balance?"), Message(role="assistant", content="balance")]])
-    chat = render(TASK, skill, [{"role": "system", "content": "old prompt"}, {"role": "user", "content": "send 5 to bob"}])
+    skill = Skill(
+        name="bank",
+        instructions="Reply with one word.",
+        few_shot=[
+            [Message(role="user", content="hi, balance?"), Message(role="assistant", content="balance")]
+        ],
+    )
+    chat = render(
+        TASK,
+        skill,
+        [{"role": "system", "content": "old prompt"}, {"role": "user", "content": "send 5 to bob"}],
+    )
     assert [m["role"] for m in chat] == ["system", "user", "assistant", "user"]
     assert chat[0]["content"].endswith("Reply with one word.") and "old prompt" not in json.dumps(chat)
 
@@ -61,8 +80,10 @@ def test_diff_shows_the_edit() -> None:
 
 def test_skills_cli(ws, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "skill.yaml"
-    f.write_text("instructions: Reply with the label only.\nfew_shot:\n  - - {role: user, content: what's my balance}\n"
-                 "    - {role: assistant, content: balance}\n")
+    f.write_text(
+        "instructions: Reply with the label only.\nfew_shot:\n  - - {role: user, content: what's my balance}\n"
+        "    - {role: assistant, content: balance}\n"
+    )
     w = ["-w", str(ws.root)]
     assert main(w + ["skills", "add", str(f), "--task", "bank", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == 1

@@ -9,17 +9,26 @@ from kaizen.agent.state import Plan
 from kaizen.tools.store.tables import ModelVersionRow
 
 
-def _v(tmp_path: Path, *, adapter: bool = True, full: bool = False, data_exists: bool = True) -> ModelVersionRow:
+def _v(
+    tmp_path: Path, *, adapter: bool = True, full: bool = False, data_exists: bool = True
+) -> ModelVersionRow:
     data = tmp_path / "train.jsonl"
     if data_exists:
         data.write_text("{}\n")
     recipe = {"train_items_path": str(data), "holds_full_data": full} if full or data_exists else {}
-    return ModelVersionRow(name="v", kind="adapter" if adapter else "base", base_ref="base",
-                           adapter_path=str(tmp_path / "a") if adapter else None, recipe=recipe)
+    return ModelVersionRow(
+        name="v",
+        kind="adapter" if adapter else "base",
+        base_ref="base",
+        adapter_path=str(tmp_path / "a") if adapter else None,
+        recipe=recipe,
+    )
 
 
 def test_external_adapter_is_continued(tmp_path: Path) -> None:
-    v = ModelVersionRow(name="v1", kind="adapter", base_ref="base", adapter_path="/x", recipe={"source": "external"})
+    v = ModelVersionRow(
+        name="v1", kind="adapter", base_ref="base", adapter_path="/x", recipe={"source": "external"}
+    )
     assert not holds_full_data(v)
     assert continues_incumbent(Plan(iteration=1), v)
 

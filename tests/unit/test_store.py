@@ -36,10 +36,15 @@ def store(tmp_path: Path, kaizen_db: str | None) -> Store:
 def counts(store: Store) -> dict[str, int]:
     """Row count of every table: 'the db is unchanged' means these are equal."""
     with Session(store.engine) as s:
-        return {t.name: s.execute(select(func.count()).select_from(t)).scalar_one() for t in SQLModel.metadata.sorted_tables}
+        return {
+            t.name: s.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in SQLModel.metadata.sorted_tables
+        }
 
 
-def ingest(store: Store, path: Path, task: str | None = None, skip_invalid: bool = False, **kw) -> ImportStats:
+def ingest(
+    store: Store, path: Path, task: str | None = None, skip_invalid: bool = False, **kw
+) -> ImportStats:
     """What ``kaizen ingest`` does: parse the whole file, then import it in one transaction."""
     result = parse_traces(path, skip_invalid=skip_invalid, **kw)
     stats = store.import_traces(result.traces, path=str(path), default_task=task, skip_invalid=skip_invalid)
@@ -200,7 +205,9 @@ def test_unknown_task_aborts_whole_file(store: Store, tmp_path: Path) -> None:
     assert "kaizen task add refunds" in str(ei.value)
     assert counts(store) == before, "lines before the bad one must not be written either"
 
-    stats = store.import_traces(parse_traces(path).traces, path=str(path), default_task=None, skip_invalid=True)
+    stats = store.import_traces(
+        parse_traces(path).traces, path=str(path), default_task=None, skip_invalid=True
+    )
     assert (stats.imported, stats.invalid) == (3, 1)
     assert len(stats.errors) == 1 and f"{path}:3: task:" in stats.errors[0]
     assert {v.id for v in store.traces("intents")} == {"m-1", "m-2", "m-4"}
@@ -254,8 +261,12 @@ def test_feedback_file_attaches_and_latest_counts(store: Store) -> None:
 
 def test_newer_feedback_wins(store: Store, tmp_path: Path) -> None:
     ingest(store, FIX / "kaizen_small.jsonl")
-    first = write_jsonl(tmp_path / "f1.jsonl", {"trace_id": "t-004", "verdict": "fail", "correction": "balance"})
-    second = write_jsonl(tmp_path / "f2.jsonl", {"trace_id": "t-004", "verdict": "pass", "reason": "second look"})
+    first = write_jsonl(
+        tmp_path / "f1.jsonl", {"trace_id": "t-004", "verdict": "fail", "correction": "balance"}
+    )
+    second = write_jsonl(
+        tmp_path / "f2.jsonl", {"trace_id": "t-004", "verdict": "pass", "reason": "second look"}
+    )
     store.add_feedback(parse_feedback(first).items, path=str(first))
     assert store.traces("intents", ids=["t-004"])[0].verdict == "fail"
     store.add_feedback(parse_feedback(second).items, path=str(second))
@@ -384,5 +395,7 @@ def test_a_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     store = Store(ws.db_url)
     assert store.get_task("t").labels == ["a", "b"] and store.list_ticks() == []
     con = sqlite3.connect(ws.state / "kaizen.db")
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
     con.close()

@@ -20,17 +20,29 @@ from kaizen.tools.train.spec import LauncherSpec, TrainJob
 
 
 def job(tmp_path: Path, **launcher) -> TrainJob:
-    return TrainJob(kind="sft", base_dir=tmp_path / "base", data_path=tmp_path / "d.jsonl", output_dir=tmp_path / "job",
-                    launcher=LauncherSpec(**launcher))
+    return TrainJob(
+        kind="sft",
+        base_dir=tmp_path / "base",
+        data_path=tmp_path / "d.jsonl",
+        output_dir=tmp_path / "job",
+        launcher=LauncherSpec(**launcher),
+    )
 
 
 def test_python_is_the_default_and_runs_the_runner_directly(tmp_path: Path) -> None:
     j = job(tmp_path)
-    assert runner_command(j, tmp_path / "job.json") == [sys.executable, "-m", "kaizen.tools.train.runner", str(tmp_path / "job.json")]
+    assert runner_command(j, tmp_path / "job.json") == [
+        sys.executable,
+        "-m",
+        "kaizen.tools.train.runner",
+        str(tmp_path / "job.json"),
+    ]
 
 
 def test_accelerate_ddp_writes_a_config_and_launches_the_runner_module(tmp_path: Path) -> None:
-    j = job(tmp_path, kind="accelerate", num_processes=2, main_process_port=29877, extra_args=["--gpu_ids", "0,1"])
+    j = job(
+        tmp_path, kind="accelerate", num_processes=2, main_process_port=29877, extra_args=["--gpu_ids", "0,1"]
+    )
     j.output_dir.mkdir()
     cmd = runner_command(j, tmp_path / "job.json")
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
@@ -41,11 +53,24 @@ def test_accelerate_ddp_writes_a_config_and_launches_the_runner_module(tmp_path:
     assert (cfg["distributed_type"], cfg["num_processes"], cfg["num_machines"]) == ("MULTI_GPU", 2, 1)
 
 
-@pytest.mark.parametrize(("strategy", "kind", "key", "expected"), [
-    ("deepspeed-zero2", "DEEPSPEED", "deepspeed_config", {"zero_stage": 2, "zero3_init_flag": False}),
-    ("deepspeed-zero3", "DEEPSPEED", "deepspeed_config", {"zero_stage": 3, "zero3_save_16bit_model": True}),
-    ("fsdp", "FSDP", "fsdp_config", {"fsdp_use_orig_params": True, "fsdp_state_dict_type": "FULL_STATE_DICT"}),
-])
+@pytest.mark.parametrize(
+    ("strategy", "kind", "key", "expected"),
+    [
+        ("deepspeed-zero2", "DEEPSPEED", "deepspeed_config", {"zero_stage": 2, "zero3_init_flag": False}),
+        (
+            "deepspeed-zero3",
+            "DEEPSPEED",
+            "deepspeed_config",
+            {"zero_stage": 3, "zero3_save_16bit_model": True},
+        ),
+        (
+            "fsdp",
+            "FSDP",
+            "fsdp_config",
+            {"fsdp_use_orig_params": True, "fsdp_state_dict_type": "FULL_STATE_DICT"},
+        ),
+    ],
+)
 def test_strategy_configs(strategy: str, kind: str, key: str, expected: dict) -> None:
     cfg = accelerate_config(LauncherSpec(kind="accelerate", strategy=strategy), 4)
     assert cfg["distributed_type"] == kind and cfg["num_processes"] == 4
@@ -59,7 +84,9 @@ def test_one_ddp_process_is_not_distributed() -> None:
 def test_a_user_config_file_is_passed_as_is(tmp_path: Path) -> None:
     own = tmp_path / "multinode.yaml"
     own.write_text("distributed_type: MULTI_GPU\n")
-    cmd = runner_command(job(tmp_path, kind="accelerate", config_file=own, num_processes=8), tmp_path / "job.json")
+    cmd = runner_command(
+        job(tmp_path, kind="accelerate", config_file=own, num_processes=8), tmp_path / "job.json"
+    )
     assert cmd[cmd.index("--config_file") + 1] == str(own) and cmd[cmd.index("--num_processes") + 1] == "8"
     missing = job(tmp_path, kind="accelerate", config_file=tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="does not exist"):
@@ -68,18 +95,23 @@ def test_a_user_config_file_is_passed_as_is(tmp_path: Path) -> None:
 
 def test_settings_section_and_relative_config_file(tmp_path: Path) -> None:
     cfg = tmp_path / "kaizen.yaml"
-    cfg.write_text("train:\n  launcher:\n    kind: accelerate\n    num_processes: 2\n    config_file: conf/acc.yaml\n")
+    cfg.write_text(
+        "train:\n  launcher:\n    kind: accelerate\n    num_processes: 2\n    config_file: conf/acc.yaml\n"
+    )
     launcher = load_settings(cfg).train.launcher
     assert (launcher.kind, launcher.num_processes) == ("accelerate", 2)
     assert launcher.relative_to(tmp_path).config_file == (tmp_path / "conf" / "acc.yaml").resolve()
     assert load_settings(tmp_path / "absent.yaml").train.launcher.kind == "python"
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("train:\n  launcher:\n    kind: torchrun\n", "train.launcher.kind"),
-    ("train:\n  launcher:\n    num_processes: 2\n", "need the accelerate launcher"),
-    ("train:\n  launcher:\n    kind: accelerate\n    strategy: zero9\n", "train.launcher.strategy"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("train:\n  launcher:\n    kind: torchrun\n", "train.launcher.kind"),
+        ("train:\n  launcher:\n    num_processes: 2\n", "need the accelerate launcher"),
+        ("train:\n  launcher:\n    kind: accelerate\n    strategy: zero9\n", "train.launcher.strategy"),
+    ],
+)
 def test_bad_launcher_settings_name_the_field(tmp_path: Path, body: str, message: str) -> None:
     cfg = tmp_path / "kaizen.yaml"
     cfg.write_text(body)

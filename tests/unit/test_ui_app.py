@@ -36,9 +36,16 @@ DAY0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 XSS = "<script>alert('x')</script>[/INST]"
 
 
-def _trace(i: int, text: str, output: str, fb: dict[str, Any] | None, day: int, version: str = "v1") -> dict[str, Any]:
-    rec: dict[str, Any] = {"id": f"t{i:02d}", "timestamp": (DAY0 + timedelta(days=day, minutes=i)).isoformat(),
-                           "model_version": version, "messages": [{"role": "user", "content": text}], "output": output}
+def _trace(
+    i: int, text: str, output: str, fb: dict[str, Any] | None, day: int, version: str = "v1"
+) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "id": f"t{i:02d}",
+        "timestamp": (DAY0 + timedelta(days=day, minutes=i)).isoformat(),
+        "model_version": version,
+        "messages": [{"role": "user", "content": text}],
+        "output": output,
+    }
     if fb:
         rec["feedback"] = fb
     return rec
@@ -56,8 +63,15 @@ def build_workspace(root: Path) -> Workspace:
     store.add_task(TaskSpec(name="intents", kind="classification", labels=["balance", "transfer"]))
     fail = {"verdict": "fail", "correction": "balance"}
     rows = [_trace(i, f"what is my balance {i}", "transfer", fail, day=i % 3) for i in range(6)]  # 6 failures
-    rows += [_trace(10 + i, f"send money to bob {i}", "transfer", {"verdict": "pass"}, day=i % 3, version="v0") for i in range(8)]
-    rows += [_trace(20, "what size wipers fit my car", "balance", {"verdict": "fail", "correction": "transfer"}, day=2)]
+    rows += [
+        _trace(10 + i, f"send money to bob {i}", "transfer", {"verdict": "pass"}, day=i % 3, version="v0")
+        for i in range(8)
+    ]
+    rows += [
+        _trace(
+            20, "what size wipers fit my car", "balance", {"verdict": "fail", "correction": "transfer"}, day=2
+        )
+    ]
     rows += [_trace(21, XSS, XSS, None, day=2)]  # unlabeled, hostile text
     logs = root / "logs.jsonl"
     _jsonl(logs, rows)
@@ -69,10 +83,19 @@ def build_workspace(root: Path) -> Workspace:
     store.add_feedback(parse_feedback(fb).items, path=str(fb))
 
     for name, parent in (("v1", "base"), ("v2", "v1")):
-        store.add_model_version(ModelVersionRow(name=name, kind="adapter", base_ref="base", adapter_path=f"/nowhere/{name}",
-                                                parent=parent, task="intents", data_hash=f"hash-{name}",
-                                                recipe={"kind": "sft", "epochs": 3, "learning_rate": 0.001, "lora": {"r": 16}},
-                                                metrics={"steps": 12, "train_loss": 0.42}))
+        store.add_model_version(
+            ModelVersionRow(
+                name=name,
+                kind="adapter",
+                base_ref="base",
+                adapter_path=f"/nowhere/{name}",
+                parent=parent,
+                task="intents",
+                data_hash=f"hash-{name}",
+                recipe={"kind": "sft", "epochs": 3, "learning_rate": 0.001, "lora": {"r": 16}},
+                metrics={"steps": 12, "train_loss": 0.42},
+            )
+        )
     from kaizen.tools import registry
 
     registry.promote(store, "intents", "v1", actor="test")
@@ -81,48 +104,144 @@ def build_workspace(root: Path) -> Workspace:
     for version, correct in (("v1", [True, False, False, True]), ("v2", [True, True, True, False])):
         out = evals / f"{version}.jsonl"
         _jsonl(out, [{"id": f"e{k}", "correct": c, "output": "x"} for k, c in enumerate(correct)])
-        store.add_eval_result(EvalResultRow(task="intents", model_version=version, dataset_id="ds-target", suite="target",
-                                            metric="accuracy", score=sum(correct) / 4, n=4, backend="transformers",
-                                            outputs_path=str(out), run_id="done00000001"))
-    store.add_eval_result(EvalResultRow(task="intents", model_version="v2", dataset_id="ds-only-v2", suite="extra1",
-                                        metric="accuracy", score=1.0, n=2, backend="transformers", outputs_path=""))
+        store.add_eval_result(
+            EvalResultRow(
+                task="intents",
+                model_version=version,
+                dataset_id="ds-target",
+                suite="target",
+                metric="accuracy",
+                score=sum(correct) / 4,
+                n=4,
+                backend="transformers",
+                outputs_path=str(out),
+                run_id="done00000001",
+            )
+        )
+    store.add_eval_result(
+        EvalResultRow(
+            task="intents",
+            model_version="v2",
+            dataset_id="ds-only-v2",
+            suite="extra1",
+            metric="accuracy",
+            score=1.0,
+            n=2,
+            backend="transformers",
+            outputs_path="",
+        )
+    )
     s1 = save_skill(store, "intents", Skill(name="intents", instructions="Reply with one label."))
-    save_skill(store, "intents", Skill(name="intents", instructions="Reply with exactly one label.\nNo punctuation."), parent=s1.version)
+    save_skill(
+        store,
+        "intents",
+        Skill(name="intents", instructions="Reply with exactly one label.\nNo punctuation."),
+        parent=s1.version,
+    )
 
     # A finished run with a report (diagnosis: one cluster, one suspect).
     runs = ws.artifacts / "runs"
     done = runs / "done00000001"
     (done / "diagnosis.json").parent.mkdir(parents=True, exist_ok=True)
-    (done / "diagnosis.json").write_text(json.dumps({
-        "clusters": [{"key": "balance ← transfer", "kind": "confusion", "fixable": True, "count": 6,
-                      "trace_ids": [f"t{i:02d}" for i in range(6)], "hypothesis": "answers transfer for balance questions"}],
-        "suspects": [{"trace_id": "t20", "kind": "off_domain_input", "evidence": {"best_similarity": 0.05}}]}))
-    summary = {"run_id": "done00000001", "status": "not_promoted", "promoted": False, "incumbent": "v1", "candidate": "v2",
-               "verdict": {"passed": False, "reasons": ["regression: 3 newly wrong of 8 exceeds max_new_regressions=2"]},
-               "iterations": 2, "before": {"target": 0.5}, "after": {"target": 0.75}, "new_regressions": 3, "fixed": 2,
-               "excluded_suspect": ["t20"]}
+    (done / "diagnosis.json").write_text(
+        json.dumps(
+            {
+                "clusters": [
+                    {
+                        "key": "balance ← transfer",
+                        "kind": "confusion",
+                        "fixable": True,
+                        "count": 6,
+                        "trace_ids": [f"t{i:02d}" for i in range(6)],
+                        "hypothesis": "answers transfer for balance questions",
+                    }
+                ],
+                "suspects": [
+                    {"trace_id": "t20", "kind": "off_domain_input", "evidence": {"best_similarity": 0.05}}
+                ],
+            }
+        )
+    )
+    summary = {
+        "run_id": "done00000001",
+        "status": "not_promoted",
+        "promoted": False,
+        "incumbent": "v1",
+        "candidate": "v2",
+        "verdict": {
+            "passed": False,
+            "reasons": ["regression: 3 newly wrong of 8 exceeds max_new_regressions=2"],
+        },
+        "iterations": 2,
+        "before": {"target": 0.5},
+        "after": {"target": 0.75},
+        "new_regressions": 3,
+        "fixed": 2,
+        "excluded_suspect": ["t20"],
+    }
     t = 1_740_000_000.0
-    events = [{"t": t + 1, "phase": "observe"}, {"t": t + 3, "phase": "diagnose"}, {"t": t + 9, "phase": "gate", "passed": False,
-              "reasons": summary["verdict"]["reasons"]}]
-    json_path, _ = write_report(done, {"run": {"id": "done00000001", "task": "intents", "status": "not_promoted", "config": {}},
-                                       "summary": summary, "events": events, "incumbent": "v1", "started_at": t,
-                                       "suspect_traces": {"t20": {"input": "what size wipers fit my car", "output": "balance",
-                                                                  "correction": "transfer"}},
-                                       "path": [{"iteration": 1, "recipe": "lora", "target": 0.75}]})
-    store.save_run(RunRow(id="done00000001", task="intents", workflow="repair", status="not_promoted", thread_id="done00000001",
-                          summary=summary, events=events, report_path=str(json_path)))
+    events = [
+        {"t": t + 1, "phase": "observe"},
+        {"t": t + 3, "phase": "diagnose"},
+        {"t": t + 9, "phase": "gate", "passed": False, "reasons": summary["verdict"]["reasons"]},
+    ]
+    json_path, _ = write_report(
+        done,
+        {
+            "run": {"id": "done00000001", "task": "intents", "status": "not_promoted", "config": {}},
+            "summary": summary,
+            "events": events,
+            "incumbent": "v1",
+            "started_at": t,
+            "suspect_traces": {
+                "t20": {"input": "what size wipers fit my car", "output": "balance", "correction": "transfer"}
+            },
+            "path": [{"iteration": 1, "recipe": "lora", "target": 0.75}],
+        },
+    )
+    store.save_run(
+        RunRow(
+            id="done00000001",
+            task="intents",
+            workflow="repair",
+            status="not_promoted",
+            thread_id="done00000001",
+            summary=summary,
+            events=events,
+            report_path=str(json_path),
+        )
+    )
     # A run waiting for approval.
-    wait = dict(summary, run_id="wait00000001", status=None, verdict={"passed": True, "reasons": ["target 0.500 → 0.750"]})
-    store.save_run(RunRow(id="wait00000001", task="intents", workflow="repair", status="awaiting_approval",
-                          thread_id="wait00000001", summary=wait))
+    wait = dict(
+        summary,
+        run_id="wait00000001",
+        status=None,
+        verdict={"passed": True, "reasons": ["target 0.500 → 0.750"]},
+    )
+    store.save_run(
+        RunRow(
+            id="wait00000001",
+            task="intents",
+            workflow="repair",
+            status="awaiting_approval",
+            thread_id="wait00000001",
+            summary=wait,
+        )
+    )
     # A run training right now: its lock held by this process, metrics.jsonl growing.
     live = runs / "live00000001"
     (live / "data").mkdir(parents=True)
     (live / "diagnosis.json").write_text("{}")
     (live / "data" / "target.jsonl").write_text("")
-    _jsonl(live / "iter-1" / "job" / "metrics.jsonl",
-           [{"step": k, "max_steps": 30, "loss": 3.0 - 0.1 * k, "entropy": 5.0 - 0.05 * k} for k in range(1, 4)])
-    store.save_run(RunRow(id="live00000001", task="intents", workflow="repair", status="running", thread_id="live00000001"))
+    _jsonl(
+        live / "iter-1" / "job" / "metrics.jsonl",
+        [{"step": k, "max_steps": 30, "loss": 3.0 - 0.1 * k, "entropy": 5.0 - 0.05 * k} for k in range(1, 4)],
+    )
+    store.save_run(
+        RunRow(
+            id="live00000001", task="intents", workflow="repair", status="running", thread_id="live00000001"
+        )
+    )
     lock.acquire(store, "intents", "live00000001")
     return ws
 
@@ -170,7 +289,13 @@ def test_overview_and_tasks_report_what_the_store_holds(reader: TestClient) -> N
     assert task["aliases"]["previous"]["model_version"] == "base"
     assert task["aliases"]["candidate"]["model_version"] == "v2"
     # 16 traces: t00 now passes (latest feedback), so 6 failures (t01..t05, t20), 9 passes, 1 unlabeled.
-    assert task["counts"] == {"traces": 16, "passes": 9, "failures": 6, "unlabeled": 1, "failure_rate": round(6 / 15, 4)}
+    assert task["counts"] == {
+        "traces": 16,
+        "passes": 9,
+        "failures": 6,
+        "unlabeled": 1,
+        "failure_rate": round(6 / 15, 4),
+    }
     assert task["awaiting_approval"] == ["wait00000001"] and task["running"] == ["live00000001"]
     t = reader.get("/api/tasks/intents").json()
     fr = t["failure_rate"]
@@ -194,17 +319,27 @@ def test_runs_list_and_run_page_show_the_report(reader: TestClient) -> None:
     assert report["suspects"]["items"][0]["trace_id"] == "t20"
     assert run["live"]["final"] and not run["live"]["live"]
     page = reader.get("/runs/done00000001").text
-    for text in ("exceeds max_new_regressions=2", "Excluded feedback (1)", "off domain input", "what size wipers fit my car",
-                 "Time per phase", "id=\"path\""):
+    for text in (
+        "exceeds max_new_regressions=2",
+        "Excluded feedback (1)",
+        "off domain input",
+        "what size wipers fit my car",
+        "Time per phase",
+        'id="path"',
+    ):
         assert text in page, text
     assert "data-refresh-url" not in page  # a finished run is not polled
     assert reader.get("/runs/done00000001/report.html").status_code == 200
-    assert reader.get("/runs/nope").status_code == 404 and reader.get("/api/runs/nope").json()["status"] == 404
+    assert (
+        reader.get("/runs/nope").status_code == 404 and reader.get("/api/runs/nope").json()["status"] == 404
+    )
 
 
 def test_a_live_run_is_polled_and_its_progress_follows_the_files(client: TestClient, ws: Workspace) -> None:
     p = client.get("/api/runs/live00000001/progress").json()
-    assert p["live"] and p["phase"] == "train" and p["training"]["step"] == 3 and p["lock"]["pid"] == os.getpid()
+    assert (
+        p["live"] and p["phase"] == "train" and p["training"]["step"] == 3 and p["lock"]["pid"] == os.getpid()
+    )
     assert [x["state"] for x in p["phases"]] == ["done", "done", "active", "pending", "pending"]
     frag = client.get("/runs/live00000001/fragment").text
     assert 'data-refresh-url="/runs/live00000001/fragment"' in frag and 'id="live-step">3<' in frag
@@ -240,7 +375,9 @@ def test_trace_filters(reader: TestClient) -> None:
     assert page["total"] == 16 and len(page["items"]) == 5
     assert reader.get("/api/traces", params={"verdict": "maybe"}).status_code == 400
     assert reader.get("/api/traces", params={"since": "yesterday"}).status_code == 400
-    html = reader.get("/traces", params={"task": "intents", "cluster": "balance ← transfer", "verdict": "fail"}).text
+    html = reader.get(
+        "/traces", params={"task": "intents", "cluster": "balance ← transfer", "verdict": "fail"}
+    ).text
     assert "5 matches" in html
     detail = reader.get("/api/traces/t00").json()
     assert [f["verdict"] for f in detail["feedback"]] == ["fail", "pass"]
@@ -276,7 +413,11 @@ def test_skills_and_diff(reader: TestClient) -> None:
     s = reader.get("/api/skills", params={"task": "intents"}).json()
     assert [v["version"] for v in s["versions"]] == [1, 2] and s["versions"][1]["parent"] == 1
     d = reader.get("/api/skills/diff", params={"task": "intents", "a": 1, "b": 2}).json()["diff"]
-    assert "-  Reply with one label." in d and "+  Reply with exactly one label." in d and "+  No punctuation." in d
+    assert (
+        "-  Reply with one label." in d
+        and "+  Reply with exactly one label." in d
+        and "+  No punctuation." in d
+    )
     assert "No punctuation." in reader.get("/skills/diff?task=intents&a=1&b=2").text
     assert reader.get("/skills?task=intents").status_code == 200
 
@@ -288,27 +429,47 @@ def test_approving_needs_the_token_and_a_reason(client: TestClient, ws: Workspac
     assert client.post(url, json={}, headers={"X-Kaizen-Token": TOKEN}).status_code == 400
     assert client.recorder.calls == []  # type: ignore[attr-defined]
     assert ws.store.get_run("wait00000001").status == "awaiting_approval"
-    r = client.post(url, json={"reason": "target up, nothing broken", "by": "ana"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    r = client.post(
+        url,
+        json={"reason": "target up, nothing broken", "by": "ana"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert r.status_code == 200, r.text
     assert client.recorder.calls == [("wait00000001", True, "ana (kaizen ui)")]  # type: ignore[attr-defined]
     assert r.json()["run"]["status"] == "promoted"
     again = client.post(url, json={"reason": "twice"}, headers={"X-Kaizen-Token": TOKEN})
     assert again.status_code == 409 and "not awaiting approval" in again.json()["error"]
     run = client.get("/api/runs/wait00000001").json()
-    assert run["approvals"][-1]["reason"] == "target up, nothing broken" and run["approvals"][-1]["by"] == "ana (kaizen ui)"
-    assert client.post("/api/runs/done00000001/reject", json={"reason": "x"}, headers={"X-Kaizen-Token": TOKEN}).status_code == 409
+    assert (
+        run["approvals"][-1]["reason"] == "target up, nothing broken"
+        and run["approvals"][-1]["by"] == "ana (kaizen ui)"
+    )
+    assert (
+        client.post(
+            "/api/runs/done00000001/reject", json={"reason": "x"}, headers={"X-Kaizen-Token": TOKEN}
+        ).status_code
+        == 409
+    )
 
 
 def test_the_token_url_sets_a_cookie_that_same_origin_pages_use(client: TestClient, ws: Workspace) -> None:
     r = client.get(f"/approvals?token={TOKEN}", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/approvals"
-    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    assert (
+        "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    )
     assert client.cookies.get(COOKIE) == TOKEN
     page = client.get("/approvals").text
-    assert 'data-decide="/api/runs/wait00000001"' in page and 'name="token"' not in page  # no token field needed
-    evil = client.post("/api/runs/wait00000001/reject", json={"reason": "csrf"}, headers={"Origin": "http://evil.example"})
+    assert (
+        'data-decide="/api/runs/wait00000001"' in page and 'name="token"' not in page
+    )  # no token field needed
+    evil = client.post(
+        "/api/runs/wait00000001/reject", json={"reason": "csrf"}, headers={"Origin": "http://evil.example"}
+    )
     assert evil.status_code == 403 and ws.store.get_run("wait00000001").status == "awaiting_approval"
-    ok = client.post("/api/runs/wait00000001/reject", json={"reason": "not now"}, headers={"Origin": "http://testserver"})
+    ok = client.post(
+        "/api/runs/wait00000001/reject", json={"reason": "not now"}, headers={"Origin": "http://testserver"}
+    )
     assert ok.status_code == 200 and ok.json()["run"]["status"] == "rejected"
     bad = TestClient(client.app)
     assert bad.get("/?token=wrong", follow_redirects=False).headers.get("set-cookie") is None
@@ -330,7 +491,9 @@ def test_the_dashboard_store_cannot_write_and_does_not_block_writers(ws: Workspa
     with ro.session() as s:
         assert s.get(RunRow, "done00000001") is not None
         db = str(ws.state / "kaizen.db")
-        writer = sqlite3.connect(db, timeout=0.5)  # no waiting: a blocked write would fail within half a second
+        writer = sqlite3.connect(
+            db, timeout=0.5
+        )  # no waiting: a blocked write would fail within half a second
         writer.execute("UPDATE run SET status = 'promoted' WHERE id = 'done00000001'")
         writer.commit()
         writer.close()
@@ -338,9 +501,22 @@ def test_the_dashboard_store_cannot_write_and_does_not_block_writers(ws: Workspa
 
 
 def test_every_page_renders(reader: TestClient) -> None:
-    for url in ("/", "/tasks/intents", "/runs", "/runs?status=running", "/runs/wait00000001", "/runs/live00000001",
-                "/models", "/traces", "/skills", "/approvals", "/api/health", "/api/approvals", "/static/kaizen.js",
-                "/static/kaizen.css"):
+    for url in (
+        "/",
+        "/tasks/intents",
+        "/runs",
+        "/runs?status=running",
+        "/runs/wait00000001",
+        "/runs/live00000001",
+        "/models",
+        "/traces",
+        "/skills",
+        "/approvals",
+        "/api/health",
+        "/api/approvals",
+        "/static/kaizen.js",
+        "/static/kaizen.css",
+    ):
         r = reader.get(url)
         assert r.status_code == 200, (url, r.text[-500:])
     assert reader.get("/nowhere").status_code == 404

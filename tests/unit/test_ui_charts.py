@@ -22,9 +22,14 @@ def test_y_ticks_stay_distinct_on_a_narrow_range_and_x_ticks_are_integers() -> N
 
 
 def test_text_is_escaped_and_lineage_draws_parent_to_child() -> None:
-    svg = line_chart([{"name": "<b>x</b>", "x": [0, 1], "y": [0, 1]}, {"name": "y", "x": [0, 1], "y": [1, 0]}], title="a<b")
+    svg = line_chart(
+        [{"name": "<b>x</b>", "x": [0, 1], "y": [0, 1]}, {"name": "y", "x": [0, 1], "y": [1, 0]}], title="a<b"
+    )
     assert "<b>" not in svg and "a&lt;b" in svg
-    versions = [{"name": "base", "kind": "base", "aliases": ["previous"]}, {"name": "v1<script>", "kind": "adapter", "aliases": ["production"]}]
+    versions = [
+        {"name": "base", "kind": "base", "aliases": ["previous"]},
+        {"name": "v1<script>", "kind": "adapter", "aliases": ["production"]},
+    ]
     g = lineage_graph(versions, [{"from": "base", "to": "v1<script>"}])
     assert g.count('class="edge"') == 1 and "<script>" not in g and 'class="node prod"' in g
     assert lineage_graph([], []) == ""

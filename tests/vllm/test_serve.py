@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kaizen.tools.serve.hotswap import http_json
 from kaizen.workflows.cli.main import main
 
@@ -61,8 +62,10 @@ def _read_ready(proc: subprocess.Popen, timeout: float) -> dict[str, Any]:
     t.join(timeout)
     if not box.get("line"):
         proc.terminate()
-        raise AssertionError(f"kaizen serve not ready after {timeout:.0f} s (exit {proc.poll()}): "
-                             f"{(proc.stderr.read() if proc.stderr and proc.poll() is not None else '')[-3000:]}")
+        raise AssertionError(
+            f"kaizen serve not ready after {timeout:.0f} s (exit {proc.poll()}): "
+            f"{(proc.stderr.read() if proc.stderr and proc.poll() is not None else '')[-3000:]}"
+        )
     return json.loads(box["line"])
 
 
@@ -72,24 +75,77 @@ def served(vllm_python: str, smollm_dir: Path, tmp_path_factory: pytest.TempPath
 
     ws = tmp_path_factory.mktemp("serve-ws")
     init_workspace(ws)
-    assert kz(ws, "task", "add", TASK, "--kind", "classification", "--labels", ",".join(LABELS), "--system-prompt", SYSTEM) == 0
+    assert (
+        kz(
+            ws,
+            "task",
+            "add",
+            TASK,
+            "--kind",
+            "classification",
+            "--labels",
+            ",".join(LABELS),
+            "--system-prompt",
+            SYSTEM,
+        )
+        == 0
+    )
     assert kz(ws, "models", "add", "v1", "--path", str(V1_ADAPTER), "--task", TASK, "--promote") == 0
     env = {**os.environ, "KAIZEN_VLLM_PYTHON": vllm_python, "PYTHONUNBUFFERED": "1"}
     env.pop("KAIZEN_HOME", None)
     err_log = open(ws / "serve.err", "w")  # noqa: SIM115 - closed at teardown
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "kaizen.workflows.cli.main", "-w", str(ws), "serve", "--task", TASK, "--port", "0",
-                             "--cpu-threads", "1", "--json"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err_log, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kaizen.workflows.cli.main",
+            "-w",
+            str(ws),
+            "serve",
+            "--task",
+            TASK,
+            "--port",
+            "0",
+            "--cpu-threads",
+            "1",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=err_log,
+        text=True,
+    )
     try:
         # Train while vLLM boots: a 2-step LoRA on the top 2 layers, r=16 (the fresh adapter to promote).
         data = ws / "train.jsonl"
         data.write_text("".join(GOLD.read_text().splitlines(keepends=True)[:16]))
-        assert kz(ws, "train", "sft", "--task", TASK, "--data", str(data), "--max-steps", "2", "--top-layers", "2",
-                  "--lora-r", "16", "--name", "fresh") == 0
+        assert (
+            kz(
+                ws,
+                "train",
+                "sft",
+                "--task",
+                TASK,
+                "--data",
+                str(data),
+                "--max-steps",
+                "2",
+                "--top-layers",
+                "2",
+                "--lora-r",
+                "16",
+                "--name",
+                "fresh",
+            )
+            == 0
+        )
         info = _read_ready(proc, 600)
         info["ready_after_s"] = round(time.monotonic() - started, 1)
-        print(f"\nkaizen serve ready after {info['ready_after_s']} s (vLLM start-up {info['vllm_startup_s']} s)")
+        print(
+            f"\nkaizen serve ready after {info['ready_after_s']} s (vLLM start-up {info['vllm_startup_s']} s)"
+        )
         yield {"ws": ws, "proc": proc, "info": info, "url": info["url"], "err": ws / "serve.err"}
     finally:
         if proc.poll() is None:
@@ -110,7 +166,10 @@ def client(served: dict[str, Any]):
 def ask(served: dict[str, Any], text: str = BALANCE_Q, **extra: Any) -> tuple[str, str, str]:
     """(answer, trace id, version that answered) through the openai client, model = the task name."""
     raw = client(served).chat.completions.with_raw_response.create(
-        model=TASK, messages=[{"role": "user", "content": text}], **({"temperature": 0, "max_tokens": 12} | extra))
+        model=TASK,
+        messages=[{"role": "user", "content": text}],
+        **({"temperature": 0, "max_tokens": 12} | extra),
+    )
     resp = raw.parse()
     assert resp.id == raw.headers["x-kaizen-trace-id"] and resp.model == TASK
     return (resp.choices[0].message.content or "").strip(), resp.id, raw.headers["x-kaizen-model-version"]
@@ -131,10 +190,19 @@ def test_serving_the_task_name_through_the_openai_client(served) -> None:
     status, health = http_json("GET", served["url"] + "/health")
     assert status == 200 and health["production"]["version"] == "v1"
     with pytest.raises(Exception, match="does not exist"):
-        c.chat.completions.create(model="smollm2-135m", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        c.chat.completions.create(
+            model="smollm2-135m", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
     # streaming is relayed and logged like any other request
-    chunks = list(c.chat.completions.create(model=TASK, messages=[{"role": "user", "content": BALANCE_Q}], temperature=0,
-                                            max_tokens=12, stream=True))
+    chunks = list(
+        c.chat.completions.create(
+            model=TASK,
+            messages=[{"role": "user", "content": BALANCE_Q}],
+            temperature=0,
+            max_tokens=12,
+            stream=True,
+        )
+    )
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices).strip() == "balance"
 
 
@@ -155,8 +223,16 @@ def test_adapters_kaizen_trains_load_in_vllm(served, capsys) -> None:
     for name, path in (("load-check-v1", V1_ADAPTER), ("load-check-fresh", fresh["adapter_path"])):
         srv.load_lora(name, path)
         try:
-            out = srv.request("POST", "/v1/chat/completions", {"model": name, "max_tokens": 4, "temperature": 0,
-                                                                "messages": [{"role": "user", "content": "hi"}]})
+            out = srv.request(
+                "POST",
+                "/v1/chat/completions",
+                {
+                    "model": name,
+                    "max_tokens": 4,
+                    "temperature": 0,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
             assert out["choices"][0]["finish_reason"] in ("stop", "length")
         finally:
             srv.unload_lora(name)
@@ -171,9 +247,13 @@ def test_promote_hot_swaps_and_rollback_restores(served, capsys) -> None:
     (swap,) = out["servers"]
     assert out["production"] == "fresh" and swap["loaded"] == "fresh" and swap["unloaded"] == ["v1"]
     answer, _, version = ask(served)
-    assert version == "fresh" and answer != before  # 2 steps from a fresh LoRA: the base model's chatty answer
+    assert (
+        version == "fresh" and answer != before
+    )  # 2 steps from a fresh LoRA: the base model's chatty answer
     with capsys.disabled():
-        print(f"\npromote with hot swap: {promote_s * 1000:.0f} ms in the CLI call, swap {swap['swap_ms']} ms at the proxy")
+        print(
+            f"\npromote with hot swap: {promote_s * 1000:.0f} ms in the CLI call, swap {swap['swap_ms']} ms at the proxy"
+        )
     out = kz_json(ws, capsys, "models", "rollback", "--task", TASK)
     assert out["production"] == "v1" and out["servers"][0]["loaded"] == "v1"
     assert ask(served)[::2] == ("balance", "v1")
@@ -196,9 +276,16 @@ def test_a_failed_load_leaves_production_and_the_registry_alone(served, capsys, 
 
     store = find_workspace(ws).store
     for name, path in (("rank128", big), ("broken", broken)):
-        store.add_model_version(ModelVersionRow(name=name, kind="adapter", base_ref="base", parent="base", task=TASK, adapter_path=str(path)))
+        store.add_model_version(
+            ModelVersionRow(
+                name=name, kind="adapter", base_ref="base", parent="base", task=TASK, adapter_path=str(path)
+            )
+        )
     before = production(ws)
-    for name, needle in (("rank128", "rank 128 is greater than max_lora_rank 64"), ("broken", "could not load adapter 'broken'")):
+    for name, needle in (
+        ("rank128", "rank 128 is greater than max_lora_rank 64"),
+        ("broken", "could not load adapter 'broken'"),
+    ):
         capsys.readouterr()
         assert kz(ws, "models", "promote", name, "--task", TASK) == 1
         err = capsys.readouterr().err
@@ -214,11 +301,19 @@ def test_logs_round_trip_through_kaizen_ingest_and_feedback_lands(served, capsys
     _, tid_a, _ = ask(served, "i want to move money to savings")
     log = Path(served["info"]["log"])
     lines = [json.loads(x) for x in log.read_text().splitlines()]
-    assert lines[-1]["id"] == tid_a and lines[-1]["messages"] == [{"role": "user", "content": "i want to move money to savings"}]
+    assert lines[-1]["id"] == tid_a and lines[-1]["messages"] == [
+        {"role": "user", "content": "i want to move money to savings"}
+    ]
     assert all(x["task"] == TASK and x["model_version"] and x["completion_tokens"] for x in lines)
     # feedback before ingestion: appended next to the log for the scheduled loop
-    status, out = http_json("POST", url + "/feedback", {"trace_id": tid_a, "verdict": "fail", "correction": "transfer"})
-    assert status == 200 and out["stored"] == "file" and Path(out["path"]) == Path(served["info"]["feedback_log"])
+    status, out = http_json(
+        "POST", url + "/feedback", {"trace_id": tid_a, "verdict": "fail", "correction": "transfer"}
+    )
+    assert (
+        status == 200
+        and out["stored"] == "file"
+        and Path(out["path"]) == Path(served["info"]["feedback_log"])
+    )
     stats = kz_json(ws, capsys, "ingest", str(log))
     assert stats["format"] == "kaizen" and stats["imported"] == len(lines) and stats["invalid"] == 0
     assert kz_json(ws, capsys, "ingest", str(log))["imported"] == 0  # idempotent
@@ -226,13 +321,19 @@ def test_logs_round_trip_through_kaizen_ingest_and_feedback_lands(served, capsys
     # after ingestion: straight into the store
     _, tid_b, _ = ask(served)
     kz_json(ws, capsys, "ingest", str(log))
-    status, out = http_json("POST", url + "/feedback", {"trace_id": tid_b, "verdict": "pass", "reason": "right queue"})
+    status, out = http_json(
+        "POST", url + "/feedback", {"trace_id": tid_b, "verdict": "pass", "reason": "right queue"}
+    )
     assert status == 200 and out == {"trace_id": tid_b, "stored": "store", "added": True}
     from kaizen.tools.workspace import find_workspace
 
     views = {v.id: v for v in find_workspace(ws).store.traces(TASK, ids=[tid_a, tid_b])}
     assert (views[tid_a].verdict, views[tid_a].correction) == ("fail", "transfer")
-    assert (views[tid_b].verdict, views[tid_b].reason, views[tid_b].model_version) == ("pass", "right queue", "v1")
+    assert (views[tid_b].verdict, views[tid_b].reason, views[tid_b].model_version) == (
+        "pass",
+        "right queue",
+        "v1",
+    )
     status, out = http_json("POST", url + "/feedback", {"trace_id": tid_b, "verdict": "wrong"})
     assert status == 400 and "verdict" in out["error"]["message"]
 
@@ -259,16 +360,33 @@ def test_eval_backend_vllm_agrees_with_transformers(served, capsys, tmp_path: Pa
     data = tmp_path / "heldout.jsonl"
     data.write_text("".join(GOLD.read_text().splitlines(keepends=True)[40:48]))
     t0 = time.perf_counter()
-    v = kz_json(ws, capsys, "eval", "--model", "v1", "--task", TASK, "--data", str(data), "--backend", "vllm",
-                "--base-url", served["info"]["vllm_url"])
+    v = kz_json(
+        ws,
+        capsys,
+        "eval",
+        "--model",
+        "v1",
+        "--task",
+        TASK,
+        "--data",
+        str(data),
+        "--backend",
+        "vllm",
+        "--base-url",
+        served["info"]["vllm_url"],
+    )
     t_vllm = time.perf_counter() - t0
     t0 = time.perf_counter()
     t = kz_json(ws, capsys, "eval", "--model", "v1", "--task", TASK, "--data", str(data))
     t_tf = time.perf_counter() - t0
     with capsys.disabled():
-        print(f"\neval of 8 examples: vLLM server {t_vllm:.1f} s, transformers {t_tf:.1f} s (model load included)")
+        print(
+            f"\neval of 8 examples: vLLM server {t_vllm:.1f} s, transformers {t_tf:.1f} s (model load included)"
+        )
     assert v["backend"] == "vllm" and v["decoding"]["engine"] == "server"
-    outs = [[json.loads(x)["output"] for x in Path(r["outputs_path"]).read_text().splitlines()] for r in (v, t)]
+    outs = [
+        [json.loads(x)["output"] for x in Path(r["outputs_path"]).read_text().splitlines()] for r in (v, t)
+    ]
     agree = sum(a == b for a, b in zip(*outs, strict=True)) / len(outs[0])
     assert agree >= 0.85 and abs(v["score"] - t["score"]) <= 0.15, (outs, v["score"], t["score"])
     # the eval's temporary adapter is gone again
@@ -305,21 +423,41 @@ def _eval_servers() -> set[int]:
     return out
 
 
-def test_zzz_eval_backend_vllm_starts_and_stops_its_own_server(served, capsys, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zzz_eval_backend_vllm_starts_and_stops_its_own_server(
+    served, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Runs after the serve server stopped, so only one vLLM of this module runs at a time."""
     assert served["proc"].poll() is not None
-    monkeypatch.setenv("KAIZEN_VLLM_PYTHON", os.environ.get("KAIZEN_VLLM_PYTHON") or __import__("kaizen.tools.serve.vllm_server",
-                       fromlist=["x"]).find_vllm_python())
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # read by the vLLM subprocess only (this process's torch is set up)
+    monkeypatch.setenv(
+        "KAIZEN_VLLM_PYTHON",
+        os.environ.get("KAIZEN_VLLM_PYTHON")
+        or __import__("kaizen.tools.serve.vllm_server", fromlist=["x"]).find_vllm_python(),
+    )
+    monkeypatch.setenv(
+        "OMP_NUM_THREADS", "1"
+    )  # read by the vLLM subprocess only (this process's torch is set up)
     monkeypatch.setenv("KAIZEN_VLLM_ENGINE", "server")
     data = tmp_path / "heldout.jsonl"
     data.write_text("".join(GOLD.read_text().splitlines(keepends=True)[60:66]))
     before = _eval_servers()
     t0 = time.perf_counter()
-    out = kz_json(served["ws"], capsys, "eval", "--model", "v1", "--task", TASK, "--data", str(data), "--backend", "vllm")
+    out = kz_json(
+        served["ws"],
+        capsys,
+        "eval",
+        "--model",
+        "v1",
+        "--task",
+        TASK,
+        "--data",
+        str(data),
+        "--backend",
+        "vllm",
+    )
     with capsys.disabled():
-        print(f"\nkaizen eval --backend vllm (server start + 6 examples + stop): {time.perf_counter() - t0:.1f} s")
+        print(
+            f"\nkaizen eval --backend vllm (server start + 6 examples + stop): {time.perf_counter() - t0:.1f} s"
+        )
     assert out["backend"] == "vllm" and out["decoding"]["engine"] == "server" and out["n"] == 6
     assert out["score"] >= 0.5  # v1 knows these intents
     assert _eval_servers() == before  # the server it started is gone

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from kaizen.workflows.cli.main import main
 
 pytestmark = pytest.mark.vllm
@@ -56,12 +57,46 @@ def attached(vllm_server, tmp_path_factory: pytest.TempPathFactory):
 
     ws = tmp_path_factory.mktemp("serve-load-ws")
     init_workspace(ws)
-    assert kz(ws, "task", "add", TASK, "--kind", "classification", "--labels", ",".join(LABELS), "--system-prompt", SYSTEM) == 0
+    assert (
+        kz(
+            ws,
+            "task",
+            "add",
+            TASK,
+            "--kind",
+            "classification",
+            "--labels",
+            ",".join(LABELS),
+            "--system-prompt",
+            SYSTEM,
+        )
+        == 0
+    )
     assert kz(ws, "models", "add", V1, "--path", str(V1_ADAPTER), "--task", TASK) == 0
     env = {k: v for k, v in os.environ.items() if k != "KAIZEN_HOME"} | {"PYTHONUNBUFFERED": "1"}
     err = open(ws / "serve.err", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([sys.executable, "-m", "kaizen.workflows.cli.main", "-w", str(ws), "serve", "--task", TASK, "--port", "0",
-                             "--vllm-url", vllm_server.url, "--json"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kaizen.workflows.cli.main",
+            "-w",
+            str(ws),
+            "serve",
+            "--task",
+            TASK,
+            "--port",
+            "0",
+            "--vllm-url",
+            vllm_server.url,
+            "--json",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+    )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line, f"kaizen serve exited {proc.wait()}: {(ws / 'serve.err').read_text()[-3000:]}"
@@ -79,7 +114,12 @@ def attached(vllm_server, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _one(client: httpx.Client, url: str, stream: bool) -> dict[str, Any]:
-    body = {"model": TASK, "messages": [{"role": "user", "content": QUESTION}], "temperature": 0, "max_tokens": MAX_TOKENS}
+    body = {
+        "model": TASK,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "temperature": 0,
+        "max_tokens": MAX_TOKENS,
+    }
     rec: dict[str, Any] = {"stream": stream, "start": time.monotonic()}
     try:
         if stream:
@@ -89,12 +129,21 @@ def _one(client: httpx.Client, url: str, stream: bool) -> dict[str, Any]:
             rec["done"] = events[-1:] == ["[DONE]"]
             chunks = [json.loads(e) for e in events if e != "[DONE]"]
             rec["id"] = chunks[0]["id"] if chunks else None
-            rec["answer"] = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+            rec["answer"] = "".join(
+                c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
+            )
         else:
             r = client.post(url, json=body)
-            rec["status"], rec["version"], rec["done"] = r.status_code, r.headers.get("x-kaizen-model-version"), True
+            rec["status"], rec["version"], rec["done"] = (
+                r.status_code,
+                r.headers.get("x-kaizen-model-version"),
+                True,
+            )
             payload = r.json()
-            rec["id"], rec["answer"] = payload.get("id"), (payload.get("choices") or [{}])[0].get("message", {}).get("content")
+            rec["id"], rec["answer"] = (
+                payload.get("id"),
+                (payload.get("choices") or [{}])[0].get("message", {}).get("content"),
+            )
     except httpx.HTTPError as exc:
         rec["status"], rec["error"] = None, repr(exc)
     rec["end"] = time.monotonic()
@@ -142,7 +191,10 @@ def test_concurrent_clients_with_hot_swaps_in_the_middle(attached, vllm_server) 
     failed = [r for r in results if r["status"] != 200 or not r["done"]]
     assert not failed, failed[:3]
     assert len(results) == total
-    assert promoted.servers[0]["loaded"] == V1 and V1 in rolled.servers[0]["unloaded"] + rolled.servers[0]["unload_pending"]
+    assert (
+        promoted.servers[0]["loaded"] == V1
+        and V1 in rolled.servers[0]["unloaded"] + rolled.servers[0]["unload_pending"]
+    )
 
     # one trace line per answered request, naming the version that answered and holding what the client got
     lines = [json.loads(x) for x in Path(attached["info"]["log"]).read_text().splitlines()]
@@ -151,7 +203,11 @@ def test_concurrent_clients_with_hot_swaps_in_the_middle(attached, vllm_server) 
     assert set(by_id) == {r["id"] for r in results}
     for r in results:
         line = by_id[r["id"]]
-        assert (line["model_version"], line["output"], line["metadata"]["stream"]) == (r["version"], r["answer"], r["stream"])
+        assert (line["model_version"], line["output"], line["metadata"]["stream"]) == (
+            r["version"],
+            r["answer"],
+            r["stream"],
+        )
 
     # each swap took effect when it returned, and not before it began
     p0, p1 = swaps["promote"]
@@ -166,16 +222,22 @@ def test_concurrent_clients_with_hot_swaps_in_the_middle(attached, vllm_server) 
     assert answers[V1] == {"balance"} and "balance" not in answers["base"], answers
 
     lat = sorted((r["end"] - r["start"]) * 1000 for r in results)
-    print(f"\n{total} requests from {CLIENTS} clients in {wall:.1f} s ({total / wall:.1f}/s): p50 {lat[total // 2]:.0f} ms, "
-          f"p99 {lat[int(total * 0.99) - 1]:.0f} ms; answered by {dict(versions)}; promote swap {promoted.servers[0]['swap_ms']} ms, "
-          f"rollback swap {rolled.servers[0]['swap_ms']} ms (under load)")
+    print(
+        f"\n{total} requests from {CLIENTS} clients in {wall:.1f} s ({total / wall:.1f}/s): p50 {lat[total // 2]:.0f} ms, "
+        f"p99 {lat[int(total * 0.99) - 1]:.0f} ms; answered by {dict(versions)}; promote swap {promoted.servers[0]['swap_ms']} ms, "
+        f"rollback swap {rolled.servers[0]['swap_ms']} ms (under load)"
+    )
     inner = sorted(x["latency_ms"] - x["metadata"]["upstream_ms"] for x in lines)
-    print(f"inside the proxy (trace latency_ms - upstream_ms): p50 {inner[total // 2]:.1f} ms, p99 {inner[int(total * 0.99) - 1]:.1f} ms")
+    print(
+        f"inside the proxy (trace latency_ms - upstream_ms): p50 {inner[total // 2]:.1f} ms, p99 {inner[int(total * 0.99) - 1]:.1f} ms"
+    )
 
     # the swapped-out adapter was unloaded once its last request ended: nothing of ours is left in vLLM
     row = store.list_servers(TASK, status="running")[0]
     deadline = time.monotonic() + 30  # a deferred unload runs right after the last request released v1
-    while (state := http_json("GET", row.proxy_url + "/admin/state", token=row.admin_token)[1])["loaded"] and time.monotonic() < deadline:
+    while (state := http_json("GET", row.proxy_url + "/admin/state", token=row.admin_token)[1])[
+        "loaded"
+    ] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert (state["loaded"], state["unload_pending"], state["production"]["version"]) == ([], [], "base")
     assert V1 not in vllm_server.models()

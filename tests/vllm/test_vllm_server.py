@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from kaizen.tools.errors import ToolUnavailableError
 from kaizen.tools.serve.vllm_server import VLLMServer, VLLMServerError, find_vllm_python
 
@@ -111,7 +112,9 @@ def test_lora_load_changes_the_answer_and_unload_removes_it(vllm_server: VLLMSer
 
 
 @pytest.mark.vllm
-def test_bad_adapters_give_clear_errors_and_the_server_keeps_serving(vllm_server: VLLMServer, tmp_path: Path) -> None:
+def test_bad_adapters_give_clear_errors_and_the_server_keeps_serving(
+    vllm_server: VLLMServer, tmp_path: Path
+) -> None:
     missing = tmp_path / "no-such-adapter"
     with pytest.raises(VLLMServerError, match=r"'bad'.*no-such-adapter.*No adapter found"):
         vllm_server.load_lora("bad", missing)
@@ -131,7 +134,9 @@ def test_bad_adapters_give_clear_errors_and_the_server_keeps_serving(vllm_server
 
 
 @pytest.mark.vllm
-def test_server_that_exits_during_start_up_reports_its_log(vllm_python: str, smollm_dir: Path, tmp_path: Path) -> None:
+def test_server_that_exits_during_start_up_reports_its_log(
+    vllm_python: str, smollm_dir: Path, tmp_path: Path
+) -> None:
     with pytest.raises(VLLMServerError, match=r"exited with code [1-9].*\n(.|\n)*max-num-seqs"):
         VLLMServer(python=vllm_python).start(smollm_dir, extra_args=["--max-num-seqs", "not-a-number"],
                                              log_file=tmp_path / "bad.log", timeout_s=120)  # fmt: skip

@@ -17,7 +17,13 @@ from kaizen.tools.evaluate.metrics import compute_metrics
 from kaizen.tools.schema import EvalItem, EvalReport, ExampleOutcome, TaskSpec, content_hash, render
 
 Mode = Literal["auto", "generate", "score", "prefix"]
-DEFAULT_MAX_NEW_TOKENS = {"classification": 12, "extraction": 128, "math": 256, "generation": 128, "code": 256}
+DEFAULT_MAX_NEW_TOKENS = {
+    "classification": 12,
+    "extraction": 128,
+    "math": 256,
+    "generation": 128,
+    "code": 256,
+}
 
 
 def dataset_id(items: list[EvalItem]) -> str:
@@ -61,15 +67,23 @@ def evaluate(
     elif chosen == "prefix":
         outputs = backend.classify_prefix(chats, task.labels, progress=progress)
     else:
-        outputs = backend.generate(chats, max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task.kind], progress=progress)
+        outputs = backend.generate(
+            chats, max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task.kind], progress=progress
+        )
     m = compute_metrics(task.kind, outputs, [it.expected for it in items], task.labels, metric=task.metric)
     correct = m.pop("correct")
-    outcomes = [ExampleOutcome(id=it.id, output=o, expected=it.expected, correct=c) for it, o, c in zip(items, outputs, correct, strict=True)]
+    outcomes = [
+        ExampleOutcome(id=it.id, output=o, expected=it.expected, correct=c)
+        for it, o, c in zip(items, outputs, correct, strict=True)
+    ]
     outputs_path.parent.mkdir(parents=True, exist_ok=True)
     with outputs_path.open("w") as f:
         for oc in outcomes:
             f.write(json.dumps(oc.model_dump(), ensure_ascii=False, default=str) + "\n")
-    decoding = backend.decoding() | {"mode": chosen, "max_new_tokens": max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task.kind]}
+    decoding = backend.decoding() | {
+        "mode": chosen,
+        "max_new_tokens": max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task.kind],
+    }
     return EvalReport(
         task=task.name,
         model_version=model_version,

@@ -190,8 +190,13 @@ def _jsonl_outcomes(
             if explicit:
                 looks = _looks_like(item)
                 if looks is not None and looks != result.format:
-                    err = LogFormatError(err.path, err.line, err.field, f"{err.problem} (this record looks like {looks}: "
-                                         f"pass --format {looks} or --format auto)")
+                    err = LogFormatError(
+                        err.path,
+                        err.line,
+                        err.field,
+                        f"{err.problem} (this record looks like {looks}: "
+                        f"pass --format {looks} or --format auto)",
+                    )
             yield lineno, err
             continue
         for outcome in outcomes:
@@ -253,7 +258,9 @@ def iter_traces(
         name = detect_text_format(path, max_line_bytes) or "auto"
     opts = {k: v for k, v in (options or {}).items() if v is not None}
     result = ParseResult(format=name)
-    return result, _drive(path, name, result, skip_invalid, max_line_bytes, opts, require_records, lenient_options, carry)
+    return result, _drive(
+        path, name, result, skip_invalid, max_line_bytes, opts, require_records, lenient_options, carry
+    )
 
 
 def _drive(
@@ -292,9 +299,13 @@ def _drive(
         expected = "a known log format" if result.format == "auto" else f"format {result.format}"
         first = result.invalid[0] if result.invalid else None
         bad = f" ({len(result.invalid)} bad lines; first: {first.field}: {first.problem})" if first else ""
-        raise LogFormatError(os.fspath(path), first.line if first else 0, "<format>",
-                             f"no record of {expected} in the file{bad}; the file looks like "
-                             f"{detected_format(path, max_line_bytes)}: pass the right --format (or --format auto)")
+        raise LogFormatError(
+            os.fspath(path),
+            first.line if first else 0,
+            "<format>",
+            f"no record of {expected} in the file{bad}; the file looks like "
+            f"{detected_format(path, max_line_bytes)}: pass the right --format (or --format auto)",
+        )
 
 
 def parse_traces(

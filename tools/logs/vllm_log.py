@@ -171,11 +171,17 @@ class VllmLog:
                         pending.pop(rid)
                         broken.add(rid)
                         where = f"line {first}" if first else "an earlier chunk of the log"
-                        yield lineno, LogFormatError(
-                            os.fspath(path), lineno, "request_id",
-                            f"request id {rid} is used by two requests in flight at once (also at {where}): their "
-                            "responses cannot be told apart, so neither is imported; make request ids unique "
-                            "(a client reusing X-Request-Id?)")
+                        yield (
+                            lineno,
+                            LogFormatError(
+                                os.fspath(path),
+                                lineno,
+                                "request_id",
+                                f"request id {rid} is used by two requests in flight at once (also at {where}): their "
+                                "responses cannot be told apart, so neither is imported; make request ids unique "
+                                "(a client reusing X-Request-Id?)",
+                            ),
+                        )
                         continue
                     broken.discard(rid)
                     req = pending.setdefault(rid, {"line": lineno})

@@ -304,7 +304,9 @@ def _convert_gguf(gguf: Path, out: Path) -> dict:
         model.tie_weights()
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = (
-        config.bos_token_id, config.eos_token_id, config.pad_token_id,
+        config.bos_token_id,
+        config.eos_token_id,
+        config.pad_token_id,
     )
     del source
 
@@ -361,7 +363,9 @@ def build_tiny_random_llama(
         model = LlamaForCausalLM(config)
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = (
-        config.bos_token_id, config.eos_token_id, config.pad_token_id,
+        config.bos_token_id,
+        config.eos_token_id,
+        config.pad_token_id,
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

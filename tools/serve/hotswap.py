@@ -60,14 +60,22 @@ def live_servers(store: Store, task: str) -> list[ServerRow]:
             out.append(row)
             continue
         if row.host == socket.gethostname() and not pid_alive(row.pid):
-            row.status, row.stopped_at, row.error = "gone", utcnow(), "process no longer exists (found by a promote/rollback)"
+            row.status, row.stopped_at, row.error = (
+                "gone",
+                utcnow(),
+                "process no longer exists (found by a promote/rollback)",
+            )
             store.save_server(row)
             continue
         if row.host != socket.gethostname():
-            raise ServingError(f"server {row.id} of {task} on {row.host} ({row.proxy_url}) does not answer: "
-                               "check it, or pass --no-swap to move the alias without it")
-        raise ServingError(f"server {row.id} of {task} (pid {row.pid}, {row.proxy_url}) is running but does not answer "
-                           "/health: wait for it, stop it, or pass --no-swap to move the alias without it")
+            raise ServingError(
+                f"server {row.id} of {task} on {row.host} ({row.proxy_url}) does not answer: "
+                "check it, or pass --no-swap to move the alias without it"
+            )
+        raise ServingError(
+            f"server {row.id} of {task} (pid {row.pid}, {row.proxy_url}) is running but does not answer "
+            "/health: wait for it, stop it, or pass --no-swap to move the alias without it"
+        )
     return out
 
 
@@ -77,7 +85,9 @@ class SwapResult:
     old: str
     new: str
     skill: int | None
-    servers: list[dict[str, Any]] = field(default_factory=list)  # per server: url, swap_ms, loaded, unloaded, unload_pending
+    servers: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # per server: url, swap_ms, loaded, unloaded, unload_pending
 
     def as_dict(self, *, with_skill: bool = True) -> dict[str, Any]:
         """The CLI's ``--json``; ``servers`` only when a live server was hot-swapped."""
@@ -95,11 +105,15 @@ def route_body(store: Store, version: str, skill: int | None) -> dict[str, Any]:
 
 
 def _route(server: ServerRow, body: dict[str, Any]) -> dict[str, Any]:
-    status, payload = http_json("POST", server.proxy_url + "/admin/route", body, token=server.admin_token, timeout=ADMIN_TIMEOUT_S)
+    status, payload = http_json(
+        "POST", server.proxy_url + "/admin/route", body, token=server.admin_token, timeout=ADMIN_TIMEOUT_S
+    )
     if status != 200:
-        raise ServingError(f"server {server.proxy_url} refused to serve {body['version']}"
-                           f"{' with skill ' + str(body['skill']) if body.get('skill') else ''} (HTTP {status}): "
-                           f"{error_message(payload)}")
+        raise ServingError(
+            f"server {server.proxy_url} refused to serve {body['version']}"
+            f"{' with skill ' + str(body['skill']) if body.get('skill') else ''} (HTTP {status}): "
+            f"{error_message(payload)}"
+        )
     return payload if isinstance(payload, dict) else {}
 
 
@@ -112,8 +126,10 @@ def swap_servers(store: Store, task: str, version: str, skill: int | None) -> li
     done: list[tuple[ServerRow, dict[str, Any]]] = []
     for server in servers:
         if server.base_version != body["base_version"]:
-            err = ServingError(f"{version} is built on base {body['base_version']!r} but server {server.proxy_url} serves base "
-                               f"{server.base_version!r}: restart `kaizen serve --task {task}` after promoting with --no-swap")
+            err = ServingError(
+                f"{version} is built on base {body['base_version']!r} but server {server.proxy_url} serves base "
+                f"{server.base_version!r}: restart `kaizen serve --task {task}` after promoting with --no-swap"
+            )
             _undo(store, done)
             raise err
         try:
@@ -121,7 +137,11 @@ def swap_servers(store: Store, task: str, version: str, skill: int | None) -> li
         except ServingError:
             _undo(store, done)
             raise
-    return [{"server": s.id, "url": s.proxy_url} | {k: r.get(k) for k in ("swap_ms", "loaded", "unloaded", "unload_pending")} for s, r in done]
+    return [
+        {"server": s.id, "url": s.proxy_url}
+        | {k: r.get(k) for k in ("swap_ms", "loaded", "unloaded", "unload_pending")}
+        for s, r in done
+    ]
 
 
 def _undo(store: Store, done: list[tuple[ServerRow, dict[str, Any]]]) -> None:
@@ -136,8 +156,16 @@ def _undo(store: Store, done: list[tuple[ServerRow, dict[str, Any]]]) -> None:
             pass
 
 
-def promote_and_swap(store: Store, task: str, version: str, *, skill: int | None = None, actor: str = "", note: str = "",
-                     swap: bool = True) -> SwapResult:
+def promote_and_swap(
+    store: Store,
+    task: str,
+    version: str,
+    *,
+    skill: int | None = None,
+    actor: str = "",
+    note: str = "",
+    swap: bool = True,
+) -> SwapResult:
     """Hot-swap every live server of ``task`` to (version, skill), then point ``production`` at it.
 
     A failed swap raises :class:`ServingError` with the server's message; the registry is then not
@@ -161,7 +189,9 @@ def promote_and_swap(store: Store, task: str, version: str, *, skill: int | None
     return SwapResult(task=task, old=old, new=new, skill=skill, servers=servers)
 
 
-def rollback_and_swap(store: Store, task: str, *, actor: str = "", note: str = "", swap: bool = True) -> SwapResult:
+def rollback_and_swap(
+    store: Store, task: str, *, actor: str = "", note: str = "", swap: bool = True
+) -> SwapResult:
     """Hot-swap live servers to the task's ``previous`` (version, skill), then swap the aliases."""
     store.get_task(task)
     prev = store.get_alias(task, "previous")
@@ -189,20 +219,32 @@ def _undo_after_registry_failure(store: Store, task: str) -> None:
         pass
 
 
-def set_canary(store: Store, task: str, version: str | None, *, fraction: float = 0.0, skill: int | None = None) -> list[dict[str, Any]]:
+def set_canary(
+    store: Store, task: str, version: str | None, *, fraction: float = 0.0, skill: int | None = None
+) -> list[dict[str, Any]]:
     """Send ``fraction`` of the task's requests on every live server to ``version`` (None or 0: stop the canary)."""
     if not 0.0 <= fraction <= 1.0:
         raise ServingError(f"canary fraction must be within [0, 1], got {fraction}")
     servers = live_servers(store, task)
     if not servers:
-        raise ServingError(f"no live `kaizen serve` for task {task!r}: start one first (see `kaizen servers list`)")
+        raise ServingError(
+            f"no live `kaizen serve` for task {task!r}: start one first (see `kaizen servers list`)"
+        )
     body: dict[str, Any] = {"version": None, "fraction": 0.0}
     if version and fraction > 0:
         body = route_body(store, version, skill) | {"fraction": fraction}
     out = []
     for server in servers:
-        status, payload = http_json("POST", server.proxy_url + "/admin/canary", body, token=server.admin_token, timeout=ADMIN_TIMEOUT_S)
+        status, payload = http_json(
+            "POST",
+            server.proxy_url + "/admin/canary",
+            body,
+            token=server.admin_token,
+            timeout=ADMIN_TIMEOUT_S,
+        )
         if status != 200:
-            raise ServingError(f"server {server.proxy_url} refused the canary (HTTP {status}): {error_message(payload)}")
+            raise ServingError(
+                f"server {server.proxy_url} refused the canary (HTTP {status}): {error_message(payload)}"
+            )
         out.append({"server": server.id, "url": server.proxy_url, "canary": (payload or {}).get("canary")})
     return out

@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 import httpx
+
 from kaizen.tools.errors import ServingError
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -34,14 +35,18 @@ def client() -> httpx.Client:
     global _client
     with _client_lock:
         if _client is None or _client.is_closed:
-            _client = httpx.Client(trust_env=False, timeout=_timeout(DEFAULT_TIMEOUT_S), follow_redirects=False)
+            _client = httpx.Client(
+                trust_env=False, timeout=_timeout(DEFAULT_TIMEOUT_S), follow_redirects=False
+            )
         return _client
 
 
 def async_client(*, timeout: float = 600.0, max_connections: int = 256) -> httpx.AsyncClient:
     """A new asynchronous client for one event loop (the proxy's upstream requests); close it with ``aclose``."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return httpx.AsyncClient(trust_env=False, timeout=_timeout(timeout), limits=limits, follow_redirects=False)
+    return httpx.AsyncClient(
+        trust_env=False, timeout=_timeout(timeout), limits=limits, follow_redirects=False
+    )
 
 
 def headers(token: str = "") -> dict[str, str]:
@@ -67,7 +72,9 @@ def unreachable(method: str, url: str, exc: httpx.TransportError, timeout: float
     return ServingError(f"{method} {url}: unreachable: {exc or type(exc).__name__}")
 
 
-def request(method: str, url: str, body: Any = None, *, token: str = "", timeout: float = DEFAULT_TIMEOUT_S) -> httpx.Response:
+def request(
+    method: str, url: str, body: Any = None, *, token: str = "", timeout: float = DEFAULT_TIMEOUT_S
+) -> httpx.Response:
     """One request with a JSON body (or none); the response whatever its status. :class:`ServingError` when
     the server cannot be reached or does not answer within ``timeout`` seconds."""
     data = None if body is None else json.dumps(body).encode()
@@ -77,7 +84,9 @@ def request(method: str, url: str, body: Any = None, *, token: str = "", timeout
         raise unreachable(method, url, exc, timeout) from None
 
 
-def request_json(method: str, url: str, body: Any = None, *, token: str = "", timeout: float = DEFAULT_TIMEOUT_S) -> tuple[int, Any]:
+def request_json(
+    method: str, url: str, body: Any = None, *, token: str = "", timeout: float = DEFAULT_TIMEOUT_S
+) -> tuple[int, Any]:
     """One JSON request. Returns (status, decoded body: JSON, else text, None when empty) for any HTTP
     status; raises :class:`ServingError` only when the server cannot be reached."""
     resp = request(method, url, body, token=token, timeout=timeout)

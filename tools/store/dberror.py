@@ -78,32 +78,46 @@ def describe(exc: BaseException, url: str) -> WorkspaceError | None:
 def _describe(exc: BaseException, url: str) -> WorkspaceError | None:
     where = _where(url)
     if isinstance(exc, ArgumentError):
-        return WorkspaceError(f"{mask_url(url)!r} is not a database URL ({_first_line(exc)}): use sqlite:////path/kaizen.db "
-                              f"or postgresql+psycopg://user:password@host/db; {_env_hint(url)}")
+        return WorkspaceError(
+            f"{mask_url(url)!r} is not a database URL ({_first_line(exc)}): use sqlite:////path/kaizen.db "
+            f"or postgresql+psycopg://user:password@host/db; {_env_hint(url)}"
+        )
     if isinstance(exc, NoSuchModuleError):
-        return WorkspaceError(f"database URL {mask_url(url)}: unknown database kind or its driver is not installed "
-                              f"({_first_line(exc)}); {_env_hint(url)}")
+        return WorkspaceError(
+            f"database URL {mask_url(url)}: unknown database kind or its driver is not installed "
+            f"({_first_line(exc)}); {_env_hint(url)}"
+        )
     if isinstance(exc, IntegrityError) or not isinstance(exc, DatabaseError):
         return None
     msg = _first_line(exc.orig if isinstance(exc.orig, BaseException) else exc).lower()
     if "file is not a database" in msg or "malformed" in msg or "not a database" in msg:
-        return WorkspaceError(f"database {where} is damaged or not a SQLite database ({msg}): restore it from a backup, "
-                              "or move it away and run `kaizen init` to start an empty one")
+        return WorkspaceError(
+            f"database {where} is damaged or not a SQLite database ({msg}): restore it from a backup, "
+            "or move it away and run `kaizen init` to start an empty one"
+        )
     if "readonly" in msg or "read-only" in msg:
-        return WorkspaceError(f"database {where} is read-only ({msg}): give this user write permission on the file and "
-                              "its folder (SQLite writes -wal and -shm files beside it), or run kaizen as its owner")
+        return WorkspaceError(
+            f"database {where} is read-only ({msg}): give this user write permission on the file and "
+            "its folder (SQLite writes -wal and -shm files beside it), or run kaizen as its owner"
+        )
     if "unable to open database file" in msg:
         folder = Path(where).parent if sqlite_file(url) else where
-        return WorkspaceError(f"cannot open database {where} ({msg}): check that {folder} exists and is writable by "
-                              "this user (SQLite writes -wal and -shm files beside the database)")
+        return WorkspaceError(
+            f"cannot open database {where} ({msg}): check that {folder} exists and is writable by "
+            "this user (SQLite writes -wal and -shm files beside the database)"
+        )
     if "database is locked" in msg or "database table is locked" in msg:
-        return WorkspaceError(f"database {where} is busy: another kaizen process held its write lock too long "
-                              f"({msg}); retry in a moment")
+        return WorkspaceError(
+            f"database {where} is busy: another kaizen process held its write lock too long "
+            f"({msg}); retry in a moment"
+        )
     if "disk is full" in msg or "disk i/o error" in msg:
         return WorkspaceError(f"database {where}: {msg}: free disk space (or check the disk) and retry")
     if isinstance(exc, OperationalError):
-        return WorkspaceError(f"cannot use database {mask_url(url)} ({mask_secrets(msg, url)}): check that it is reachable "
-                              f"and the credentials are right; {_env_hint(url)}")
+        return WorkspaceError(
+            f"cannot use database {mask_url(url)} ({mask_secrets(msg, url)}): check that it is reachable "
+            f"and the credentials are right; {_env_hint(url)}"
+        )
     return None
 
 

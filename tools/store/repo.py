@@ -56,7 +56,10 @@ class ImportStats:
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("imported", "duplicates", "invalid", "failures", "passes", "unlabeled")} | {
+        return {
+            k: getattr(self, k)
+            for k in ("imported", "duplicates", "invalid", "failures", "passes", "unlabeled")
+        } | {
             "feedback_added": self.feedback_added,
             "errors": self.errors,
         }
@@ -120,16 +123,20 @@ class Store:
         self.url = url
         path = dberror.sqlite_file(url)
         if path is not None and not create and not path.exists():
-            raise WorkspaceError(f"database {path} does not exist (deleted or moved?): restore it from a backup, or run "
-                                 "`kaizen init` to start an empty one")
+            raise WorkspaceError(
+                f"database {path} does not exist (deleted or moved?): restore it from a backup, or run "
+                "`kaizen init` to start an empty one"
+            )
         try:
             self.engine = make_engine(url)
             if create:
                 create_schema(self.engine, url)
             check_schema(self.engine, url)
         except ImportError as e:
-            raise WorkspaceError(f"database URL {dberror.mask_url(url)} needs a driver that is not installed ({e}): "
-                                 "install it, or fix KAIZEN_DB_URL") from None
+            raise WorkspaceError(
+                f"database URL {dberror.mask_url(url)} needs a driver that is not installed ({e}): "
+                "install it, or fix KAIZEN_DB_URL"
+            ) from None
         except Exception as e:
             if (err := dberror.describe(e, url)) is not None:
                 raise err from None
@@ -197,11 +204,18 @@ class Store:
 
     def list_tasks(self) -> list[tuple[TaskSpec, str]]:
         with self.session() as s:
-            return [(task_row_to_spec(r), r.declared_in) for r in s.exec(select(TaskRow).order_by(TaskRow.name))]
+            return [
+                (task_row_to_spec(r), r.declared_in) for r in s.exec(select(TaskRow).order_by(TaskRow.name))
+            ]
 
     # ---------------------------------------------------------------------------------- traces
     def import_traces(
-        self, items: Iterable[tuple[int, TraceIn]], *, path: str, default_task: str | None, skip_invalid: bool = False,
+        self,
+        items: Iterable[tuple[int, TraceIn]],
+        *,
+        path: str,
+        default_task: str | None,
+        skip_invalid: bool = False,
         also: Callable[[Session], None] | None = None,
     ) -> ImportStats:
         """Import ``(line, trace)`` pairs (and their feedback) atomically; already-present traces are duplicates.
@@ -220,9 +234,16 @@ class Store:
             batch.publish(also)
         return stats
 
-    def add_feedback(self, items: Iterable[tuple[int, FeedbackIn]], *, path: str, skip_invalid: bool = False,
-                     also: Callable[[Session], None] | None = None, by_line: bool | None = None,
-                     on_missing: Callable[[int, FeedbackIn], None] | None = None) -> ImportStats:
+    def add_feedback(
+        self,
+        items: Iterable[tuple[int, FeedbackIn]],
+        *,
+        path: str,
+        skip_invalid: bool = False,
+        also: Callable[[Session], None] | None = None,
+        by_line: bool | None = None,
+        on_missing: Callable[[int, FeedbackIn], None] | None = None,
+    ) -> ImportStats:
         """Attach feedback to stored traces, atomically; the latest feedback of a trace is the one that counts.
 
         Feedback equal to the trace's latest is not appended again (it changes nothing); any other is,
@@ -256,14 +277,18 @@ class Store:
             q = select(TraceRow).where(TraceRow.task == task)
             if ids is not None:
                 q = q.where(col(TraceRow.id).in_(list(ids)))
-            rows = list(s.exec(q.order_by(col(TraceRow.timestamp), col(TraceRow.imported_at), col(TraceRow.id))))
+            rows = list(
+                s.exec(q.order_by(col(TraceRow.timestamp), col(TraceRow.imported_at), col(TraceRow.id)))
+            )
             latest_ids = (
                 select(func.max(FeedbackRow.id))
                 .join(TraceRow, TraceRow.id == FeedbackRow.trace_id)
                 .where(TraceRow.task == task)
                 .group_by(FeedbackRow.trace_id)
             )
-            fbs = {f.trace_id: f for f in s.exec(select(FeedbackRow).where(col(FeedbackRow.id).in_(latest_ids)))}
+            fbs = {
+                f.trace_id: f for f in s.exec(select(FeedbackRow).where(col(FeedbackRow.id).in_(latest_ids)))
+            }
         out = []
         for r in rows:
             f = fbs.get(r.id)
@@ -348,16 +373,38 @@ class Store:
 
     def alias_history(self, task: str) -> list[AliasEvent]:
         with self.session() as s:
-            return list(s.exec(select(AliasEvent).where(AliasEvent.task == task).order_by(col(AliasEvent.id))))
+            return list(
+                s.exec(select(AliasEvent).where(AliasEvent.task == task).order_by(col(AliasEvent.id)))
+            )
 
-    def set_aliases(self, task: str, changes: dict[str, tuple[str, int | None]], *, action: str, actor: str = "", note: str = "") -> None:
+    def set_aliases(
+        self,
+        task: str,
+        changes: dict[str, tuple[str, int | None]],
+        *,
+        action: str,
+        actor: str = "",
+        note: str = "",
+    ) -> None:
         """Move several aliases of a task in one transaction, recording each move."""
         with self.session() as s:
             for alias, (version, skill) in changes.items():
-                row = s.get(AliasRow, (task, alias)) or AliasRow(task=task, alias=alias, model_version=version)
+                row = s.get(AliasRow, (task, alias)) or AliasRow(
+                    task=task, alias=alias, model_version=version
+                )
                 row.model_version, row.skill_version, row.updated_at = version, skill, utcnow()
                 s.add(row)
-                s.add(AliasEvent(task=task, alias=alias, model_version=version, skill_version=skill, action=action, actor=actor, note=note))
+                s.add(
+                    AliasEvent(
+                        task=task,
+                        alias=alias,
+                        model_version=version,
+                        skill_version=skill,
+                        action=action,
+                        actor=actor,
+                        note=note,
+                    )
+                )
 
     # ----------------------------------------------------------------------------------- evals
     def add_eval_result(self, row: EvalResultRow) -> EvalResultRow:
@@ -400,15 +447,25 @@ class Store:
     def feedback_log(self, task: str) -> list[tuple[datetime, str]]:
         """(recorded at, verdict) of every feedback on the task's traces, oldest first (the scheduled loop's trigger)."""
         with self.session() as s:
-            q = select(FeedbackRow.created_at, FeedbackRow.verdict).join(TraceRow, col(TraceRow.id) == col(FeedbackRow.trace_id)) \
-                .where(TraceRow.task == task).order_by(col(FeedbackRow.id))
+            q = (
+                select(FeedbackRow.created_at, FeedbackRow.verdict)
+                .join(TraceRow, col(TraceRow.id) == col(FeedbackRow.trace_id))
+                .where(TraceRow.task == task)
+                .order_by(col(FeedbackRow.id))
+            )
             return [(t, v) for t, v in s.exec(q)]
 
     def trace_inputs(self, task: str) -> list[tuple[datetime, list[dict[str, Any]]]]:
         """(imported at, messages) of the task's traces in import order (drift against earlier inputs)."""
         with self.session() as s:
-            return [(t, m) for t, m in s.exec(select(TraceRow.imported_at, TraceRow.messages).where(TraceRow.task == task)
-                                              .order_by(col(TraceRow.imported_at)))]
+            return [
+                (t, m)
+                for t, m in s.exec(
+                    select(TraceRow.imported_at, TraceRow.messages)
+                    .where(TraceRow.task == task)
+                    .order_by(col(TraceRow.imported_at))
+                )
+            ]
 
     # ---------------------------------------------------------------------------------- skills
     def add_skill(self, task: str, body: dict[str, Any], parent: int | None) -> dict[str, Any]:
@@ -417,6 +474,7 @@ class Store:
         A version with the same content and parent already stored is returned instead (a resumed
         run that re-asks the brain must not mint a duplicate).
         """
+
         def content(b: dict[str, Any]) -> dict[str, Any]:
             return {k: v for k, v in b.items() if k not in ("name", "version")}
 
@@ -424,7 +482,9 @@ class Store:
             for row in s.exec(select(SkillRow).where(SkillRow.task == task, SkillRow.parent == parent)):
                 if content(row.body) == content(body):
                     return row.body
-            last = s.exec(select(SkillRow.version).where(SkillRow.task == task).order_by(col(SkillRow.version).desc())).first()
+            last = s.exec(
+                select(SkillRow.version).where(SkillRow.task == task).order_by(col(SkillRow.version).desc())
+            ).first()
             stored = content(body) | {"name": task, "version": (last or 0) + 1}
             s.add(SkillRow(task=task, version=stored["version"], body=stored, parent=parent))
         return stored
@@ -468,7 +528,9 @@ class Store:
         """Inside a transaction: records that start waiting."""
         s.add_all(list(rows))
 
-    def replace_pending(self, task: str, kind: str, rows: Iterable[PendingRow], s: Session | None = None) -> None:
+    def replace_pending(
+        self, task: str, kind: str, rows: Iterable[PendingRow], s: Session | None = None
+    ) -> None:
         """The task's waiting records of ``kind`` become ``rows`` (in ``s``'s transaction when given)."""
         if s is None:
             with self.session() as own:
@@ -535,10 +597,15 @@ class Store:
         try:
             with self.session() as s:
                 if replacing is not None:
-                    gone = s.exec(delete(LockRow).where(  # type: ignore[call-overload]
-                        col(LockRow.task) == replacing.task, col(LockRow.run_id) == replacing.run_id,
-                        col(LockRow.pid) == replacing.pid, col(LockRow.host) == replacing.host,
-                        col(LockRow.heartbeat) == replacing.heartbeat)).rowcount
+                    gone = s.exec(
+                        delete(LockRow).where(  # type: ignore[call-overload]
+                            col(LockRow.task) == replacing.task,
+                            col(LockRow.run_id) == replacing.run_id,
+                            col(LockRow.pid) == replacing.pid,
+                            col(LockRow.host) == replacing.host,
+                            col(LockRow.heartbeat) == replacing.heartbeat,
+                        )
+                    ).rowcount
                     if gone != 1:
                         s.rollback()
                         return False
@@ -551,14 +618,26 @@ class Store:
     def beat_lock(self, task: str, job_id: str, pid: int, host: str) -> bool:
         """Refresh the heartbeat of the lock ``(job_id, pid, host)`` holds; False if it holds none."""
         with self.session() as s:
-            n = s.exec(update(LockRow).where(  # type: ignore[call-overload]
-                col(LockRow.task) == task, col(LockRow.run_id) == job_id, col(LockRow.pid) == pid,
-                col(LockRow.host) == host).values(heartbeat=utcnow())).rowcount
+            n = s.exec(
+                update(LockRow)
+                .where(  # type: ignore[call-overload]
+                    col(LockRow.task) == task,
+                    col(LockRow.run_id) == job_id,
+                    col(LockRow.pid) == pid,
+                    col(LockRow.host) == host,
+                )
+                .values(heartbeat=utcnow())
+            ).rowcount
         return n == 1
 
     def drop_lock(self, task: str, job_id: str, pid: int, host: str) -> None:
         """Delete the lock ``(job_id, pid, host)`` holds (a lock another holder took over stays)."""
         with self.session() as s:
-            s.exec(delete(LockRow).where(  # type: ignore[call-overload]
-                col(LockRow.task) == task, col(LockRow.run_id) == job_id, col(LockRow.pid) == pid,
-                col(LockRow.host) == host))
+            s.exec(
+                delete(LockRow).where(  # type: ignore[call-overload]
+                    col(LockRow.task) == task,
+                    col(LockRow.run_id) == job_id,
+                    col(LockRow.pid) == pid,
+                    col(LockRow.host) == host,
+                )
+            )

@@ -79,7 +79,9 @@ def hold_write_lock(s: Session) -> None:
 
 def _x(s: Session, statement: Any, params: Any = None) -> Any:
     """Run a Core statement in the session's transaction (``params``: a list of rows for executemany)."""
-    return s.connection().execute(statement, params) if params is not None else s.connection().execute(statement)
+    return (
+        s.connection().execute(statement, params) if params is not None else s.connection().execute(statement)
+    )
 
 
 def _chunks(seq: list[Any], n: int = _IN) -> Iterator[list[Any]]:
@@ -99,7 +101,13 @@ class ImportBatch:
     """
 
     def __init__(self, store: Store, *, path: str, skip_invalid: bool, by_line: bool, stats: ImportStats):
-        self.store, self.path, self.skip_invalid, self.by_line, self.stats = store, path, skip_invalid, by_line, stats
+        self.store, self.path, self.skip_invalid, self.by_line, self.stats = (
+            store,
+            path,
+            skip_invalid,
+            by_line,
+            stats,
+        )
         self.at = os.path.abspath(path) if by_line else ""
         self.batch = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.seen: dict[str, tuple[str, str]] = {}  # trace id → (content hash, where it was read)
@@ -132,8 +140,11 @@ class ImportBatch:
         if chunk:
             self._trace_chunk(chunk, default_task)
 
-    def add_feedback(self, items: Iterable[tuple[int, FeedbackIn]],
-                     on_missing: Callable[[int, FeedbackIn], None] | None = None) -> None:
+    def add_feedback(
+        self,
+        items: Iterable[tuple[int, FeedbackIn]],
+        on_missing: Callable[[int, FeedbackIn], None] | None = None,
+    ) -> None:
         """Check and stage ``(line, feedback)`` pairs; feedback for an unknown trace goes to ``on_missing`` if given."""
         chunk: list[tuple[int, FeedbackIn]] = []
         for item in items:
@@ -162,11 +173,22 @@ class ImportBatch:
         for line, tr in chunk:
             task = tr.task or default_task
             if not task:
-                self._invalid(LogFormatError(self.path, line, "task", "no task given: pass --task NAME or set \"task\" on each line"))
+                self._invalid(
+                    LogFormatError(
+                        self.path, line, "task", 'no task given: pass --task NAME or set "task" on each line'
+                    )
+                )
                 continue
             if task not in tasks:
-                self._invalid(LogFormatError(self.path, line, "task", f"unknown task {task!r}: add it with "
-                                             f"`kaizen task add {task} --kind ...` or declare it in kaizen.yaml"))
+                self._invalid(
+                    LogFormatError(
+                        self.path,
+                        line,
+                        "task",
+                        f"unknown task {task!r}: add it with "
+                        f"`kaizen task add {task} --kind ...` or declare it in kaizen.yaml",
+                    )
+                )
                 continue
             messages = [m.model_dump() for m in tr.messages]
             tid = tr.id or tr.content_id(task)
@@ -175,11 +197,16 @@ class ImportBatch:
         for line, tr, task, tid, messages, h in ready:
             known = self.seen.get(tid) or stored.get(tid)
             if known is not None and known[0] != h:
-                self._invalid(LogFormatError(
-                    self.path, line, "id",
-                    f"trace id {tid!r} is already used by a different trace ({known[1]}): refused, so that feedback "
-                    "cannot land on the wrong trace; give every record its own id (a reused request id?) or leave "
-                    "\"id\" out to derive it from the content"))
+                self._invalid(
+                    LogFormatError(
+                        self.path,
+                        line,
+                        "id",
+                        f"trace id {tid!r} is already used by a different trace ({known[1]}): refused, so that feedback "
+                        "cannot land on the wrong trace; give every record its own id (a reused request id?) or leave "
+                        '"id" out to derive it from the content',
+                    )
+                )
                 continue
             if known is not None:
                 self.stats.duplicates += 1
@@ -193,13 +220,25 @@ class ImportBatch:
                 self.stats.passes += verdict == "pass"
                 self.stats.unlabeled += verdict is None
                 self.seq += 1
-                self.traces.append({
-                    "batch": self.batch, "seq": self.seq, "id": tid, "task": task, "timestamp": _utc(tr.timestamp),
-                    "model_version": tr.model_version, "messages": messages, "output": tr.output,
-                    "trace_metadata": tr.metadata, "latency_ms": tr.latency_ms, "prompt_tokens": tr.prompt_tokens,
-                    "completion_tokens": tr.completion_tokens, "source": f"{self.path}:{line}", "content_hash": h,
-                    "staged_at": utcnow(),
-                })
+                self.traces.append(
+                    {
+                        "batch": self.batch,
+                        "seq": self.seq,
+                        "id": tid,
+                        "task": task,
+                        "timestamp": _utc(tr.timestamp),
+                        "model_version": tr.model_version,
+                        "messages": messages,
+                        "output": tr.output,
+                        "trace_metadata": tr.metadata,
+                        "latency_ms": tr.latency_ms,
+                        "prompt_tokens": tr.prompt_tokens,
+                        "completion_tokens": tr.completion_tokens,
+                        "source": f"{self.path}:{line}",
+                        "content_hash": h,
+                        "staged_at": utcnow(),
+                    }
+                )
             if tr.feedback is not None:
                 self._stage_feedback(tid, line, tr.feedback.model_dump())
         self._maybe_flush()
@@ -211,13 +250,19 @@ class ImportBatch:
             return out
         with self.store.session() as s:
             for part in _chunks(sorted(set(ids))):
-                q = select(TRACE_T.c.id, TRACE_T.c.task, TRACE_T.c.messages, TRACE_T.c.output, TRACE_T.c.source)
+                q = select(
+                    TRACE_T.c.id, TRACE_T.c.task, TRACE_T.c.messages, TRACE_T.c.output, TRACE_T.c.source
+                )
                 for tid, task, messages, output, source in _x(s, q.where(TRACE_T.c.id.in_(part))):
-                    out[tid] = (trace_hash(task, messages, output), f"stored from {source or 'an earlier import'}")
+                    out[tid] = (
+                        trace_hash(task, messages, output),
+                        f"stored from {source or 'an earlier import'}",
+                    )
         return out
 
-    def _feedback_chunk(self, chunk: list[tuple[int, FeedbackIn]],
-                        on_missing: Callable[[int, FeedbackIn], None] | None) -> None:
+    def _feedback_chunk(
+        self, chunk: list[tuple[int, FeedbackIn]], on_missing: Callable[[int, FeedbackIn], None] | None
+    ) -> None:
         ask = sorted({fb.trace_id for _, fb in chunk} - self.known_ids - set(self.seen))
         if ask:
             with self.store.session() as s:
@@ -228,7 +273,14 @@ class ImportBatch:
                 if on_missing is not None:
                     on_missing(line, fb)
                     continue
-                self._invalid(LogFormatError(self.path, line, "trace_id", f"no trace with id {fb.trace_id!r}: import the trace first"))
+                self._invalid(
+                    LogFormatError(
+                        self.path,
+                        line,
+                        "trace_id",
+                        f"no trace with id {fb.trace_id!r}: import the trace first",
+                    )
+                )
                 continue
             self._stage_feedback(fb.trace_id, line, fb.model_dump(exclude={"trace_id"}))
         self._maybe_flush()
@@ -237,11 +289,19 @@ class ImportBatch:
         event = {"trace_id": trace_id, **fb} | ({"at": f"{self.at}:{line}"} if self.by_line else {})
         self.seq += 1
         self.n_feedback += 1
-        self.feedback.append({
-            "batch": self.batch, "seq": self.seq, "trace_id": trace_id, **{k: fb.get(k) for k in _FB_FIELDS},
-            "content_hash": content_hash(event), "state_hash": feedback_state(fb), "line": line, "keep": True,
-            "staged_at": utcnow(),
-        })
+        self.feedback.append(
+            {
+                "batch": self.batch,
+                "seq": self.seq,
+                "trace_id": trace_id,
+                **{k: fb.get(k) for k in _FB_FIELDS},
+                "content_hash": content_hash(event),
+                "state_hash": feedback_state(fb),
+                "line": line,
+                "keep": True,
+                "staged_at": utcnow(),
+            }
+        )
 
     def _maybe_flush(self) -> None:
         if len(self.traces) + len(self.feedback) >= CHUNK:
@@ -263,13 +323,25 @@ class ImportBatch:
         host = socket.gethostname()
         old = utcnow() - STALE_AFTER
         with self.store.session() as s:
-            batches = {b: t for b, t in _x(s, select(STAGE_T.c.batch, func.min(STAGE_T.c.staged_at)).group_by(STAGE_T.c.batch))}
-            batches |= {b: t for b, t in _x(s, select(STAGE_F.c.batch, func.min(STAGE_F.c.staged_at)).group_by(STAGE_F.c.batch))}
+            batches = {
+                b: t
+                for b, t in _x(
+                    s, select(STAGE_T.c.batch, func.min(STAGE_T.c.staged_at)).group_by(STAGE_T.c.batch)
+                )
+            }
+            batches |= {
+                b: t
+                for b, t in _x(
+                    s, select(STAGE_F.c.batch, func.min(STAGE_F.c.staged_at)).group_by(STAGE_F.c.batch)
+                )
+            }
         dead = []
         for b, started in batches.items():
             h, _, rest = b.partition(":")
             pid = rest.partition(":")[0]
-            if (h == host and pid.isdigit() and not pid_alive(int(pid))) or (started is not None and _utc(started) < old):
+            if (h == host and pid.isdigit() and not pid_alive(int(pid))) or (
+                started is not None and _utc(started) < old
+            ):
                 dead.append(b)
         for b in dead:
             log.info("removing rows left in the import stage by a dead import (%s)", b)
@@ -301,14 +373,22 @@ class ImportBatch:
             if self.staged:
                 self._conflicts_staged(s)
                 ours = select(STAGE_F.c.trace_id).where(STAGE_F.c.batch == self.batch)
-                newer = select(FEEDBACK_T.c.id).where(FEEDBACK_T.c.id > watermark, FEEDBACK_T.c.trace_id.in_(ours)).limit(1)
+                newer = (
+                    select(FEEDBACK_T.c.id)
+                    .where(FEEDBACK_T.c.id > watermark, FEEDBACK_T.c.trace_id.in_(ours))
+                    .limit(1)
+                )
                 changed = _x(s, newer).first()
-                if changed is not None:  # someone gave feedback on these traces meanwhile: decide again, under the lock
+                if (
+                    changed is not None
+                ):  # someone gave feedback on these traces meanwhile: decide again, under the lock
                     self._mark(self._resolve_staged(s), reset=True, session=s)
                 self._insert_staged(s)
             else:
                 self._conflicts_memory(s)
-                drop = self._resolve(s, [(f["seq"], f["trace_id"], f["content_hash"], f["state_hash"]) for f in self.feedback])
+                drop = self._resolve(
+                    s, [(f["seq"], f["trace_id"], f["content_hash"], f["state_hash"]) for f in self.feedback]
+                )
                 self.feedback = [f for f in self.feedback if f["seq"] not in drop]
                 self._insert_memory(s)
             if also is not None:
@@ -322,8 +402,14 @@ class ImportBatch:
         for part in _chunks(batch, CHUNK):
             need = sorted({tid for _, tid, _, _ in part} - set(latest))
             for ids in _chunks(need):
-                newest = select(func.max(FEEDBACK_T.c.id)).where(FEEDBACK_T.c.trace_id.in_(ids)).group_by(FEEDBACK_T.c.trace_id)
-                q = select(FEEDBACK_T.c.trace_id, *[FEEDBACK_T.c[k] for k in _FB_FIELDS]).where(FEEDBACK_T.c.id.in_(newest))
+                newest = (
+                    select(func.max(FEEDBACK_T.c.id))
+                    .where(FEEDBACK_T.c.trace_id.in_(ids))
+                    .group_by(FEEDBACK_T.c.trace_id)
+                )
+                q = select(FEEDBACK_T.c.trace_id, *[FEEDBACK_T.c[k] for k in _FB_FIELDS]).where(
+                    FEEDBACK_T.c.id.in_(newest)
+                )
                 for tid, *vals in _x(s, q):
                     latest[tid] = feedback_state(dict(zip(_FB_FIELDS, vals, strict=True)))
             for tid in need:
@@ -331,7 +417,11 @@ class ImportBatch:
             recorded: set[str] = set()
             if self.by_line:
                 for keys in _chunks(sorted({k for _, _, k, _ in part})):
-                    recorded.update(_x(s, select(FEEDBACK_T.c.content_hash).where(FEEDBACK_T.c.content_hash.in_(keys))).scalars())
+                    recorded.update(
+                        _x(
+                            s, select(FEEDBACK_T.c.content_hash).where(FEEDBACK_T.c.content_hash.in_(keys))
+                        ).scalars()
+                    )
             for seq, tid, key, state in part:
                 if key in recorded or latest[tid] == state:
                     drop.add(seq)
@@ -343,8 +433,12 @@ class ImportBatch:
     def _staged_feedback(self, s: Session) -> Iterator[tuple[int, str, str, str]]:
         last = 0
         while True:
-            q = (select(STAGE_F.c.seq, STAGE_F.c.trace_id, STAGE_F.c.content_hash, STAGE_F.c.state_hash)
-                 .where(STAGE_F.c.batch == self.batch, STAGE_F.c.seq > last).order_by(STAGE_F.c.seq).limit(CHUNK))
+            q = (
+                select(STAGE_F.c.seq, STAGE_F.c.trace_id, STAGE_F.c.content_hash, STAGE_F.c.state_hash)
+                .where(STAGE_F.c.batch == self.batch, STAGE_F.c.seq > last)
+                .order_by(STAGE_F.c.seq)
+                .limit(CHUNK)
+            )
             rows = [tuple(r) for r in _x(s, q)]
             if not rows:
                 return
@@ -359,7 +453,12 @@ class ImportBatch:
 
     def _mark(self, drop: set[int], *, reset: bool, session: Session | None = None) -> None:
         def run(s: Session, seqs: list[int]) -> None:
-            _x(s, update(STAGE_F).where(STAGE_F.c.batch == self.batch, STAGE_F.c.seq.in_(seqs)).values(keep=False))
+            _x(
+                s,
+                update(STAGE_F)
+                .where(STAGE_F.c.batch == self.batch, STAGE_F.c.seq.in_(seqs))
+                .values(keep=False),
+            )
 
         if session is not None:
             if reset:
@@ -381,14 +480,32 @@ class ImportBatch:
         if same:
             self.stats.duplicates += 1
             return True
-        self._invalid(LogFormatError(self.path, line or 0, "id", f"trace id {tid!r} was just stored by another import with "
-                                     f"different content ({where}): refused; give every record its own id"))
+        self._invalid(
+            LogFormatError(
+                self.path,
+                line or 0,
+                "id",
+                f"trace id {tid!r} was just stored by another import with "
+                f"different content ({where}): refused; give every record its own id",
+            )
+        )
         return False
 
     def _conflicts_staged(self, s: Session) -> None:
-        q = (select(STAGE_T.c.seq, STAGE_T.c.id, STAGE_T.c.content_hash, STAGE_T.c.source,
-                    TRACE_T.c.task, TRACE_T.c.messages, TRACE_T.c.output, TRACE_T.c.source)
-             .join(TRACE_T, TRACE_T.c.id == STAGE_T.c.id).where(STAGE_T.c.batch == self.batch))
+        q = (
+            select(
+                STAGE_T.c.seq,
+                STAGE_T.c.id,
+                STAGE_T.c.content_hash,
+                STAGE_T.c.source,
+                TRACE_T.c.task,
+                TRACE_T.c.messages,
+                TRACE_T.c.output,
+                TRACE_T.c.source,
+            )
+            .join(TRACE_T, TRACE_T.c.id == STAGE_T.c.id)
+            .where(STAGE_T.c.batch == self.batch)
+        )
         for seq, tid, h, ours, task, messages, output, theirs in list(_x(s, q)):
             same = trace_hash(task, messages, output) == h
             line = int(ours.rsplit(":", 1)[1]) if ours and ours.rsplit(":", 1)[-1].isdigit() else None
@@ -413,19 +530,36 @@ class ImportBatch:
                 keep.append(t)
                 continue
             line = int(t["source"].rsplit(":", 1)[1])
-            if not self._conflict(s, t["id"], found[t["id"]][0] == t["content_hash"], found[t["id"]][1], line):
+            if not self._conflict(
+                s, t["id"], found[t["id"]][0] == t["content_hash"], found[t["id"]][1], line
+            ):
                 self.feedback = [f for f in self.feedback if f["trace_id"] != t["id"]]
         self.traces = keep
 
     def _insert_staged(self, s: Session) -> None:
         now = utcnow()
         cols, sel = _copy_columns(TRACE_T, STAGE_T, {"imported_at": now})
-        _x(s, insert(TRACE_T).from_select(cols, select(*sel).where(STAGE_T.c.batch == self.batch).order_by(STAGE_T.c.seq)))
+        _x(
+            s,
+            insert(TRACE_T).from_select(
+                cols, select(*sel).where(STAGE_T.c.batch == self.batch).order_by(STAGE_T.c.seq)
+            ),
+        )
         cols, sel = _copy_columns(FEEDBACK_T, STAGE_F, {"created_at": now})
-        kept = select(*sel).where(STAGE_F.c.batch == self.batch, STAGE_F.c.keep.is_(True)).order_by(STAGE_F.c.seq)
+        kept = (
+            select(*sel)
+            .where(STAGE_F.c.batch == self.batch, STAGE_F.c.keep.is_(True))
+            .order_by(STAGE_F.c.seq)
+        )
         _x(s, insert(FEEDBACK_T).from_select(cols, kept))
-        counts = dict(_x(s, select(STAGE_F.c.verdict, func.count()).where(
-            STAGE_F.c.batch == self.batch, STAGE_F.c.keep.is_(True)).group_by(STAGE_F.c.verdict)).all())
+        counts = dict(
+            _x(
+                s,
+                select(STAGE_F.c.verdict, func.count())
+                .where(STAGE_F.c.batch == self.batch, STAGE_F.c.keep.is_(True))
+                .group_by(STAGE_F.c.verdict),
+            ).all()
+        )
         self.kept_verdicts = counts
         self.stats.feedback_added = sum(counts.values())
 
@@ -433,11 +567,19 @@ class ImportBatch:
         now = utcnow()
         if self.traces:
             names = {c.name for c in TRACE_T.columns}
-            _x(s, insert(TRACE_T), [{k: v for k, v in t.items() if k in names} | {"imported_at": now} for t in self.traces])
+            _x(
+                s,
+                insert(TRACE_T),
+                [{k: v for k, v in t.items() if k in names} | {"imported_at": now} for t in self.traces],
+            )
         counts: dict[str, int] = {}
         if self.feedback:
             names = {c.name for c in FEEDBACK_T.columns} - {"id"}
-            _x(s, insert(FEEDBACK_T), [{k: v for k, v in f.items() if k in names} | {"created_at": now} for f in self.feedback])
+            _x(
+                s,
+                insert(FEEDBACK_T),
+                [{k: v for k, v in f.items() if k in names} | {"created_at": now} for f in self.feedback],
+            )
             for f in self.feedback:
                 counts[f["verdict"]] = counts.get(f["verdict"], 0) + 1
         self.kept_verdicts = counts

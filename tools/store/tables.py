@@ -26,7 +26,9 @@ def utcnow() -> datetime:
 
 
 def _json(default: Any = None) -> Any:
-    return Field(default_factory=(lambda: default() if callable(default) else default), sa_column=Column(JSON))
+    return Field(
+        default_factory=(lambda: default() if callable(default) else default), sa_column=Column(JSON)
+    )
 
 
 class Meta(SQLModel, table=True):

@@ -90,7 +90,7 @@ def all_zero_groups(rewards: Sequence[float], num_generations: int) -> list[int]
         raise ValueError(f"{len(rewards)} rewards do not split into groups of {num_generations}")
     out = []
     for g in range(len(rewards) // num_generations):
-        group = rewards[g * num_generations:(g + 1) * num_generations]
+        group = rewards[g * num_generations : (g + 1) * num_generations]
         if all(not (r > 0) for r in group):  # NaN (unscorable) counts as no reward
             out.append(g)
     return out
@@ -112,8 +112,9 @@ def hint_budget(groups_seen: int, hinted_so_far: int, share: float) -> int:
     return max(0, math.floor(share * groups_seen + 1e-9) - hinted_so_far)
 
 
-def choose_hints(rewards: Sequence[float], num_generations: int, budget: int,
-                 hint_for: Callable[[int], str | None]) -> list[tuple[int, str]]:
+def choose_hints(
+    rewards: Sequence[float], num_generations: int, budget: int, hint_for: Callable[[int], str | None]
+) -> list[tuple[int, str]]:
     """The groups to re-sample with a hint, and their hints: all-zero groups only, at most ``budget``.
 
     Args:
@@ -163,8 +164,12 @@ def _prompt_text(prompt: Any) -> str:
     return "\n".join(str(m.get("content") or "") for m in prompt if isinstance(m, dict))
 
 
-def make_hint(row: dict[str, Any], kind: str = "auto", n_tokens: int = 2,
-              tokenize: Callable[[str], list[str]] | None = None) -> str | None:
+def make_hint(
+    row: dict[str, Any],
+    kind: str = "auto",
+    n_tokens: int = 2,
+    tokenize: Callable[[str], list[str]] | None = None,
+) -> str | None:
     """The minimal hint for one prompt, or ``None`` when none can be made.
 
     Args:
@@ -194,7 +199,9 @@ def make_hint(row: dict[str, Any], kind: str = "auto", n_tokens: int = 2,
     if kind == "labels":
         return None
     if kind == "auto" and isinstance(expected, dict) and isinstance(expected.get("tests"), str):
-        first = next((ln.strip() for ln in expected["tests"].splitlines() if ln.strip().startswith("assert")), "")
+        first = next(
+            (ln.strip() for ln in expected["tests"].splitlines() if ln.strip().startswith("assert")), ""
+        )
         if first:
             return f"Hint: the code must pass `{first}`."
     ref = reference_text(expected).strip()
@@ -253,7 +260,11 @@ def encode_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     out = []
     for i, r in enumerate(rows):
-        row: dict[str, Any] = {"id": str(r.get("id", i)), "prompt": r["prompt"], "expected_json": json.dumps(r["expected"])}
+        row: dict[str, Any] = {
+            "id": str(r.get("id", i)),
+            "prompt": r["prompt"],
+            "expected_json": json.dumps(r["expected"]),
+        }
         if r.get("labels"):
             row["labels"] = list(r["labels"])
         if r.get("schema") is not None:
@@ -304,16 +315,24 @@ class HintState:
     hinted: int = 0
     hinted_ids: list[str] = field(default_factory=list)
     revisited: dict[str, bool] = field(default_factory=dict)  # id -> passed without a hint on a later visit
-    recheck: dict[str, bool] = field(default_factory=dict)  # id -> greedy decode without hint passes (end of training)
+    recheck: dict[str, bool] = field(
+        default_factory=dict
+    )  # id -> greedy decode without hint passes (end of training)
 
     def summary(self) -> dict[str, Any]:
         return {
-            "groups_seen": self.groups_seen, "all_zero_groups": self.all_zero, "hinted": self.hinted,
+            "groups_seen": self.groups_seen,
+            "all_zero_groups": self.all_zero,
+            "hinted": self.hinted,
             "hinted_prompts": len(set(self.hinted_ids)),
             "share": round(self.hinted / self.groups_seen, 4) if self.groups_seen else 0.0,
-            "revisited": len(self.revisited), "passed_without_hint_on_revisit": sum(self.revisited.values()),
-            "recheck": {"n": len(self.recheck), "passed": sum(self.recheck.values()),
-                        "passed_ids": sorted(k for k, v in self.recheck.items() if v)},
+            "revisited": len(self.revisited),
+            "passed_without_hint_on_revisit": sum(self.revisited.values()),
+            "recheck": {
+                "n": len(self.recheck),
+                "passed": sum(self.recheck.values()),
+                "passed_ids": sorted(k for k, v in self.recheck.items() if v),
+            },
         }
 
 
@@ -373,11 +392,19 @@ def entropy_floor_stop(floor: float, patience: int = 2) -> Any:
                 return control
             self.low = self.low + 1 if ent < self.floor else 0
             if self.low >= self.patience and self.stopped is None:
-                self.stopped = {"step": state.global_step, "entropy": ent, "floor": self.floor, "patience": self.patience}
+                self.stopped = {
+                    "step": state.global_step,
+                    "entropy": ent,
+                    "floor": self.floor,
+                    "patience": self.patience,
+                }
                 control.should_training_stop = True
                 control.should_save = True  # the resume point is the stop point
-                print(f"kaizen grpo: entropy {ent:.4g} < floor {self.floor:g} for {self.low} logged steps: "
-                      f"stopping at step {state.global_step}", flush=True)
+                print(
+                    f"kaizen grpo: entropy {ent:.4g} < floor {self.floor:g} for {self.low} logged steps: "
+                    f"stopping at step {state.global_step}",
+                    flush=True,
+                )
             return control
 
     return EntropyFloorStop()
@@ -389,12 +416,23 @@ def entropy_floor_stop(floor: float, patience: int = 2) -> Any:
 
 # Row tensors of a generation batch and how they are padded (TRL: prompts left, completions right).
 _LEFT = {"prompt_ids", "prompt_mask"}
-_ROW_KEYS = {"prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "old_per_token_logps",
-             "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio", "tool_mask"}
+_ROW_KEYS = {
+    "prompt_ids",
+    "prompt_mask",
+    "completion_ids",
+    "completion_mask",
+    "advantages",
+    "old_per_token_logps",
+    "ref_per_token_logps",
+    "sampling_per_token_logps",
+    "importance_sampling_ratio",
+    "tool_mask",
+}
 
 
-def merge_rows(base: dict[str, Any], repl: dict[str, Any], rows: list[int], repl_rows: list[int],
-               pad_token_id: int) -> dict[str, Any]:
+def merge_rows(
+    base: dict[str, Any], repl: dict[str, Any], rows: list[int], repl_rows: list[int], pad_token_id: int
+) -> dict[str, Any]:
     """``base`` with rows ``rows`` replaced by ``repl``'s rows ``repl_rows`` (padded batches of TRL).
 
     Keys outside ``_ROW_KEYS`` (and ``num_items_in_batch``, recomputed by the caller) are kept from
@@ -442,9 +480,18 @@ def _trainer_class() -> type:
         ``job_dir`` (where hints.jsonl and grpo.json go). See the module docstring.
         """
 
-        def __init__(self, *args: Any, adv_weight_pos: float = 1.0, adv_weight_neg: float = 1.0,
-                     hint_share: float = 0.0, hint: str = "auto", hint_tokens: int = 2, hint_recheck: bool = True,
-                     job_dir: str | Path | None = None, **kwargs: Any) -> None:
+        def __init__(
+            self,
+            *args: Any,
+            adv_weight_pos: float = 1.0,
+            adv_weight_neg: float = 1.0,
+            hint_share: float = 0.0,
+            hint: str = "auto",
+            hint_tokens: int = 2,
+            hint_recheck: bool = True,
+            job_dir: str | Path | None = None,
+            **kwargs: Any,
+        ) -> None:
             super().__init__(*args, **kwargs)
             self.adv_weight_pos, self.adv_weight_neg = float(adv_weight_pos), float(adv_weight_neg)
             self.hint_share, self.hint_kind, self.hint_tokens = float(hint_share), hint, int(hint_tokens)
@@ -458,7 +505,9 @@ def _trainer_class() -> type:
         def _compute_loss(self, model, inputs):  # noqa: ANN001, ANN202
             if self.adv_weight_pos != 1.0 or self.adv_weight_neg != 1.0:
                 inputs = dict(inputs)
-                inputs["advantages"] = weight_advantages(inputs["advantages"], self.adv_weight_pos, self.adv_weight_neg)
+                inputs["advantages"] = weight_advantages(
+                    inputs["advantages"], self.adv_weight_pos, self.adv_weight_neg
+                )
             return super()._compute_loss(model, inputs)
 
         # -- rewards, seen by the hint path ---------------------------------------------------
@@ -480,7 +529,7 @@ def _trainer_class() -> type:
                 pieces, prev = [], ""
                 for i in range(1, min(len(ids), self.hint_tokens) + 1):
                     cur = tokenizer.decode(ids[:i])
-                    pieces.append(cur[len(prev):])
+                    pieces.append(cur[len(prev) :])
                     prev = cur
                 return pieces + ["·"] * (len(ids) - len(pieces))
 
@@ -502,7 +551,7 @@ def _trainer_class() -> type:
             for g in range(n_groups):
                 gid = ids[g * G]
                 if gid in hinted_before:
-                    passed = any(r > 0 for r in rewards[g * G:(g + 1) * G])
+                    passed = any(r > 0 for r in rewards[g * G : (g + 1) * G])
                     self.hints.revisited[gid] = self.hints.revisited.get(gid, False) or passed
             self.hints.groups_seen += n_groups
             self.hints.all_zero += len(zero)
@@ -527,8 +576,14 @@ def _trainer_class() -> type:
             m["hints/passed_without_hint"].append(float(sum(self.hints.revisited.values())))
             return out
 
-        def _resample_with_hints(self, inputs: list[dict[str, Any]], out: dict[str, Any], used: list[tuple[int, str]],
-                                 rewards: list[float], ids: list[str]) -> dict[str, Any]:
+        def _resample_with_hints(
+            self,
+            inputs: list[dict[str, Any]],
+            out: dict[str, Any],
+            used: list[tuple[int, str]],
+            rewards: list[float],
+            ids: list[str],
+        ) -> dict[str, Any]:
             G, rank, n_local = self.num_generations, self.accelerator.process_index, len(inputs)
             hint_of = dict(used)
             offset = rank * n_local
@@ -537,11 +592,17 @@ def _trainer_class() -> type:
             if distributed:
                 # Every rank re-generates its whole local batch (hinted where chosen) so that the
                 # collectives inside generation and reward gathering stay in step across ranks.
-                sub = [dict(x, prompt=add_hint(x["prompt"], hint_of[(offset + i) // G])) if (offset + i) // G in hint_of
-                       else x for i, x in enumerate(inputs)]
+                sub = [
+                    dict(x, prompt=add_hint(x["prompt"], hint_of[(offset + i) // G]))
+                    if (offset + i) // G in hint_of
+                    else x
+                    for i, x in enumerate(inputs)
+                ]
                 take = local_rows  # row i of the re-generated batch is local row i
             else:
-                sub = [dict(inputs[i], prompt=add_hint(inputs[i]["prompt"], hint_of[i // G])) for i in local_rows]
+                sub = [
+                    dict(inputs[i], prompt=add_hint(inputs[i]["prompt"], hint_of[i // G])) for i in local_rows
+                ]
                 take = list(range(len(local_rows)))  # the sub-batch holds only the hinted rows, in order
             metrics = self._metrics["train"]
             before = {k: len(v) for k, v in metrics.items()}
@@ -551,14 +612,18 @@ def _trainer_class() -> type:
                 if k not in before:
                     del metrics[k]
                 else:
-                    del metrics[k][before[k]:]
+                    del metrics[k][before[k] :]
             hinted_rewards = list(self._last_rewards)
             merged = merge_rows(out, hinted_out, local_rows, take, self._tokenizer.pad_token_id)
-            mask = merged["completion_mask"] if "tool_mask" not in merged else merged["completion_mask"] * merged["tool_mask"]
+            mask = (
+                merged["completion_mask"]
+                if "tool_mask" not in merged
+                else merged["completion_mask"] * merged["tool_mask"]
+            )
             merged["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
             # Rewards of the hinted groups, in the order the hinted pass scored them.
             if distributed:
-                groups_rewards = {g: hinted_rewards[g * G:(g + 1) * G] for g, _ in used}
+                groups_rewards = {g: hinted_rewards[g * G : (g + 1) * G] for g, _ in used}
             else:
                 flat = iter(hinted_rewards)
                 groups_rewards = {g: [next(flat) for _ in range(G)] for g, _ in used}
@@ -570,14 +635,27 @@ def _trainer_class() -> type:
             if self.accelerator.is_main_process:
                 with (self.job_dir / HINTS_FILE).open("a") as f:
                     for g, hint in used:
-                        f.write(json.dumps({"step": self.state.global_step + 1, "id": ids[g * G], "hint": hint,
-                                            "rewards_before": rewards[g * G:(g + 1) * G],
-                                            "rewards_with_hint": groups_rewards[g]}) + "\n")
+                        f.write(
+                            json.dumps(
+                                {
+                                    "step": self.state.global_step + 1,
+                                    "id": ids[g * G],
+                                    "hint": hint,
+                                    "rewards_before": rewards[g * G : (g + 1) * G],
+                                    "rewards_with_hint": groups_rewards[g],
+                                }
+                            )
+                            + "\n"
+                        )
             return merged
 
         def _row(self, row_id: str) -> dict[str, Any] | None:
             if self._rows_by_id is None:
-                self._rows_by_id = {str(r["id"]): dict(r) for r in self.train_dataset} if "id" in self.train_dataset.column_names else {}
+                self._rows_by_id = (
+                    {str(r["id"]): dict(r) for r in self.train_dataset}
+                    if "id" in self.train_dataset.column_names
+                    else {}
+                )
             return self._rows_by_id.get(row_id)
 
         # -- end of training: recheck hinted prompts without their hint -------------------------
@@ -603,15 +681,29 @@ def _trainer_class() -> type:
             try:
                 from trl.data_utils import apply_chat_template
 
-                texts = [apply_chat_template({"prompt": r["prompt"]}, tokenizer)["prompt"] if not isinstance(r["prompt"], str)
-                         else r["prompt"] for r in rows]
+                texts = [
+                    apply_chat_template({"prompt": r["prompt"]}, tokenizer)["prompt"]
+                    if not isinstance(r["prompt"], str)
+                    else r["prompt"]
+                    for r in rows
+                ]
                 outs: list[str] = []
                 for start in range(0, len(texts), RECHECK_BATCH):
-                    enc = tokenizer(texts[start:start + RECHECK_BATCH], return_tensors="pt", padding=True,
-                                    add_special_tokens=False).to(model.device)
-                    gen = model.generate(**enc, max_new_tokens=self.max_completion_length, do_sample=False,
-                                         pad_token_id=tokenizer.pad_token_id)
-                    outs += tokenizer.batch_decode(gen[:, enc["input_ids"].size(1):], skip_special_tokens=True)
+                    enc = tokenizer(
+                        texts[start : start + RECHECK_BATCH],
+                        return_tensors="pt",
+                        padding=True,
+                        add_special_tokens=False,
+                    ).to(model.device)
+                    gen = model.generate(
+                        **enc,
+                        max_new_tokens=self.max_completion_length,
+                        do_sample=False,
+                        pad_token_id=tokenizer.pad_token_id,
+                    )
+                    outs += tokenizer.batch_decode(
+                        gen[:, enc["input_ids"].size(1) :], skip_special_tokens=True
+                    )
             finally:
                 tokenizer.padding_side = side
                 model.train(was_training)
@@ -622,25 +714,44 @@ def _trainer_class() -> type:
             for fn, w in zip(self.reward_funcs, self.reward_weights.tolist(), strict=True):
                 if not callable(fn) or isinstance(fn, torch.nn.Module):
                     continue
-                vals = fn(prompts=[r["prompt"] for r in rows], completions=completions, completion_ids=None, **columns)
+                vals = fn(
+                    prompts=[r["prompt"] for r in rows],
+                    completions=completions,
+                    completion_ids=None,
+                    **columns,
+                )
                 total = [t + w * (v or 0.0) for t, v in zip(total, vals, strict=True)]
             self.hints.recheck = {str(r["id"]): t > 0 for r, t in zip(rows, total, strict=True)}
 
         def _write_summary(self) -> None:
             if not self.accelerator.is_main_process:
                 return
-            stop = next((getattr(cb, "stopped", None) for cb in self.callback_handler.callbacks
-                         if type(cb).__name__ == "EntropyFloorStop"), None)
-            summary = {"hints": self.hints.summary(), "early_stop": stop,
-                       "adv_weight_pos": self.adv_weight_pos, "adv_weight_neg": self.adv_weight_neg,
-                       "hint_share": self.hint_share, "use_vllm": bool(self.use_vllm)}
+            stop = next(
+                (
+                    getattr(cb, "stopped", None)
+                    for cb in self.callback_handler.callbacks
+                    if type(cb).__name__ == "EntropyFloorStop"
+                ),
+                None,
+            )
+            summary = {
+                "hints": self.hints.summary(),
+                "early_stop": stop,
+                "adv_weight_pos": self.adv_weight_pos,
+                "adv_weight_neg": self.adv_weight_neg,
+                "hint_share": self.hint_share,
+                "use_vllm": bool(self.use_vllm),
+            }
             tmp = self.job_dir / (SUMMARY_FILE + ".tmp")
             tmp.write_text(json.dumps(summary, indent=2))
             os.replace(tmp, self.job_dir / SUMMARY_FILE)
 
         # -- checkpoint state -----------------------------------------------------------------
         def _entropy_cb(self) -> Any:
-            return next((cb for cb in self.callback_handler.callbacks if type(cb).__name__ == "EntropyFloorStop"), None)
+            return next(
+                (cb for cb in self.callback_handler.callbacks if type(cb).__name__ == "EntropyFloorStop"),
+                None,
+            )
 
         def _save_checkpoint(self, model, trial):  # noqa: ANN001, ANN202
             super()._save_checkpoint(model, trial)
@@ -648,7 +759,9 @@ def _trainer_class() -> type:
                 return
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-            ckpt = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            ckpt = (
+                Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
             cb = self._entropy_cb()
             state = {"hints": asdict(self.hints), "entropy_low": cb.low if cb else 0}
             (ckpt / STATE_FILE).write_text(json.dumps(state))

@@ -269,15 +269,19 @@ def schema_errors(value: Any, schema: dict[str, Any], path: str = "$") -> list[s
     """
     errors: list[str] = []
     if "type" in schema and not _json_type_ok(value, schema["type"]):
-        return [f"{path}: expected {schema['type'] if isinstance(schema['type'], str) else ' or '.join(schema['type'])}, "
-                f"got {type(value).__name__}"]
+        return [
+            f"{path}: expected {schema['type'] if isinstance(schema['type'], str) else ' or '.join(schema['type'])}, "
+            f"got {type(value).__name__}"
+        ]
     if "enum" in schema and value not in schema["enum"]:
         errors.append(f"{path}: {value!r} not in {schema['enum']!r}")
     if "const" in schema and value != schema["const"]:
         errors.append(f"{path}: expected {schema['const']!r}")
     if isinstance(value, dict):
         props = schema.get("properties") or {}
-        errors += [f"{path}: missing required field {k}" for k in schema.get("required") or [] if k not in value]
+        errors += [
+            f"{path}: missing required field {k}" for k in schema.get("required") or [] if k not in value
+        ]
         for k, v in value.items():
             if k in props:
                 errors += schema_errors(v, props[k], f"{path}.{k}")
@@ -308,7 +312,11 @@ def schema_of(example: Any) -> dict[str, Any]:
     if isinstance(example, list):
         return {"type": "array"}
     if isinstance(example, dict):
-        return {"type": "object", "required": list(example), "properties": {k: schema_of(v) for k, v in example.items()}}
+        return {
+            "type": "object",
+            "required": list(example),
+            "properties": {k: schema_of(v) for k, v in example.items()},
+        }
     return {}
 
 
@@ -462,7 +470,9 @@ def code_unit_tests(completions: list[Any], expected: list[Any], **kwargs: Any) 
         tests = _code_tests(gold)
         if not tests.strip():
             return 0.0
-        ok, _why = run_python_sandboxed(sandboxed_source(extract_code(completion_text(comp)), tests), _code_timeout(gold))
+        ok, _why = run_python_sandboxed(
+            sandboxed_source(extract_code(completion_text(comp)), tests), _code_timeout(gold)
+        )
         return 1.0 if ok else 0.0
 
     pairs = list(zip(completions, expected, strict=True))

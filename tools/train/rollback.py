@@ -37,14 +37,24 @@ def _loss(model: Any, tok: Any, rows: list[dict[str, Any]], device: str) -> Any:
         full = tok.apply_chat_template([*row["prompt"], *row["completion"]], tokenize=False)
         p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
         ids = tok(full, add_special_tokens=False)["input_ids"]
-        labels = [-100] * len(p_ids) + ids[len(p_ids):]
-        out = model(input_ids=torch.tensor([ids], device=device), labels=torch.tensor([labels], device=device))
+        labels = [-100] * len(p_ids) + ids[len(p_ids) :]
+        out = model(
+            input_ids=torch.tensor([ids], device=device), labels=torch.tensor([labels], device=device)
+        )
         total = total + out.loss
     return total / max(1, len(rows))
 
 
-def sparse_rollback(base_dir: Path, start_adapter: Path, candidate_adapter: Path, rows: list[dict[str, Any]],
-                    out_dir: Path, *, fraction: float = 0.05, device: str = "cpu") -> dict[str, Any]:
+def sparse_rollback(
+    base_dir: Path,
+    start_adapter: Path,
+    candidate_adapter: Path,
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    *,
+    fraction: float = 0.05,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Write ``out_dir``: the candidate adapter with its top-``fraction`` conflict coordinates reverted.
 
     ``rows``: prompt/completion chats (``kaizen.tools.data.sft_rows``) of the labels the candidate broke —
@@ -60,7 +70,9 @@ def sparse_rollback(base_dir: Path, start_adapter: Path, candidate_adapter: Path
     start = load_file(str(Path(start_adapter) / ADAPTER_FILE))
     cand = load_file(str(Path(candidate_adapter) / ADAPTER_FILE))
     if start.keys() != cand.keys() or any(start[k].shape != cand[k].shape for k in cand):
-        raise IncompatibleAdapters("the candidate's adapter does not continue the start's (different tensors)")
+        raise IncompatibleAdapters(
+            "the candidate's adapter does not continue the start's (different tensors)"
+        )
     model, tok = load_model(base_dir, None, device=device, dtype="float32")
     model = PeftModel.from_pretrained(model, str(candidate_adapter), is_trainable=True)
     model.train()
@@ -87,9 +99,17 @@ def sparse_rollback(base_dir: Path, start_adapter: Path, candidate_adapter: Path
     if out_dir.exists():
         shutil.rmtree(out_dir)
     shutil.copytree(candidate_adapter, out_dir)
-    save_file({k: v.contiguous() for k, v in new.items()}, str(out_dir / ADAPTER_FILE), metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous() for k, v in new.items()}, str(out_dir / ADAPTER_FILE), metadata={"format": "pt"}
+    )
     predicted = float(sum(s[new[key] == start[key]].sum() for key, s in scores.items() if key in new))
-    info = {"rolled_back": n, "coordinates": int(len(flat)), "fraction": fraction, "loss_before": round(float(loss.detach()), 4),
-            "first_order_loss_drop": round(predicted, 6), "examples": len(rows)}
+    info = {
+        "rolled_back": n,
+        "coordinates": int(len(flat)),
+        "fraction": fraction,
+        "loss_before": round(float(loss.detach()), 4),
+        "first_order_loss_drop": round(predicted, 6),
+        "examples": len(rows),
+    }
     (out_dir / "rollback.json").write_text(json.dumps(info, indent=2))
     return info

@@ -46,8 +46,19 @@ from kaizen.workflows.bench.adaptft_stages import (
 )
 
 Progress = Callable[[str], None]
-STAGE_KEYS = ("stage", "v1", "first", "best", "naive", "oracle", "gap", "captured", "regressions", "triage_precision",
-              "triage_recall")
+STAGE_KEYS = (
+    "stage",
+    "v1",
+    "first",
+    "best",
+    "naive",
+    "oracle",
+    "gap",
+    "captured",
+    "regressions",
+    "triage_precision",
+    "triage_recall",
+)
 
 
 @dataclass(frozen=True)
@@ -72,9 +83,18 @@ class Preset:
 PRESETS = {
     # CI plumbing: a random 2-layer model, 10 inputs a stage, one-step v1; every stage still
     # trains (agent and naive) and every number is produced, just meaningless.
-    "tiny": Preset("tiny", base="tiny", per_stage=10, v1_per_label=1, v1_epochs=1, v1_max_steps=2,
-                   v1_lora={"r": 4, "alpha": 8}, max_iterations=1, plan_defaults={"min_steps": 1, "epochs": 1},
-                   train_overrides={"save_steps": 1000}),
+    "tiny": Preset(
+        "tiny",
+        base="tiny",
+        per_stage=10,
+        v1_per_label=1,
+        v1_epochs=1,
+        v1_max_steps=2,
+        v1_lora={"r": 4, "alpha": 8},
+        max_iterations=1,
+        plan_defaults={"min_steps": 1, "epochs": 1},
+        train_overrides={"save_steps": 1000},
+    ),
     # SmolLM2-135M on 2 CPU cores, ≤ 45 min: v1 as in the support-intents demo (98 examples);
     # 100 inputs a stage → 70 logs per arm and 30 held out (90 after three stages). Measured:
     # 12 min with v1 cached on a quiet 2-core machine (v1 itself: ~2 min idle, 18 min under load);
@@ -82,8 +102,16 @@ PRESETS = {
     "small": Preset("small", base="smollm2-135m", per_stage=100, v1_per_label=12, v1_epochs=3),
     # GPUs: AdaptFT has ~500 logs per stage; the CLINC banking slice's pool holds ~1,260 inputs
     # after v1's share, so 400 a stage (GSM8K's pool has 6,400).
-    "full": Preset("full", base="smollm2-135m", per_stage=400, v1_per_label=30, v1_epochs=3, gpu_only=True,
-                   gsm8k_v1_size=1000, v1_lora={"r": 16, "alpha": 32}),
+    "full": Preset(
+        "full",
+        base="smollm2-135m",
+        per_stage=400,
+        v1_per_label=30,
+        v1_epochs=3,
+        gpu_only=True,
+        gsm8k_v1_size=1000,
+        v1_lora={"r": 16, "alpha": 32},
+    ),
 }
 SCENARIOS = ("clinc", "gsm8k")
 
@@ -93,6 +121,7 @@ def _say(progress: Progress | None, t0: float) -> Progress:
         if progress:
             m, s = divmod(int(time.time() - t0), 60)
             progress(f"[adaptft {m:02d}:{s:02d}] {msg}")
+
     return say
 
 
@@ -115,14 +144,18 @@ def check_request(scenario: str, preset: str) -> Preset:
         raise ConfigError(f"unknown preset {preset!r}: use {', '.join(PRESETS)}")
     p = PRESETS[preset]
     if scenario == "gsm8k" and preset != "full":
-        raise ConfigError("the gsm8k scenario runs only with --preset full (a GPU): 256-token worked solutions are "
-                          "far beyond a CPU budget; use --scenario clinc for tiny/small")
+        raise ConfigError(
+            "the gsm8k scenario runs only with --preset full (a GPU): 256-token worked solutions are "
+            "far beyond a CPU budget; use --scenario clinc for tiny/small"
+        )
     if p.gpu_only:
         from kaizen.tools.models import pick_device
 
         if not pick_device().startswith("cuda"):
-            raise ConfigError(f"--preset full needs a CUDA GPU and this machine has none (device: {pick_device()}); "
-                              "use --preset small on CPU (~45 min on 2 cores) or --preset tiny (a smoke test)")
+            raise ConfigError(
+                f"--preset full needs a CUDA GPU and this machine has none (device: {pick_device()}); "
+                "use --preset small on CPU (~45 min on 2 cores) or --preset tiny (a smoke test)"
+            )
     return p
 
 
@@ -158,14 +191,27 @@ def train_v1(sc: Scenario, p: Preset, base: Path, say: Progress) -> Path:
     from kaizen.tools.versions import progress_printer
 
     rows = sft_rows(sc.task, sc.v1_items)
-    recipe = {"epochs": p.v1_epochs, "max_steps": p.v1_max_steps, "learning_rate": 1e-3, "batch_size": 8, "seed": 0,
-              "save_steps": 1000, "lora": p.v1_lora}
+    recipe = {
+        "epochs": p.v1_epochs,
+        "max_steps": p.v1_max_steps,
+        "learning_rate": 1e-3,
+        "batch_size": 8,
+        "seed": 0,
+        "save_steps": 1000,
+        "lora": p.v1_lora,
+    }
     key = content_hash({"data": rows, "recipe": recipe, "base": str(base), "v": 1})
     job_dir = cache_dir() / "bench" / f"adaptft-v1-{sc.name}-{key}"
     write_items(job_dir / "data.jsonl", rows)
     say(f"v1: {len(rows)} examples, {p.v1_epochs:g} epochs ({job_dir.name}; reused when cached)")
-    job = TrainJob(kind="sft", base_dir=base, data_path=job_dir / "data.jsonl", output_dir=job_dir,
-                   lora=LoraSpec(**p.v1_lora), **{k: v for k, v in recipe.items() if k != "lora"})
+    job = TrainJob(
+        kind="sft",
+        base_dir=base,
+        data_path=job_dir / "data.jsonl",
+        output_dir=job_dir,
+        lora=LoraSpec(**p.v1_lora),
+        **{k: v for k, v in recipe.items() if k != "lora"},
+    )
     return Path(run_job(job, progress_printer())["output_path"])
 
 
@@ -178,7 +224,9 @@ def make_workspace(root: Path, sc: Scenario, base: Path, v1: Path) -> Any:
     ws = find_workspace(root)
     ws.store.add_task(sc.task)
     registry.add_external(ws.store, "bench-base", base, note="adaptft bench base")
-    registry.add_external(ws.store, "v1", v1, base="bench-base", task=sc.task.name, note="adaptft deployed v1")
+    registry.add_external(
+        ws.store, "v1", v1, base="bench-base", task=sc.task.name, note="adaptft deployed v1"
+    )
     from kaizen.tools.serve.hotswap import (
         promote_and_swap,  # the one promotion path (no server runs here yet)
     )
@@ -215,7 +263,9 @@ class Scorer:
         from kaizen.tools.schema import render
 
         chats = [render(self.sc.task, None, [{"role": "user", "content": t}]) for t in texts]
-        return self.backend(ws, ws.store.get_model_version(version)).generate(chats, max_new_tokens=self.sc.max_new_tokens)
+        return self.backend(ws, ws.store.get_model_version(version)).generate(
+            chats, max_new_tokens=self.sc.max_new_tokens
+        )
 
     def __call__(self, ws: Any, version: str, items: list[EvalItem]) -> dict[str, bool]:
         from kaizen.tools.evaluate.run import evaluate
@@ -225,8 +275,14 @@ class Scorer:
         todo = [it for it in items if it.id not in done]
         if todo:
             n = sum(1 for _ in self.out.glob("evals/*.jsonl"))
-            rep = evaluate(self.sc.task, todo, self.backend(ws, row), model_version=version, suite="adaptft-heldout",
-                           outputs_path=self.out / "evals" / f"{n:03d}-{version}.jsonl")
+            rep = evaluate(
+                self.sc.task,
+                todo,
+                self.backend(ws, row),
+                model_version=version,
+                suite="adaptft-heldout",
+                outputs_path=self.out / "evals" / f"{n:03d}-{version}.jsonl",
+            )
             done.update(rep.correct_by_id)
         return {it.id: done[it.id] for it in items}
 
@@ -254,8 +310,15 @@ def _deploy_logs(st: Stage, ctx: dict[str, Any], arm: str, version: str) -> tupl
     """
     sc, out, seed = ctx["sc"], ctx["out"], ctx["seed"]
     outputs = ctx["scorer"].generate(ctx[arm], version, [it.text for it in st.logs])
-    recs = log_records(sc, st.logs, outputs, arm="naive" if arm == "naive" else "agent", stage=st.index, seed=seed,
-                       model_version=version)
+    recs = log_records(
+        sc,
+        st.logs,
+        outputs,
+        arm="naive" if arm == "naive" else "agent",
+        stage=st.index,
+        seed=seed,
+        model_version=version,
+    )
     logs, key = split_truth(sc, recs, st.logs)
     path = out / "logs" / f"stage{st.index}-{arm}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,30 +339,61 @@ def run_stage(st: Stage, ctx: dict[str, Any], say: Progress) -> dict[str, Any]:
     p, out = ctx["preset"], ctx["out"]
     task = ctx["sc"].task.name
     t_stage = time.time()
-    detail: dict[str, Any] = {"stage": st.index, "poison_rate": st.poison_rate, "n": len(st.batch), "poisoned": st.poisoned,
-                              "logs": len(st.logs), "test": len(st.test), "arms": {}}
+    detail: dict[str, Any] = {
+        "stage": st.index,
+        "poison_rate": st.poison_rate,
+        "n": len(st.batch),
+        "poisoned": st.poisoned,
+        "logs": len(st.logs),
+        "test": len(st.test),
+        "arms": {},
+    }
     prev_prod = {arm: registry.resolve(ctx[arm].store, "production", task).name for arm in ARMS}
     for arm in ARMS:
         recs, path = _deploy_logs(st, ctx, arm, prev_prod[arm])
         imported = _ingest(ctx[arm], path, task)
-        detail["arms"][arm] = {"deployed": prev_prod[arm], "feedback": feedback_counts(recs), "imported": imported["imported"]}
-        say(f"stage {st.index}: {arm} ran {prev_prod[arm]} on {len(recs)} inputs → {detail['arms'][arm]['feedback']}")
+        detail["arms"][arm] = {
+            "deployed": prev_prod[arm],
+            "feedback": feedback_counts(recs),
+            "imported": imported["imported"],
+        }
+        say(
+            f"stage {st.index}: {arm} ran {prev_prod[arm]} on {len(recs)} inputs → {detail['arms'][arm]['feedback']}"
+        )
 
     for arm in ("agent", "oracle"):
         t = time.time()
         key = out / "logs" / "answer-key-oracle.jsonl" if arm == "oracle" else None
         say(f"stage {st.index}: {arm} repair (max {p.max_iterations} iterations)")
-        run = repair.start(ctx[arm], task, approve=True, max_iterations=p.max_iterations, plan_defaults=p.plan_defaults or None,
-                           train_overrides=p.train_overrides or None, answer_key=key,
-                           progress=lambda m, a=arm: say(f"  {a}: {m}"))
-        trained = [e["version"] for e in run.events if e.get("phase") in ("train", "refit") and e.get("version")]
+        run = repair.start(
+            ctx[arm],
+            task,
+            approve=True,
+            max_iterations=p.max_iterations,
+            plan_defaults=p.plan_defaults or None,
+            train_overrides=p.train_overrides or None,
+            answer_key=key,
+            progress=lambda m, a=arm: say(f"  {a}: {m}"),
+        )
+        trained = [
+            e["version"] for e in run.events if e.get("phase") in ("train", "refit") and e.get("version")
+        ]
         excluded = set(run.summary.get("excluded_suspect") or [])
-        detail["arms"][arm] |= {"run_id": run.id, "status": run.status, "iterations": run.summary.get("iterations"),
-                                "candidates": trained, "path": run.summary.get("path"), "seconds": round(time.time() - t, 1)}
+        detail["arms"][arm] |= {
+            "run_id": run.id,
+            "status": run.status,
+            "iterations": run.summary.get("iterations"),
+            "candidates": trained,
+            "path": run.summary.get("path"),
+            "seconds": round(time.time() - t, 1),
+        }
         if arm == "agent":
             truth = load_answer_key(out / "logs" / "answer-key-agent.jsonl")
-            detail["arms"]["agent"] |= {"excluded_suspect": len(excluded), "excluded_truly_poisoned": len(excluded & ctx["poisoned_ids"]),
-                                        "triage": triage_quality(excluded, truth, ctx["agent"].store.traces(task))}
+            detail["arms"]["agent"] |= {
+                "excluded_suspect": len(excluded),
+                "excluded_truly_poisoned": len(excluded & ctx["poisoned_ids"]),
+                "triage": triage_quality(excluded, truth, ctx["agent"].store.traces(task)),
+            }
     t = time.time()
     if _has_corrections(ctx["naive"], task):
         say(f"stage {st.index}: naive retraining (every correction, no gate)")
@@ -311,8 +405,14 @@ def run_stage(st: Stage, ctx: dict[str, Any], say: Progress) -> dict[str, Any]:
     return _score_stage(st, ctx, detail, prev_prod, t_stage, say)
 
 
-def _score_stage(st: Stage, ctx: dict[str, Any], detail: dict[str, Any], prev_prod: dict[str, str], t_stage: float,
-                 say: Progress) -> dict[str, Any]:
+def _score_stage(
+    st: Stage,
+    ctx: dict[str, Any],
+    detail: dict[str, Any],
+    prev_prod: dict[str, str],
+    t_stage: float,
+    say: Progress,
+) -> dict[str, Any]:
     """Every arm's production on the held-out union (clean gold), the agent's first candidate, and captured."""
     from kaizen.tools import registry
 
@@ -335,19 +435,34 @@ def _score_stage(st: Stage, ctx: dict[str, Any], detail: dict[str, Any], prev_pr
     scores = {v: score(c, ids) for v, c in promoted.items()}
     agent = scores[prod["agent"]]
     reach = score(oracle, ids) - v1
-    row = {"stage": st.index, "first": _r(score(first, ids)) if first is not None else None, "best": _r(agent),
-           "naive": _r(score(naive, ids)), "oracle": _r(score(oracle, ids)), "v1": _r(v1),
-           "captured": _r((agent - v1) / reach) if reach >= 0.02 else None,
-           "regressions": count_regressions(promoted[prev_prod["agent"]], promoted[prod["agent"]])}
+    row = {
+        "stage": st.index,
+        "first": _r(score(first, ids)) if first is not None else None,
+        "best": _r(agent),
+        "naive": _r(score(naive, ids)),
+        "oracle": _r(score(oracle, ids)),
+        "v1": _r(v1),
+        "captured": _r((agent - v1) / reach) if reach >= 0.02 else None,
+        "regressions": count_regressions(promoted[prev_prod["agent"]], promoted[prod["agent"]]),
+    }
     row["gap"] = _r(row["best"] - row["naive"])
     tri = detail["arms"]["agent"].get("triage") or {}
     row |= {"triage_precision": tri.get("precision"), "triage_recall": tri.get("recall")}
-    detail |= {"heldout": len(held), "agent_production": prod["agent"], "agent_production_score": _r(agent),
-               "promoted_scores": {v: _r(s) for v, s in scores.items()}, "naive_production": prod["naive"],
-               "oracle_production": prod["oracle"], "naive_regressions": count_regressions(naive_prev, naive),
-               "eval_seconds": round(time.time() - t, 1), "seconds": round(time.time() - t_stage, 1)}
-    say(f"stage {st.index} done in {detail['seconds']:.0f}s: v1 {row['v1']}, agent {row['best']} (first {row['first']}), "
-        f"naive {row['naive']}, oracle {row['oracle']}, captured {row['captured']}, gap {row['gap']}")
+    detail |= {
+        "heldout": len(held),
+        "agent_production": prod["agent"],
+        "agent_production_score": _r(agent),
+        "promoted_scores": {v: _r(s) for v, s in scores.items()},
+        "naive_production": prod["naive"],
+        "oracle_production": prod["oracle"],
+        "naive_regressions": count_regressions(naive_prev, naive),
+        "eval_seconds": round(time.time() - t, 1),
+        "seconds": round(time.time() - t_stage, 1),
+    }
+    say(
+        f"stage {st.index} done in {detail['seconds']:.0f}s: v1 {row['v1']}, agent {row['best']} (first {row['first']}), "
+        f"naive {row['naive']}, oracle {row['oracle']}, captured {row['captured']}, gap {row['gap']}"
+    )
     return {"row": {k: row[k] for k in STAGE_KEYS}, "detail": detail}
 
 
@@ -355,8 +470,15 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-def bench_adaptft(scenario: str = "clinc", preset: str = "small", *, seed: int = 0, out_dir: Path | None = None,
-                  base: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+def bench_adaptft(
+    scenario: str = "clinc",
+    preset: str = "small",
+    *,
+    seed: int = 0,
+    out_dir: Path | None = None,
+    base: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Run the staged benchmark; returns (and saves) ``{"stages": [...], ...}``."""
     from kaizen.tools.models import cache_dir
 
@@ -370,23 +492,34 @@ def bench_adaptft(scenario: str = "clinc", preset: str = "small", *, seed: int =
     out.mkdir(parents=True, exist_ok=True)
     sc = make_scenario(scenario, p, seed)
     stages = build_stages(sc, p.per_stage, seed)
-    say(f"{scenario}/{preset}, seed {seed}: v1 on {len(sc.v1_items)} examples; {len(stages)} stages × {p.per_stage} inputs "
-        f"(poisoned {[s.poisoned for s in stages]}); out {out}")
+    say(
+        f"{scenario}/{preset}, seed {seed}: v1 on {len(sc.v1_items)} examples; {len(stages)} stages × {p.per_stage} inputs "
+        f"(poisoned {[s.poisoned for s in stages]}); out {out}"
+    )
     with _own_workspaces():
         bdir = base_dir(p, base)
         v1 = train_v1(sc, p, bdir, say)
         t_setup = time.time() - t0
-        ctx: dict[str, Any] = {"sc": sc, "preset": p, "out": out, "seed": seed, "scorer": Scorer(sc, out, p.eval_batch),
-                               "agent": make_workspace(out / "agent", sc, bdir, v1),
-                               "naive": make_workspace(out / "naive", sc, bdir, v1),
-                               "oracle": make_workspace(out / "oracle", sc, bdir, v1),
-                               "tests": [], "promoted": ["v1"],
-                               "poisoned_ids": {f"s{s.index}-{it.id}" for s in stages for it in s.logs if it.poisoned}}
+        ctx: dict[str, Any] = {
+            "sc": sc,
+            "preset": p,
+            "out": out,
+            "seed": seed,
+            "scorer": Scorer(sc, out, p.eval_batch),
+            "agent": make_workspace(out / "agent", sc, bdir, v1),
+            "naive": make_workspace(out / "naive", sc, bdir, v1),
+            "oracle": make_workspace(out / "oracle", sc, bdir, v1),
+            "tests": [],
+            "promoted": ["v1"],
+            "poisoned_ids": {f"s{s.index}-{it.id}" for s in stages for it in s.logs if it.poisoned},
+        }
         results: list[dict[str, Any]] = []
         for stage in stages:
             results.append(run_stage(stage, ctx, say))
             # Saved after every stage: a long run that dies late still leaves what it measured.
-            data = _results(results, stages, sc, p, seed, bdir, out, t0, t_setup, complete=stage is stages[-1])
+            data = _results(
+                results, stages, sc, p, seed, bdir, out, t0, t_setup, complete=stage is stages[-1]
+            )
             (out / "results.json").write_text(json.dumps(data, indent=2))
     data["plot_path"] = plot(data, out / "adaptft.png")
     (out / "results.json").write_text(json.dumps(data, indent=2))
@@ -404,16 +537,41 @@ def _preload() -> None:
     import kaizen.workflows.repair.naive  # noqa: F401
 
 
-def _results(results: list[dict[str, Any]], stages: list[Stage], sc: Scenario, p: Preset, seed: int, bdir: Path,
-             out: Path, t0: float, t_setup: float, complete: bool) -> dict[str, Any]:
-    return {"stages": [r["row"] for r in results], "scenario": sc.name, "preset": p.name, "seed": seed, "complete": complete,
-            "poison_rates": [s.poison_rate for s in stages], "base": str(bdir), "citation": sc.citation,
-            "sizes": {"v1_train": len(sc.v1_items), "per_stage": p.per_stage, "logs_per_stage": len(stages[0].logs),
-                      "test_per_stage": len(stages[0].test), "max_iterations": p.max_iterations},
-            "details": [r["detail"] for r in results],
-            "seconds": {"setup": round(t_setup, 1), "total": round(time.time() - t0, 1)},
-            "out": str(out), "workspaces": {arm: str(out / arm) for arm in ARMS},
-            "results_path": str(out / "results.json"), "plot_path": None}
+def _results(
+    results: list[dict[str, Any]],
+    stages: list[Stage],
+    sc: Scenario,
+    p: Preset,
+    seed: int,
+    bdir: Path,
+    out: Path,
+    t0: float,
+    t_setup: float,
+    complete: bool,
+) -> dict[str, Any]:
+    return {
+        "stages": [r["row"] for r in results],
+        "scenario": sc.name,
+        "preset": p.name,
+        "seed": seed,
+        "complete": complete,
+        "poison_rates": [s.poison_rate for s in stages],
+        "base": str(bdir),
+        "citation": sc.citation,
+        "sizes": {
+            "v1_train": len(sc.v1_items),
+            "per_stage": p.per_stage,
+            "logs_per_stage": len(stages[0].logs),
+            "test_per_stage": len(stages[0].test),
+            "max_iterations": p.max_iterations,
+        },
+        "details": [r["detail"] for r in results],
+        "seconds": {"setup": round(t_setup, 1), "total": round(time.time() - t0, 1)},
+        "out": str(out),
+        "workspaces": {arm: str(out / arm) for arm in ARMS},
+        "results_path": str(out / "results.json"),
+        "plot_path": None,
+    }
 
 
 def plot(data: dict[str, Any], path: Path) -> str | None:
@@ -429,15 +587,38 @@ def plot(data: dict[str, Any], path: Path) -> str | None:
     fig = Figure(figsize=(5.5, 3.4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot([0, *xs], [v1, *[r["best"] for r in rows]], "o-", color="#2b7bb9", label="kaizen agent (best promoted)")
+    ax.plot(
+        [0, *xs],
+        [v1, *[r["best"] for r in rows]],
+        "o-",
+        color="#2b7bb9",
+        label="kaizen agent (best promoted)",
+    )
     ax.plot([0, *xs], [v1, *[r["naive"] for r in rows]], "s--", color="#e6842a", label="naive retraining")
     if all(r.get("oracle") is not None for r in rows):
-        ax.plot([0, *xs], [v1, *[r["oracle"] for r in rows]], "^:", color="#777777", label="oracle (true labels)")
+        ax.plot(
+            [0, *xs], [v1, *[r["oracle"] for r in rows]], "^:", color="#777777", label="oracle (true labels)"
+        )
     fx = [r["stage"] for r in rows if r["first"] is not None]
-    ax.plot(fx, [r["first"] for r in rows if r["first"] is not None], "x", color="#2ca25f", label="agent: first candidate")
+    ax.plot(
+        fx,
+        [r["first"] for r in rows if r["first"] is not None],
+        "x",
+        color="#2ca25f",
+        label="agent: first candidate",
+    )
     rates = data.get("poison_rates") or []
-    ax.set_xticks([0, *xs], ["v1", *[f"stage {x}\n{rates[i]:.0%} poison" if i < len(rates) else f"stage {x}"
-                                     for i, x in enumerate(xs)]], fontsize=8)
+    ax.set_xticks(
+        [0, *xs],
+        [
+            "v1",
+            *[
+                f"stage {x}\n{rates[i]:.0%} poison" if i < len(rates) else f"stage {x}"
+                for i, x in enumerate(xs)
+            ],
+        ],
+        fontsize=8,
+    )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("held-out accuracy (clean gold)")
     ax.set_title(f"AdaptFT-style stages: {data['scenario']} / {data['preset']}", fontsize=10)

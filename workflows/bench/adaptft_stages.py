@@ -47,14 +47,21 @@ TEST_FRACTION = 0.30  # AdaptFT: each stage's logs are split 70/30 into train/te
 # v1's deliberate gaps (as in the support-intents demo): one intent never shown, one barely.
 CLINC_GAPS = {"card_declined": 0, "bill_balance": 2}
 GSM8K_PATH = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "train.jsonl"
-GSM8K_CITATION = ("GSM8K: Cobbe et al., 'Training Verifiers to Solve Math Word Problems', 2021 "
-                  "(openai/grade-school-math), MIT licence")
+GSM8K_CITATION = (
+    "GSM8K: Cobbe et al., 'Training Verifiers to Solve Math Word Problems', 2021 "
+    "(openai/grade-school-math), MIT licence"
+)
 GSM8K_SYSTEM_PROMPT = "Solve the math word problem step by step, then give the final answer after '####'."
 # Fixable noise that would change a math problem's answer (cutting the question off, dropping a
 # decimal point, "to" → "2"): off for GSM8K, where it would not be fixable any more. So is the
 # free-text correction poison: a math example's expected value must hold a final answer, and
 # kaizen refuses ("n/a") as one before any triage could drop it.
-GSM8K_RATE_OVERRIDES = {"truncation": 0.0, "punctuation_loss": 0.0, "abbreviation": 0.0, "off_label_correction": 0.0}
+GSM8K_RATE_OVERRIDES = {
+    "truncation": 0.0,
+    "punctuation_loss": 0.0,
+    "abbreviation": 0.0,
+    "off_label_correction": 0.0,
+}
 
 
 def rank(seed: int, tag: str, key: str) -> str:
@@ -86,8 +93,9 @@ class Scenario:
 
 
 # ----------------------------------------------------------------------------------- scenarios
-def clinc_scenario(*, v1_per_label: int, seed: int, labels: Sequence[str] | None = None,
-                   gaps: Mapping[str, int] = CLINC_GAPS) -> Scenario:
+def clinc_scenario(
+    *, v1_per_label: int, seed: int, labels: Sequence[str] | None = None, gaps: Mapping[str, int] = CLINC_GAPS
+) -> Scenario:
     """CLINC150 banking: v1 learns ``v1_per_label`` train-split examples per intent, except the gaps.
 
     The pool is every other train/val/test utterance of the intents (v1's own examples removed):
@@ -99,11 +107,26 @@ def clinc_scenario(*, v1_per_label: int, seed: int, labels: Sequence[str] | None
     for lab in labels:
         v1_pairs += clinc.rows("train", [lab], per_label=gaps.get(lab, v1_per_label), seed=seed, data=data)
     seen = {text for text, _ in v1_pairs}
-    pool_pairs = [(t, lab) for split in ("train", "val", "test") for t, lab in data[split] if lab in labels and t not in seen]
-    task = TaskSpec(name="intents", kind="classification", labels=labels, system_prompt=clinc.SYSTEM_PROMPT,
-                    description="Route banking support messages (CLINC150 banking intents).")
-    return Scenario(name="clinc", task=task, v1_items=clinc.to_items(v1_pairs), pool=items_from_pairs(pool_pairs),
-                    labels=labels)
+    pool_pairs = [
+        (t, lab)
+        for split in ("train", "val", "test")
+        for t, lab in data[split]
+        if lab in labels and t not in seen
+    ]
+    task = TaskSpec(
+        name="intents",
+        kind="classification",
+        labels=labels,
+        system_prompt=clinc.SYSTEM_PROMPT,
+        description="Route banking support messages (CLINC150 banking intents).",
+    )
+    return Scenario(
+        name="clinc",
+        task=task,
+        v1_items=clinc.to_items(v1_pairs),
+        pool=items_from_pairs(pool_pairs),
+        labels=labels,
+    )
 
 
 def final_answer(solution: str) -> str:
@@ -121,22 +144,48 @@ def gsm8k_scenario(*, v1_size: int, seed: int, path: Path = GSM8K_PATH) -> Scena
     poisoned one another problem's answer (or free text).
     """
     if not path.exists():
-        raise DataError(f"GSM8K not found at {path}: the gsm8k scenario reads the project's shared data folder")
+        raise DataError(
+            f"GSM8K not found at {path}: the gsm8k scenario reads the project's shared data folder"
+        )
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     rows.sort(key=lambda r: rank(seed, "gsm8k-v1", r["question"]))
-    task = TaskSpec(name="gsm8k", kind="math", system_prompt=GSM8K_SYSTEM_PROMPT, description="Grade-school math word problems.")
-    v1 = [EvalItem(id=rank(0, "gsm8k-item", r["question"])[:16], messages=[{"role": "user", "content": r["question"]}],
-                   expected=r["answer"]) for r in rows[:v1_size]]
+    task = TaskSpec(
+        name="gsm8k",
+        kind="math",
+        system_prompt=GSM8K_SYSTEM_PROMPT,
+        description="Grade-school math word problems.",
+    )
+    v1 = [
+        EvalItem(
+            id=rank(0, "gsm8k-item", r["question"])[:16],
+            messages=[{"role": "user", "content": r["question"]}],
+            expected=r["answer"],
+        )
+        for r in rows[:v1_size]
+    ]
     rest = rows[v1_size:]
     pool = items_from_pairs((r["question"], final_answer(r["answer"])) for r in rest)
     reference = {it.id: r["answer"] for it, r in zip(pool, rest, strict=True)}
     labels = sorted({it.label for it in pool})
-    return Scenario(name="gsm8k", task=task, v1_items=v1, pool=pool, labels=labels, rates=dict(GSM8K_RATE_OVERRIDES),
-                    reference=reference, stratify=False, abstain_label=None, max_new_tokens=256, citation=GSM8K_CITATION)
+    return Scenario(
+        name="gsm8k",
+        task=task,
+        v1_items=v1,
+        pool=pool,
+        labels=labels,
+        rates=dict(GSM8K_RATE_OVERRIDES),
+        reference=reference,
+        stratify=False,
+        abstain_label=None,
+        max_new_tokens=256,
+        citation=GSM8K_CITATION,
+    )
 
 
 # ------------------------------------------------------------------------------ stage batches
-def stage_batches(pool: Sequence[Item], n_stages: int, per_stage: int, seed: int, *, stratify: bool = True) -> list[list[Item]]:
+def stage_batches(
+    pool: Sequence[Item], n_stages: int, per_stage: int, seed: int, *, stratify: bool = True
+) -> list[list[Item]]:
     """``n_stages`` disjoint batches of ``per_stage`` fresh inputs each, in a seeded order.
 
     Stratified: labels take turns (each label's items in seeded order; the label that starts a
@@ -144,10 +193,12 @@ def stage_batches(pool: Sequence[Item], n_stages: int, per_stage: int, seed: int
     too small: silently shorter stages would change the poison counts the protocol promises.
     """
     if n_stages * per_stage > len(pool):
-        raise DataError(f"the inference pool holds {len(pool)} inputs; {n_stages} stages × {per_stage} need more")
+        raise DataError(
+            f"the inference pool holds {len(pool)} inputs; {n_stages} stages × {per_stage} need more"
+        )
     if not stratify:
         order = sorted(pool, key=lambda it: rank(seed, "stage-order", it.id))
-        return [order[s * per_stage:(s + 1) * per_stage] for s in range(n_stages)]
+        return [order[s * per_stage : (s + 1) * per_stage] for s in range(n_stages)]
     queues: dict[str, list[Item]] = defaultdict(list)
     for it in sorted(pool, key=lambda it: rank(seed, "stage-order", it.id)):
         queues[it.label].append(it)
@@ -167,8 +218,9 @@ def stage_batches(pool: Sequence[Item], n_stages: int, per_stage: int, seed: int
     return out
 
 
-def split_batch(items: Sequence[PerturbedItem], seed: int, stage: int,
-                test_fraction: float = TEST_FRACTION) -> tuple[list[PerturbedItem], list[PerturbedItem]]:
+def split_batch(
+    items: Sequence[PerturbedItem], seed: int, stage: int, test_fraction: float = TEST_FRACTION
+) -> tuple[list[PerturbedItem], list[PerturbedItem]]:
     """(logs, test): exactly ``round(test_fraction × n)`` (half up) items go to the stage's test split.
 
     Chosen by a seeded key per item id, so the split does not depend on the batch's order; both
@@ -184,7 +236,10 @@ def gold_items(items: Iterable[PerturbedItem]) -> list[EvalItem]:
 
     Poisoned inputs count too: their source was a real request, and that is what users send.
     """
-    return [EvalItem(id=it.id, messages=[{"role": "user", "content": it.source_text}], expected=it.gold) for it in items]
+    return [
+        EvalItem(id=it.id, messages=[{"role": "user", "content": it.source_text}], expected=it.gold)
+        for it in items
+    ]
 
 
 def heldout_union(test_splits: Sequence[Sequence[PerturbedItem]]) -> list[EvalItem]:
@@ -214,13 +269,16 @@ class Stage:
         return sum(it.poisoned for it in self.batch)
 
 
-def build_stages(scenario: Scenario, per_stage: int, seed: int,
-                 rates: Sequence[float] = STAGE_POISON_RATES) -> list[Stage]:
+def build_stages(
+    scenario: Scenario, per_stage: int, seed: int, rates: Sequence[float] = STAGE_POISON_RATES
+) -> list[Stage]:
     """Every stage's perturbed batch and split, decided up front from the seed alone."""
     batches = stage_batches(scenario.pool, len(rates), per_stage, seed, stratify=scenario.stratify)
     out = []
     for s, (batch, rate) in enumerate(zip(batches, rates, strict=True), 1):
-        perturbed = perturb(batch, scenario.labels, seed=seed * 1000 + s, rates=scenario.rates, poison_rate=rate)
+        perturbed = perturb(
+            batch, scenario.labels, seed=seed * 1000 + s, rates=scenario.rates, poison_rate=rate
+        )
         logs, test = split_batch(perturbed, seed, s)
         out.append(Stage(index=s, poison_rate=rate, batch=perturbed, logs=logs, test=test))
     return out
@@ -246,8 +304,9 @@ def _reference(scenario: Scenario, it: PerturbedItem, correction: str | None) ->
     return correction
 
 
-def arm_feedback(scenario: Scenario, items: Sequence[PerturbedItem], outputs: Sequence[str], arm: str,
-                 seed: int) -> list[tuple[PerturbedItem, dict[str, Any]]]:
+def arm_feedback(
+    scenario: Scenario, items: Sequence[PerturbedItem], outputs: Sequence[str], arm: str, seed: int
+) -> list[tuple[PerturbedItem, dict[str, Any]]]:
     """Each item (as the arm's feedback giver left it) with its feedback record.
 
     Agent arm: the feedback giver compares the output with ``item.correction`` (the gold label, or
@@ -257,7 +316,9 @@ def arm_feedback(scenario: Scenario, items: Sequence[PerturbedItem], outputs: Se
     the right one, 30 % none); an item without a correction fails without one.
     """
     kind, labels = scenario.task.kind, scenario.labels
-    failed = {it.id for it, out in zip(items, outputs, strict=True) if not matches(kind, out, it.correction, labels)}
+    failed = {
+        it.id for it, out in zip(items, outputs, strict=True) if not matches(kind, out, it.correction, labels)
+    }
     if arm == "naive":
         shown = naive_feedback(items, labels, seed, failed=failed, abstain_label=scenario.abstain_label)
     elif arm == "agent":
@@ -271,14 +332,27 @@ def arm_feedback(scenario: Scenario, items: Sequence[PerturbedItem], outputs: Se
         elif matches(kind, output, it.correction, labels):
             fb = {"verdict": "pass", "source": "human"}
         else:
-            fb = {"verdict": "fail", "correction": _reference(scenario, it, it.correction), "source": "human",
-                  "reason": "wrong answer"}
+            fb = {
+                "verdict": "fail",
+                "correction": _reference(scenario, it, it.correction),
+                "source": "human",
+                "reason": "wrong answer",
+            }
         out.append((it, fb))
     return out
 
 
-def log_records(scenario: Scenario, items: Sequence[PerturbedItem], outputs: Sequence[str], *, arm: str, stage: int,
-                seed: int, model_version: str, start: datetime | None = None) -> list[dict[str, Any]]:
+def log_records(
+    scenario: Scenario,
+    items: Sequence[PerturbedItem],
+    outputs: Sequence[str],
+    *,
+    arm: str,
+    stage: int,
+    seed: int,
+    model_version: str,
+    start: datetime | None = None,
+) -> list[dict[str, Any]]:
     """kaizen JSONL records for one arm's share of a stage: what ``kaizen ingest`` reads.
 
     ``metadata.adaptft`` keeps the ground truth (perturbations, poison, naive treatment) for
@@ -286,19 +360,36 @@ def log_records(scenario: Scenario, items: Sequence[PerturbedItem], outputs: Seq
     """
     t0 = (start or datetime(2026, 11, 1, 9, 0, 0)) + timedelta(days=7 * (stage - 1))
     recs = []
-    for i, ((it, fb), output) in enumerate(zip(arm_feedback(scenario, items, outputs, arm, seed), outputs, strict=True)):
-        recs.append({
-            "id": f"s{stage}-{it.id}", "timestamp": (t0 + timedelta(minutes=5 * i)).isoformat(),
-            "task": scenario.task.name, "model_version": model_version,
-            "messages": [{"role": "user", "content": it.text}], "output": output, "feedback": fb,
-            "metadata": {"adaptft": {"stage": stage, "arm": arm, "gold": it.gold, "perturbations": it.perturbations,
-                                     "poison": it.poison, "naive": it.naive}},
-        })
+    for i, ((it, fb), output) in enumerate(
+        zip(arm_feedback(scenario, items, outputs, arm, seed), outputs, strict=True)
+    ):
+        recs.append(
+            {
+                "id": f"s{stage}-{it.id}",
+                "timestamp": (t0 + timedelta(minutes=5 * i)).isoformat(),
+                "task": scenario.task.name,
+                "model_version": model_version,
+                "messages": [{"role": "user", "content": it.text}],
+                "output": output,
+                "feedback": fb,
+                "metadata": {
+                    "adaptft": {
+                        "stage": stage,
+                        "arm": arm,
+                        "gold": it.gold,
+                        "perturbations": it.perturbations,
+                        "poison": it.poison,
+                        "naive": it.naive,
+                    }
+                },
+            }
+        )
     return recs
 
 
-def split_truth(scenario: Scenario, records: Sequence[Mapping[str, Any]],
-                items: Sequence[PerturbedItem]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_truth(
+    scenario: Scenario, records: Sequence[Mapping[str, Any]], items: Sequence[PerturbedItem]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(logs, answer_key)``: the records as kaizen ingests them (no ``metadata.adaptft``) and the truth.
 
     The answer key (``kaizen.tools.answer_key``) holds each trace's right answer (None when no answer is
@@ -310,8 +401,11 @@ def split_truth(scenario: Scenario, records: Sequence[Mapping[str, Any]],
         meta = r["metadata"]["adaptft"]
         logs.append({k: v for k, v in r.items() if k != "metadata"})
         label = _reference(scenario, it, it.expected) if it.expected is not None else None
-        noise = [*meta["perturbations"], *(["poisoned", f"poison:{meta['poison']}"] if meta["poison"] else []),
-                 *([f"naive:{meta['naive']}"] if meta["naive"] else [])]
+        noise = [
+            *meta["perturbations"],
+            *(["poisoned", f"poison:{meta['poison']}"] if meta["poison"] else []),
+            *([f"naive:{meta['naive']}"] if meta["naive"] else []),
+        ]
         key.append({"id": r["id"], "label": label, "noise": noise})
     return logs, key
 
@@ -322,7 +416,13 @@ def feedback_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     for r in records:
         fb, meta = r["feedback"], r["metadata"]["adaptft"]
         c["logs"] += 1
-        c["pass" if fb["verdict"] == "pass" else "fail_corrected" if fb.get("correction") else "fail_uncorrected"] += 1
+        c[
+            "pass"
+            if fb["verdict"] == "pass"
+            else "fail_corrected"
+            if fb.get("correction")
+            else "fail_uncorrected"
+        ] += 1
         c["poisoned"] += meta["poison"] is not None
         if meta["naive"]:
             c[f"naive_{meta['naive']}"] += 1

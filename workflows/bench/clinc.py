@@ -14,8 +14,10 @@ from kaizen.tools.data import item_id
 from kaizen.tools.schema import EvalItem
 
 SLICE = Path(__file__).resolve().parents[2] / "examples" / "data" / "clinc150_banking.json"
-CITATION = ("CLINC150: Larson et al., 'An Evaluation Dataset for Intent Classification and Out-of-Scope Prediction', "
-            "EMNLP 2019 (clinc/oos-eval), CC BY 3.0")
+CITATION = (
+    "CLINC150: Larson et al., 'An Evaluation Dataset for Intent Classification and Out-of-Scope Prediction', "
+    "EMNLP 2019 (clinc/oos-eval), CC BY 3.0"
+)
 # A short system prompt: on a CPU every prompt token is paid for at every training step.
 SYSTEM_PROMPT = "Classify the banking request. Reply with the intent label only."
 
@@ -24,8 +26,13 @@ def load_slice(path: Path = SLICE) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def rows(split: str, labels: list[str] | None = None, per_label: int | None = None, seed: int = 0,
-         data: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+def rows(
+    split: str,
+    labels: list[str] | None = None,
+    per_label: int | None = None,
+    seed: int = 0,
+    data: dict[str, Any] | None = None,
+) -> list[tuple[str, str]]:
     """(text, intent) rows of a split, optionally restricted to ``labels`` and ``per_label`` each (seeded)."""
     data = data or load_slice()
     out = [(t, lab) for t, lab in data[split] if labels is None or lab in labels]
@@ -64,10 +71,20 @@ def typo(text: str, rnd: random.Random) -> str:
     return text[:i] + text[i] + text[i:]
 
 
-def make_logs(run_model: Any, labels: list[str], pairs: list[tuple[str, str]], *, seed: int = 0, typo_rate: float = 0.15,
-              poison_rate: float = 0.08, off_domain: list[str] = (), unlabeled_rate: float = 0.1,
-              model_version: str = "v1", start: str = "2026-11-01T09:00:00",
-              id_prefix: str = "t") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def make_logs(
+    run_model: Any,
+    labels: list[str],
+    pairs: list[tuple[str, str]],
+    *,
+    seed: int = 0,
+    typo_rate: float = 0.15,
+    poison_rate: float = 0.08,
+    off_domain: list[str] = (),
+    unlabeled_rate: float = 0.1,
+    model_version: str = "v1",
+    start: str = "2026-11-01T09:00:00",
+    id_prefix: str = "t",
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Production logs: run the deployed model on (noisy) inputs and attach realistic feedback.
 
     ``run_model(list_of_texts) -> list_of_outputs`` is the deployed model. Feedback is the gold
@@ -93,8 +110,11 @@ def make_logs(run_model: Any, labels: list[str], pairs: list[tuple[str, str]], *
         if typod:
             meta["noise"].append("typo")
         rec: dict[str, Any] = {
-            "id": f"{id_prefix}{i:04d}", "timestamp": (t0 + timedelta(minutes=7 * i)).isoformat(),
-            "model_version": model_version, "messages": [{"role": "user", "content": text}], "output": out,
+            "id": f"{id_prefix}{i:04d}",
+            "timestamp": (t0 + timedelta(minutes=7 * i)).isoformat(),
+            "model_version": model_version,
+            "messages": [{"role": "user", "content": text}],
+            "output": out,
         }
         key.append({"id": rec["id"], "label": gold, "noise": meta["noise"]})
         if gold is None:
@@ -105,10 +125,20 @@ def make_logs(run_model: Any, labels: list[str], pairs: list[tuple[str, str]], *
         elif rnd.random() < poison_rate:
             meta["noise"].append("poisoned")
             wrong = rnd.choice([lab for lab in labels if lab != gold])
-            rec["feedback"] = {"verdict": "fail", "correction": wrong, "source": "human", "reason": "wrong intent"}
+            rec["feedback"] = {
+                "verdict": "fail",
+                "correction": wrong,
+                "source": "human",
+                "reason": "wrong intent",
+            }
         elif out.strip() == gold:
             rec["feedback"] = {"verdict": "pass", "source": "human"}
         else:
-            rec["feedback"] = {"verdict": "fail", "correction": gold, "source": "human", "reason": "wrong intent"}
+            rec["feedback"] = {
+                "verdict": "fail",
+                "correction": gold,
+                "source": "human",
+                "reason": "wrong intent",
+            }
         logs.append(rec)
     return logs, key

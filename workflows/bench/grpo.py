@@ -42,8 +42,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
-def bench_grpo(quick: bool = False, progress: Progress = print, *, base: Path | str | None = None, prompts: int = 2,
-               steps: int | None = None, top_layers: int | None = 10, out_dir: Path | None = None) -> dict[str, Any]:
+def bench_grpo(
+    quick: bool = False,
+    progress: Progress = print,
+    *,
+    base: Path | str | None = None,
+    prompts: int = 2,
+    steps: int | None = None,
+    top_layers: int | None = 10,
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
     """Time SFT and GRPO steps on the same examples; returns ``{"machine", "arms", "ratios", ...}``.
 
     Args:
@@ -70,33 +78,73 @@ def bench_grpo(quick: bool = False, progress: Progress = print, *, base: Path | 
     slice_ = load_slice()
     labels = list(slice_["labels"])
     task = TaskSpec(name="bench-grpo", kind="classification", labels=labels, system_prompt=SYSTEM_PROMPT)
-    items = to_items(rows("train", per_label=math.ceil(prompts * steps / len(labels)) + 1, seed=0, data=slice_))
-    items = items[:prompts * steps]
+    items = to_items(
+        rows("train", per_label=math.ceil(prompts * steps / len(labels)) + 1, seed=0, data=slice_)
+    )
+    items = items[: prompts * steps]
     lora = LoraSpec(top_layers=top_layers)
-    common: dict[str, Any] = dict(base_dir=base_dir, max_steps=steps, save_steps=10_000, logging_steps=1, seed=0,
-                                  warmup_ratio=0.0, lora=lora, learning_rate=1e-4)
+    common: dict[str, Any] = dict(
+        base_dir=base_dir,
+        max_steps=steps,
+        save_steps=10_000,
+        logging_steps=1,
+        seed=0,
+        warmup_ratio=0.0,
+        lora=lora,
+        learning_rate=1e-4,
+    )
     arms: list[tuple[str, dict[str, Any]]] = [
         ("sft", dict(kind="sft", batch_size=prompts)),
-        ("grpo", dict(kind="grpo", batch_size=prompts * NUM_GENERATIONS, num_generations=NUM_GENERATIONS,
-                      max_completion_length=MAX_COMPLETION, hint_share=0.0, entropy_floor=None)),
+        (
+            "grpo",
+            dict(
+                kind="grpo",
+                batch_size=prompts * NUM_GENERATIONS,
+                num_generations=NUM_GENERATIONS,
+                max_completion_length=MAX_COMPLETION,
+                hint_share=0.0,
+                entropy_floor=None,
+            ),
+        ),
     ]
     if not quick:
-        arms.append(("grpo_hints", dict(kind="grpo", batch_size=prompts * NUM_GENERATIONS, num_generations=NUM_GENERATIONS,
-                                        max_completion_length=MAX_COMPLETION, hint_share=1.0, entropy_floor=None,
-                                        hint_recheck=False)))
-    progress(f"GRPO vs SFT on {base_dir.name}: {len(items)} CLINC prompts, {prompts} a step, {steps} steps, "
-             f"G={NUM_GENERATIONS}, ≤{MAX_COMPLETION} completion tokens; load average {_load()}")
+        arms.append(
+            (
+                "grpo_hints",
+                dict(
+                    kind="grpo",
+                    batch_size=prompts * NUM_GENERATIONS,
+                    num_generations=NUM_GENERATIONS,
+                    max_completion_length=MAX_COMPLETION,
+                    hint_share=1.0,
+                    entropy_floor=None,
+                    hint_recheck=False,
+                ),
+            )
+        )
+    progress(
+        f"GRPO vs SFT on {base_dir.name}: {len(items)} CLINC prompts, {prompts} a step, {steps} steps, "
+        f"G={NUM_GENERATIONS}, ≤{MAX_COMPLETION} completion tokens; load average {_load()}"
+    )
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="kaizen-bench-grpo-") as tmp:
         write_items(Path(tmp) / "sft.jsonl", sft_rows(task, items))
         write_items(Path(tmp) / "grpo.jsonl", grpo_rows(task, items))
         for name, kw in arms:
-            job = TrainJob(data_path=Path(tmp) / f"{kw['kind']}.jsonl", output_dir=Path(tmp) / name, **common, **kw)
+            job = TrainJob(
+                data_path=Path(tmp) / f"{kw['kind']}.jsonl", output_dir=Path(tmp) / name, **common, **kw
+            )
 
             def show(rec: dict[str, Any], name: str = name) -> None:
                 if "loss" in rec and "train_runtime" not in rec:
-                    extra = f", reward {rec['reward']:.2f}, entropy {rec['entropy']:.2f}" if "reward" in rec else ""
-                    progress(f"  {name}: step {rec['step']}/{rec['max_steps']} at {rec['elapsed_s']:.1f} s{extra}")
+                    extra = (
+                        f", reward {rec['reward']:.2f}, entropy {rec['entropy']:.2f}"
+                        if "reward" in rec
+                        else ""
+                    )
+                    progress(
+                        f"  {name}: step {rec['step']}/{rec['max_steps']} at {rec['elapsed_s']:.1f} s{extra}"
+                    )
 
             load_before = _load()
             result = run_job(job, show)
@@ -106,30 +154,47 @@ def bench_grpo(quick: bool = False, progress: Progress = print, *, base: Path | 
             stats["train_tokens"] = result.get("train_tokens")
             if kw["kind"] == "grpo":
                 steps_logged = [m for m in metrics if "reward" in m]
-                stats["mean_reward"] = round(sum(m["reward"] for m in steps_logged) / max(1, len(steps_logged)), 3)
+                stats["mean_reward"] = round(
+                    sum(m["reward"] for m in steps_logged) / max(1, len(steps_logged)), 3
+                )
                 stats["hints_used"] = sum(m.get("hints/used") or 0 for m in steps_logged)
             results[name] = stats
-            progress(f"  {name}: {stats['s_per_step']:.2f} s/step (best {stats['best_step_s']:.2f}"
-                     + (f", {stats['cpu_s_per_step']:.2f} CPU s" if "cpu_s_per_step" in stats else "") + ")")
+            progress(
+                f"  {name}: {stats['s_per_step']:.2f} s/step (best {stats['best_step_s']:.2f}"
+                + (f", {stats['cpu_s_per_step']:.2f} CPU s" if "cpu_s_per_step" in stats else "")
+                + ")"
+            )
 
     def ratios(field: str) -> dict[str, float | None]:
         out = {"grpo_vs_sft_step_time": _ratio(results["grpo"].get(field), results["sft"].get(field))}
         if "grpo_hints" in results:
-            out["grpo_hints_vs_sft_step_time"] = _ratio(results["grpo_hints"].get(field), results["sft"].get(field))
-            out["grpo_hints_vs_grpo_step_time"] = _ratio(results["grpo_hints"].get(field), results["grpo"].get(field))
+            out["grpo_hints_vs_sft_step_time"] = _ratio(
+                results["grpo_hints"].get(field), results["sft"].get(field)
+            )
+            out["grpo_hints_vs_grpo_step_time"] = _ratio(
+                results["grpo_hints"].get(field), results["grpo"].get(field)
+            )
         return out
 
     data: dict[str, Any] = {
         "machine": machine | {"load_avg_end": _load()},
         "model": str(base_dir),
-        "setup": {"prompts_per_step": prompts, "steps": steps, "num_generations": NUM_GENERATIONS,
-                  "max_completion_length": MAX_COMPLETION, "lora_top_layers": top_layers, "examples": len(items)},
+        "setup": {
+            "prompts_per_step": prompts,
+            "steps": steps,
+            "num_generations": NUM_GENERATIONS,
+            "max_completion_length": MAX_COMPLETION,
+            "lora_top_layers": top_layers,
+            "examples": len(items),
+        },
         "arms": results,
         # "how many SFT steps one GRPO step costs", same prompts per step: best-of wall time,
         # mean wall time, and process CPU time (the steadiest on a shared machine).
         "ratios": ratios("best_step_s"),
         "ratios_mean_steps": ratios("s_per_step"),
-        "ratios_cpu_time": ratios("cpu_s_per_step") if all("cpu_s_per_step" in r for r in results.values()) else {},
+        "ratios_cpu_time": ratios("cpu_s_per_step")
+        if all("cpu_s_per_step" in r for r in results.values())
+        else {},
         "quick": quick,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "total_s": round(time.time() - started, 1),
@@ -139,6 +204,8 @@ def bench_grpo(quick: bool = False, progress: Progress = print, *, base: Path | 
     path = folder / f"grpo-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}.json"
     data["saved_to"] = str(path)
     path.write_text(json.dumps(data, indent=2))
-    progress(f"ratios (GRPO step ÷ SFT step): {json.dumps(data['ratios'])}; CPU time: {json.dumps(data['ratios_cpu_time'])}")
+    progress(
+        f"ratios (GRPO step ÷ SFT step): {json.dumps(data['ratios'])}; CPU time: {json.dumps(data['ratios_cpu_time'])}"
+    )
     progress(f"saved {path}")
     return data

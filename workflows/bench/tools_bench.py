@@ -143,8 +143,9 @@ def _count_new_tokens(tok: Any, outputs: list[str], max_new: int) -> int:
     return n
 
 
-def bench_generation(base: Path, chats: list[list[dict[str, str]]], labels: list[str], progress: Progress,
-                     reps: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
+def bench_generation(
+    base: Path, chats: list[list[dict[str, str]]], labels: list[str], progress: Progress, reps: int = 1
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Batched vs one-at-a-time greedy generation, and label scoring; returns (numbers, model facts)."""
     from kaizen.tools.evaluate.backends import TransformersBackend
 
@@ -171,7 +172,12 @@ def bench_generation(base: Path, chats: list[list[dict[str, str]]], labels: list
         return out, time.perf_counter() - t
 
     n = len(chats)
-    res: dict[str, Any] = {"prompts": n, "max_new_tokens": GEN_MAX_NEW_TOKENS, "batch_size": GEN_BATCH, "best_of": reps}
+    res: dict[str, Any] = {
+        "prompts": n,
+        "max_new_tokens": GEN_MAX_NEW_TOKENS,
+        "batch_size": GEN_BATCH,
+        "best_of": reps,
+    }
     outputs: dict[str, list[str]] = {}
     for mode, bs in (("batched", GEN_BATCH), ("serial", 1)):
         backend.batch_size = bs
@@ -182,18 +188,37 @@ def bench_generation(base: Path, chats: list[list[dict[str, str]]], labels: list
             times.append(s)
         s = min(times)
         toks = _count_new_tokens(tok, outputs[mode], GEN_MAX_NEW_TOKENS)
-        res[mode] = {"batch_size": bs, "seconds": round(s, 3), "all_seconds": [round(t, 2) for t in times],
-                     "cpu_s": round(min(cpu_times), 3), "load_avg": _load(),
-                     "new_tokens": toks, "tokens_per_s": round(toks / s, 2), "examples_per_s": round(n / s, 3)}
-        progress(f"generation {mode} (batch {bs}): {n} prompts in {s:.2f} s (best of {reps}), {toks / s:.1f} new tokens/s")
-    res["batched_serial_same_outputs"] = round(sum(a == b for a, b in zip(outputs["batched"], outputs["serial"], strict=True)) / n, 3)
+        res[mode] = {
+            "batch_size": bs,
+            "seconds": round(s, 3),
+            "all_seconds": [round(t, 2) for t in times],
+            "cpu_s": round(min(cpu_times), 3),
+            "load_avg": _load(),
+            "new_tokens": toks,
+            "tokens_per_s": round(toks / s, 2),
+            "examples_per_s": round(n / s, 3),
+        }
+        progress(
+            f"generation {mode} (batch {bs}): {n} prompts in {s:.2f} s (best of {reps}), {toks / s:.1f} new tokens/s"
+        )
+    res["batched_serial_same_outputs"] = round(
+        sum(a == b for a, b in zip(outputs["batched"], outputs["serial"], strict=True)) / n, 3
+    )
     backend.batch_size = GEN_BATCH
     cpu_times.clear()
     times = [timed(lambda: backend.score_labels(chats, labels))[1] for _ in range(reps)]
     s = min(times)
-    res["score_labels"] = {"batch_size": GEN_BATCH, "labels": len(labels), "seconds": round(s, 3), "cpu_s": round(min(cpu_times), 3),
-                           "all_seconds": [round(t, 2) for t in times], "examples_per_s": round(n / s, 3)}
-    progress(f"label scoring ({len(labels)} labels, batch {GEN_BATCH}): {n} prompts in {s:.2f} s, {n / s:.2f} examples/s")
+    res["score_labels"] = {
+        "batch_size": GEN_BATCH,
+        "labels": len(labels),
+        "seconds": round(s, 3),
+        "cpu_s": round(min(cpu_times), 3),
+        "all_seconds": [round(t, 2) for t in times],
+        "examples_per_s": round(n / s, 3),
+    }
+    progress(
+        f"label scoring ({len(labels)} labels, batch {GEN_BATCH}): {n} prompts in {s:.2f} s, {n / s:.2f} examples/s"
+    )
     return res, facts
 
 
@@ -212,13 +237,16 @@ def _step_stats(metrics: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     toks = float(last.get("num_tokens") or 0) - float(first.get("num_tokens") or 0)
     per_step = [
         (b["elapsed_s"] - a["elapsed_s"], float(b.get("num_tokens") or 0) - float(a.get("num_tokens") or 0))
-        for a, b in zip(steps, steps[1:], strict=False) if b["step"] - a["step"] == 1 and b["elapsed_s"] > a["elapsed_s"]
+        for a, b in zip(steps, steps[1:], strict=False)
+        if b["step"] - a["step"] == 1 and b["elapsed_s"] > a["elapsed_s"]
     ]
     best_s = min((dt for dt, _ in per_step), default=secs / n)
     cpu = {}
     if "cpu_s" in first and "cpu_s" in last:  # runner's process CPU seconds: robust to other load
-        cpu = {"cpu_s_per_step": round((last["cpu_s"] - first["cpu_s"]) / n, 3),
-               "cpu_s_per_example": round((last["cpu_s"] - first["cpu_s"]) / (n * batch), 4)}
+        cpu = {
+            "cpu_s_per_step": round((last["cpu_s"] - first["cpu_s"]) / n, 3),
+            "cpu_s_per_example": round((last["cpu_s"] - first["cpu_s"]) / (n * batch), 4),
+        }
     best_tps = max((tk / dt for dt, tk in per_step if tk), default=toks / secs if secs > 0 else 0.0)
     return {
         "steps_timed": n,
@@ -236,8 +264,15 @@ def _step_stats(metrics: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     }
 
 
-def bench_training(base: Path, data: dict[str, list[dict[str, Any]]], *, steps: int, params: int, lora_params: dict[str, int],
-                   progress: Progress) -> dict[str, Any]:
+def bench_training(
+    base: Path,
+    data: dict[str, list[dict[str, Any]]],
+    *,
+    steps: int,
+    params: int,
+    lora_params: dict[str, int],
+    progress: Progress,
+) -> dict[str, Any]:
     from kaizen.tools.data import write_items
     from kaizen.tools.train.launch import read_metrics, run_job
     from kaizen.tools.train.spec import LoraSpec, TrainJob
@@ -246,7 +281,11 @@ def bench_training(base: Path, data: dict[str, list[dict[str, Any]]], *, steps: 
         ("full", "short", dict(full_finetune=True, learning_rate=1e-5)),
         ("lora_all", "short", dict(lora=LoraSpec())),
         ("lora_top10", "short", dict(lora=LoraSpec(top_layers=TOP_LAYERS))),
-        ("lora_all_grad_ckpt", "short", dict(lora=LoraSpec(), trl_overrides={"gradient_checkpointing": True})),
+        (
+            "lora_all_grad_ckpt",
+            "short",
+            dict(lora=LoraSpec(), trl_overrides={"gradient_checkpointing": True}),
+        ),
         ("lora_all_long_prompt", "long", dict(lora=LoraSpec())),
     ]
     out: dict[str, Any] = {"batch_size": TRAIN_BATCH, "max_steps": steps, "params": params}
@@ -255,13 +294,25 @@ def bench_training(base: Path, data: dict[str, list[dict[str, Any]]], *, steps: 
             write_items(Path(tmp) / f"{key}.jsonl", rows_)
         for name, prompt, kw in variants:
             job_dir = Path(tmp) / name
-            job = TrainJob(kind="sft", base_dir=base, data_path=Path(tmp) / f"{prompt}.jsonl", output_dir=job_dir,
-                           max_steps=steps, batch_size=TRAIN_BATCH, save_steps=10_000, logging_steps=1, seed=0, **kw)
+            job = TrainJob(
+                kind="sft",
+                base_dir=base,
+                data_path=Path(tmp) / f"{prompt}.jsonl",
+                output_dir=job_dir,
+                max_steps=steps,
+                batch_size=TRAIN_BATCH,
+                save_steps=10_000,
+                logging_steps=1,
+                seed=0,
+                **kw,
+            )
             progress(f"training {name} ({steps} steps, batch {TRAIN_BATCH}, {prompt} prompt) …")
 
             def show(rec: dict[str, Any], name: str = name) -> None:
                 if "loss" in rec and "train_runtime" not in rec:
-                    progress(f"  {name}: step {rec['step']}/{rec['max_steps']} at {rec['elapsed_s']:.1f} s, loss {rec['loss']:.3f}")
+                    progress(
+                        f"  {name}: step {rec['step']}/{rec['max_steps']} at {rec['elapsed_s']:.1f} s, loss {rec['loss']:.3f}"
+                    )
 
             load_before = _load()
             result = run_job(job, show)
@@ -269,12 +320,16 @@ def bench_training(base: Path, data: dict[str, list[dict[str, Any]]], *, steps: 
             stats = _step_stats(read_metrics(job_dir), TRAIN_BATCH)
             stats["prompt"] = prompt
             stats["trainable_params"] = params if kw.get("full_finetune") else lora_params[name]
-            stats["runner_tokens_per_s"] = result.get("tokens_per_s")  # the runner's own figure, first step included
+            stats["runner_tokens_per_s"] = result.get(
+                "tokens_per_s"
+            )  # the runner's own figure, first step included
             stats["full_finetune"] = bool(kw.get("full_finetune"))
             stats["load_avg"] = [load_before, _load()]
             out[name] = stats
-            progress(f"  {name}: {stats['s_per_step']:.2f} s/step (best {stats['best_step_s']:.2f}), {stats['tokens_per_s']} tokens/s "
-                     f"(best step {stats['best_tokens_per_s']}), {stats['tokens_per_example']} tokens/example")
+            progress(
+                f"  {name}: {stats['s_per_step']:.2f} s/step (best {stats['best_step_s']:.2f}), {stats['tokens_per_s']} tokens/s "
+                f"(best step {stats['best_tokens_per_s']}), {stats['tokens_per_example']} tokens/example"
+            )
             shutil.rmtree(job_dir, ignore_errors=True)  # full-FT checkpoints are ~2 GB
     return out
 
@@ -283,7 +338,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
-def bench_tools(quick: bool = False, progress: Progress = print, *, out_dir: Path | None = None) -> dict[str, Any]:
+def bench_tools(
+    quick: bool = False, progress: Progress = print, *, out_dir: Path | None = None
+) -> dict[str, Any]:
     """Run the benchmark; returns ``{"machine", "generation", "training", "ratios"}`` (also saved as JSON)."""
     from kaizen.tools.data import sft_rows
     from kaizen.tools.models import cache_dir, configure_cpu_threads, pick_device, pick_dtype, resolve_base
@@ -296,16 +353,23 @@ def bench_tools(quick: bool = False, progress: Progress = print, *, out_dir: Pat
         configure_cpu_threads()
     machine = _machine(device, dtype)
     load0 = _load()
-    progress(f"machine: {machine['cpu']}, {machine['cores_used']} threads, torch {machine['torch']}, {device} {machine['dtype']}"
-             + (f", {machine['gpu']}" if "gpu" in machine else "") + f"; load average {load0}")
+    progress(
+        f"machine: {machine['cpu']}, {machine['cores_used']} threads, torch {machine['torch']}, {device} {machine['dtype']}"
+        + (f", {machine['gpu']}" if "gpu" in machine else "")
+        + f"; load average {load0}"
+    )
     if device == "cpu" and load0 is not None and load0 > 0.5 * machine["cores_used"]:
-        progress(f"warning: load average {load0} on {machine['cores_used']} cores — other processes share the CPU, "
-                 "so wall times will be long and noisy: prefer the best-of and CPU-time figures")
+        progress(
+            f"warning: load average {load0} on {machine['cores_used']} cores — other processes share the CPU, "
+            "so wall times will be long and noisy: prefer the best-of and CPU-time figures"
+        )
     base = resolve_base("smollm2-135m")
     slice_ = load_slice()
     labels = list(slice_["labels"])
     short = TaskSpec(name="bench-short", kind="classification", labels=labels, system_prompt=SYSTEM_PROMPT)
-    long = TaskSpec(name="bench-long", kind="classification", labels=labels)  # default prompt lists the labels
+    long = TaskSpec(
+        name="bench-long", kind="classification", labels=labels
+    )  # default prompt lists the labels
 
     n_gen = 8 if quick else 32
     gen_items = to_items(rows("test", per_label=math.ceil(n_gen / len(labels)), seed=0, data=slice_))[:n_gen]
@@ -320,15 +384,24 @@ def bench_tools(quick: bool = False, progress: Progress = print, *, out_dir: Pat
     lora_defaults = LoraSpec()
     lora_params = {
         name: _lora_params(model, lora_defaults.target_modules, lora_defaults.r, top)
-        for name, top in (("lora_all", None), ("lora_top10", TOP_LAYERS), ("lora_all_grad_ckpt", None), ("lora_all_long_prompt", None))
+        for name, top in (
+            ("lora_all", None),
+            ("lora_top10", TOP_LAYERS),
+            ("lora_all_grad_ckpt", None),
+            ("lora_all_long_prompt", None),
+        )
     }
     del model
     gc.collect()
 
     steps = 3 if quick else 6
-    train_items = to_items(rows("train", per_label=math.ceil(steps * TRAIN_BATCH / len(labels)), seed=0, data=slice_))
+    train_items = to_items(
+        rows("train", per_label=math.ceil(steps * TRAIN_BATCH / len(labels)), seed=0, data=slice_)
+    )
     data = {"short": sft_rows(short, train_items), "long": sft_rows(long, train_items)}
-    training = bench_training(base, data, steps=steps, params=facts["params"], lora_params=lora_params, progress=progress)
+    training = bench_training(
+        base, data, steps=steps, params=facts["params"], lora_params=lora_params, progress=progress
+    )
     # The peak is the best of a measurement before and after training: other load only lowers it.
     mm_end = matmul_peak(device, dtype, reps=reps)
     peak_gflops = max(mm_start["gflops"], mm_end["gflops"])
@@ -339,12 +412,23 @@ def bench_tools(quick: bool = False, progress: Progress = print, *, out_dir: Pat
             # "FT-equivalent" rate (how fast it gets through the data), not the FLOPs it executes.
             key = "mfu" if v["full_finetune"] else "ft_equivalent_mfu"
             v[key] = round(6 * facts["params"] * v["tokens_per_s"] / (peak_gflops * 1e9), 4)
-            v[key + "_best_step"] = round(6 * facts["params"] * v["best_tokens_per_s"] / (peak_gflops * 1e9), 4)
-    machine["matmul"] = {"dtype": machine["dtype"], "n": mm_start["n"], "reps": reps,
-                         "gflops_measurements": [mm_start["gflops"], mm_end["gflops"]],
-                         "peak_gflops": peak_gflops}
+            v[key + "_best_step"] = round(
+                6 * facts["params"] * v["best_tokens_per_s"] / (peak_gflops * 1e9), 4
+            )
+    machine["matmul"] = {
+        "dtype": machine["dtype"],
+        "n": mm_start["n"],
+        "reps": reps,
+        "gflops_measurements": [mm_start["gflops"], mm_end["gflops"]],
+        "peak_gflops": peak_gflops,
+    }
     machine["load_avg"] = {"start": load0, "end": _load()}
-    machine["model"] = {"name": "smollm2-135m", "path": str(base), "params": facts["params"], "layers": facts["layers"]}
+    machine["model"] = {
+        "name": "smollm2-135m",
+        "path": str(base),
+        "params": facts["params"],
+        "layers": facts["layers"],
+    }
 
     t = training
 
@@ -354,14 +438,19 @@ def bench_tools(quick: bool = False, progress: Progress = print, *, out_dir: Pat
     ratios = {
         # All ratios read "how many times faster the first is than the second". Training ratios
         # compare best-step times (other load only slows a step down; the batches are the same).
-        "batched_vs_serial_generation_tokens_per_s": _ratio(generation["batched"]["tokens_per_s"], generation["serial"]["tokens_per_s"]),
-        "score_labels_vs_batched_generation_examples_per_s": _ratio(generation["score_labels"]["examples_per_s"],
-                                                                   generation["batched"]["examples_per_s"]),
+        "batched_vs_serial_generation_tokens_per_s": _ratio(
+            generation["batched"]["tokens_per_s"], generation["serial"]["tokens_per_s"]
+        ),
+        "score_labels_vs_batched_generation_examples_per_s": _ratio(
+            generation["score_labels"]["examples_per_s"], generation["batched"]["examples_per_s"]
+        ),
         "lora_all_vs_full_step_time": steps_ratio("full", "lora_all"),
         "lora_top10_vs_full_step_time": steps_ratio("full", "lora_top10"),
         "lora_top10_vs_lora_all_step_time": steps_ratio("lora_all", "lora_top10"),
         "no_grad_ckpt_vs_grad_ckpt_step_time": steps_ratio("lora_all_grad_ckpt", "lora_all"),
-        "short_vs_long_prompt_time_per_example": steps_ratio("lora_all_long_prompt", "lora_all", "best_s_per_example"),
+        "short_vs_long_prompt_time_per_example": steps_ratio(
+            "lora_all_long_prompt", "lora_all", "best_s_per_example"
+        ),
     }
     # The same ratios from mean step times over the whole window (noisier under load).
     ratios_mean = {
@@ -369,7 +458,9 @@ def bench_tools(quick: bool = False, progress: Progress = print, *, out_dir: Pat
         "lora_top10_vs_full_step_time": steps_ratio("full", "lora_top10", "s_per_step"),
         "lora_top10_vs_lora_all_step_time": steps_ratio("lora_all", "lora_top10", "s_per_step"),
         "no_grad_ckpt_vs_grad_ckpt_step_time": steps_ratio("lora_all_grad_ckpt", "lora_all", "s_per_step"),
-        "short_vs_long_prompt_time_per_example": steps_ratio("lora_all_long_prompt", "lora_all", "s_per_example"),
+        "short_vs_long_prompt_time_per_example": steps_ratio(
+            "lora_all_long_prompt", "lora_all", "s_per_example"
+        ),
     }
     # The same again by CPU seconds (process time, all threads): other load on the machine inflates
     # these far less than wall time (with OMP_NUM_THREADS=1, hardly at all).
@@ -385,8 +476,12 @@ def bench_tools(quick: bool = False, progress: Progress = print, *, out_dir: Pat
                 "lora_all_vs_full_step_time": steps_ratio("full", "lora_all", "cpu_s_per_step"),
                 "lora_top10_vs_full_step_time": steps_ratio("full", "lora_top10", "cpu_s_per_step"),
                 "lora_top10_vs_lora_all_step_time": steps_ratio("lora_all", "lora_top10", "cpu_s_per_step"),
-                "no_grad_ckpt_vs_grad_ckpt_step_time": steps_ratio("lora_all_grad_ckpt", "lora_all", "cpu_s_per_step"),
-                "short_vs_long_prompt_time_per_example": steps_ratio("lora_all_long_prompt", "lora_all", "cpu_s_per_example"),
+                "no_grad_ckpt_vs_grad_ckpt_step_time": steps_ratio(
+                    "lora_all_grad_ckpt", "lora_all", "cpu_s_per_step"
+                ),
+                "short_vs_long_prompt_time_per_example": steps_ratio(
+                    "lora_all_long_prompt", "lora_all", "cpu_s_per_example"
+                ),
             }
     result: dict[str, Any] = {
         "machine": machine,

@@ -29,12 +29,24 @@ GRID_TOP = (0.4, 0.5, 0.6, 0.7)
 
 def _view(rec: dict[str, Any], task: str) -> TraceView:
     fb = rec.get("feedback") or {}
-    return TraceView(id=rec["id"], task=task, messages=rec["messages"], output=rec["output"], verdict=fb.get("verdict"),
-                     correction=fb.get("correction"), reason=fb.get("reason"), feedback_source=fb.get("source"),
-                     metadata={}, timestamp=None, model_version=rec.get("model_version"))
+    return TraceView(
+        id=rec["id"],
+        task=task,
+        messages=rec["messages"],
+        output=rec["output"],
+        verdict=fb.get("verdict"),
+        correction=fb.get("correction"),
+        reason=fb.get("reason"),
+        feedback_source=fb.get("source"),
+        metadata={},
+        timestamp=None,
+        model_version=rec.get("model_version"),
+    )
 
 
-def adaptft_stage_logs(per_stage: int, seed: int = 0) -> tuple[Any, list[tuple[list[TraceView], dict[str, KeyEntry]]]]:
+def adaptft_stage_logs(
+    per_stage: int, seed: int = 0
+) -> tuple[Any, list[tuple[list[TraceView], dict[str, KeyEntry]]]]:
     """(task, [(traces, answer key) per stage]) for the CLINC scenario, the agent arm's feedback."""
     from kaizen.workflows.bench.adaptft_stages import build_stages, clinc_scenario, log_records, split_truth
 
@@ -42,10 +54,15 @@ def adaptft_stage_logs(per_stage: int, seed: int = 0) -> tuple[Any, list[tuple[l
     rnd = random.Random(seed)
     out = []
     for st in build_stages(sc, per_stage, seed):
-        outputs = [it.gold if rnd.random() < 0.6 else rnd.choice([x for x in sc.labels if x != it.gold]) for it in st.logs]
+        outputs = [
+            it.gold if rnd.random() < 0.6 else rnd.choice([x for x in sc.labels if x != it.gold])
+            for it in st.logs
+        ]
         recs = log_records(sc, st.logs, outputs, arm="agent", stage=st.index, seed=seed, model_version="v1")
         logs, key = split_truth(sc, recs, st.logs)
-        out.append(([_view(r, sc.task.name) for r in logs], {k["id"]: KeyEntry.model_validate(k) for k in key}))
+        out.append(
+            ([_view(r, sc.task.name) for r in logs], {k["id"]: KeyEntry.model_validate(k) for k in key})
+        )
     return sc.task, out
 
 
@@ -54,7 +71,12 @@ def demo_logs() -> tuple[Any, list[TraceView], dict[str, KeyEntry]]:
     from kaizen.tools.schema import TaskSpec
     from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice
 
-    task = TaskSpec(name="support-intents", kind="classification", labels=load_slice()["labels"], system_prompt=SYSTEM_PROMPT)
+    task = TaskSpec(
+        name="support-intents",
+        kind="classification",
+        labels=load_slice()["labels"],
+        system_prompt=SYSTEM_PROMPT,
+    )
     recs = [json.loads(x) for x in (DEMO / "logs.jsonl").read_text().splitlines() if x.strip()]
     return task, [_view(r, task.name) for r in recs], load_answer_key(DEMO / "answer_key.jsonl")
 
@@ -78,7 +100,9 @@ def score(task: Any, traces: list[TraceView], key: dict[str, KeyEntry]) -> dict[
     return triage_quality(diag.suspect_ids, key, traces)
 
 
-def choose(task: Any, traces: list[TraceView], key: dict[str, KeyEntry], min_precision: float = 0.9) -> dict[str, Any]:
+def choose(
+    task: Any, traces: list[TraceView], key: dict[str, KeyEntry], min_precision: float = 0.9
+) -> dict[str, Any]:
     """The (own_max, top_min) with the best recall at precision ≥ ``min_precision`` (ties: the stricter)."""
     best: dict[str, Any] | None = None
     grid = []
@@ -102,9 +126,20 @@ def bench_triage(per_stage: int = 300, seed: int = 0) -> dict[str, Any]:
     rows = []
     with thresholds(chosen["own_max"], chosen["top_min"]):
         for i, (traces, key) in enumerate(stages, 1):
-            rows.append({"set": f"adaptft stage {i}" + (" (chosen here)" if i == 1 else ""), **score(task, traces, key)})
+            rows.append(
+                {
+                    "set": f"adaptft stage {i}" + (" (chosen here)" if i == 1 else ""),
+                    **score(task, traces, key),
+                }
+            )
         dtask, dtraces, dkey = demo_logs()
         rows.append({"set": "support-intents demo (real v1 outputs)", **score(dtask, dtraces, dkey)})
     defaults = {"own_max": rule_brain.EMB_OWN_MAX, "top_min": rule_brain.EMB_TOP_MIN}
-    return {"chosen": {k: chosen[k] for k in ("own_max", "top_min")}, "module_defaults": defaults, "rows": rows,
-            "grid": pick["grid"], "per_stage": per_stage, "seed": seed}
+    return {
+        "chosen": {k: chosen[k] for k in ("own_max", "top_min")},
+        "module_defaults": defaults,
+        "rows": rows,
+        "grid": pick["grid"],
+        "per_stage": per_stage,
+        "seed": seed,
+    }

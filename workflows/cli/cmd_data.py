@@ -19,10 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("directory", nargs="?", type=Path, default=Path("."))
     p.set_defaults(func=cmd_init)
 
-    task = sub.add_parser("task", help="Declare and inspect tasks.").add_subparsers(dest="task_cmd", metavar="ACTION")
+    task = sub.add_parser("task", help="Declare and inspect tasks.").add_subparsers(
+        dest="task_cmd", metavar="ACTION"
+    )
     p = task.add_parser("add", help="Add a task.")
     p.add_argument("name")
-    p.add_argument("--kind", required=True, choices=["classification", "extraction", "generation", "math", "code"])
+    p.add_argument(
+        "--kind", required=True, choices=["classification", "extraction", "generation", "math", "code"]
+    )
     p.add_argument("--labels", default="", help="Comma-separated label set (classification).")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--system-prompt", default=None)
@@ -36,13 +40,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.set_defaults(func=cmd_task_show)
 
-    p = sub.add_parser("ingest", help="Import inference logs (JSONL, or a vLLM text log) as traces, atomically and idempotently.")
+    p = sub.add_parser(
+        "ingest",
+        help="Import inference logs (JSONL, or a vLLM text log) as traces, atomically and idempotently.",
+    )
     p.add_argument("file", type=Path)
     p.add_argument(
-        "--format", default="auto", help="auto | kaizen | openai-chat | openai-batch | otel-genai | langfuse | vllm-log"
+        "--format",
+        default="auto",
+        help="auto | kaizen | openai-chat | openai-batch | otel-genai | langfuse | vllm-log",
     )
     p.add_argument(
-        "--batch-input", type=Path, default=None, metavar="FILE",
+        "--batch-input",
+        type=Path,
+        default=None,
+        metavar="FILE",
         help="openai-batch: the batch input file (default: FILE's name with 'output' → 'input', if it exists).",
     )
     p.add_argument("--task", default=None, help="Task for lines that do not name one.")
@@ -54,7 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-invalid", action="store_true")
     p.set_defaults(func=cmd_feedback)
 
-    traces = sub.add_parser("traces", help="Inspect traces.").add_subparsers(dest="traces_cmd", metavar="ACTION")
+    traces = sub.add_parser("traces", help="Inspect traces.").add_subparsers(
+        dest="traces_cmd", metavar="ACTION"
+    )
     p = traces.add_parser("stats", help="Counts, failure rate, label distribution.")
     p.add_argument("--task", required=True)
     p.set_defaults(func=cmd_traces_stats)
@@ -62,11 +76,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     ws, created = init_workspace(args.directory)
-    data = {"workspace": str(ws.root), "state": str(ws.state), "config": str(ws.config_path), "db": ws.db_url_masked, "created": created}
-    emit(args.json, data, lambda d: console.print(
-        f"{'Created' if created else 'Found'} workspace {d['state']}\n  settings: {d['config']}\n  next: kaizen task add NAME --kind ... ; kaizen ingest FILE",
-        markup=False,
-    ))
+    data = {
+        "workspace": str(ws.root),
+        "state": str(ws.state),
+        "config": str(ws.config_path),
+        "db": ws.db_url_masked,
+        "created": created,
+    }
+    emit(
+        args.json,
+        data,
+        lambda d: console.print(
+            f"{'Created' if created else 'Found'} workspace {d['state']}\n  settings: {d['config']}\n  next: kaizen task add NAME --kind ... ; kaizen ingest FILE",
+            markup=False,
+        ),
+    )
     return 0
 
 
@@ -77,7 +101,9 @@ def cmd_task_add(args: argparse.Namespace) -> int:
     try:
         prompt = args.system_prompt_file.read_text() if args.system_prompt_file else args.system_prompt
     except OSError as e:
-        raise ConfigError(f"--system-prompt-file {args.system_prompt_file}: cannot read it: {e.strerror or e}") from None
+        raise ConfigError(
+            f"--system-prompt-file {args.system_prompt_file}: cannot read it: {e.strerror or e}"
+        ) from None
     try:
         spec = TaskSpec(
             name=args.name,
@@ -93,7 +119,11 @@ def cmd_task_add(args: argparse.Namespace) -> int:
     if spec.kind == "classification" and not spec.labels:
         raise ConfigError("a classification task needs --labels a,b,c")
     ws.store.add_task(spec)
-    emit(args.json, spec.model_dump(), lambda d: console.print(f"Added task {spec.name} ({spec.kind}); production → base", markup=False))
+    emit(
+        args.json,
+        spec.model_dump(),
+        lambda d: console.print(f"Added task {spec.name} ({spec.kind}); production → base", markup=False),
+    )
     return 0
 
 
@@ -101,8 +131,24 @@ def cmd_task_list(args: argparse.Namespace) -> int:
     ws = find_workspace(args.workspace)
     rows = ws.store.list_tasks()
     data = [t.model_dump() | {"declared_in": src} for t, src in rows]
-    emit(args.json, data, lambda d: table("tasks", ["name", "kind", "labels", "metric", "declared in"],
-                                          [(t["name"], t["kind"], len(t["labels"]), t["metric"] or TaskSpec(**{k: t[k] for k in ("name", "kind")}).headline_metric, t["declared_in"]) for t in d]))
+    emit(
+        args.json,
+        data,
+        lambda d: table(
+            "tasks",
+            ["name", "kind", "labels", "metric", "declared in"],
+            [
+                (
+                    t["name"],
+                    t["kind"],
+                    len(t["labels"]),
+                    t["metric"] or TaskSpec(**{k: t[k] for k in ("name", "kind")}).headline_metric,
+                    t["declared_in"],
+                )
+                for t in d
+            ],
+        ),
+    )
     return 0
 
 
@@ -110,7 +156,10 @@ def cmd_task_show(args: argparse.Namespace) -> int:
     ws = find_workspace(args.workspace)
     spec = ws.store.get_task(args.name)
     aliases = {a: r.model_version for a, r in ws.store.aliases(args.name).items()}
-    data: dict[str, Any] = spec.model_dump() | {"aliases": aliases, "traces": ws.store.trace_stats(args.name)["traces"]}
+    data: dict[str, Any] = spec.model_dump() | {
+        "aliases": aliases,
+        "traces": ws.store.trace_stats(args.name)["traces"],
+    }
     emit(args.json, data)
     return 0
 
@@ -123,7 +172,9 @@ def _import_summary(d: dict[str, Any]) -> None:
     for e in d["errors"][:20]:
         console.print(f"  skipped {e}", markup=False)
     if d.get("skipped"):
-        console.print(f"  left out, not traces (spans, events, unanswered requests …): {d['skipped']}", markup=False)
+        console.print(
+            f"  left out, not traces (spans, events, unanswered requests …): {d['skipped']}", markup=False
+        )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -137,10 +188,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     result, traces = iter_traces(
         args.file, fmt=args.format, skip_invalid=args.skip_invalid, options={"batch_input": args.batch_input}
     )
-    stats = store.import_traces(traces, path=str(args.file), default_task=args.task, skip_invalid=args.skip_invalid)
+    stats = store.import_traces(
+        traces, path=str(args.file), default_task=args.task, skip_invalid=args.skip_invalid
+    )
     stats.invalid += len(result.invalid)
     stats.errors = [str(e) for e in result.invalid] + stats.errors
-    emit(args.json, stats.as_dict() | {"format": result.format, "skipped": len(result.skipped)}, _import_summary)
+    emit(
+        args.json,
+        stats.as_dict() | {"format": result.format, "skipped": len(result.skipped)},
+        _import_summary,
+    )
     return 0
 
 
@@ -149,7 +206,9 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
     ws = find_workspace(args.workspace)
     result = parse_feedback(args.file, skip_invalid=args.skip_invalid)
-    stats = ws.store.add_feedback(result.items, path=str(args.file), skip_invalid=args.skip_invalid, by_line=True)
+    stats = ws.store.add_feedback(
+        result.items, path=str(args.file), skip_invalid=args.skip_invalid, by_line=True
+    )
     stats.invalid += len(result.invalid)
     stats.errors = [str(e) for e in result.invalid] + stats.errors
     emit(args.json, stats.as_dict(), _import_summary)

@@ -15,7 +15,9 @@ from kaizen.workflows.cli.output import console, emit, table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    models = sub.add_parser("models", help="Model versions and per-task aliases.").add_subparsers(dest="models_cmd", metavar="ACTION")
+    models = sub.add_parser("models", help="Model versions and per-task aliases.").add_subparsers(
+        dest="models_cmd", metavar="ACTION"
+    )
     p = models.add_parser("list", help="List versions (with the task's aliases when --task is given).")
     p.add_argument("--task", default=None)
     p.set_defaults(func=cmd_list)
@@ -23,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("version")
     p.add_argument("--task", default=None)
     p.set_defaults(func=cmd_show)
-    p = models.add_parser("add", help="Register a model you already deploy: a LoRA adapter dir or a full model dir.")
+    p = models.add_parser(
+        "add", help="Register a model you already deploy: a LoRA adapter dir or a full model dir."
+    )
     p.add_argument("name")
     p.add_argument("--path", type=Path, required=True)
     p.add_argument("--base", default="base", help="Base version of an adapter (default: base).")
@@ -33,8 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = models.add_parser("promote", help="Make VERSION the task's production version (old one → previous).")
     p.add_argument("version")
     p.add_argument("--task", required=True)
-    p.add_argument("--skill", type=int, default=None, help="Deploy this skill version with it (default: none).")
-    p.add_argument("--no-swap", action="store_true", help="Move the alias only; a running `kaizen serve` is not hot-swapped.")
+    p.add_argument(
+        "--skill", type=int, default=None, help="Deploy this skill version with it (default: none)."
+    )
+    p.add_argument(
+        "--no-swap",
+        action="store_true",
+        help="Move the alias only; a running `kaizen serve` is not hot-swapped.",
+    )
     p.set_defaults(func=cmd_promote)
     p = models.add_parser("export", help="Write a standalone model directory (adapter merged into its base).")
     p.add_argument("version")
@@ -43,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
     p = models.add_parser("rollback", help="Swap the task's production and previous versions.")
     p.add_argument("--task", required=True)
-    p.add_argument("--no-swap", action="store_true", help="Move the aliases only; a running `kaizen serve` is not hot-swapped.")
+    p.add_argument(
+        "--no-swap",
+        action="store_true",
+        help="Move the aliases only; a running `kaizen serve` is not hot-swapped.",
+    )
     p.set_defaults(func=cmd_rollback)
 
 
@@ -68,11 +82,25 @@ def cmd_list(args: argparse.Namespace) -> int:
             aliases.setdefault(row.model_version, []).append(a)
     rows = store.list_model_versions(args.task)
     data = [version_dict(v) | {"aliases": sorted(aliases.get(v.name, []))} for v in rows]
-    emit(args.json, data, lambda d: table(
-        f"model versions{' of ' + args.task if args.task else ''}",
-        ["name", "kind", "base", "parent", "aliases", "created"],
-        [(v["name"], v["kind"], v["base_ref"], v["parent"], ",".join(v["aliases"]), v["created_at"][:19]) for v in d],
-    ))
+    emit(
+        args.json,
+        data,
+        lambda d: table(
+            f"model versions{' of ' + args.task if args.task else ''}",
+            ["name", "kind", "base", "parent", "aliases", "created"],
+            [
+                (
+                    v["name"],
+                    v["kind"],
+                    v["base_ref"],
+                    v["parent"],
+                    ",".join(v["aliases"]),
+                    v["created_at"][:19],
+                )
+                for v in d
+            ],
+        ),
+    )
     return 0
 
 
@@ -95,13 +123,21 @@ def cmd_add(args: argparse.Namespace) -> int:
         res = promote_and_swap(ws.store, args.task, v.name, actor=_actor(), note="models add --promote")
         out["promoted"] = True
         out["servers"] = res.servers
-    emit(args.json, out, lambda d: console.print(f"Registered {d['name']} ({d['kind']})" + (" and promoted" if args.promote else "")))
+    emit(
+        args.json,
+        out,
+        lambda d: console.print(
+            f"Registered {d['name']} ({d['kind']})" + (" and promoted" if args.promote else "")
+        ),
+    )
     return 0
 
 
 def _swapped(d: dict[str, Any]) -> None:
     for s in d.get("servers") or []:
-        console.print(f"  hot-swapped {s['url']} in {s.get('swap_ms')} ms (loaded {s.get('loaded')}, unloaded {s.get('unloaded')})")
+        console.print(
+            f"  hot-swapped {s['url']} in {s.get('swap_ms')} ms (loaded {s.get('loaded')}, unloaded {s.get('unloaded')})"
+        )
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -109,11 +145,26 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     ws = find_workspace(args.workspace)
     # A live `kaizen serve` of the task loads the new version first; if that fails nothing moves.
-    res = promote_and_swap(ws.store, args.task, args.version, actor=_actor(), note="kaizen models promote", skill=args.skill,
-                           swap=not args.no_swap)
+    res = promote_and_swap(
+        ws.store,
+        args.task,
+        args.version,
+        actor=_actor(),
+        note="kaizen models promote",
+        skill=args.skill,
+        swap=not args.no_swap,
+    )
     old, new = res.old, res.new
-    emit(args.json, res.as_dict(), lambda d: (console.print(f"{args.task}: production {old} → {new}"
-                                                            + (f" with skill {args.skill}" if args.skill else "")), _swapped(d)))
+    emit(
+        args.json,
+        res.as_dict(),
+        lambda d: (
+            console.print(
+                f"{args.task}: production {old} → {new}" + (f" with skill {args.skill}" if args.skill else "")
+            ),
+            _swapped(d),
+        ),
+    )
     return 0
 
 
@@ -121,8 +172,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from kaizen.tools.serve.hotswap import rollback_and_swap
 
     ws = find_workspace(args.workspace)
-    res = rollback_and_swap(ws.store, args.task, actor=_actor(), note="kaizen models rollback", swap=not args.no_swap)
-    emit(args.json, res.as_dict(with_skill=False), lambda d: (console.print(f"{args.task}: rolled back {res.old} → {res.new}"), _swapped(d)))
+    res = rollback_and_swap(
+        ws.store, args.task, actor=_actor(), note="kaizen models rollback", swap=not args.no_swap
+    )
+    emit(
+        args.json,
+        res.as_dict(with_skill=False),
+        lambda d: (console.print(f"{args.task}: rolled back {res.old} → {res.new}"), _swapped(d)),
+    )
     return 0
 
 
@@ -138,5 +195,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"{v.name} is a base model ({base_dir}): it is already standalone")
     out = export_merged(base_dir, adapter, args.out)
-    emit(args.json, {"version": v.name, "path": str(out)}, lambda d: console.print(f"Exported {d['version']} → {d['path']}"))
+    emit(
+        args.json,
+        {"version": v.name, "path": str(out)},
+        lambda d: console.print(f"Exported {d['version']} → {d['path']}"),
+    )
     return 0

@@ -19,18 +19,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("repair", help="Diagnose the task's failures, train a fix, gate it, promote it.")
     p.add_argument("--task", required=True)
     p.add_argument("--approve", action="store_true", help="Approve the promotion in advance (no waiting).")
-    p.add_argument("--strategy", default="agent", choices=["agent", "naive", "oracle"],
-                   help="naive: retrain on every correction as given, no triage/replay/gate, promote anyway (a baseline). "
-                   "oracle: the agent with the scenario's true labels (--answer-key): the ceiling the logs allow.")
-    p.add_argument("--answer-key", type=Path, default=None,
-                   help="The scenario's answer_key.jsonl (true labels; --strategy oracle only — never ingested).")
-    p.add_argument("--preset", default="repair", choices=["repair", "demo"], help="demo: at most 2 iterations.")
+    p.add_argument(
+        "--strategy",
+        default="agent",
+        choices=["agent", "naive", "oracle"],
+        help="naive: retrain on every correction as given, no triage/replay/gate, promote anyway (a baseline). "
+        "oracle: the agent with the scenario's true labels (--answer-key): the ceiling the logs allow.",
+    )
+    p.add_argument(
+        "--answer-key",
+        type=Path,
+        default=None,
+        help="The scenario's answer_key.jsonl (true labels; --strategy oracle only — never ingested).",
+    )
+    p.add_argument(
+        "--preset", default="repair", choices=["repair", "demo"], help="demo: at most 2 iterations."
+    )
     p.add_argument("--max-iterations", type=int, default=None)
-    p.add_argument("--eval-set", type=Path, action="append", default=[],
-                   help="Extra held-out JSONL suite (never trained on; also checked for regressions). Repeatable.")
+    p.add_argument(
+        "--eval-set",
+        type=Path,
+        action="append",
+        default=[],
+        help="Extra held-out JSONL suite (never trained on; also checked for regressions). Repeatable.",
+    )
     p.set_defaults(func=cmd_repair)
 
-    runs = sub.add_parser("runs", help="Inspect and continue runs.").add_subparsers(dest="runs_cmd", metavar="ACTION")
+    runs = sub.add_parser("runs", help="Inspect and continue runs.").add_subparsers(
+        dest="runs_cmd", metavar="ACTION"
+    )
     p = runs.add_parser("list", help="List runs.")
     p.add_argument("--task", default=None)
     p.set_defaults(func=cmd_list)
@@ -38,9 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_id")
     p.add_argument("--open", action="store_true", help="Print the path of the run's report.html.")
     p.set_defaults(func=cmd_show)
-    for name, helptext in [("resume", "Continue a killed/interrupted run from its last finished node."),
-                           ("approve", "Approve a run waiting for approval, and let it promote."),
-                           ("reject", "Reject a run waiting for approval.")]:
+    for name, helptext in [
+        ("resume", "Continue a killed/interrupted run from its last finished node."),
+        ("approve", "Approve a run waiting for approval, and let it promote."),
+        ("reject", "Reject a run waiting for approval."),
+    ]:
         p = runs.add_parser(name, help=helptext)
         p.add_argument("run_id")
         p.set_defaults(func=cmd_continue, action=name)
@@ -51,11 +70,17 @@ def _print_summary(d: dict[str, Any]) -> None:
         return "n/a" if x is None else f"{x:.3f}"
 
     console.print(f"[bold]run {d['run_id']}[/bold]: {d['status']} after {d['iterations']} iteration(s)")
-    table("incumbent vs candidate", ["suite", d.get("incumbent") or "incumbent", d.get("candidate") or "candidate"], [
-        ("target (held-out failures)", f(d["before"]["target"]), f(d["after"]["target"])),
-        ("regression (held-out passes)", f(d["before"]["regression"]), f(d["after"]["regression"])),
-    ])
-    console.print(f"fixed {d['fixed']}, new regressions {d['new_regressions']}, excluded suspect feedback {len(d['excluded_suspect'])}")
+    table(
+        "incumbent vs candidate",
+        ["suite", d.get("incumbent") or "incumbent", d.get("candidate") or "candidate"],
+        [
+            ("target (held-out failures)", f(d["before"]["target"]), f(d["after"]["target"])),
+            ("regression (held-out passes)", f(d["before"]["regression"]), f(d["after"]["regression"])),
+        ],
+    )
+    console.print(
+        f"fixed {d['fixed']}, new regressions {d['new_regressions']}, excluded suspect feedback {len(d['excluded_suspect'])}"
+    )
     for r in d["verdict"]["reasons"]:
         console.print(f"  gate: {r}", markup=False)
     if d.get("report_path"):
@@ -72,11 +97,17 @@ def _html_report(report_path: str | None) -> Path | None:
 
 def _result(run: RunRow, as_json: bool) -> int:
     html = _html_report(run.report_path)
-    data = dict(run.summary) | {"status": run.status, "run_id": run.id, "report_path": run.report_path,
-                                "report_html": str(html) if html else None}
+    data = dict(run.summary) | {
+        "status": run.status,
+        "run_id": run.id,
+        "report_path": run.report_path,
+        "report_html": str(html) if html else None,
+    }
     emit(as_json, data, _print_summary)
     if run.status == "awaiting_approval":
-        info(f"run {run.id} waits for approval: `kaizen runs approve {run.id}` or `kaizen runs reject {run.id}`")
+        info(
+            f"run {run.id} waits for approval: `kaizen runs approve {run.id}` or `kaizen runs reject {run.id}`"
+        )
         return EXIT_AWAITING
     return 0
 
@@ -90,9 +121,19 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
         return _result(run_naive(ws, args.task, progress=info), args.json)
     if (args.strategy == "oracle") != (args.answer_key is not None):
-        raise ConfigError("--strategy oracle needs --answer-key FILE, and --answer-key is only for --strategy oracle")
-    run = repair.start(ws, args.task, approve=args.approve, preset=args.preset, max_iterations=args.max_iterations,
-                       extra_eval_sets=args.eval_set, progress=info, answer_key=args.answer_key)
+        raise ConfigError(
+            "--strategy oracle needs --answer-key FILE, and --answer-key is only for --strategy oracle"
+        )
+    run = repair.start(
+        ws,
+        args.task,
+        approve=args.approve,
+        preset=args.preset,
+        max_iterations=args.max_iterations,
+        extra_eval_sets=args.eval_set,
+        progress=info,
+        answer_key=args.answer_key,
+    )
     return _result(run, args.json)
 
 
@@ -119,10 +160,29 @@ def cmd_continue(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     ws = find_workspace(args.workspace)
     runs = ws.store.list_runs(args.task)
-    data = [{"run_id": r.id, "task": r.task, "workflow": r.workflow, "status": r.status, "created_at": r.created_at,
-             "promoted": r.summary.get("promoted")} for r in runs]
-    emit(args.json, data, lambda d: table("runs", ["run", "task", "workflow", "status", "promoted", "created"],
-                                          [(r["run_id"], r["task"], r["workflow"], r["status"], r["promoted"], str(r["created_at"])[:19]) for r in d]))
+    data = [
+        {
+            "run_id": r.id,
+            "task": r.task,
+            "workflow": r.workflow,
+            "status": r.status,
+            "created_at": r.created_at,
+            "promoted": r.summary.get("promoted"),
+        }
+        for r in runs
+    ]
+    emit(
+        args.json,
+        data,
+        lambda d: table(
+            "runs",
+            ["run", "task", "workflow", "status", "promoted", "created"],
+            [
+                (r["run_id"], r["task"], r["workflow"], r["status"], r["promoted"], str(r["created_at"])[:19])
+                for r in d
+            ],
+        ),
+    )
     return 0
 
 

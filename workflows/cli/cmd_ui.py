@@ -22,9 +22,15 @@ from kaizen.workflows.cli.output import info
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ui", help="Serve a web dashboard of the workspace: runs (live), models, traces, skills, approvals.")
-    p.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1: this machine only).")
-    p.add_argument("--port", type=int, default=8765, help="Port (0: any free port; the URL printed says which).")
+    p = sub.add_parser(
+        "ui", help="Serve a web dashboard of the workspace: runs (live), models, traces, skills, approvals."
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1: this machine only)."
+    )
+    p.add_argument(
+        "--port", type=int, default=8765, help="Port (0: any free port; the URL printed says which)."
+    )
     p.add_argument("--poll-ms", type=int, default=1000, help="How often live pages poll for updates.")
     p.set_defaults(func=cmd_ui)
 
@@ -52,7 +58,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e} (pick another --port, or 0 for any free one)") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {e.strerror or e} (pick another --port, or 0 for any free one)"
+        ) from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
@@ -81,10 +89,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(json.dumps({"url": url, "token": token, "workspace": str(ws.root)}), flush=True)
     else:
         print(f"kaizen ui: {url}?token={token}", flush=True)
-        print(f"  workspace {ws.root}; approving needs the token (in that URL, or header X-Kaizen-Token); Ctrl-C stops",
-              flush=True)
+        print(
+            f"  workspace {ws.root}; approving needs the token (in that URL, or header X-Kaizen-Token); Ctrl-C stops",
+            flush=True,
+        )
     if not _is_loopback(host):
-        info(f"warning: listening on {host}, reachable from other machines; anyone who can reach it can read the workspace")
+        info(
+            f"warning: listening on {host}, reachable from other machines; anyone who can reach it can read the workspace"
+        )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     try:
         server.run(sockets=[sock])

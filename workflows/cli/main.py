@@ -29,7 +29,17 @@ from kaizen.workflows.cli import (
 )
 from kaizen.workflows.cli.output import err_console
 
-COMMAND_MODULES = (cmd_data, cmd_models, cmd_tools, cmd_bench, cmd_runs, cmd_loops, cmd_skills, cmd_serve, cmd_ui)
+COMMAND_MODULES = (
+    cmd_data,
+    cmd_models,
+    cmd_tools,
+    cmd_bench,
+    cmd_runs,
+    cmd_loops,
+    cmd_skills,
+    cmd_serve,
+    cmd_ui,
+)
 
 
 def global_options(*, root: bool) -> argparse.ArgumentParser:
@@ -44,9 +54,20 @@ def global_options(*, root: bool) -> argparse.ArgumentParser:
     def default(value: object) -> object:
         return value if root else argparse.SUPPRESS
 
-    p.add_argument("--workspace", "-w", type=Path, default=default(None), help="Workspace directory (default: $KAIZEN_HOME or the nearest .kaizen/).")
+    p.add_argument(
+        "--workspace",
+        "-w",
+        type=Path,
+        default=default(None),
+        help="Workspace directory (default: $KAIZEN_HOME or the nearest .kaizen/).",
+    )
     p.add_argument("--debug", action="store_true", default=default(False), help="Show tracebacks on errors.")
-    p.add_argument("--json", action="store_true", default=default(False), help="Machine-readable output (JSON), where the command has one.")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="Machine-readable output (JSON), where the command has one.",
+    )
     return p
 
 

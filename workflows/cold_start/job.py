@@ -50,11 +50,19 @@ class ColdStartSpec(Strict):
     """A task file: the task itself plus how to learn it."""
 
     task: TaskSpec
-    seed_examples: list[SeedExample] = Field(default_factory=list, description="Inline examples (input → expected).")
-    target_score: float = Field(0.96, gt=0, le=1, description="Stop trying pipelines once the held-out score reaches this (τ).")
-    eval_fraction: float = Field(0.3, gt=0, lt=1, description="Share of the examples held out for evaluation.")
+    seed_examples: list[SeedExample] = Field(
+        default_factory=list, description="Inline examples (input → expected)."
+    )
+    target_score: float = Field(
+        0.96, gt=0, le=1, description="Stop trying pipelines once the held-out score reaches this (τ)."
+    )
+    eval_fraction: float = Field(
+        0.3, gt=0, lt=1, description="Share of the examples held out for evaluation."
+    )
     max_eval: int = Field(200, ge=MIN_EVAL, description="Most examples in the held-out set.")
-    max_attempts: int | None = Field(None, ge=1, le=10, description="Pipelines to try (default: 3 on CPU, 5 on a GPU).")
+    max_attempts: int | None = Field(
+        None, ge=1, le=10, description="Pipelines to try (default: 3 on CPU, 5 on a GPU)."
+    )
 
 
 def load_task_file(path: Path) -> ColdStartSpec:
@@ -73,7 +81,9 @@ def load_task_file(path: Path) -> ColdStartSpec:
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"] if p != "task") or "<root>"
-        msg = "unknown key: remove it or check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = (
+            "unknown key: remove it or check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+        )
         raise ConfigError(f"{path}: {loc}: {msg}") from None
 
 
@@ -81,8 +91,14 @@ def seed_items(spec: ColdStartSpec) -> list[EvalItem]:
     out = []
     for ex in spec.seed_examples:
         msgs = [{"role": "user", "content": ex.input}]
-        out.append(EvalItem(id=item_id(msgs, ex.expected), messages=msgs, expected=ex.expected,
-                            metadata={"provenance": "seed", "reason": "seed example from the task file"}))
+        out.append(
+            EvalItem(
+                id=item_id(msgs, ex.expected),
+                messages=msgs,
+                expected=ex.expected,
+                metadata={"provenance": "seed", "reason": "seed example from the task file"},
+            )
+        )
     return out
 
 
@@ -94,8 +110,16 @@ def _check_labels(task: TaskSpec, items: list[EvalItem], where: str) -> None:
         raise DataError(f"{where}: expected labels {bad} are not in the task's label set {task.labels}")
 
 
-def split_data(task: TaskSpec, seeds: list[EvalItem], dataset: list[EvalItem], *, eval_fraction: float, max_eval: int,
-               eval_set: list[EvalItem] | None = None, seed: int = 0) -> tuple[list[EvalItem], list[EvalItem], list[str]]:
+def split_data(
+    task: TaskSpec,
+    seeds: list[EvalItem],
+    dataset: list[EvalItem],
+    *,
+    eval_fraction: float,
+    max_eval: int,
+    eval_set: list[EvalItem] | None = None,
+    seed: int = 0,
+) -> tuple[list[EvalItem], list[EvalItem], list[str]]:
     """(train, held-out eval, notes). The eval set is carved first and never trained on.
 
     With a data set, eval comes from it (seeds are kept for training: they are the user's own
@@ -107,8 +131,10 @@ def split_data(task: TaskSpec, seeds: list[EvalItem], dataset: list[EvalItem], *
     if eval_set is None:
         k = min(max_eval, round(len(pool) * eval_fraction))
         if k < MIN_EVAL or len(pool) - k < MIN_EVAL:
-            raise DataError(f"{len(pool)} examples are too few to train and hold out {MIN_EVAL}+ for evaluation: "
-                            f"give at least {2 * MIN_EVAL + 4} (seed data or --dataset)")
+            raise DataError(
+                f"{len(pool)} examples are too few to train and hold out {MIN_EVAL}+ for evaluation: "
+                f"give at least {2 * MIN_EVAL + 4} (seed data or --dataset)"
+            )
         eval_set = _stratified(pool, k, rnd)
     eval_ids = {it.id for it in eval_set}
     train = [it for it in pool if it.id not in eval_ids] + (seeds if dataset else [])
@@ -116,9 +142,13 @@ def split_data(task: TaskSpec, seeds: list[EvalItem], dataset: list[EvalItem], *
     if n_dup:
         notes.append(f"decontamination dropped {n_dup} training examples that (nearly) repeat an eval input")
     if len(train) < MIN_EVAL:
-        raise DataError(f"only {len(train)} training examples are left after holding out the eval set: add examples")
+        raise DataError(
+            f"only {len(train)} training examples are left after holding out the eval set: add examples"
+        )
     if len(eval_set) < 30:
-        notes.append(f"the held-out set has {len(eval_set)} examples: one example is {1 / len(eval_set):.1%} of the score")
+        notes.append(
+            f"the held-out set has {len(eval_set)} examples: one example is {1 / len(eval_set):.1%} of the score"
+        )
     return train, eval_set, notes
 
 
@@ -137,9 +167,17 @@ def _stratified(items: list[EvalItem], k: int, rnd: random.Random) -> list[EvalI
 
 
 # ---------------------------------------------------------------------------------------- run
-def start(ws: Workspace, task_file: Path, *, seed_data: Path | None = None, dataset: Path | None = None,
-          eval_set: Path | None = None, approve: bool = False, max_attempts: int | None = None,
-          progress: Progress | None = None) -> RunRow:
+def start(
+    ws: Workspace,
+    task_file: Path,
+    *,
+    seed_data: Path | None = None,
+    dataset: Path | None = None,
+    eval_set: Path | None = None,
+    approve: bool = False,
+    max_attempts: int | None = None,
+    progress: Progress | None = None,
+) -> RunRow:
     """Register the task (if new), build the data, and run the pipeline search."""
     spec = load_task_file(task_file)
     task = _ensure_task(ws, spec.task)
@@ -150,20 +188,39 @@ def start(ws: Workspace, task_file: Path, *, seed_data: Path | None = None, data
     for name, items in (("seed data", seeds), ("dataset", data)):
         _check_labels(task, items, name)
     held = load_items(eval_set, task) if eval_set else None
-    train, heldout, notes = split_data(task, seeds, data, eval_fraction=spec.eval_fraction, max_eval=spec.max_eval, eval_set=held)
+    train, heldout, notes = split_data(
+        task, seeds, data, eval_fraction=spec.eval_fraction, max_eval=spec.max_eval, eval_set=held
+    )
     run_id = uuid.uuid4().hex[:12]
-    with task_lock(ws.store, task.name, run_id):  # refuse early, before anything is written; held until the run stops
+    with task_lock(
+        ws.store, task.name, run_id
+    ):  # refuse early, before anything is written; held until the run stops
         run_dir = ws.artifact_dir("runs", run_id)
         write_items(run_dir / "train.jsonl", train)
         write_items(run_dir / "eval.jsonl", heldout)
         on_gpu = _on_gpu(ws)
-        run = RunRow(id=run_id, task=task.name, workflow="cold-start", status="running", thread_id=run_id, config={
-            "task_file": str(task_file.resolve()), "approve": approve, "target_score": spec.target_score, "on_gpu": on_gpu,
-            "max_attempts": max_attempts or spec.max_attempts or (5 if on_gpu else 3), "run_dir": str(run_dir),
-            "started_at": time.time(),
-        }, summary={"attempts": [], "notes": notes, "n_train": len(train), "n_eval": len(heldout)})
+        run = RunRow(
+            id=run_id,
+            task=task.name,
+            workflow="cold-start",
+            status="running",
+            thread_id=run_id,
+            config={
+                "task_file": str(task_file.resolve()),
+                "approve": approve,
+                "target_score": spec.target_score,
+                "on_gpu": on_gpu,
+                "max_attempts": max_attempts or spec.max_attempts or (5 if on_gpu else 3),
+                "run_dir": str(run_dir),
+                "started_at": time.time(),
+            },
+            summary={"attempts": [], "notes": notes, "n_train": len(train), "n_eval": len(heldout)},
+        )
         ws.store.save_run(run)
-        _say(progress, f"cold start {run_id}: {len(train)} training / {len(heldout)} held-out examples of {task.name}")
+        _say(
+            progress,
+            f"cold start {run_id}: {len(train)} training / {len(heldout)} held-out examples of {task.name}",
+        )
         for n in notes:
             _say(progress, f"  note: {n}")
         return _drive(ws, run, progress)
@@ -190,7 +247,10 @@ def decide_approval(ws: Workspace, run_id: str, approved: bool, who: str) -> Run
 
         promote_and_swap(ws.store, run.task, version, actor=who, note=f"cold start {run_id}")
     run.status = "promoted" if approved else "rejected"
-    run.summary = run.summary | {"promoted": approved, "approval": {"approved": approved, "by": who, "at": time.time()}}
+    run.summary = run.summary | {
+        "promoted": approved,
+        "approval": {"approved": approved, "by": who, "at": time.time()},
+    }
     ws.store.save_run(run)
     return run
 
@@ -210,20 +270,34 @@ def _base_version(ws: Workspace, task: str) -> Any:
     return registry.base_of(ws.store, registry.resolve(ws.store, "production", task))
 
 
-def _eval_base(ws: Workspace, run: RunRow, task: TaskSpec, heldout: list[EvalItem], progress: Progress | None) -> None:
+def _eval_base(
+    ws: Workspace, run: RunRow, task: TaskSpec, heldout: list[EvalItem], progress: Progress | None
+) -> None:
     if "base" in run.summary:
         return
     base = _base_version(ws, task.name)
     _say(progress, f"evaluating the base model {base.name} on {len(heldout)} held-out examples")
     report = _evaluate(ws, run, task, base, heldout)
-    run.summary = run.summary | {"base": {"version": base.name, "score": report.score, "correct": report.correct_by_id,
-                                           "metrics": _small(report.metrics)}}
+    run.summary = run.summary | {
+        "base": {
+            "version": base.name,
+            "score": report.score,
+            "correct": report.correct_by_id,
+            "metrics": _small(report.metrics),
+        }
+    }
     ws.store.save_run(run)
     _say(progress, f"  base {report.metric} = {report.score:.3f}")
 
 
-def _search(ws: Workspace, run: RunRow, task: TaskSpec, train: list[EvalItem], heldout: list[EvalItem],
-            progress: Progress | None) -> None:
+def _search(
+    ws: Workspace,
+    run: RunRow,
+    task: TaskSpec,
+    train: list[EvalItem],
+    heldout: list[EvalItem],
+    progress: Progress | None,
+) -> None:
     cfg, budget = run.config, ws.settings.budget
     deadline = cfg["started_at"] + budget.max_wall_clock_s
     has_rationales = any(it.metadata.get("rationale") for it in train)
@@ -235,14 +309,18 @@ def _search(ws: Workspace, run: RunRow, task: TaskSpec, train: list[EvalItem], h
             if stop:
                 _say(progress, f"search stops: {stop}")
                 break
-            pending = next_attempt(task, history, target=cfg["target_score"], on_gpu=cfg["on_gpu"], has_rationales=has_rationales)
+            pending = next_attempt(
+                task, history, target=cfg["target_score"], on_gpu=cfg["on_gpu"], has_rationales=has_rationales
+            )
             if pending is None:
                 _say(progress, "search stops: target reached or no new pipeline to try")
                 break
             from kaizen.tools.versions import new_version_name
 
             pending.version = new_version_name(ws, task.name)
-            _save_attempt(ws, run, pending)  # planned before trained: a resume finds the same name and job dir
+            _save_attempt(
+                ws, run, pending
+            )  # planned before trained: a resume finds the same name and job dir
             _say(progress, f"attempt {pending.index + 1} ({pending.name}): {pending.why}")
         _run_attempt(ws, run, task, pending, train, heldout, progress)
 
@@ -257,8 +335,15 @@ def _budget_stop(history: list[Attempt], max_attempts: int, max_tokens: int, dea
     return None
 
 
-def _run_attempt(ws: Workspace, run: RunRow, task: TaskSpec, att: Attempt, train: list[EvalItem], heldout: list[EvalItem],
-                 progress: Progress | None) -> None:
+def _run_attempt(
+    ws: Workspace,
+    run: RunRow,
+    task: TaskSpec,
+    att: Attempt,
+    train: list[EvalItem],
+    heldout: list[EvalItem],
+    progress: Progress | None,
+) -> None:
     from kaizen.tools.train.launch import run_job
     from kaizen.tools.train.spec import LoraSpec
     from kaizen.tools.versions import build_job, progress_printer, register_trained
@@ -274,24 +359,51 @@ def _run_attempt(ws: Workspace, run: RunRow, task: TaskSpec, att: Attempt, train
         params.update(rewards=["math_final_answer"] if task.kind == "math" else ["label_exact_match"])
     job_dir = Path(run.config["run_dir"]) / f"attempt-{att.index + 1}"
     try:
-        job = build_job(ws, task, items, kind=att.strategy, start=start_v, job_dir=job_dir,
-                        from_incumbent=att.from_attempt is not None, **params)
+        job = build_job(
+            ws,
+            task,
+            items,
+            kind=att.strategy,
+            start=start_v,
+            job_dir=job_dir,
+            from_incumbent=att.from_attempt is not None,
+            **params,
+        )
         result = run_job(job, progress_printer())
         write_items(job_dir / "items.jsonl", items)
-        version = register_trained(ws, task, job, result, name=att.version or "", parent=start_v, items=items,
-                                   train_items_path=str(job_dir / "items.jsonl"), holds_full_data=True)
+        version = register_trained(
+            ws,
+            task,
+            job,
+            result,
+            name=att.version or "",
+            parent=start_v,
+            items=items,
+            train_items_path=str(job_dir / "items.jsonl"),
+            holds_full_data=True,
+        )
         report = _evaluate(ws, run, task, version, heldout)
     except KaizenError as e:
         att = att.model_copy(update={"status": "failed", "error": str(e), "seconds": time.time() - t0})
         _save_attempt(ws, run, att)
         _say(progress, f"  attempt {att.index + 1} failed: {e}")
         return
-    att = att.model_copy(update={"status": "done", "score": report.score, "metrics": _small(report.metrics),
-                                 "correct": report.correct_by_id, "train_tokens": int(result.get("train_tokens") or 0),
-                                 "seconds": round(time.time() - t0, 1)})
+    att = att.model_copy(
+        update={
+            "status": "done",
+            "score": report.score,
+            "metrics": _small(report.metrics),
+            "correct": report.correct_by_id,
+            "train_tokens": int(result.get("train_tokens") or 0),
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
     _save_attempt(ws, run, att)
-    _say(progress, f"  attempt {att.index + 1} ({att.name}): held-out {report.metric} = {report.score:.3f} "
-                   f"({att.train_tokens} training tokens, {att.seconds:.0f}s)")
+    _say(
+        progress,
+        f"  attempt {att.index + 1} ({att.name}): held-out {report.metric} = {report.score:.3f} "
+        f"({att.train_tokens} training tokens, {att.seconds:.0f}s)",
+    )
 
 
 def _attempt_items(att: Attempt, train: list[EvalItem]) -> list[EvalItem]:
@@ -311,19 +423,28 @@ def _finish(ws: Workspace, run: RunRow, progress: Progress | None) -> None:
     attempts = [Attempt.model_validate(a) for a in run.summary["attempts"] if a["status"] == "done"]
     base = run.summary["base"]
     if not attempts:
-        run.status, run.summary = "not_promoted", run.summary | {"best": None, "verdict": {"passed": False,
-                                                                                          "reasons": ["no attempt finished"]}}
+        run.status, run.summary = (
+            "not_promoted",
+            run.summary | {"best": None, "verdict": {"passed": False, "reasons": ["no attempt finished"]}},
+        )
         _report(ws, run)
         return
     best = max(attempts, key=lambda a: (a.score or 0.0, -a.index))
     cmp = compare("heldout", base["correct"], best.correct, base["score"], best.score)
     verdict = decide(gate_config("cold-start", ws.settings.gate), cmp, [])
-    summary = {"best": {"attempt": best.index, "name": best.name, "version": best.version, "score": best.score},
-               "verdict": {"passed": verdict.passed, "reasons": verdict.reasons}, "promoted": False}
+    summary = {
+        "best": {"attempt": best.index, "name": best.name, "version": best.version, "score": best.score},
+        "verdict": {"passed": verdict.passed, "reasons": verdict.reasons},
+        "promoted": False,
+    }
     if not verdict.passed:
         run.status = "not_promoted"
     elif run.config.get("approve") or not ws.settings.gate.require_approval:
-        who = f"{getpass.getuser()} (--approve)" if run.config.get("approve") else "policy (gate.require_approval: false)"
+        who = (
+            f"{getpass.getuser()} (--approve)"
+            if run.config.get("approve")
+            else "policy (gate.require_approval: false)"
+        )
         from kaizen.tools.serve.hotswap import (
             promote_and_swap,  # the one promotion path: live servers swap first
         )
@@ -331,11 +452,16 @@ def _finish(ws: Workspace, run: RunRow, progress: Progress | None) -> None:
         promote_and_swap(ws.store, run.task, best.version or "", actor=who, note=f"cold start {run.id}")
         run.status, summary["promoted"] = "promoted", True
     else:
-        ws.store.set_aliases(run.task, {"candidate": (best.version or "", None)}, action="set", note=f"cold start {run.id}")
+        ws.store.set_aliases(
+            run.task, {"candidate": (best.version or "", None)}, action="set", note=f"cold start {run.id}"
+        )
         run.status = "awaiting_approval"
     run.summary = run.summary | summary
     _report(ws, run)
-    _say(progress, f"best: {best.name} → {best.version}, held-out {best.score:.3f} vs base {base['score']:.3f}: {run.status}")
+    _say(
+        progress,
+        f"best: {best.name} → {best.version}, held-out {best.score:.3f} vs base {base['score']:.3f}: {run.status}",
+    )
 
 
 def _report(ws: Workspace, run: RunRow) -> None:
@@ -351,7 +477,9 @@ def _evaluate(ws: Workspace, run: RunRow, task: TaskSpec, version: Any, items: l
     from kaizen.tools.versions import make_backend, record_eval
 
     out = Path(run.config["run_dir"]) / "evals" / f"{version.name}.jsonl"
-    report = evaluate(task, items, make_backend(ws, version), model_version=version.name, outputs_path=out, suite="heldout")
+    report = evaluate(
+        task, items, make_backend(ws, version), model_version=version.name, outputs_path=out, suite="heldout"
+    )
     record_eval(ws, report, dataset_id(items), run_id=run.id)
     return report
 
@@ -374,22 +502,31 @@ def _ensure_task(ws: Workspace, spec: TaskSpec) -> TaskSpec:
         ws.store.add_task(spec, declared_in="cold-start")
         return spec
     if existing.model_dump() != spec.model_dump():
-        raise ConfigError(f"task {spec.name!r} already exists with another definition: rename it in the task file "
-                          f"or compare with `kaizen task show {spec.name}`")
+        raise ConfigError(
+            f"task {spec.name!r} already exists with another definition: rename it in the task file "
+            f"or compare with `kaizen task show {spec.name}`"
+        )
     return existing
 
 
 def _synthesize(ws: Workspace, task: TaskSpec, progress: Progress | None) -> list[EvalItem]:
     """Examples from the task description, written by the LLM brain (the only source without data)."""
     if ws.settings.brain.kind != "llm":
-        raise ConfigError("cold start needs examples: pass --seed-data FILE or --dataset FILE (JSONL lines "
-                          '{"messages": [...], "expected": ...}), add seed_examples to the task file, '
-                          "or configure an LLM brain (brain.kind: llm in kaizen.yaml) to synthesise them from the description")
+        raise ConfigError(
+            "cold start needs examples: pass --seed-data FILE or --dataset FILE (JSONL lines "
+            '{"messages": [...], "expected": ...}), add seed_examples to the task file, '
+            "or configure an LLM brain (brain.kind: llm in kaizen.yaml) to synthesise them from the description"
+        )
     from kaizen.agent.brain import make_brain
 
     brain = make_brain(ws)
-    _say(progress, f"no examples given: asking the brain ({ws.settings.brain.model}) to write them from the description")
-    return brain.synthesize_seed(task, n=max(60, 8 * max(1, len(task.labels))))  # validated, provenance "synthetic"
+    _say(
+        progress,
+        f"no examples given: asking the brain ({ws.settings.brain.model}) to write them from the description",
+    )
+    return brain.synthesize_seed(
+        task, n=max(60, 8 * max(1, len(task.labels)))
+    )  # validated, provenance "synthetic"
 
 
 def _on_gpu(ws: Workspace) -> bool:
@@ -414,11 +551,33 @@ def summary_json(run: RunRow) -> dict[str, Any]:
     """The ``--json`` shape of ``kaizen cold-start``."""
     s = run.summary
     return {
-        "run_id": run.id, "task": run.task, "status": run.status, "promoted": bool(s.get("promoted")),
-        "n_train": s.get("n_train"), "n_eval": s.get("n_eval"),
+        "run_id": run.id,
+        "task": run.task,
+        "status": run.status,
+        "promoted": bool(s.get("promoted")),
+        "n_train": s.get("n_train"),
+        "n_eval": s.get("n_eval"),
         "base": {k: (s.get("base") or {}).get(k) for k in ("version", "score")},
-        "best": s.get("best"), "verdict": s.get("verdict"), "notes": s.get("notes", []),
-        "attempts": [{k: a.get(k) for k in ("index", "name", "strategy", "why", "version", "status", "score", "train_tokens",
-                                           "seconds", "error")} for a in s.get("attempts", [])],
+        "best": s.get("best"),
+        "verdict": s.get("verdict"),
+        "notes": s.get("notes", []),
+        "attempts": [
+            {
+                k: a.get(k)
+                for k in (
+                    "index",
+                    "name",
+                    "strategy",
+                    "why",
+                    "version",
+                    "status",
+                    "score",
+                    "train_tokens",
+                    "seconds",
+                    "error",
+                )
+            }
+            for a in s.get("attempts", [])
+        ],
         "report_path": run.report_path,
     }

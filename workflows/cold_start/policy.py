@@ -29,9 +29,15 @@ class Attempt(BaseModel):
     name: str = Field(description="Pipeline id, unique within a run (e.g. sft, sft-weak-x2, grpo).")
     strategy: Literal["sft", "grpo"] = "sft"
     why: str = ""
-    params: dict[str, Any] = Field(default_factory=dict, description="TrainJob fields (epochs, learning_rate, lora, …).")
-    oversample: dict[str, int] = Field(default_factory=dict, description="label → copies of its training examples.")
-    rationale: bool = Field(False, description="Train on worked solutions (metadata.rationale) instead of bare answers.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="TrainJob fields (epochs, learning_rate, lora, …)."
+    )
+    oversample: dict[str, int] = Field(
+        default_factory=dict, description="label → copies of its training examples."
+    )
+    rationale: bool = Field(
+        False, description="Train on worked solutions (metadata.rationale) instead of bare answers."
+    )
     from_attempt: int | None = Field(None, description="Start from this attempt's adapter (GRPO after SFT).")
     version: str | None = None
     status: Literal["planned", "done", "failed"] = "planned"
@@ -67,34 +73,83 @@ def _candidates(task: TaskSpec, best: Attempt, on_gpu: bool, has_rationales: boo
     cands: list[Attempt] = []
     if best.score is not None and best.score < DATA_REWORK_BELOW:
         if has_rationales and task.kind == "math":
-            cands.append(Attempt(index=0, name="sft-rationale", params=p, rationale=True,
-                                 why=f"score {best.score:.3f} < {DATA_REWORK_BELOW}: rework data — train on worked solutions"))
+            cands.append(
+                Attempt(
+                    index=0,
+                    name="sft-rationale",
+                    params=p,
+                    rationale=True,
+                    why=f"score {best.score:.3f} < {DATA_REWORK_BELOW}: rework data — train on worked solutions",
+                )
+            )
         if weak:
-            cands.append(Attempt(index=0, name="sft-weak-x2", params=p | {"epochs": p.get("epochs", 3.0) + 1}, oversample=weak,
-                                 why=f"score {best.score:.3f} < {DATA_REWORK_BELOW}: rework data — oversample weak labels {sorted(weak)}"))
-        cands.append(Attempt(index=0, name="sft-more-epochs", params=p | {"epochs": p.get("epochs", 3.0) * 2},
-                             why=f"score {best.score:.3f} < {DATA_REWORK_BELOW}: the data is seen too few times — double the epochs"))
+            cands.append(
+                Attempt(
+                    index=0,
+                    name="sft-weak-x2",
+                    params=p | {"epochs": p.get("epochs", 3.0) + 1},
+                    oversample=weak,
+                    why=f"score {best.score:.3f} < {DATA_REWORK_BELOW}: rework data — oversample weak labels {sorted(weak)}",
+                )
+            )
+        cands.append(
+            Attempt(
+                index=0,
+                name="sft-more-epochs",
+                params=p | {"epochs": p.get("epochs", 3.0) * 2},
+                why=f"score {best.score:.3f} < {DATA_REWORK_BELOW}: the data is seen too few times — double the epochs",
+            )
+        )
     elif best.score is not None and best.score < TUNE_BELOW:
         cands += [
-            Attempt(index=0, name="sft-lr-half", params=p | {"learning_rate": p.get("learning_rate", 1e-3) / 2, "epochs": p.get("epochs", 3.0) + 1},
-                    why=f"score {best.score:.3f} in [{DATA_REWORK_BELOW}, {TUNE_BELOW}): tune — half the learning rate, one more epoch"),
-            Attempt(index=0, name="sft-rank-32", params=p | {"lora": lora | {"r": 32, "alpha": 64}},
-                    why=f"score {best.score:.3f} in [{DATA_REWORK_BELOW}, {TUNE_BELOW}): tune — more adapter capacity (r 32)"),
+            Attempt(
+                index=0,
+                name="sft-lr-half",
+                params=p
+                | {"learning_rate": p.get("learning_rate", 1e-3) / 2, "epochs": p.get("epochs", 3.0) + 1},
+                why=f"score {best.score:.3f} in [{DATA_REWORK_BELOW}, {TUNE_BELOW}): tune — half the learning rate, one more epoch",
+            ),
+            Attempt(
+                index=0,
+                name="sft-rank-32",
+                params=p | {"lora": lora | {"r": 32, "alpha": 64}},
+                why=f"score {best.score:.3f} in [{DATA_REWORK_BELOW}, {TUNE_BELOW}): tune — more adapter capacity (r 32)",
+            ),
         ]
     else:
         if weak:
-            cands.append(Attempt(index=0, name="sft-weak-x2", params=p, oversample=weak,
-                                 why=f"score {best.score:.3f} ≥ {TUNE_BELOW}: add examples of the labels that still fail {sorted(weak)}"))
+            cands.append(
+                Attempt(
+                    index=0,
+                    name="sft-weak-x2",
+                    params=p,
+                    oversample=weak,
+                    why=f"score {best.score:.3f} ≥ {TUNE_BELOW}: add examples of the labels that still fail {sorted(weak)}",
+                )
+            )
     verifier = task.kind == "math" or (task.kind == "classification" and bool(task.labels))
     if on_gpu and verifier:
-        cands.append(Attempt(index=0, name="grpo", strategy="grpo", from_attempt=best.index,
-                             params={"epochs": 1.0, "learning_rate": 5e-5, "batch_size": 8, "lora": lora},
-                             why="a verifier exists and a GPU is present: GRPO from the best SFT adapter"))
+        cands.append(
+            Attempt(
+                index=0,
+                name="grpo",
+                strategy="grpo",
+                from_attempt=best.index,
+                params={"epochs": 1.0, "learning_rate": 5e-5, "batch_size": 8, "lora": lora},
+                why="a verifier exists and a GPU is present: GRPO from the best SFT adapter",
+            )
+        )
     return cands
 
 
-def next_attempt(task: TaskSpec, history: list[Attempt], *, target: float, on_gpu: bool = False,
-                 has_rationales: bool = False) -> Attempt | None:
+def next_attempt(
+    task: TaskSpec,
+    history: list[Attempt],
+    *,
+    target: float,
+    on_gpu: bool = False,
+    has_rationales: bool = False,
+) -> Attempt | None:
     """The next pipeline to try, or None when the target is reached or nothing new is left.
 
     Args:
@@ -105,7 +160,12 @@ def next_attempt(task: TaskSpec, history: list[Attempt], *, target: float, on_gp
         has_rationales: Whether training items carry worked solutions (``metadata.rationale``).
     """
     if not history:
-        return Attempt(index=0, name="sft", params=base_params(on_gpu), why="first pipeline: LoRA SFT with the measured defaults")
+        return Attempt(
+            index=0,
+            name="sft",
+            params=base_params(on_gpu),
+            why="first pipeline: LoRA SFT with the measured defaults",
+        )
     scored = [a for a in history if a.score is not None]
     if not scored:
         return None  # every attempt failed: trying variants of a broken setup wastes the budget
@@ -116,7 +176,13 @@ def next_attempt(task: TaskSpec, history: list[Attempt], *, target: float, on_gp
     for cand in _candidates(task, best, on_gpu, has_rationales):
         if cand.name not in tried:
             # A variant keeps what made the best attempt best (its data mix), changing one thing.
-            keep = {} if cand.strategy == "grpo" else {"oversample": cand.oversample or best.oversample,
-                                                         "rationale": cand.rationale or best.rationale}
+            keep = (
+                {}
+                if cand.strategy == "grpo"
+                else {
+                    "oversample": cand.oversample or best.oversample,
+                    "rationale": cand.rationale or best.rationale,
+                }
+            )
             return cand.model_copy(update={"index": len(history)} | keep)
     return None

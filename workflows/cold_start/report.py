@@ -19,10 +19,15 @@ def report_data(run: RunRow) -> dict[str, Any]:
     s = run.summary
     attempts = [{k: v for k, v in a.items() if k != "correct"} for a in s.get("attempts", [])]
     base = {k: v for k, v in (s.get("base") or {}).items() if k != "correct"}
-    return {"run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
-            "data": {"n_train": s.get("n_train"), "n_eval": s.get("n_eval"), "notes": s.get("notes", [])},
-            "base": base, "attempts": attempts, "best": s.get("best"), "verdict": s.get("verdict"),
-            "promoted": bool(s.get("promoted"))}
+    return {
+        "run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
+        "data": {"n_train": s.get("n_train"), "n_eval": s.get("n_eval"), "notes": s.get("notes", [])},
+        "base": base,
+        "attempts": attempts,
+        "best": s.get("best"),
+        "verdict": s.get("verdict"),
+        "promoted": bool(s.get("promoted")),
+    }
 
 
 def fig_attempts(data: dict[str, Any]) -> str | None:
@@ -30,7 +35,8 @@ def fig_attempts(data: dict[str, Any]) -> str | None:
     from kaizen.workflows.report.build import _fig, _png
 
     rows = [("base", (data["base"] or {}).get("score"))] + [
-        (f"{a['index'] + 1}. {a['name']}", a.get("score")) for a in data["attempts"]]
+        (f"{a['index'] + 1}. {a['name']}", a.get("score")) for a in data["attempts"]
+    ]
     if all(v is None for _, v in rows):
         return None
     fig = _fig(max(4.0, 1.3 * len(rows)), 3.0)
@@ -39,7 +45,13 @@ def fig_attempts(data: dict[str, Any]) -> str | None:
     colors = ["#9aa5b1"] + ["#2ca25f" if a["index"] == best else "#2b7bb9" for a in data["attempts"]]
     bars = ax.bar(range(len(rows)), [v or 0 for _, v in rows], color=colors)
     for b, (_, v) in zip(bars, rows, strict=True):
-        ax.annotate("failed" if v is None else f"{v:.3f}", (b.get_x() + b.get_width() / 2, v or 0), ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            "failed" if v is None else f"{v:.3f}",
+            (b.get_x() + b.get_width() / 2, v or 0),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_xticks(range(len(rows)), [r for r, _ in rows], fontsize=8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("held-out score")

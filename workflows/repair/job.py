@@ -41,15 +41,20 @@ def _context(ws: Workspace, run: RunRow, progress: Callable[[str], None] | None,
 
     opts = run.config
     return RunContext(
-        workspace=ws, progress=progress,
+        workspace=ws,
+        progress=progress,
         brain=brain or make_brain(ws, log_path=ws.artifact_dir("runs", run.id) / "brain.jsonl"),
-        extra_eval_sets=opts.get("extra_eval_sets", []), train_overrides=opts.get("train_overrides", {}),
-        plan_defaults=opts.get("plan_defaults", {}), answer_key=opts.get("answer_key"),
+        extra_eval_sets=opts.get("extra_eval_sets", []),
+        train_overrides=opts.get("train_overrides", {}),
+        plan_defaults=opts.get("plan_defaults", {}),
+        answer_key=opts.get("answer_key"),
         eval_mode=opts.get("eval_mode", "prefix"),
     )
 
 
-def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str], None] | None, brain: Any = None) -> RunRow:
+def _drive(
+    ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str], None] | None, brain: Any = None
+) -> RunRow:
     """Run the graph until it ends or interrupts; keep the run record and lock in step."""
     with tracked(ws, run):
         with _graph(ws) as graph:
@@ -70,10 +75,21 @@ def _drive(ws: Workspace, run: RunRow, graph_input: Any, progress: Callable[[str
     return run
 
 
-def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "repair", max_iterations: int | None = None,
-          extra_eval_sets: list[Path] | None = None, train_overrides: dict[str, Any] | None = None,
-          plan_defaults: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
-          run_id: str | None = None, brain: Any = None, answer_key: Path | None = None) -> RunRow:
+def start(
+    ws: Workspace,
+    task: str,
+    *,
+    approve: bool = False,
+    preset: str = "repair",
+    max_iterations: int | None = None,
+    extra_eval_sets: list[Path] | None = None,
+    train_overrides: dict[str, Any] | None = None,
+    plan_defaults: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+    run_id: str | None = None,
+    brain: Any = None,
+    answer_key: Path | None = None,
+) -> RunRow:
     """Start a repair run on ``task`` from its production version.
 
     ``brain``: a brain object instead of the one kaizen.yaml configures (tests, embedding kaizen).
@@ -90,26 +106,57 @@ def start(ws: Workspace, task: str, *, approve: bool = False, preset: str = "rep
     incumbent = registry.resolve(ws.store, "production", spec.name)
     budget, rs = ws.settings.budget, ws.settings.repair
     if answer_key is not None and not Path(answer_key).is_file():
-        raise ConfigError(f"answer key {answer_key} not found: the oracle arm needs the scenario's answer_key.jsonl")
+        raise ConfigError(
+            f"answer key {answer_key} not found: the oracle arm needs the scenario's answer_key.jsonl"
+        )
     iters = max_iterations or PRESETS[preset].get("max_iterations") or budget.max_iterations
     run_id = run_id or uuid.uuid4().hex[:12]
-    with task_lock(ws.store, task, run_id):  # refuse early, before any record is written; _drive's tracked joins it
+    with task_lock(
+        ws.store, task, run_id
+    ):  # refuse early, before any record is written; _drive's tracked joins it
         now = time.time()
-        run = RunRow(id=run_id, task=task, workflow="repair", status="running", thread_id=run_id, config={
-            "preset": preset, "approve": approve, "max_iterations": iters,
-            "extra_eval_sets": [str(p.resolve()) for p in (extra_eval_sets or [])],
-            "train_overrides": train_overrides or {}, "plan_defaults": plan_defaults or {},
-            "answer_key": str(Path(answer_key).resolve()) if answer_key else None,
-            "strategy": "oracle" if answer_key else "agent",
-        })
+        run = RunRow(
+            id=run_id,
+            task=task,
+            workflow="repair",
+            status="running",
+            thread_id=run_id,
+            config={
+                "preset": preset,
+                "approve": approve,
+                "max_iterations": iters,
+                "extra_eval_sets": [str(p.resolve()) for p in (extra_eval_sets or [])],
+                "train_overrides": train_overrides or {},
+                "plan_defaults": plan_defaults or {},
+                "answer_key": str(Path(answer_key).resolve()) if answer_key else None,
+                "strategy": "oracle" if answer_key else "agent",
+            },
+        )
         ws.store.save_run(run)
         state = {
-            "run_id": run_id, "task": task, "preset": "demo" if preset == "demo" else "repair", "auto_approve": approve,
-            "incumbent": incumbent.name, "incumbent_skill": _production_skill(ws, task), "iteration": 0, "max_iterations": iters, "started_at": now,
-            "deadline": now + budget.max_wall_clock_s, "train_tokens_budget": budget.max_train_tokens, "train_tokens_used": 0,
-            "artifacts": str(ws.artifact_dir("runs", run_id)), "evals": {}, "promoted": False, "events": [], "path": [],
-            "target_score": rs.target_score, "plateau": rs.plateau, "refit_enabled": rs.refit,
-            "recoveries": ["refresh", "rollback"] if rs.recover else [], "final_n": 0, "recovery": [],
+            "run_id": run_id,
+            "task": task,
+            "preset": "demo" if preset == "demo" else "repair",
+            "auto_approve": approve,
+            "incumbent": incumbent.name,
+            "incumbent_skill": _production_skill(ws, task),
+            "iteration": 0,
+            "max_iterations": iters,
+            "started_at": now,
+            "deadline": now + budget.max_wall_clock_s,
+            "train_tokens_budget": budget.max_train_tokens,
+            "train_tokens_used": 0,
+            "artifacts": str(ws.artifact_dir("runs", run_id)),
+            "evals": {},
+            "promoted": False,
+            "events": [],
+            "path": [],
+            "target_score": rs.target_score,
+            "plateau": rs.plateau,
+            "refit_enabled": rs.refit,
+            "recoveries": ["refresh", "rollback"] if rs.recover else [],
+            "final_n": 0,
+            "recovery": [],
         }
         return _drive(ws, run, state, progress, brain)
 
@@ -125,11 +172,15 @@ def resume(ws: Workspace, run_id: str, progress: Callable[[str], None] | None = 
     if run.status in ("promoted", "not_promoted", "rejected"):
         return run
     if run.status == "awaiting_approval":
-        raise ConfigError(f"run {run_id} waits for approval: `kaizen runs approve {run_id}` or `kaizen runs reject {run_id}`")
+        raise ConfigError(
+            f"run {run_id} waits for approval: `kaizen runs approve {run_id}` or `kaizen runs reject {run_id}`"
+        )
     return _drive(ws, run, None, progress)
 
 
-def decide(ws: Workspace, run_id: str, approved: bool, who: str, progress: Callable[[str], None] | None = None) -> RunRow:
+def decide(
+    ws: Workspace, run_id: str, approved: bool, who: str, progress: Callable[[str], None] | None = None
+) -> RunRow:
     """Answer the approval a run waits for, and let it finish."""
     from langgraph.types import Command
 
@@ -159,17 +210,29 @@ def summarize(state: dict[str, Any]) -> dict[str, Any]:
 
     refit = best if best.get("step") == "refit" else best.get("refit")
     return {
-        "run_id": state.get("run_id"), "status": state.get("status"), "promoted": bool(state.get("promoted")),
-        "incumbent": inc, "candidate": cand, "loop_candidate": loop_cand,
+        "run_id": state.get("run_id"),
+        "status": state.get("status"),
+        "promoted": bool(state.get("promoted")),
+        "incumbent": inc,
+        "candidate": cand,
+        "loop_candidate": loop_cand,
         "verdict": {"passed": bool(best.get("passed")), "reasons": best.get("reasons", [])},
         "iterations": state.get("iteration", 0),
         "before": {"target": score(inc, "target"), "regression": score(inc, "regression")},
         "after": {"target": score(loop_cand, "target"), "regression": score(loop_cand, "regression")},
-        "final": None if not refit else {"n": refit.get("final_n"), "scores": refit.get("final_scores"),
-                                          "refit_promoted": best.get("step") == "refit", "reasons": refit.get("reasons")},
-        "new_regressions": best.get("new_regressions", 0), "fixed": len(best.get("fixed", [])),
+        "final": None
+        if not refit
+        else {
+            "n": refit.get("final_n"),
+            "scores": refit.get("final_scores"),
+            "refit_promoted": best.get("step") == "refit",
+            "reasons": refit.get("reasons"),
+        },
+        "new_regressions": best.get("new_regressions", 0),
+        "fixed": len(best.get("fixed", [])),
         "path": state.get("path", []),
-        "excluded_suspect": state.get("excluded_suspect", []), "train_tokens": state.get("train_tokens_used", 0),
+        "excluded_suspect": state.get("excluded_suspect", []),
+        "train_tokens": state.get("train_tokens_used", 0),
     }
 
 
@@ -181,11 +244,18 @@ def _write_report(ws: Workspace, run: RunRow, state: dict[str, Any]) -> str:
     from kaizen.workflows.report.build import write_report
 
     run_dir = Path(state.get("artifacts") or ws.artifact_dir("runs", run.id))
-    report = {"run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
-              "summary": summarize(state), "verdict": state.get("verdict"), "best": state.get("best"),
-              "diagnosis_path": state.get("diagnosis_path"), "splits": state.get("splits"), "events": state.get("events", []),
-              "incumbent": state.get("incumbent"), "started_at": state.get("started_at"),
-              "suspect_traces": _suspect_traces(ws, run.task, state.get("excluded_suspect") or [])}
+    report = {
+        "run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
+        "summary": summarize(state),
+        "verdict": state.get("verdict"),
+        "best": state.get("best"),
+        "diagnosis_path": state.get("diagnosis_path"),
+        "splits": state.get("splits"),
+        "events": state.get("events", []),
+        "incumbent": state.get("incumbent"),
+        "started_at": state.get("started_at"),
+        "suspect_traces": _suspect_traces(ws, run.task, state.get("excluded_suspect") or []),
+    }
     try:
         json_path, _ = write_report(run_dir, report)
         return str(json_path)
@@ -205,7 +275,14 @@ def _suspect_traces(ws: Workspace, task: str, ids: list[str]) -> dict[str, dict[
     from kaizen.tools.schema import last_user_text
 
     try:
-        return {t.id: {"input": last_user_text(t.messages), "output": t.output, "correction": t.correction, "verdict": t.verdict}
-                for t in ws.store.traces(task, ids=ids)}
+        return {
+            t.id: {
+                "input": last_user_text(t.messages),
+                "output": t.output,
+                "correction": t.correction,
+                "verdict": t.verdict,
+            }
+            for t in ws.store.traces(task, ids=ids)
+        }
     except Exception:  # noqa: BLE001 - evidence without the text is still evidence
         return {}

@@ -38,28 +38,62 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
     say = progress or (lambda _m: None)
     task = ws.store.get_task(task_name)
     incumbent = registry.resolve(ws.store, "production", task_name)
-    run = RunRow(id=run_id, task=task_name, workflow="repair-naive", status="running", thread_id=run_id, config={"strategy": "naive"})
+    run = RunRow(
+        id=run_id,
+        task=task_name,
+        workflow="repair-naive",
+        status="running",
+        thread_id=run_id,
+        config={"strategy": "naive"},
+    )
     ws.store.save_run(run)
     out = ws.artifact_dir("runs", run_id)
     traces = ws.store.traces(task_name)
-    train = [trace_item(task, t, "trace", "naive: every correction, as given") for t in traces if t.verdict == "fail" and t.correction]
+    train = [
+        trace_item(task, t, "trace", "naive: every correction, as given")
+        for t in traces
+        if t.verdict == "fail" and t.correction
+    ]
     passes = [trace_item(task, t, "trace", "passing trace") for t in traces if t.verdict == "pass"]
     say(f"naive: training on all {len(train)} corrections as given (no triage, no replay)")
-    job = build_job(ws, task, train, kind="sft", start=incumbent, job_dir=out / "job", from_incumbent=incumbent.adapter_path is not None,
-                    epochs=3, learning_rate=5e-4, lora=LoraSpec(r=16, alpha=32))
+    job = build_job(
+        ws,
+        task,
+        train,
+        kind="sft",
+        start=incumbent,
+        job_dir=out / "job",
+        from_incumbent=incumbent.adapter_path is not None,
+        epochs=3,
+        learning_rate=5e-4,
+        lora=LoraSpec(r=16, alpha=32),
+    )
     result = run_job(job, progress_printer() if progress else None)
-    cand = register_trained(ws, task, job, result, name=f"{task_name}-{run_id[:8]}-naive", parent=incumbent, items=train)
+    cand = register_trained(
+        ws, task, job, result, name=f"{task_name}-{run_id[:8]}-naive", parent=incumbent, items=train
+    )
     scores: dict[str, dict[str, Any]] = {}
     for version in (incumbent.name, cand.name):
         backend = make_backend(ws, ws.store.get_model_version(version))
         # Corrections outside the label set are trained on (that is the naive strategy) but cannot
         # be scored, so they are left out of its measurement.
-        scorable = [it for it in train if not task.labels or normalize_label(str(it.expected), task.labels) is not None]
+        scorable = [
+            it
+            for it in train
+            if not task.labels or normalize_label(str(it.expected), task.labels) is not None
+        ]
         for suite, items in (("target", scorable), ("regression", passes)):
             if not items:
                 continue
             say(f"naive: evaluating {version} on {suite} ({len(items)})")
-            rep = evaluate(task, items, backend, model_version=version, suite=suite, outputs_path=out / "evals" / f"{version}--{suite}.jsonl")
+            rep = evaluate(
+                task,
+                items,
+                backend,
+                model_version=version,
+                suite=suite,
+                outputs_path=out / "evals" / f"{version}--{suite}.jsonl",
+            )
             record_eval(ws, rep, dataset_id(items), run_id=run_id)
             scores[f"{version}/{suite}"] = {"score": rep.score, "correct": rep.correct_by_id}
     from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path: live servers swap first
@@ -76,11 +110,19 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
     fixed = compare("target", tgt[0]["correct"], tgt[1]["correct"]).newly_right if all(tgt) else []
     run.status = "promoted"
     run.summary = {
-        "run_id": run_id, "status": "promoted", "promoted": True, "incumbent": incumbent.name, "candidate": cand.name,
-        "verdict": {"passed": True, "reasons": ["naive strategy: no gate, promoted anyway"]}, "iterations": 1,
+        "run_id": run_id,
+        "status": "promoted",
+        "promoted": True,
+        "incumbent": incumbent.name,
+        "candidate": cand.name,
+        "verdict": {"passed": True, "reasons": ["naive strategy: no gate, promoted anyway"]},
+        "iterations": 1,
         "before": {"target": get(incumbent.name, "target"), "regression": get(incumbent.name, "regression")},
         "after": {"target": get(cand.name, "target"), "regression": get(cand.name, "regression")},
-        "new_regressions": len(broken), "fixed": len(fixed), "excluded_suspect": [], "train_tokens": result.get("train_tokens"),
+        "new_regressions": len(broken),
+        "fixed": len(fixed),
+        "excluded_suspect": [],
+        "train_tokens": result.get("train_tokens"),
         "seconds": round(time.time() - run.created_at.timestamp(), 1) if run.created_at.tzinfo else None,
     }
     run.report_path = _report(out, run, incumbent.name)
@@ -95,8 +137,15 @@ def _report(out: Any, run: RunRow, incumbent: str) -> str | None:
     from kaizen.workflows.report.build import write_report
 
     try:
-        json_path, _ = write_report(out, {"run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
-                                          "summary": run.summary, "incumbent": incumbent, "events": []})
+        json_path, _ = write_report(
+            out,
+            {
+                "run": {"id": run.id, "task": run.task, "status": run.status, "config": run.config},
+                "summary": run.summary,
+                "incumbent": incumbent,
+                "events": [],
+            },
+        )
         return str(json_path)
     except Exception:  # noqa: BLE001 - the report is a view; the promotion already happened
         logging.getLogger(__name__).exception("naive: report failed")

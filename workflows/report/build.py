@@ -48,12 +48,16 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     data = build_report(run_dir, report)
     json_path, html_path = run_dir / REPORT_JSON, run_dir / REPORT_HTML
     _write(json_path, json.dumps(data, indent=2, default=str))
-    on_disk = json.loads(json_path.read_text())  # render what was written: the page shows report.json's numbers
+    on_disk = json.loads(
+        json_path.read_text()
+    )  # render what was written: the page shows report.json's numbers
     try:
         html = render_html(on_disk)
     except Exception:  # noqa: BLE001 - a broken page must not lose the run's report.json
         err = traceback.format_exc()
-        data.setdefault("report_errors", []).append({"section": "html", "error": err.strip().splitlines()[-1]})
+        data.setdefault("report_errors", []).append(
+            {"section": "html", "error": err.strip().splitlines()[-1]}
+        )
         _write(json_path, json.dumps(data, indent=2, default=str))
         html = _fallback_html(on_disk, err)
     _write(html_path, html)
@@ -69,6 +73,7 @@ def _write(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Reading the run directory
 # --------------------------------------------------------------------------------------------
+
 
 def _read_json(path: Path | None) -> Any:
     if path is None or not Path(path).is_file():
@@ -120,11 +125,16 @@ class _Run:
         self.events = [e for e in (report.get("events") or []) if isinstance(e, dict)]
         self.splits = report.get("splits") or {}
         self.incumbent: str | None = self.summary.get("incumbent") or report.get("incumbent")
-        self.diagnosis = _read_json(Path(report["diagnosis_path"]) if report.get("diagnosis_path") else run_dir / "diagnosis.json") \
-            or _read_json(run_dir / "diagnosis.json")
+        self.diagnosis = _read_json(
+            Path(report["diagnosis_path"]) if report.get("diagnosis_path") else run_dir / "diagnosis.json"
+        ) or _read_json(run_dir / "diagnosis.json")
         # step ("1", "1r1", "refit") → the event that made its candidate
-        self.train_events = {str(e.get("step") or e["iteration"]): e for e in self.events
-                             if e.get("phase") in ("train", "recover", "refit") and (e.get("step") or e.get("iteration")) is not None}
+        self.train_events = {
+            str(e.get("step") or e["iteration"]): e
+            for e in self.events
+            if e.get("phase") in ("train", "recover", "refit")
+            and (e.get("step") or e.get("iteration")) is not None
+        }
         self.candidates = self._candidates()
         self.evals = self._evals()
         self.compared = self._compared()
@@ -134,8 +144,11 @@ class _Run:
         for _, e in sorted(self.train_events.items(), key=lambda kv: step_order(kv[0])):
             if e.get("version") and e["version"] not in out:
                 out.append(e["version"])
-        for v in (self.summary.get("candidate"), (self.report.get("best") or {}).get("candidate"),
-                  (self.report.get("verdict") or {}).get("candidate")):
+        for v in (
+            self.summary.get("candidate"),
+            (self.report.get("best") or {}).get("candidate"),
+            (self.report.get("verdict") or {}).get("candidate"),
+        ):
             if v and v not in out and v != self.incumbent:
                 out.append(v)
         return out
@@ -143,7 +156,7 @@ class _Run:
     def _split_name(self, stem: str) -> tuple[str, str] | None:
         for v in sorted([self.incumbent or "", *self.candidates], key=len, reverse=True):
             if v and stem.startswith(v + "--"):
-                return v, stem[len(v) + 2:]
+                return v, stem[len(v) + 2 :]
         if "--" in stem:
             v, s = stem.rsplit("--", 1)
             return v, s
@@ -167,8 +180,12 @@ class _Run:
             rows = _read_jsonl(p)
             if rows:
                 correct = {str(r.get("id")): bool(r.get("correct")) for r in rows}
-                out[name] = {"score": sum(correct.values()) / len(correct), "n": len(correct), "correct": correct,
-                             "outputs_path": str(p)}
+                out[name] = {
+                    "score": sum(correct.values()) / len(correct),
+                    "n": len(correct),
+                    "correct": correct,
+                    "outputs_path": str(p),
+                }
         for v, _s in list(out):
             if v != self.incumbent and v not in self.candidates:
                 self.candidates.append(v)
@@ -217,8 +234,14 @@ class _Run:
             seen.add(p)
             for it in _read_jsonl(p):
                 iid = str(it.get("id"))
-                out.setdefault(iid, {"input": _user_text(it), "expected": it.get("expected"),
-                                     "metadata": it.get("metadata") or {}})
+                out.setdefault(
+                    iid,
+                    {
+                        "input": _user_text(it),
+                        "expected": it.get("expected"),
+                        "metadata": it.get("metadata") or {},
+                    },
+                )
         return out
 
     def target_items(self) -> list[dict[str, Any]]:
@@ -230,6 +253,7 @@ class _Run:
 # Sections
 # --------------------------------------------------------------------------------------------
 
+
 def _score(ev: dict[str, Any] | None) -> float | None:
     return None if not ev else ev.get("score")
 
@@ -240,8 +264,14 @@ def _flips(a: dict[str, bool], b: dict[str, bool]) -> tuple[list[str], list[str]
 
 
 def _versions(r: _Run) -> dict[str, Any]:
-    return {"incumbent": r.incumbent, "candidates": r.candidates, "compared": r.compared,
-            "by_iteration": {i: e.get("version") for i, e in sorted(r.train_events.items(), key=lambda kv: step_order(kv[0]))}}
+    return {
+        "incumbent": r.incumbent,
+        "candidates": r.candidates,
+        "compared": r.compared,
+        "by_iteration": {
+            i: e.get("version") for i, e in sorted(r.train_events.items(), key=lambda kv: step_order(kv[0]))
+        },
+    }
 
 
 def _suites_section(r: _Run) -> list[dict[str, Any]]:
@@ -251,8 +281,16 @@ def _suites_section(r: _Run) -> list[dict[str, Any]]:
         cmp_ = r.evals.get((r.compared, suite)) if r.compared else None
         scores = {v: _score(r.evals.get((v, suite))) for v in [r.incumbent, *r.candidates] if v}
         n = next((e.get("n") for e in (inc, cmp_) if e and e.get("n") is not None), None)
-        row: dict[str, Any] = {"suite": suite, "n": n, "scores": scores, "before": _score(inc), "after": _score(cmp_),
-                               "delta": None, "fixed": None, "broken": None}
+        row: dict[str, Any] = {
+            "suite": suite,
+            "n": n,
+            "scores": scores,
+            "before": _score(inc),
+            "after": _score(cmp_),
+            "delta": None,
+            "fixed": None,
+            "broken": None,
+        }
         if row["before"] is not None and row["after"] is not None:
             row["delta"] = row["after"] - row["before"]
         if inc and cmp_ and inc.get("correct") is not None and cmp_.get("correct") is not None:
@@ -281,8 +319,15 @@ def _clusters_section(r: _Run) -> list[dict[str, Any]]:
     rows = []
     for key, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         c = info.get(key) or {}
-        row: dict[str, Any] = {"cluster": key, "kind": c.get("kind"), "hypothesis": c.get("hypothesis"),
-                               "in_logs": c.get("count"), "n": len(ids), "incumbent_right": None, "candidates": {}}
+        row: dict[str, Any] = {
+            "cluster": key,
+            "kind": c.get("kind"),
+            "hypothesis": c.get("hypothesis"),
+            "in_logs": c.get("count"),
+            "n": len(ids),
+            "incumbent_right": None,
+            "candidates": {},
+        }
         if inc is not None:
             row["incumbent_right"] = sum(bool(inc.get(i)) for i in ids)
         for v in r.candidates:
@@ -292,9 +337,13 @@ def _clusters_section(r: _Run) -> list[dict[str, Any]]:
             wrong_before = [i for i in ids if i in inc and not inc[i]]
             fixed = [i for i in wrong_before if cand.get(i)]
             broken = [i for i in ids if inc.get(i) and i in cand and not cand[i]]
-            row["candidates"][v] = {"right": sum(bool(cand.get(i)) for i in ids), "fixed": len(fixed), "broken": len(broken),
-                                    "wrong_before": len(wrong_before),
-                                    "fix_rate": len(fixed) / len(wrong_before) if wrong_before else None}
+            row["candidates"][v] = {
+                "right": sum(bool(cand.get(i)) for i in ids),
+                "fixed": len(fixed),
+                "broken": len(broken),
+                "wrong_before": len(wrong_before),
+                "fix_rate": len(fixed) / len(wrong_before) if wrong_before else None,
+            }
         rows.append(row)
     return rows
 
@@ -318,18 +367,30 @@ def _flipped_section(r: _Run) -> dict[str, Any]:
             for i in ids:
                 it = items.get(i) or {}
                 expected = it.get("expected", (before.get(i) or after.get(i) or {}).get("expected"))
-                out[kind].append({"suite": suite, "id": i, "input": it.get("input", ""), "expected": expected,
-                                  "before": (before.get(i) or {}).get("output"), "after": (after.get(i) or {}).get("output")})
+                out[kind].append(
+                    {
+                        "suite": suite,
+                        "id": i,
+                        "input": it.get("input", ""),
+                        "expected": expected,
+                        "before": (before.get(i) or {}).get("output"),
+                        "after": (after.get(i) or {}).get("output"),
+                    }
+                )
     return out
 
 
 def _evidence_summary(kind: str, ev: dict[str, Any]) -> str:
     def nb(n: int = 3) -> str:
-        return ", ".join(f"{x.get('label')} ({x.get('similarity')})" for x in (ev.get("neighbours") or [])[:n])
+        return ", ".join(
+            f"{x.get('label')} ({x.get('similarity')})" for x in (ev.get("neighbours") or [])[:n]
+        )
 
     if kind == "disagrees_with_similar_inputs":
-        return (f"corrected to {ev.get('correction')!r}, but {ev.get('share', 0):.0%} of the similarity weight of "
-                f"{len(ev.get('neighbours') or [])} similar inputs says {ev.get('majority')!r}; nearest: {nb()}")
+        return (
+            f"corrected to {ev.get('correction')!r}, but {ev.get('share', 0):.0%} of the similarity weight of "
+            f"{len(ev.get('neighbours') or [])} similar inputs says {ev.get('majority')!r}; nearest: {nb()}"
+        )
     if kind == "contradicts_near_duplicates":
         return f"corrected to {ev.get('correction')!r}, but near-duplicate inputs are labelled: {nb(5)}"
     if kind == "off_domain_input":
@@ -353,15 +414,32 @@ def _suspects_section(r: _Run) -> dict[str, Any]:
         tid = str(s.get("trace_id"))
         ev = s.get("evidence") or {}
         t = traces.get(tid) or {}
-        rows.append({"trace_id": tid, "kind": s.get("kind"), "input": t.get("input", ev.get("input")),
-                     "output": t.get("output"), "correction": t.get("correction", ev.get("correction")),
-                     "evidence_summary": _evidence_summary(str(s.get("kind")), ev), "evidence": ev})
+        rows.append(
+            {
+                "trace_id": tid,
+                "kind": s.get("kind"),
+                "input": t.get("input", ev.get("input")),
+                "output": t.get("output"),
+                "correction": t.get("correction", ev.get("correction")),
+                "evidence_summary": _evidence_summary(str(s.get("kind")), ev),
+                "evidence": ev,
+            }
+        )
     known = {x["trace_id"] for x in rows}
     for tid in r.summary.get("excluded_suspect") or r.report.get("excluded_suspect") or []:
         if str(tid) not in known:  # excluded without a diagnosis on disk: still listed
             t = traces.get(str(tid)) or {}
-            rows.append({"trace_id": str(tid), "kind": None, "input": t.get("input"), "output": t.get("output"),
-                         "correction": t.get("correction"), "evidence_summary": "", "evidence": {}})
+            rows.append(
+                {
+                    "trace_id": str(tid),
+                    "kind": None,
+                    "input": t.get("input"),
+                    "output": t.get("output"),
+                    "correction": t.get("correction"),
+                    "evidence_summary": "",
+                    "evidence": {},
+                }
+            )
     return {"count": len(rows), "by_kind": dict(Counter(str(x["kind"]) for x in rows)), "items": rows}
 
 
@@ -369,9 +447,17 @@ def _gate_section(r: _Run) -> list[dict[str, Any]]:
     """Every gated step of the run — iterations, recoveries, the refit — with its recipe and reasons."""
     path = r.summary.get("path") or []
     if path:
-        return [{"iteration": s.get("step"), "candidate": s.get("candidate"), "recipe": s.get("recipe"),
-                 "target": s.get("target"), "passed": bool(s.get("passed")), "reasons": list(s.get("reasons") or [])}
-                for s in path]
+        return [
+            {
+                "iteration": s.get("step"),
+                "candidate": s.get("candidate"),
+                "recipe": s.get("recipe"),
+                "target": s.get("target"),
+                "passed": bool(s.get("passed")),
+                "reasons": list(s.get("reasons") or []),
+            }
+            for s in path
+        ]
     rows: list[dict[str, Any]] = []
     step = None
     for e in r.events:
@@ -379,16 +465,34 @@ def _gate_section(r: _Run) -> list[dict[str, Any]]:
             step = str(e.get("step") or e["iteration"])
         if e.get("phase") == "gate":
             cand = (r.train_events.get(step) or {}).get("version") if step is not None else None
-            rows.append({"iteration": step, "candidate": cand, "passed": bool(e.get("passed")),
-                         "reasons": list(e.get("reasons") or [])})
+            rows.append(
+                {
+                    "iteration": step,
+                    "candidate": cand,
+                    "passed": bool(e.get("passed")),
+                    "reasons": list(e.get("reasons") or []),
+                }
+            )
     verdict = r.report.get("verdict") or {}
     if not rows and verdict:
-        rows.append({"iteration": verdict.get("iteration"), "candidate": verdict.get("candidate"),
-                     "passed": bool(verdict.get("passed")), "reasons": list(verdict.get("reasons") or [])})
+        rows.append(
+            {
+                "iteration": verdict.get("iteration"),
+                "candidate": verdict.get("candidate"),
+                "passed": bool(verdict.get("passed")),
+                "reasons": list(verdict.get("reasons") or []),
+            }
+        )
     if not rows and (r.summary.get("verdict") or {}).get("reasons"):
         v = r.summary["verdict"]
-        rows.append({"iteration": r.summary.get("iterations"), "candidate": r.summary.get("candidate"),
-                     "passed": bool(v.get("passed")), "reasons": list(v.get("reasons") or [])})
+        rows.append(
+            {
+                "iteration": r.summary.get("iterations"),
+                "candidate": r.summary.get("candidate"),
+                "passed": bool(v.get("passed")),
+                "reasons": list(v.get("reasons") or []),
+            }
+        )
     return rows
 
 
@@ -405,12 +509,18 @@ def _phases_section(r: _Run) -> dict[str, Any]:
         dt = max(0.0, float(e["t"]) - float(prev)) if prev is not None else 0.0
         totals[phase] = totals.get(phase, 0.0) + dt
         counts[phase] += 1
-        timeline.append({"phase": phase, "iteration": e.get("iteration"), "t": e["t"], "seconds": round(dt, 3)})
+        timeline.append(
+            {"phase": phase, "iteration": e.get("iteration"), "t": e["t"], "seconds": round(dt, 3)}
+        )
         prev = e["t"]
     phases = [{"phase": p, "seconds": round(s, 3), "count": counts[p]} for p, s in totals.items()]
     total = round(sum(totals.values()), 3)
-    return {"phases": phases, "total_s": total, "timeline": timeline,
-            "note": "seconds between an event and the one before it (the run's start for the first)"}
+    return {
+        "phases": phases,
+        "total_s": total,
+        "timeline": timeline,
+        "note": "seconds between an event and the one before it (the run's start for the first)",
+    }
 
 
 def _iter_dirs(run_dir: Path) -> list[tuple[str, Path]]:
@@ -437,17 +547,25 @@ def _training_section(r: _Run) -> list[dict[str, Any]]:
                 elapsed.append(rec.get("elapsed_s"))
             if "train_loss" in rec:
                 final = rec
-        rows.append({
-            "iteration": i, "version": ev.get("version"),
-            "examples": stats.get("n"), "failures": stats.get("failures"), "replay": stats.get("replay"),
-            "prior": stats.get("prior"), "dropped_contaminated": stats.get("dropped_contaminated"),
-            "labels": stats.get("labels"),
-            "steps": result.get("steps", ev.get("steps")), "train_tokens": result.get("train_tokens", ev.get("train_tokens")),
-            "tokens_per_s": result.get("tokens_per_s", ev.get("tokens_per_s")),
-            "train_runtime_s": result.get("train_runtime_s", ev.get("seconds")),
-            "train_loss": result.get("train_loss", final.get("train_loss")), "device": result.get("device"),
-            "curve": {"step": steps, "loss": loss, "elapsed_s": elapsed},
-        })
+        rows.append(
+            {
+                "iteration": i,
+                "version": ev.get("version"),
+                "examples": stats.get("n"),
+                "failures": stats.get("failures"),
+                "replay": stats.get("replay"),
+                "prior": stats.get("prior"),
+                "dropped_contaminated": stats.get("dropped_contaminated"),
+                "labels": stats.get("labels"),
+                "steps": result.get("steps", ev.get("steps")),
+                "train_tokens": result.get("train_tokens", ev.get("train_tokens")),
+                "tokens_per_s": result.get("tokens_per_s", ev.get("tokens_per_s")),
+                "train_runtime_s": result.get("train_runtime_s", ev.get("seconds")),
+                "train_loss": result.get("train_loss", final.get("train_loss")),
+                "device": result.get("device"),
+                "curve": {"step": steps, "loss": loss, "elapsed_s": elapsed},
+            }
+        )
     return rows
 
 
@@ -474,16 +592,24 @@ def _confusion_section(r: _Run) -> dict[str, Any] | None:
     if not suites or not r.incumbent:
         return None
     inc = _merge_confusion([(r.evals[(r.incumbent, s)] or {}).get("confusion") for s in suites])
-    cand = _merge_confusion([(r.evals.get((r.compared, s)) or {}).get("confusion") for s in suites]) if r.compared else None
+    cand = (
+        _merge_confusion([(r.evals.get((r.compared, s)) or {}).get("confusion") for s in suites])
+        if r.compared
+        else None
+    )
     if inc is None:
         return None
     if cand is not None and cand["labels"] != inc["labels"]:  # align both on one label order
         union = _merge_confusion([inc, cand])["labels"]  # type: ignore[index]
         zero = {"labels": union, "matrix": [[0] * len(union) for _ in union]}
         inc, cand = _merge_confusion([zero, inc]), _merge_confusion([zero, cand])
-    return {"suites": suites, "labels": inc["labels"], "incumbent": {"version": r.incumbent, "matrix": inc["matrix"]},
-            "candidate": {"version": r.compared, "matrix": cand["matrix"]} if cand else None,
-            "note": "rows: expected label, columns: model output; <invalid>: output matching no label"}
+    return {
+        "suites": suites,
+        "labels": inc["labels"],
+        "incumbent": {"version": r.incumbent, "matrix": inc["matrix"]},
+        "candidate": {"version": r.compared, "matrix": cand["matrix"]} if cand else None,
+        "note": "rows: expected label, columns: model output; <invalid>: output matching no label",
+    }
 
 
 def _headline(r: _Run, suites: list[dict[str, Any]]) -> dict[str, Any]:
@@ -500,13 +626,30 @@ def _headline(r: _Run, suites: list[dict[str, Any]]) -> dict[str, Any]:
     if status == "promoted":
         text, tone = f"Promoted {r.compared} to production" + (f": {change}" if change else ""), "good"
     elif status == "awaiting_approval":
-        text, tone = f"{r.compared} passed the gate and awaits approval" + (f": {change}" if change else ""), "neutral"
+        text, tone = (
+            f"{r.compared} passed the gate and awaits approval" + (f": {change}" if change else ""),
+            "neutral",
+        )
     elif status == "rejected":
-        text, tone = f"{r.compared} passed the gate but the promotion was rejected; production stays on {r.incumbent}", "bad"
+        text, tone = (
+            f"{r.compared} passed the gate but the promotion was rejected; production stays on {r.incumbent}",
+            "bad",
+        )
     elif not r.candidates:
-        why = next(("; ".join(e.get("reasons") or []) for e in reversed(r.events) if e.get("phase") == "rollback" and e.get("reasons")), "")
+        why = next(
+            (
+                "; ".join(e.get("reasons") or [])
+                for e in reversed(r.events)
+                if e.get("phase") == "rollback" and e.get("reasons")
+            ),
+            "",
+        )
         text = f"No candidate was trained; production stays on {r.incumbent}" + (f" ({why})" if why else "")
-        if not why and r.diagnosis and not any(c.get("fixable") and c.get("count") for c in r.diagnosis.get("clusters") or []):
+        if (
+            not why
+            and r.diagnosis
+            and not any(c.get("fixable") and c.get("count") for c in r.diagnosis.get("clusters") or [])
+        ):
             text += " (nothing fixable in the logs)"
         tone = "bad" if status in ("failed", "interrupted") else "neutral"
     elif status in ("failed", "interrupted", "running"):
@@ -546,8 +689,21 @@ def build_report(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         errors.append({"section": "run", "error": f"{type(exc).__name__}: {exc}"})
         r = _Run.__new__(_Run)
-        r.dir, r.report, r.summary, r.events, r.splits = Path(run_dir), report, report.get("summary") or {}, [], {}
-        r.incumbent, r.diagnosis, r.train_events, r.candidates, r.evals, r.compared = None, None, {}, [], {}, None
+        r.dir, r.report, r.summary, r.events, r.splits = (
+            Path(run_dir),
+            report,
+            report.get("summary") or {},
+            [],
+            {},
+        )
+        r.incumbent, r.diagnosis, r.train_events, r.candidates, r.evals, r.compared = (
+            None,
+            None,
+            {},
+            [],
+            {},
+            None,
+        )
     for name, fn, default in SECTIONS:
         try:
             out[name] = fn(r)
@@ -567,6 +723,7 @@ def build_report(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
 # Figures (matplotlib's Agg canvas directly: no pyplot, no global backend switch)
 # --------------------------------------------------------------------------------------------
 
+
 def _png(fig: Any) -> str:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -584,7 +741,7 @@ def _fig(w: float, h: float) -> Any:
 
 def _short(v: str | None, n: int = 28) -> str:
     v = str(v)
-    return v if len(v) <= n else "…" + v[-(n - 1):]
+    return v if len(v) <= n else "…" + v[-(n - 1) :]
 
 
 def fig_scores(data: dict[str, Any]) -> str | None:
@@ -599,10 +756,18 @@ def fig_scores(data: dict[str, Any]) -> str | None:
     for k, v in enumerate(versions):
         xs = [i + (k - (len(versions) - 1) / 2) * width for i in range(len(suites))]
         ys = [s["scores"].get(v) for s in suites]
-        bars = ax.bar(xs, [y or 0 for y in ys], width, label=("incumbent " if k == 0 else "") + _short(v), color=colors[k % len(colors)])
+        bars = ax.bar(
+            xs,
+            [y or 0 for y in ys],
+            width,
+            label=("incumbent " if k == 0 else "") + _short(v),
+            color=colors[k % len(colors)],
+        )
         for b, y in zip(bars, ys, strict=True):
             if y is not None:
-                ax.annotate(f"{y:.3f}", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=7)
+                ax.annotate(
+                    f"{y:.3f}", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=7
+                )
     ax.set_xticks(range(len(suites)), [f"{s['suite']}\n(n={s['n']})" for s in suites], fontsize=8)
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("score")
@@ -628,8 +793,11 @@ def fig_confusion(conf: dict[str, Any] | None) -> tuple[str | None, str | None]:
         change = cand - inc
     vmax = max(int(m.max()) for _, m in pair) or 1
     first = _heatmaps(labels, [(t, m, False) for t, m in pair], vmax)
-    second = _heatmaps(labels, [("change: candidate − incumbent (blue better, red worse)", change, True)], vmax) \
-        if change is not None else None
+    second = (
+        _heatmaps(labels, [("change: candidate − incumbent (blue better, red worse)", change, True)], vmax)
+        if change is not None
+        else None
+    )
     return first, second
 
 
@@ -659,8 +827,15 @@ def _heatmaps(labels: list[str], panels: list[tuple[str, Any, bool]], vmax: int)
                     v = int(m[i, j])
                     if v:
                         dark = abs(v) > lim * 0.55 if diff else v > vmax * 0.55
-                        ax.text(j, i, f"{v:+d}" if diff else str(v), ha="center", va="center", fontsize=7.5,
-                                color="white" if dark else "black")
+                        ax.text(
+                            j,
+                            i,
+                            f"{v:+d}" if diff else str(v),
+                            ha="center",
+                            va="center",
+                            fontsize=7.5,
+                            color="white" if dark else "black",
+                        )
     fig.tight_layout()
     return _png(fig)
 
@@ -672,8 +847,9 @@ def fig_training(training: list[dict[str, Any]]) -> str | None:
     fig = _fig(7.5, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     for t in curves:
-        ax.plot(t["curve"]["step"], t["curve"]["loss"], marker="o", markersize=3,
-                label=f"step {t['iteration']}")
+        ax.plot(
+            t["curve"]["step"], t["curve"]["loss"], marker="o", markersize=3, label=f"step {t['iteration']}"
+        )
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("training loss")
     ax.set_title("training loss per iteration", fontsize=10)
@@ -705,6 +881,7 @@ def fig_phases(phases: dict[str, Any]) -> str | None:
 # HTML
 # --------------------------------------------------------------------------------------------
 
+
 def fmt_score(x: Any) -> str:
     """How every score is shown (the tests read the page back with the same function)."""
     return "n/a" if x is None else f"{float(x):.3f}"
@@ -730,16 +907,28 @@ def render_html(data: dict[str, Any]) -> str:
     from jinja2 import Environment, StrictUndefined
 
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(score=fmt_score, delta=fmt_delta, rate=fmt_rate, num=fmt_num, short=_short,
-                       tojson_pretty=lambda v: json.dumps(v, indent=1, default=str, ensure_ascii=False))
+    env.filters.update(
+        score=fmt_score,
+        delta=fmt_delta,
+        rate=fmt_rate,
+        num=fmt_num,
+        short=_short,
+        tojson_pretty=lambda v: json.dumps(v, indent=1, default=str, ensure_ascii=False),
+    )
     images: dict[str, str | None] = {}
-    for name, fn, arg in (("scores", fig_scores, data), ("confusion", fig_confusion, data.get("confusion")),
-                          ("training", fig_training, data.get("training") or []), ("phases", fig_phases, data.get("phases") or {})):
+    for name, fn, arg in (
+        ("scores", fig_scores, data),
+        ("confusion", fig_confusion, data.get("confusion")),
+        ("training", fig_training, data.get("training") or []),
+        ("phases", fig_phases, data.get("phases") or {}),
+    ):
         try:
             images[name] = fn(arg)
         except Exception as exc:  # noqa: BLE001 - a figure that fails is left out, the tables stay
             images[name] = None
-            data.setdefault("report_errors", []).append({"section": f"figure {name}", "error": f"{type(exc).__name__}: {exc}"})
+            data.setdefault("report_errors", []).append(
+                {"section": f"figure {name}", "error": f"{type(exc).__name__}: {exc}"}
+            )
     images["confusion"], images["confusion_change"] = images["confusion"] or (None, None)
     tpl = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
     return tpl.render(r=data, img=images, max_flips=MAX_FLIPS_SHOWN)
@@ -748,6 +937,8 @@ def render_html(data: dict[str, Any]) -> str:
 def _fallback_html(data: dict[str, Any], err: str) -> str:
     from html import escape
 
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>kaizen report</title></head><body>"
-            "<h1>kaizen run report</h1><p>The full page could not be rendered; report.json holds the numbers.</p>"
-            f"<pre>{escape(err)}</pre><pre>{escape(json.dumps(data.get('summary'), indent=2, default=str))}</pre></body></html>")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>kaizen report</title></head><body>"
+        "<h1>kaizen run report</h1><p>The full page could not be rendered; report.json holds the numbers.</p>"
+        f"<pre>{escape(err)}</pre><pre>{escape(json.dumps(data.get('summary'), indent=2, default=str))}</pre></body></html>"
+    )

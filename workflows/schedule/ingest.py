@@ -78,8 +78,21 @@ class IngestReport:
             self.errors.append(text)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("files", "bytes", "imported", "duplicates", "feedback_added", "invalid",
-                                              "pending_requests", "pending_feedback", "rotated", "errors")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "files",
+                "bytes",
+                "imported",
+                "duplicates",
+                "feedback_added",
+                "invalid",
+                "pending_requests",
+                "pending_feedback",
+                "rotated",
+                "errors",
+            )
+        }
 
 
 def is_feedback_file(path: Path) -> bool:
@@ -105,10 +118,16 @@ def source_files(source: Path, batch_input: Path | None = None) -> list[Path]:
     are left out: they are read as the input of their output file.
     """
     if not source.exists():
-        raise ConfigError(f"log source {source} does not exist: pass --source PATH or set schedule.source in kaizen.yaml")
+        raise ConfigError(
+            f"log source {source} does not exist: pass --source PATH or set schedule.source in kaizen.yaml"
+        )
     if source.is_file():
         return [source]
-    files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".tmp"))
+    files = sorted(
+        p
+        for p in source.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".tmp")
+    )
     skip = {batch_input.resolve()} if batch_input is not None else set()
     files = [p for p in files if p.resolve() not in skip and not _is_batch_input(p)]
     return sorted(files, key=lambda p: (is_feedback_file(p), str(p)))
@@ -159,8 +178,11 @@ def _window(path: Path, cur: CursorRow, report: IngestReport) -> _Window:
         return _Window(b"", start, first_line)  # a line still being written: wait for its end
     nl = _next_newline(path, start + len(blob))
     if nl is None:
-        report.error(f"{path}:{first_line + 1}: <line>: line is longer than {MAX_LINE_BYTES} bytes and not finished yet; "
-                     "it is skipped once it ends", count=0)
+        report.error(
+            f"{path}:{first_line + 1}: <line>: line is longer than {MAX_LINE_BYTES} bytes and not finished yet; "
+            "it is skipped once it ends",
+            count=0,
+        )
         return _Window(b"", start, first_line)
     return _Window(b"", start, first_line, skip_to=nl + 1)
 
@@ -178,11 +200,17 @@ class _Pending:
             if _utc(row.first_seen) < now - PENDING_TTL["vllm-request"]:
                 expired.append(row)
                 continue
-            self.requests[row.key] = dict(row.payload) | {"line": None, "source": row.source, "abs_line": row.line,
-                                                          "first_seen": _utc(row.first_seen).isoformat()}
+            self.requests[row.key] = dict(row.payload) | {
+                "line": None,
+                "source": row.source,
+                "abs_line": row.line,
+                "first_seen": _utc(row.first_seen).isoformat(),
+            }
         for row in expired:
-            report.error(f"{row.source}:{row.line}: request_id: vLLM request {row.key} got no response line within "
-                         f"{_age(PENDING_TTL['vllm-request'])}; dropped")
+            report.error(
+                f"{row.source}:{row.line}: request_id: vLLM request {row.key} got no response line within "
+                f"{_age(PENDING_TTL['vllm-request'])}; dropped"
+            )
         self._requests_dirty = bool(expired)
 
     def carry(self) -> dict[str, Any]:
@@ -205,14 +233,20 @@ class _Pending:
                 if rid in stored and stored[rid] == messages_from_prompt(req.get("prompt") or "")[1]:
                     del self.requests[rid]
                     continue
-                req["source"], req["abs_line"], req["first_seen"] = str(path), first_line + (req.get("line") or 0), now
+                req["source"], req["abs_line"], req["first_seen"] = (
+                    str(path),
+                    first_line + (req.get("line") or 0),
+                    now,
+                )
             req["line"] = None
         over = len(self.requests) - PENDING_MAX
         if over > 0:
             for rid in sorted(self.requests, key=lambda r: self.requests[r]["first_seen"])[:over]:
                 req = self.requests.pop(rid)
-                self.report.error(f"{req['source']}:{req['abs_line']}: request_id: vLLM request {rid} dropped: more than "
-                                  f"{PENDING_MAX} requests waiting for a response line")
+                self.report.error(
+                    f"{req['source']}:{req['abs_line']}: request_id: vLLM request {rid} dropped: more than "
+                    f"{PENDING_MAX} requests waiting for a response line"
+                )
         self._requests_dirty = True
 
     def save_requests(self, s: Session | None = None) -> None:
@@ -222,8 +256,17 @@ class _Pending:
         rows = []
         for rid, req in self.requests.items():
             payload = {k: v for k, v in req.items() if k not in ("line", "source", "abs_line", "first_seen")}
-            rows.append(PendingRow(task=self.task, kind="vllm-request", key=rid, source=req["source"], line=req["abs_line"] or 0,
-                                   payload=payload, first_seen=datetime.fromisoformat(req["first_seen"])))
+            rows.append(
+                PendingRow(
+                    task=self.task,
+                    kind="vllm-request",
+                    key=rid,
+                    source=req["source"],
+                    line=req["abs_line"] or 0,
+                    payload=payload,
+                    first_seen=datetime.fromisoformat(req["first_seen"]),
+                )
+            )
         self.store.replace_pending(self.task, "vllm-request", rows, s)
 
     def retry_feedback(self, report: IngestReport) -> None:
@@ -235,10 +278,12 @@ class _Pending:
         drop = [r for r in rows if _utc(r.first_seen) < now - PENDING_TTL["feedback"]]
         live = [r for r in rows if r not in drop]
         drop += live[: max(0, len(live) - PENDING_MAX)]
-        live = live[max(0, len(live) - PENDING_MAX):]
+        live = live[max(0, len(live) - PENDING_MAX) :]
         for r in drop:
-            report.error(f"{r.source}:{r.line}: trace_id: no trace with id {r.key!r} arrived within "
-                         f"{_age(PENDING_TTL['feedback'])} (or over {PENDING_MAX} waiting); feedback dropped")
+            report.error(
+                f"{r.source}:{r.line}: trace_id: no trace with id {r.key!r} arrived within "
+                f"{_age(PENDING_TTL['feedback'])} (or over {PENDING_MAX} waiting); feedback dropped"
+            )
         runs: list[list[PendingRow]] = []  # consecutive rows of one source, in the order they arrived
         for r in live:
             if runs and runs[-1][0].source == r.source:
@@ -261,8 +306,14 @@ class _Pending:
         def done(s: Session) -> None:
             self.store.drop_pending((r.id for r in group if r.id not in waiting), s)
 
-        stats = self.store.add_feedback(items, path=group[0].source, skip_invalid=True, by_line=True, also=done,
-                                        on_missing=lambda _line, fb: waiting.add(row_of[id(fb)]))
+        stats = self.store.add_feedback(
+            items,
+            path=group[0].source,
+            skip_invalid=True,
+            by_line=True,
+            also=done,
+            on_missing=lambda _line, fb: waiting.add(row_of[id(fb)]),
+        )
         report.feedback_added += stats.feedback_added
         report.duplicates += stats.duplicates
 
@@ -284,8 +335,15 @@ def _utc(t: datetime) -> datetime:
 
 
 # ------------------------------------------------------------------------------------ the tick
-def ingest_new(store: Store, task: str, source: Path, work_dir: Path, fmt: str = "auto", *,
-               batch_input: str | Path | None = None) -> IngestReport:
+def ingest_new(
+    store: Store,
+    task: str,
+    source: Path,
+    work_dir: Path,
+    fmt: str = "auto",
+    *,
+    batch_input: str | Path | None = None,
+) -> IngestReport:
     """Import every complete line added to ``source`` since the last call, moving cursors atomically.
 
     Args:
@@ -316,18 +374,32 @@ def ingest_new(store: Store, task: str, source: Path, work_dir: Path, fmt: str =
     return report
 
 
-def _ingest_file(store: Store, task: str, path: Path, work_dir: Path, fmt: str, batch: Path | None,
-                 pending: _Pending, report: IngestReport) -> None:
+def _ingest_file(
+    store: Store,
+    task: str,
+    path: Path,
+    work_dir: Path,
+    fmt: str,
+    batch: Path | None,
+    pending: _Pending,
+    report: IngestReport,
+) -> None:
     key = str(path.resolve())
     for _ in range(1000):  # over-long lines are skipped one by one; then one window of complete lines is read
         w = _window(path, store.cursor(task, key), report)
         if w.skip_to is None:
             break
         line = w.first_line + 1
-        report.error(f"{path}:{line}: <line>: line is longer than {MAX_LINE_BYTES} bytes; skipped "
-                     "(split the record, or log less per line)")
-        store.import_traces([], path=str(path), default_task=task,
-                            also=_mover(task, key, w.skip_to, line, _head_hash(path, min(HEAD_BYTES, w.skip_to))))
+        report.error(
+            f"{path}:{line}: <line>: line is longer than {MAX_LINE_BYTES} bytes; skipped "
+            "(split the record, or log less per line)"
+        )
+        store.import_traces(
+            [],
+            path=str(path),
+            default_task=task,
+            also=_mover(task, key, w.skip_to, line, _head_hash(path, min(HEAD_BYTES, w.skip_to))),
+        )
     else:
         return
     if not w.blob:
@@ -337,7 +409,9 @@ def _ingest_file(store: Store, task: str, path: Path, work_dir: Path, fmt: str, 
     new_offset, new_lines = w.start + len(w.blob), w.first_line + w.blob.count(b"\n")
     move = _mover(task, key, new_offset, new_lines, _head_hash(path, min(HEAD_BYTES, new_offset)))
     if not w.blob.strip():
-        store.import_traces([], path=str(path), default_task=task, also=move)  # blank lines only: nothing to read
+        store.import_traces(
+            [], path=str(path), default_task=task, also=move
+        )  # blank lines only: nothing to read
         return
     chunk = work_dir / ("chunk.feedback.jsonl" if is_feedback_file(path) else "chunk.jsonl")
     chunk.write_bytes(w.blob)
@@ -354,13 +428,26 @@ def _mover(task: str, key: str, off: int, lines: int, head: str) -> Any:
     return move_cursor
 
 
-def _import_chunk(store: Store, task: str, path: Path, chunk: Path, first_line: int, fmt: str, batch: Path | None,
-                  pending: _Pending, move: Any, report: IngestReport) -> None:
+def _import_chunk(
+    store: Store,
+    task: str,
+    path: Path,
+    chunk: Path,
+    first_line: int,
+    fmt: str,
+    batch: Path | None,
+    pending: _Pending,
+    move: Any,
+    report: IngestReport,
+) -> None:
     """Parse one chunk (bad lines are reported with the *source* file:line) and import it with the cursor move."""
+
     def relocate(e: LogFormatError) -> str:
         if e.path != str(chunk):  # about another file (a batch input): as it is
             return str(e)
-        return str(LogFormatError(str(path), first_line + e.line if e.line else first_line + 1, e.field, e.problem))
+        return str(
+            LogFormatError(str(path), first_line + e.line if e.line else first_line + 1, e.field, e.problem)
+        )
 
     if is_feedback_file(path):
         fres = parse_feedback(chunk, skip_invalid=True, max_line_bytes=MAX_LINE_BYTES)
@@ -369,11 +456,29 @@ def _import_chunk(store: Store, task: str, path: Path, chunk: Path, first_line: 
 
         def also(s: Session) -> None:
             move(s)
-            store.add_pending(s, (PendingRow(task=task, kind="feedback", key=fb.trace_id, source=str(path), line=line,
-                                             payload=fb.model_dump(mode="json")) for line, fb in early))
+            store.add_pending(
+                s,
+                (
+                    PendingRow(
+                        task=task,
+                        kind="feedback",
+                        key=fb.trace_id,
+                        source=str(path),
+                        line=line,
+                        payload=fb.model_dump(mode="json"),
+                    )
+                    for line, fb in early
+                ),
+            )
 
-        stats = store.add_feedback(items, path=str(path), skip_invalid=True, by_line=True, also=also,
-                                   on_missing=lambda line, fb: early.append((line, fb)))
+        stats = store.add_feedback(
+            items,
+            path=str(path),
+            skip_invalid=True,
+            by_line=True,
+            also=also,
+            on_missing=lambda line, fb: early.append((line, fb)),
+        )
         invalid = fres.invalid
     else:
         if fmt == "auto":  # a text log is recognised by its head, not by a chunk that may hold only chatter
@@ -381,10 +486,19 @@ def _import_chunk(store: Store, task: str, path: Path, chunk: Path, first_line: 
         carry = pending.carry()
         before = {rid: dict(req) for rid, req in carry["requests"].items()}
         try:
-            tres = parse_traces(chunk, fmt, skip_invalid=True, max_line_bytes=MAX_LINE_BYTES,
-                                options={"batch_input": batch or _existing(sibling_input(path))}, require_records=False,
-                                lenient_options=True, carry=carry)
-        except LogFormatError as e:  # the chunk as a whole cannot be read (no batch input …): the cursor stays
+            tres = parse_traces(
+                chunk,
+                fmt,
+                skip_invalid=True,
+                max_line_bytes=MAX_LINE_BYTES,
+                options={"batch_input": batch or _existing(sibling_input(path))},
+                require_records=False,
+                lenient_options=True,
+                carry=carry,
+            )
+        except (
+            LogFormatError
+        ) as e:  # the chunk as a whole cannot be read (no batch input …): the cursor stays
             pending.requests.clear()
             pending.requests.update(before)
             report.error(f"{relocate(e)} (the file is read again once this is fixed)", count=0)

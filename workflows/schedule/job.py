@@ -45,7 +45,9 @@ def policy_for(ws: Workspace, overrides: dict[str, Any] | None = None) -> Schedu
         raise ConfigError(f"schedule.{validation_message(e)}") from None
 
 
-def tick(ws: Workspace, task: str, *, overrides: dict[str, Any] | None = None, progress: Progress | None = None) -> TickRow:
+def tick(
+    ws: Workspace, task: str, *, overrides: dict[str, Any] | None = None, progress: Progress | None = None
+) -> TickRow:
     """One pass of the loop for ``task``; returns its record (raises LockedError when busy)."""
     ws.store.get_task(task)
     policy = policy_for(ws, overrides)
@@ -56,16 +58,27 @@ def tick(ws: Workspace, task: str, *, overrides: dict[str, Any] | None = None, p
         try:
             held.enter_context(task_lock(ws.store, task, row.id))  # the tick's, and the repair's it drives
         except LockedError as e:
-            ws.store.save_tick(row.model_copy(update={"status": "busy", "error": str(e), "finished_at": utcnow()}))
+            ws.store.save_tick(
+                row.model_copy(update={"status": "busy", "error": str(e), "finished_at": utcnow()})
+            )
             raise
         ws.store.save_tick(row)
         try:
             _recover(ws, task, row.id, progress)
-            report = ingest_new(ws.store, task, Path(policy.source), ws.artifact_dir("ticks", row.id), policy.format,
-                                batch_input=policy.batch_input)
+            report = ingest_new(
+                ws.store,
+                task,
+                Path(policy.source),
+                ws.artifact_dir("ticks", row.id),
+                policy.format,
+                batch_input=policy.batch_input,
+            )
             row.ingested = report.as_dict()
-            _say(progress, f"tick {row.id}: ingested {report.imported} new traces, {report.feedback_added} feedback "
-                           f"({report.duplicates} duplicates, {report.invalid} invalid lines) from {policy.source}")
+            _say(
+                progress,
+                f"tick {row.id}: ingested {report.imported} new traces, {report.feedback_added} feedback "
+                f"({report.duplicates} duplicates, {report.invalid} invalid lines) from {policy.source}",
+            )
             for err in report.errors[:5]:
                 _say(progress, f"  skipped: {err}")
             ws.store.save_tick(row)
@@ -85,12 +98,17 @@ def tick(ws: Workspace, task: str, *, overrides: dict[str, Any] | None = None, p
     return row
 
 
-def _repair_step(ws: Workspace, task: str, row: TickRow, policy: ScheduleSettings, progress: Progress | None) -> None:
+def _repair_step(
+    ws: Workspace, task: str, row: TickRow, policy: ScheduleSettings, progress: Progress | None
+) -> None:
     from kaizen.workflows.repair import job as repair
 
     left = _unfinished_tick_run(ws, task)
     if left is not None:
-        row.decision, row.run_id = {"trigger": True, "reasons": [f"resume repair {left.id}, left unfinished by a killed tick"]}, left.id
+        row.decision, row.run_id = (
+            {"trigger": True, "reasons": [f"resume repair {left.id}, left unfinished by a killed tick"]},
+            left.id,
+        )
         ws.store.save_tick(row)
         _say(progress, f"tick {row.id}: resuming repair {left.id}")
         run = repair.resume(ws, left.id, progress=progress)  # under this tick's lock
@@ -130,9 +148,16 @@ def _unfinished_tick_run(ws: Workspace, task: str) -> RunRow | None:
     return None
 
 
-def watch(ws: Workspace, task: str, *, every: str | None = None, max_ticks: int | None = None,
-          overrides: dict[str, Any] | None = None, progress: Progress | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> list[TickRow]:
+def watch(
+    ws: Workspace,
+    task: str,
+    *,
+    every: str | None = None,
+    max_ticks: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[TickRow]:
     """Tick every ``every`` until interrupted (or ``max_ticks``). A busy task or a failed repair
     skips one tick; a configuration error stops the loop (it would fail every time)."""
     interval = duration_s(every or policy_for(ws, overrides).every)
@@ -153,8 +178,17 @@ def watch(ws: Workspace, task: str, *, every: str | None = None, max_ticks: int 
 
 
 def tick_json(row: TickRow) -> dict[str, Any]:
-    return {"tick_id": row.id, "task": row.task, "status": row.status, "ingested": row.ingested, "decision": row.decision,
-            "run_id": row.run_id, "error": row.error, "started_at": row.started_at, "finished_at": row.finished_at}
+    return {
+        "tick_id": row.id,
+        "task": row.task,
+        "status": row.status,
+        "ingested": row.ingested,
+        "decision": row.decision,
+        "run_id": row.run_id,
+        "error": row.error,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+    }
 
 
 def _say(progress: Progress | None, msg: str) -> None:

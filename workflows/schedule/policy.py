@@ -48,11 +48,17 @@ def _last_repair(store: Store, task: str) -> datetime | None:
 
 
 def _runs_since(store: Store, task: str, since: datetime) -> int:
-    return sum(1 for r in store.list_runs(task) if r.workflow in REPAIR_WORKFLOWS and _utc(r.created_at) >= since)
+    return sum(
+        1 for r in store.list_runs(task) if r.workflow in REPAIR_WORKFLOWS and _utc(r.created_at) >= since
+    )
 
 
 def _last_promotion(store: Store, task: str) -> datetime | None:
-    moves = [e for e in store.alias_history(task) if e.alias == "production" and e.action in ("promote", "rollback")]
+    moves = [
+        e
+        for e in store.alias_history(task)
+        if e.alias == "production" and e.action in ("promote", "rollback")
+    ]
     return _utc(moves[-1].created_at) if moves else None
 
 
@@ -74,7 +80,7 @@ def failure_rate_rise(verdicts: list[str], window: int) -> tuple[float, float] |
     """(rate of the first window, rate of the latest window), or None with fewer than 2 windows."""
     if len(verdicts) < 2 * window:
         return None
-    rate = (lambda vs: sum(v == "fail" for v in vs) / len(vs))
+    rate = lambda vs: sum(v == "fail" for v in vs) / len(vs)
     return rate(verdicts[:window]), rate(verdicts[-window:])
 
 
@@ -97,18 +103,36 @@ def decide(store: Store, task: str, policy: ScheduleSettings, now: datetime | No
     m: dict[str, Any] = {"last_repair": last_repair, "last_promotion": last_promo}
     m["repairs_last_24h"] = _runs_since(store, task, now - timedelta(days=1))
     if m["repairs_last_24h"] >= policy.max_runs_per_day:
-        return Decision(trigger=False, reasons=[f"budget: {m['repairs_last_24h']} repairs in the last 24 h (max {policy.max_runs_per_day})"], metrics=m)
+        return Decision(
+            trigger=False,
+            reasons=[
+                f"budget: {m['repairs_last_24h']} repairs in the last 24 h (max {policy.max_runs_per_day})"
+            ],
+            metrics=m,
+        )
     if last_repair and (now - last_repair).total_seconds() < duration_s(policy.cooldown):
-        return Decision(trigger=False, reasons=[f"cooldown: last repair at {last_repair:%Y-%m-%d %H:%M} UTC, cooldown {policy.cooldown}"], metrics=m)
+        return Decision(
+            trigger=False,
+            reasons=[
+                f"cooldown: last repair at {last_repair:%Y-%m-%d %H:%M} UTC, cooldown {policy.cooldown}"
+            ],
+            metrics=m,
+        )
     fb = _feedback_since(store, task, last_repair)
     old_inputs, new_inputs = _traces_split(store, task, last_repair)
-    m |= {"new_feedback": len(fb), "new_traces": len(new_inputs), "new_failures": sum(v == "fail" for _, v in fb)}
+    m |= {
+        "new_feedback": len(fb),
+        "new_traces": len(new_inputs),
+        "new_failures": sum(v == "fail" for _, v in fb),
+    }
     if not fb and not new_inputs:
         return Decision(trigger=False, reasons=["nothing new since the last repair"], metrics=m)
     reasons, fired = [], False
     if m["new_failures"] >= policy.min_new_failures:
         fired = True
-        reasons.append(f"new failures: {m['new_failures']} since the last repair (≥ {policy.min_new_failures})")
+        reasons.append(
+            f"new failures: {m['new_failures']} since the last repair (≥ {policy.min_new_failures})"
+        )
     else:
         reasons.append(f"new failures: {m['new_failures']} (< {policy.min_new_failures})")
     rates = failure_rate_rise([v for _, v in _feedback_since(store, task, last_promo)], policy.rate_window)
@@ -117,10 +141,14 @@ def decide(store: Store, task: str, policy: ScheduleSettings, now: datetime | No
         rise = rates[1] - rates[0]
         hit = rise >= policy.min_failure_rate_rise
         fired |= hit
-        reasons.append(f"failure rate {rates[0]:.2f} → {rates[1]:.2f} since the last promotion ({rise:+.2f}; trigger at +{policy.min_failure_rate_rise:.2f})")
+        reasons.append(
+            f"failure rate {rates[0]:.2f} → {rates[1]:.2f} since the last promotion ({rise:+.2f}; trigger at +{policy.min_failure_rate_rise:.2f})"
+        )
     if len(new_inputs) >= policy.min_new_for_drift and old_inputs:
         m["drift"] = round(novel_share(old_inputs, new_inputs), 4)
         hit = m["drift"] >= policy.drift_threshold
         fired |= hit
-        reasons.append(f"drift: {m['drift']:.0%} of {len(new_inputs)} new inputs are unlike any earlier one (trigger at {policy.drift_threshold:.0%})")
+        reasons.append(
+            f"drift: {m['drift']:.0%} of {len(new_inputs)} new inputs are unlike any earlier one (trigger at {policy.drift_threshold:.0%})"
+        )
     return Decision(trigger=fired, reasons=reasons, metrics=m)

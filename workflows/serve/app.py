@@ -33,16 +33,17 @@ from typing import Any, Self
 
 import anyio
 import httpx
-from kaizen.tools.env import env
-from kaizen.tools.errors import ConfigError, KaizenError, ProxyError
-from kaizen.tools.serve import http
-from kaizen.workflows.serve.router import Route, ServingProxy, text_of
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as Endpoint
 from starlette.types import Receive, Scope, Send
+
+from kaizen.tools.env import env
+from kaizen.tools.errors import ConfigError, KaizenError, ProxyError
+from kaizen.tools.serve import http
+from kaizen.workflows.serve.router import Route, ServingProxy, text_of
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ ENDPOINTS = "POST /v1/chat/completions, GET /v1/models, GET /health, POST /feedb
 
 
 def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "code": exc.status}}, exc.status, headers=headers)
+    return JSONResponse(
+        {"error": {"message": exc.message, "type": exc.kind, "code": exc.status}}, exc.status, headers=headers
+    )
 
 
 def _json_errors(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -113,7 +116,9 @@ class _RelayResponse(StreamingResponse):
     """A stream whose flight is closed however it ends: finished, cut off by the client, or never started."""
 
     def __init__(self, content: AsyncIterator[bytes], flight: _Flight, headers: dict[str, str]):
-        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache", **headers})
+        super().__init__(
+            content, media_type="text/event-stream", headers={"Cache-Control": "no-cache", **headers}
+        )
         self.flight = flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,18 +146,28 @@ def make_app(proxy: ServingProxy) -> Starlette:
     def admin(request: Request) -> None:
         token = p.admin_token
         if token and not secrets.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
-            raise ProxyError(401, "admin endpoints need the server's token (Authorization: Bearer …, from the store's server row)",
-                             "unauthorized")
+            raise ProxyError(
+                401,
+                "admin endpoints need the server's token (Authorization: Bearer …, from the store's server row)",
+                "unauthorized",
+            )
 
     async def post_upstream(body: dict[str, Any], *, stream: bool) -> httpx.Response:
         client = upstream["client"]
-        req = client.build_request("POST", p.upstream + "/v1/chat/completions", content=json.dumps(body).encode(),
-                                   headers={"Content-Type": "application/json"})
+        req = client.build_request(
+            "POST",
+            p.upstream + "/v1/chat/completions",
+            content=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             return await client.send(req, stream=stream)
         except httpx.TransportError as exc:
-            raise ProxyError(502, f"vLLM server at {p.upstream}: {http.unreachable('POST', req.url.path, exc, UPSTREAM_TIMEOUT_S)}",
-                             "upstream_error") from None
+            raise ProxyError(
+                502,
+                f"vLLM server at {p.upstream}: {http.unreachable('POST', req.url.path, exc, UPSTREAM_TIMEOUT_S)}",
+                "upstream_error",
+            ) from None
 
     async def health(request: Request) -> Response:
         try:
@@ -163,9 +178,20 @@ def make_app(proxy: ServingProxy) -> Starlette:
         return JSONResponse({"status": "ok" if ok else "upstream down", **p.state()}, 200 if ok else 503)
 
     async def models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [
-            {"id": p.task.name, "object": "model", "created": 0, "owned_by": "kaizen",
-             "kaizen": {"production": p.production.brief(), "canary": p.canary_state()}}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": p.task.name,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "kaizen",
+                        "kaizen": {"production": p.production.brief(), "canary": p.canary_state()},
+                    }
+                ],
+            }
+        )
 
     async def chat(request: Request) -> Response:
         started = time.perf_counter()
@@ -174,10 +200,17 @@ def make_app(proxy: ServingProxy) -> Starlette:
         route, is_canary = p.choose()
         handed_over = False  # a stream releases the route itself, when it ends
         try:
-            upstream_body = {**params, "model": route.model, "messages": p.upstream_messages(route, logged, body["messages"])}
+            upstream_body = {
+                **params,
+                "model": route.model,
+                "messages": p.upstream_messages(route, logged, body["messages"]),
+            }
             trace_id = p.new_trace_id()
-            headers = {"x-kaizen-trace-id": trace_id, "x-kaizen-model-version": route.version,
-                       "x-kaizen-canary": "true" if is_canary else "false"}
+            headers = {
+                "x-kaizen-trace-id": trace_id,
+                "x-kaizen-model-version": route.version,
+                "x-kaizen-canary": "true" if is_canary else "false",
+            }
             if params.get("stream"):
                 response = await relay(upstream_body, trace_id, route, is_canary, logged, headers, started)
                 handed_over = isinstance(response, _RelayResponse)
@@ -189,21 +222,43 @@ def make_app(proxy: ServingProxy) -> Starlette:
             if up.status_code != 200 or not isinstance(payload, dict):
                 if isinstance(payload, dict):
                     return JSONResponse(payload, up.status_code if up.status_code != 200 else 502)
-                return error_response(ProxyError(up.status_code if up.status_code != 200 else 502, str(payload), "upstream_error"))
+                return error_response(
+                    ProxyError(
+                        up.status_code if up.status_code != 200 else 502, str(payload), "upstream_error"
+                    )
+                )
             choice = (payload.get("choices") or [{}])[0]
             output = text_of((choice.get("message") or {}).get("content"))
             payload["id"], payload["model"] = trace_id, p.task.name
-            line = p.trace_line(trace_id=trace_id, route=route, is_canary=is_canary, messages=logged, output=output,
-                                latency_ms=(time.perf_counter() - started) * 1000, upstream_ms=upstream_ms,
-                                usage=payload.get("usage"), finish_reason=choice.get("finish_reason"), stream=False)
-            headers["x-kaizen-logged"] = "true" if await anyio.to_thread.run_sync(p.write_trace, line) else "false"
+            line = p.trace_line(
+                trace_id=trace_id,
+                route=route,
+                is_canary=is_canary,
+                messages=logged,
+                output=output,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                upstream_ms=upstream_ms,
+                usage=payload.get("usage"),
+                finish_reason=choice.get("finish_reason"),
+                stream=False,
+            )
+            headers["x-kaizen-logged"] = (
+                "true" if await anyio.to_thread.run_sync(p.write_trace, line) else "false"
+            )
             return JSONResponse(payload, headers=headers)
         finally:
             if not handed_over:
                 p.release(route)
 
-    async def relay(body: dict[str, Any], trace_id: str, route: Route, is_canary: bool, logged: list[dict[str, Any]],
-                    headers: dict[str, str], started: float) -> Response:
+    async def relay(
+        body: dict[str, Any],
+        trace_id: str,
+        route: Route,
+        is_canary: bool,
+        logged: list[dict[str, Any]],
+        headers: dict[str, str],
+        started: float,
+    ) -> Response:
         """Relay vLLM's server-sent events, rewriting id/model; log the assembled output before the end."""
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
@@ -247,9 +302,18 @@ def make_app(proxy: ServingProxy) -> Starlette:
                             continue
                     yield b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
                 # Logged before the stream ends: once a client has seen the end, its trace id takes feedback.
-                line = p.trace_line(trace_id=trace_id, route=route, is_canary=is_canary, messages=logged, output="".join(parts),
-                                    latency_ms=(time.perf_counter() - started) * 1000, upstream_ms=(time.perf_counter() - t0) * 1000,
-                                    usage=usage, finish_reason=finish, stream=True)
+                line = p.trace_line(
+                    trace_id=trace_id,
+                    route=route,
+                    is_canary=is_canary,
+                    messages=logged,
+                    output="".join(parts),
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    upstream_ms=(time.perf_counter() - t0) * 1000,
+                    usage=usage,
+                    finish_reason=finish,
+                    stream=True,
+                )
                 await anyio.to_thread.run_sync(p.write_trace, line)
                 await flight.close()  # the answer is complete: the adapter may be swapped out now
                 if done:
@@ -279,15 +343,21 @@ def make_app(proxy: ServingProxy) -> Starlette:
 
     async def not_served(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
-        return error_response(ProxyError(status, f"{request.method} {request.url.path}: not served here ({ENDPOINTS})", "not_found"))
+        return error_response(
+            ProxyError(
+                status, f"{request.method} {request.url.path}: not served here ({ENDPOINTS})", "not_found"
+            )
+        )
 
-    routes = [Endpoint("/health", _json_errors(health), methods=["GET"]),
-              Endpoint("/v1/models", _json_errors(models), methods=["GET"]),
-              Endpoint("/v1/chat/completions", _json_errors(chat), methods=["POST"]),
-              Endpoint("/feedback", _json_errors(feedback), methods=["POST"]),
-              Endpoint("/admin/route", _json_errors(admin_route), methods=["POST"]),
-              Endpoint("/admin/canary", _json_errors(admin_canary), methods=["POST"]),
-              Endpoint("/admin/state", _json_errors(admin_state), methods=["GET"])]
+    routes = [
+        Endpoint("/health", _json_errors(health), methods=["GET"]),
+        Endpoint("/v1/models", _json_errors(models), methods=["GET"]),
+        Endpoint("/v1/chat/completions", _json_errors(chat), methods=["POST"]),
+        Endpoint("/feedback", _json_errors(feedback), methods=["POST"]),
+        Endpoint("/admin/route", _json_errors(admin_route), methods=["POST"]),
+        Endpoint("/admin/canary", _json_errors(admin_canary), methods=["POST"]),
+        Endpoint("/admin/state", _json_errors(admin_state), methods=["GET"]),
+    ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_served})
 
 
@@ -319,9 +389,16 @@ class AppServer:
         import uvicorn
 
         self.sock = bind(host, port)
-        config = uvicorn.Config(make_app(proxy), log_config=None, log_level="warning", lifespan="on",
-                                access_log=env().serve_access_log, timeout_graceful_shutdown=int(grace_s),
-                                server_header=False, backlog=2048)
+        config = uvicorn.Config(
+            make_app(proxy),
+            log_config=None,
+            log_level="warning",
+            lifespan="on",
+            access_log=env().serve_access_log,
+            timeout_graceful_shutdown=int(grace_s),
+            server_header=False,
+            backlog=2048,
+        )
         self.server = uvicorn.Server(config)
         self.thread: threading.Thread | None = None
 
@@ -335,7 +412,9 @@ class AppServer:
         return f"http://{host}:{port}"
 
     def start(self, timeout_s: float = 30.0) -> Self:
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, name="kaizen-serve", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name="kaizen-serve", daemon=True
+        )
         self.thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:

@@ -69,7 +69,11 @@ def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text"))
+        return "\n".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text")
+        )
     return str(content)
 
 
@@ -96,12 +100,32 @@ class ServingProxy(TraceLog):
     looked up by number.
     """
 
-    def __init__(self, *, task: TaskSpec, upstream: str, base_version: str, base_model: str, production: Route,
-                 log_path: Path, store: Store | None = None, server_id: str = "", admin_token: str = "",
-                 prompt_mode: str = "render", rng: random.Random | None = None, fsync: bool = True):
+    def __init__(
+        self,
+        *,
+        task: TaskSpec,
+        upstream: str,
+        base_version: str,
+        base_model: str,
+        production: Route,
+        log_path: Path,
+        store: Store | None = None,
+        server_id: str = "",
+        admin_token: str = "",
+        prompt_mode: str = "render",
+        rng: random.Random | None = None,
+        fsync: bool = True,
+    ):
         if prompt_mode not in PROMPT_MODES:
             raise ConfigError(f"unknown prompt mode {prompt_mode!r}: use {' or '.join(PROMPT_MODES)}")
-        super().__init__(task=task, log_path=log_path, store=store, server_id=server_id, prompt_mode=prompt_mode, fsync=fsync)
+        super().__init__(
+            task=task,
+            log_path=log_path,
+            store=store,
+            server_id=server_id,
+            prompt_mode=prompt_mode,
+            fsync=fsync,
+        )
         self.set_upstream(upstream)
         self.base_version, self.base_model = base_version, base_model
         self.production: Route = production
@@ -114,14 +138,18 @@ class ServingProxy(TraceLog):
         self._admin = threading.Lock()  # one route/canary change at a time
         self._inflight: dict[str, int] = {}
         self._pending: set[str] = set()  # adapters to unload when their last request ends
-        self.on_change: Callable[[ServingProxy], None] | None = None  # persists the routing table (the ServerRow)
+        self.on_change: Callable[[ServingProxy], None] | None = (
+            None  # persists the routing table (the ServerRow)
+        )
 
     # ------------------------------------------------------------------ upstream (admin calls, blocking)
 
     def set_upstream(self, url: str) -> None:
         self.upstream = url.rstrip("/")
 
-    def upstream_request(self, method: str, path: str, body: Any = None, timeout: float = ADMIN_UPSTREAM_TIMEOUT_S) -> tuple[int, Any]:
+    def upstream_request(
+        self, method: str, path: str, body: Any = None, timeout: float = ADMIN_UPSTREAM_TIMEOUT_S
+    ) -> tuple[int, Any]:
         try:
             return http.request_json(method, self.upstream + path, body, timeout=timeout)
         except ServingError as exc:
@@ -150,7 +178,9 @@ class ServingProxy(TraceLog):
             left = self._inflight[route.model] = max(0, self._inflight.get(route.model, 0) - 1)
             due = left == 0 and route.model in self._pending
         if due:  # the last request on a swapped-out adapter: unload it (a blocking call: not on the caller's thread)
-            threading.Thread(target=self._deferred_unload, args=(route.model,), name="kaizen-unload", daemon=True).start()
+            threading.Thread(
+                target=self._deferred_unload, args=(route.model,), name="kaizen-unload", daemon=True
+            ).start()
 
     def inflight(self, model: str) -> int:
         with self._state:
@@ -207,12 +237,24 @@ class ServingProxy(TraceLog):
             raise ProxyError(400, "'skill' must be a skill version number or null")
         base = body.get("base_version")
         if base is not None and base != self.base_version:
-            raise ProxyError(409, f"{version} is built on base {base!r} but this server serves base {self.base_version!r}: "
-                                  "start another `kaizen serve` for it")
+            raise ProxyError(
+                409,
+                f"{version} is built on base {base!r} but this server serves base {self.base_version!r}: "
+                "start another `kaizen serve` for it",
+            )
         if adapter is None and version != self.base_version:
-            raise ProxyError(409, f"{version} is a full model, not an adapter of {self.base_version!r}: this server cannot switch to it")
+            raise ProxyError(
+                409,
+                f"{version} is a full model, not an adapter of {self.base_version!r}: this server cannot switch to it",
+            )
         model = version if adapter else self.base_model
-        return Route(version=version, model=model, adapter_path=adapter, skill_version=skill_v, skill=self._skill(skill_v))
+        return Route(
+            version=version,
+            model=model,
+            adapter_path=adapter,
+            skill_version=skill_v,
+            skill=self._skill(skill_v),
+        )
 
     def load(self, route: Route) -> str | None:
         """Make vLLM serve ``route``'s adapter (no-op for a base or an adapter already loaded)."""
@@ -220,12 +262,19 @@ class ServingProxy(TraceLog):
             self._pending.discard(route.model)  # served again: no longer to be unloaded
         if not route.adapter_path or route.model in self.loaded:
             return None
-        status, payload = self.upstream_request("POST", "/v1/load_lora_adapter",
-                                                {"lora_name": route.model, "lora_path": str(Path(route.adapter_path).resolve())})
+        status, payload = self.upstream_request(
+            "POST",
+            "/v1/load_lora_adapter",
+            {"lora_name": route.model, "lora_path": str(Path(route.adapter_path).resolve())},
+        )
         if status != 200:
             msg = http.error_message(payload)
             if "already been loaded" not in msg:
-                raise ProxyError(502, f"vLLM could not load adapter {route.model!r} from {route.adapter_path}: {msg}", "upstream_error")
+                raise ProxyError(
+                    502,
+                    f"vLLM could not load adapter {route.model!r} from {route.adapter_path}: {msg}",
+                    "upstream_error",
+                )
         self.loaded.add(route.model)
         return route.model
 
@@ -274,16 +323,29 @@ class ServingProxy(TraceLog):
             new = self._make_route(body)
             old = self.production
             if (old.version, old.skill_version) == (new.version, new.skill_version):
-                return {"changed": False, "production": new.brief(), "previous": {"version": old.version, "skill": old.skill_version},
-                        "swap_ms": 0.0, "loaded": None, "unloaded": []}
+                return {
+                    "changed": False,
+                    "production": new.brief(),
+                    "previous": {"version": old.version, "skill": old.skill_version},
+                    "swap_ms": 0.0,
+                    "loaded": None,
+                    "unloaded": [],
+                }
             loaded = self.load(new)
             with self._state:
                 self.production = new
             self._changed()
             switched_ms = (time.perf_counter() - started) * 1000
             unloads = self._unload_unused()
-        return {"changed": True, "production": new.brief(), "previous": {"version": old.version, "skill": old.skill_version},
-                "loaded": loaded, **unloads, "swap_ms": round((time.perf_counter() - started) * 1000, 2), "switched_ms": round(switched_ms, 2)}
+        return {
+            "changed": True,
+            "production": new.brief(),
+            "previous": {"version": old.version, "skill": old.skill_version},
+            "loaded": loaded,
+            **unloads,
+            "swap_ms": round((time.perf_counter() - started) * 1000, 2),
+            "switched_ms": round(switched_ms, 2),
+        }
 
     def set_canary(self, body: dict[str, Any]) -> dict[str, Any]:
         """Send ``fraction`` of requests to (version, skill); ``version`` null or fraction 0 stops the canary."""
@@ -305,16 +367,28 @@ class ServingProxy(TraceLog):
 
     def canary_state(self) -> dict[str, Any] | None:
         c = self.canary
-        return None if c is None else {"version": c.version, "skill": c.skill_version, "fraction": self.canary_fraction}
+        return (
+            None
+            if c is None
+            else {"version": c.version, "skill": c.skill_version, "fraction": self.canary_fraction}
+        )
 
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change(self)
 
     def state(self) -> dict[str, Any]:
-        return {"task": self.task.name, "production": self.production.brief(), "canary": self.canary_state(),
-                "base_version": self.base_version, "prompt_mode": self.prompt_mode, "log_path": str(self.log_path),
-                "feedback_path": str(self.feedback_path), "server_id": self.server_id, "unload_pending": sorted(self._pending)}
+        return {
+            "task": self.task.name,
+            "production": self.production.brief(),
+            "canary": self.canary_state(),
+            "base_version": self.base_version,
+            "prompt_mode": self.prompt_mode,
+            "log_path": str(self.log_path),
+            "feedback_path": str(self.feedback_path),
+            "server_id": self.server_id,
+            "unload_pending": sorted(self._pending),
+        }
 
     # ------------------------------------------------------------------ requests
 
@@ -324,15 +398,23 @@ class ServingProxy(TraceLog):
             raise ProxyError(400, "the request body must be a JSON object")
         model = body.get("model")
         if model not in (None, "", self.task.name):
-            raise ProxyError(404, f"The model `{model}` does not exist: this server serves task {self.task.name!r} as model "
-                                  f"{self.task.name!r}", "model_not_found")
+            raise ProxyError(
+                404,
+                f"The model `{model}` does not exist: this server serves task {self.task.name!r} as model "
+                f"{self.task.name!r}",
+                "model_not_found",
+            )
         messages = validate_messages(body.get("messages"))
         if body.get("n") not in (None, 1):
-            raise ProxyError(400, "'n' > 1 is not supported by the kaizen proxy (one logged output per request)")
+            raise ProxyError(
+                400, "'n' > 1 is not supported by the kaizen proxy (one logged output per request)"
+            )
         logged = [{"role": m["role"], "content": text_of(m.get("content"))} for m in messages]
         return {k: v for k, v in body.items() if k not in ("model", "messages")}, logged
 
-    def upstream_messages(self, route: Route, messages: list[dict[str, Any]], raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def upstream_messages(
+        self, route: Route, messages: list[dict[str, Any]], raw: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         if self.prompt_mode == "passthrough":
             return raw
         return render(self.task, route.skill, messages)

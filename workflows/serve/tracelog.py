@@ -23,10 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from kaizen.tools.errors import ProxyError
 from kaizen.tools.schema import FeedbackIn, TaskSpec, TraceIn
 from kaizen.tools.store import Store
-from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from kaizen.workflows.serve.router import Route
@@ -43,11 +44,21 @@ def now_iso() -> str:
 class TraceLog:
     """Appends trace lines to ``log_path`` and feedback to the file beside it (or to ``store``)."""
 
-    def __init__(self, *, task: TaskSpec, log_path: Path, store: Store | None = None, server_id: str = "",
-                 prompt_mode: str = "render", fsync: bool = True):
+    def __init__(
+        self,
+        *,
+        task: TaskSpec,
+        log_path: Path,
+        store: Store | None = None,
+        server_id: str = "",
+        prompt_mode: str = "render",
+        fsync: bool = True,
+    ):
         self.task = task
         self.log_path = Path(log_path)
-        self.feedback_path = self.log_path.with_name(self.log_path.name.removesuffix(".jsonl") + ".feedback.jsonl")
+        self.feedback_path = self.log_path.with_name(
+            self.log_path.name.removesuffix(".jsonl") + ".feedback.jsonl"
+        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.store, self.server_id = store, server_id
         self.prompt_mode, self.fsync = prompt_mode, fsync
@@ -67,7 +78,9 @@ class TraceLog:
         try:
             TraceIn.model_validate(line)
         except ValidationError as exc:
-            log.warning("kaizen serve: trace %s not logged: %s", line.get("id"), exc.errors(include_url=False)[:1])
+            log.warning(
+                "kaizen serve: trace %s not logged: %s", line.get("id"), exc.errors(include_url=False)[:1]
+            )
             return False
         text = json.dumps(line, ensure_ascii=False) + "\n"
         with self._log:
@@ -78,17 +91,38 @@ class TraceLog:
                 self._ids.discard(self._ids_order.popleft())
         return True
 
-    def trace_line(self, *, trace_id: str, route: Route, is_canary: bool, messages: list[dict[str, Any]], output: str,
-                   latency_ms: float, upstream_ms: float, usage: dict[str, Any] | None, finish_reason: str | None,
-                   stream: bool) -> dict[str, Any]:
+    def trace_line(
+        self,
+        *,
+        trace_id: str,
+        route: Route,
+        is_canary: bool,
+        messages: list[dict[str, Any]],
+        output: str,
+        latency_ms: float,
+        upstream_ms: float,
+        usage: dict[str, Any] | None,
+        finish_reason: str | None,
+        stream: bool,
+    ) -> dict[str, Any]:
         usage = usage or {}
         return {
-            "id": trace_id, "timestamp": now_iso(), "task": self.task.name, "model_version": route.version,
-            "messages": messages, "output": output, "latency_ms": round(latency_ms, 2),
-            "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+            "id": trace_id,
+            "timestamp": now_iso(),
+            "task": self.task.name,
+            "model_version": route.version,
+            "messages": messages,
+            "output": output,
+            "latency_ms": round(latency_ms, 2),
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
             "metadata": {
-                "skill_version": route.skill_version, "canary": is_canary, "prompt": self.prompt_mode,
-                "finish_reason": finish_reason, "upstream_ms": round(upstream_ms, 2), "stream": stream,
+                "skill_version": route.skill_version,
+                "canary": is_canary,
+                "prompt": self.prompt_mode,
+                "finish_reason": finish_reason,
+                "upstream_ms": round(upstream_ms, 2),
+                "stream": stream,
                 "server": self.server_id,
             },
         }
@@ -106,7 +140,10 @@ class TraceLog:
     def feedback(self, body: Any) -> dict[str, Any]:
         """Attach feedback in the store if the trace is there, else append it to the feedback file."""
         if not isinstance(body, dict):
-            raise ProxyError(400, "the request body must be a JSON object {trace_id, verdict, correction?, reason?, source?}")
+            raise ProxyError(
+                400,
+                "the request body must be a JSON object {trace_id, verdict, correction?, reason?, source?}",
+            )
         try:
             fb = FeedbackIn.model_validate(body)
         except ValidationError as exc:
@@ -120,8 +157,12 @@ class TraceLog:
             stats = self.store.add_feedback([(1, fb)], path=f"kaizen serve {self.server_id} POST /feedback")
             return {"trace_id": fb.trace_id, "stored": "store", "added": stats.feedback_added == 1}
         if not self.known_trace(fb.trace_id):
-            raise ProxyError(404, f"unknown trace id {fb.trace_id!r}: feedback is taken for traces this server answered "
-                                  f"(logged in {self.log_path}) or traces already in the store", "not_found")
+            raise ProxyError(
+                404,
+                f"unknown trace id {fb.trace_id!r}: feedback is taken for traces this server answered "
+                f"(logged in {self.log_path}) or traces already in the store",
+                "not_found",
+            )
         line = json.dumps(fb.model_dump(exclude_none=True), ensure_ascii=False) + "\n"
         with self._log:
             self._append(self.feedback_path, line)

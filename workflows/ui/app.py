@@ -52,8 +52,13 @@ def _env() -> Any:
 
     # ChainableUndefined: a key a report or the store does not have (an older run, a newer schema) renders
     # as nothing instead of failing the page.
-    env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]),
-                      undefined=ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(HERE / "templates")),
+        autoescape=select_autoescape(["html"]),
+        undefined=ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
     def short(v: Any, n: int = 80) -> str:
         s = "" if v is None else str(v)
@@ -74,11 +79,19 @@ def _env() -> Any:
                 return fn(v)
             except (TypeError, ValueError):
                 return str(v)
+
         return wrapped
 
-    env.filters.update(score=safe(fmt_score), delta=safe(fmt_delta), rate=safe(fmt_rate), num=safe(fmt_num), short=short,
-                       when=when, pretty=lambda v: json.dumps(v, indent=1, ensure_ascii=False, default=str),
-                       seconds=safe(lambda v: "n/a" if v is None else f"{float(v):.1f} s"))
+    env.filters.update(
+        score=safe(fmt_score),
+        delta=safe(fmt_delta),
+        rate=safe(fmt_rate),
+        num=safe(fmt_num),
+        short=short,
+        when=when,
+        pretty=lambda v: json.dumps(v, indent=1, ensure_ascii=False, default=str),
+        seconds=safe(lambda v: "n/a" if v is None else f"{float(v):.1f} s"),
+    )
     return env
 
 
@@ -110,14 +123,26 @@ class Dashboard:
         except Exception:
             log.exception("ui: counting runs awaiting approval")
             waiting = 0
-        ctx = {"request": request, "tasks": tasks, "nav_task": task, "waiting": waiting, "poll_ms": self.poll_ms,
-               "authed": self.authed(request), "charts": charts, "Markup": Markup, "qs": _qs, "path": request.url.path} | ctx
+        ctx = {
+            "request": request,
+            "tasks": tasks,
+            "nav_task": task,
+            "waiting": waiting,
+            "poll_ms": self.poll_ms,
+            "authed": self.authed(request),
+            "charts": charts,
+            "Markup": Markup,
+            "qs": _qs,
+            "path": request.url.path,
+        } | ctx
         html = self.env.get_template(template).render(**ctx)
         return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
     def fragment(self, template: str, **ctx: Any) -> HTMLResponse:
         ctx = {"poll_ms": self.poll_ms, "charts": charts, "Markup": Markup, "qs": _qs} | ctx
-        return HTMLResponse(self.env.get_template(template).render(**ctx), headers={"Cache-Control": "no-store"})
+        return HTMLResponse(
+            self.env.get_template(template).render(**ctx), headers={"Cache-Control": "no-store"}
+        )
 
 
 def _qs(params: dict[str, Any], **changes: Any) -> str:
@@ -130,7 +155,9 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def create_app(ws: Workspace, *, token: str, decide: Decide | None = None, poll_ms: int = POLL_MS) -> Starlette:
+def create_app(
+    ws: Workspace, *, token: str, decide: Decide | None = None, poll_ms: int = POLL_MS
+) -> Starlette:
     """The dashboard of workspace ``ws``.
 
     Args:
@@ -150,7 +177,9 @@ def create_app(ws: Workspace, *, token: str, decide: Decide | None = None, poll_
         given = request.query_params.get("token")
         if request.method == "GET" and given is not None:
             params = {k: v for k, v in request.query_params.items() if k != "token"}
-            resp = RedirectResponse(request.url.path + (("?" + urlencode(params)) if params else ""), status_code=303)
+            resp = RedirectResponse(
+                request.url.path + (("?" + urlencode(params)) if params else ""), status_code=303
+            )
             if d._valid(given):
                 resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
             return resp
@@ -188,7 +217,11 @@ def create_app(ws: Workspace, *, token: str, decide: Decide | None = None, poll_
         return d.page(request, "models.html", m=r.models(task), task=task)
 
     def model_diff_page(request: Request) -> Response:
-        a, b, task = request.query_params.get("a"), request.query_params.get("b"), request.query_params.get("task") or None
+        a, b, task = (
+            request.query_params.get("a"),
+            request.query_params.get("b"),
+            request.query_params.get("task") or None,
+        )
         if not a or not b:
             raise ValueError("pass two versions: /models/diff?a=V1&b=V2")
         return d.page(request, "model_diff.html", diff=r.model_diff(a, b, task), task=task)
@@ -209,20 +242,36 @@ def create_app(ws: Workspace, *, token: str, decide: Decide | None = None, poll_
         task = _one_task(request)
         if not task:
             raise ValueError("pass ?task=NAME")
-        return d.page(request, "skill_diff.html", diff=r.skill_diff(task, _int(request, "a"), _int(request, "b")), task=task)
+        return d.page(
+            request,
+            "skill_diff.html",
+            diff=r.skill_diff(task, _int(request, "a"), _int(request, "b")),
+            task=task,
+        )
 
     def approvals_page(request: Request) -> Response:
-        return d.page(request, "approvals.html", items=r.approvals(), can_decide=d.decide_fn is not None,
-                      default_by=getpass.getuser())
+        return d.page(
+            request,
+            "approvals.html",
+            items=r.approvals(),
+            can_decide=d.decide_fn is not None,
+            default_by=getpass.getuser(),
+        )
 
     # -------------------------------------------------------------------------------------- api
     def api(fn: Callable[[Request], Any]) -> Callable[[Request], Response]:
         def handler(request: Request) -> Response:
             return JSONResponse(jsonable(fn(request)), headers={"Cache-Control": "no-store"})
+
         return handler
 
     def health(request: Request) -> Any:
-        return {"ok": True, "workspace": str(ws.root), "tasks": r.task_names(), "approvals": d.decide_fn is not None}
+        return {
+            "ok": True,
+            "workspace": str(ws.root),
+            "tasks": r.task_names(),
+            "approvals": d.decide_fn is not None,
+        }
 
     async def decide_route(request: Request) -> Response:
         run_id, action = request.path_params["run_id"], request.path_params["action"]
@@ -238,17 +287,29 @@ def create_app(ws: Workspace, *, token: str, decide: Decide | None = None, poll_
             body = raw if isinstance(raw, dict) else {}
         elif "form" in ctype:
             body = dict(await request.form())
-        given = (request.headers.get("x-kaizen-token") or _bearer(request) or body.get("token")
-                 or request.cookies.get(COOKIE))
+        given = (
+            request.headers.get("x-kaizen-token")
+            or _bearer(request)
+            or body.get("token")
+            or request.cookies.get(COOKIE)
+        )
         if not given:
-            raise HTTPException(401, "a token is required: the one `kaizen ui` printed at start-up (header X-Kaizen-Token)")
+            raise HTTPException(
+                401, "a token is required: the one `kaizen ui` printed at start-up (header X-Kaizen-Token)"
+            )
         if not d._valid(str(given)):
             raise HTTPException(403, "wrong token")
         origin = request.headers.get("origin")
-        if origin and request.cookies.get(COOKIE) == given and origin.split("://", 1)[-1] != request.headers.get("host"):
+        if (
+            origin
+            and request.cookies.get(COOKIE) == given
+            and origin.split("://", 1)[-1] != request.headers.get("host")
+        ):
             raise HTTPException(403, f"cross-origin request from {origin} refused")
         if d.decide_fn is None:
-            raise HTTPException(409, "approvals are not enabled in this dashboard (start it with `kaizen ui`)")
+            raise HTTPException(
+                409, "approvals are not enabled in this dashboard (start it with `kaizen ui`)"
+            )
         reason = str(body.get("reason") or "").strip()
         if not reason:
             raise HTTPException(400, "say why: a reason is required to approve or reject")
@@ -297,22 +358,34 @@ def create_app(ws: Workspace, *, token: str, decide: Decide | None = None, poll_
         return d.page(request, "error.html", status_code=code, code=code, message=message)
 
     routes = [
-        Route("/", index), Route("/tasks/{task}", task_page),
-        Route("/runs", runs_page), Route("/runs/{run_id}", run_page), Route("/runs/{run_id}/fragment", run_fragment),
+        Route("/", index),
+        Route("/tasks/{task}", task_page),
+        Route("/runs", runs_page),
+        Route("/runs/{run_id}", run_page),
+        Route("/runs/{run_id}/fragment", run_fragment),
         Route("/runs/{run_id}/report.html", run_report_html),
-        Route("/models", models_page), Route("/models/diff", model_diff_page),
-        Route("/traces", traces_page), Route("/traces/{trace_id:path}", trace_page),
-        Route("/skills", skills_page), Route("/skills/diff", skill_diff_page),
+        Route("/models", models_page),
+        Route("/models/diff", model_diff_page),
+        Route("/traces", traces_page),
+        Route("/traces/{trace_id:path}", trace_page),
+        Route("/skills", skills_page),
+        Route("/skills/diff", skill_diff_page),
         Route("/approvals", approvals_page),
         Route("/api/health", api(health)),
         Route("/api/tasks", api(lambda q: r.tasks())),
         Route("/api/tasks/{task}", api(lambda q: r.task(q.path_params["task"]))),
-        Route("/api/runs", api(lambda q: r.runs(q.query_params.get("task") or None, q.query_params.get("status") or None))),
+        Route(
+            "/api/runs",
+            api(lambda q: r.runs(q.query_params.get("task") or None, q.query_params.get("status") or None)),
+        ),
         Route("/api/runs/{run_id}", api(lambda q: r.run(q.path_params["run_id"]))),
         Route("/api/runs/{run_id}/progress", api(lambda q: r.progress(q.path_params["run_id"]))),
         Route("/api/runs/{run_id}/{action}", decide_route, methods=["POST"]),
         Route("/api/models", api(lambda q: r.models(q.query_params.get("task") or None))),
-        Route("/api/models/diff", api(lambda q: r.model_diff(_req(q, "a"), _req(q, "b"), q.query_params.get("task") or None))),
+        Route(
+            "/api/models/diff",
+            api(lambda q: r.model_diff(_req(q, "a"), _req(q, "b"), q.query_params.get("task") or None)),
+        ),
         Route("/api/traces", api(lambda q: r.traces(**_trace_filters(q)))),
         Route("/api/traces/{trace_id:path}", api(lambda q: r.trace(q.path_params["trace_id"]))),
         Route("/api/skills", api(lambda q: r.skills(_req(q, "task")))),
@@ -323,8 +396,11 @@ def create_app(ws: Workspace, *, token: str, decide: Decide | None = None, poll_
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware
 
-    app = Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=token_cookie)],
-                    exception_handlers={NotFoundError: not_found, ValueError: bad_request, HTTPException: http_error})
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=token_cookie)],
+        exception_handlers={NotFoundError: not_found, ValueError: bad_request, HTTPException: http_error},
+    )
     app.state.dashboard = d
 
     def _one_task(request: Request) -> str | None:
@@ -359,7 +435,10 @@ def _int(request: Request, name: str) -> int:
 
 def _trace_filters(request: Request) -> dict[str, Any]:
     p = request.query_params
-    out: dict[str, Any] = {k: (p.get(k) or None) for k in ("task", "verdict", "cluster", "suspect", "model_version", "since", "until", "q")}
+    out: dict[str, Any] = {
+        k: (p.get(k) or None)
+        for k in ("task", "verdict", "cluster", "suspect", "model_version", "since", "until", "q")
+    }
     for k, default in (("limit", 50), ("offset", 0)):
         try:
             out[k] = int(p.get(k) or default)

@@ -148,28 +148,49 @@ class Reader:
     def _aliases(self, task: str) -> dict[str, Any]:
         out = {}
         for name, a in sorted(self.store.aliases(task).items()):
-            out[name] = {"model_version": a.model_version, "skill_version": a.skill_version, "updated_at": jsonable(a.updated_at)}
+            out[name] = {
+                "model_version": a.model_version,
+                "skill_version": a.skill_version,
+                "updated_at": jsonable(a.updated_at),
+            }
         return out
 
     def _verdict_counts(self, task: str) -> dict[str, Any]:
         with self.store.session() as s:
-            rows = s.exec(self._traces_query().where(TraceRow.task == task).with_only_columns(
-                FeedbackRow.verdict, func.count()).group_by(FeedbackRow.verdict)).all()
+            rows = s.exec(
+                self._traces_query()
+                .where(TraceRow.task == task)
+                .with_only_columns(FeedbackRow.verdict, func.count())
+                .group_by(FeedbackRow.verdict)
+            ).all()
         c = Counter({(v or "unlabeled"): n for v, n in rows})
         labelled = c["pass"] + c["fail"]
-        return {"traces": sum(c.values()), "passes": c["pass"], "failures": c["fail"], "unlabeled": c["unlabeled"],
-                "failure_rate": round(c["fail"] / labelled, 4) if labelled else None}
+        return {
+            "traces": sum(c.values()),
+            "passes": c["pass"],
+            "failures": c["fail"],
+            "unlabeled": c["unlabeled"],
+            "failure_rate": round(c["fail"] / labelled, 4) if labelled else None,
+        }
 
     def tasks(self) -> list[dict[str, Any]]:
         runs = self.store.list_runs()
         out = []
         for spec, declared_in in self.store.list_tasks():
             mine = [r for r in runs if r.task == spec.name]
-            out.append({"name": spec.name, "kind": spec.kind, "labels": spec.labels, "declared_in": declared_in,
-                        "aliases": self._aliases(spec.name), "counts": self._verdict_counts(spec.name),
-                        "awaiting_approval": [r.id for r in mine if r.status == "awaiting_approval"],
-                        "running": [r.id for r in mine if r.status == "running"],
-                        "last_run": self.run_summary(mine[0]) if mine else None})
+            out.append(
+                {
+                    "name": spec.name,
+                    "kind": spec.kind,
+                    "labels": spec.labels,
+                    "declared_in": declared_in,
+                    "aliases": self._aliases(spec.name),
+                    "counts": self._verdict_counts(spec.name),
+                    "awaiting_approval": [r.id for r in mine if r.status == "awaiting_approval"],
+                    "running": [r.id for r in mine if r.status == "running"],
+                    "last_run": self.run_summary(mine[0]) if mine else None,
+                }
+            )
         return out
 
     def task(self, name: str) -> dict[str, Any]:
@@ -180,8 +201,18 @@ class Reader:
         return {
             "task": jsonable(spec.model_dump()),
             "aliases": self._aliases(name),
-            "alias_history": [{"alias": e.alias, "model_version": e.model_version, "skill_version": e.skill_version,
-                               "action": e.action, "actor": e.actor, "note": e.note, "at": jsonable(e.created_at)} for e in history],
+            "alias_history": [
+                {
+                    "alias": e.alias,
+                    "model_version": e.model_version,
+                    "skill_version": e.skill_version,
+                    "action": e.action,
+                    "actor": e.actor,
+                    "note": e.note,
+                    "at": jsonable(e.created_at),
+                }
+                for e in history
+            ],
             "counts": self._verdict_counts(name),
             "failure_rate": self.failure_rate_series(name),
             "runs": [self.run_summary(r) for r in runs[:10]],
@@ -194,22 +225,38 @@ class Reader:
     @staticmethod
     def _tick(t: TickRow) -> dict[str, Any]:
         decision = _d(t.decision)
-        return {"id": t.id, "status": t.status, "run_id": t.run_id, "started_at": jsonable(t.started_at),
-                "finished_at": jsonable(t.finished_at), "imported": _d(t.ingested).get("imported"),
-                "reasons": _l(decision.get("reasons"))[:3], "error": t.error}
+        return {
+            "id": t.id,
+            "status": t.status,
+            "run_id": t.run_id,
+            "started_at": jsonable(t.started_at),
+            "finished_at": jsonable(t.finished_at),
+            "imported": _d(t.ingested).get("imported"),
+            "reasons": _l(decision.get("reasons"))[:3],
+            "error": t.error,
+        }
 
     def failure_rate_series(self, task: str, max_points: int = 24) -> dict[str, Any]:
         """Failure rate of labelled traces over time: per day, per hour, or (no timestamps) per block of traces."""
         with self.store.session() as s:
-            rows = s.exec(self._traces_query().where(TraceRow.task == task, col(FeedbackRow.verdict).is_not(None))
-                          .with_only_columns(TraceRow.timestamp, TraceRow.imported_at, FeedbackRow.verdict)).all()
+            rows = s.exec(
+                self._traces_query()
+                .where(TraceRow.task == task, col(FeedbackRow.verdict).is_not(None))
+                .with_only_columns(TraceRow.timestamp, TraceRow.imported_at, FeedbackRow.verdict)
+            ).all()
         if not rows:
             return {"by": None, "points": []}
         timed = sorted(((as_utc(ts), v) for ts, _, v in rows if ts is not None), key=lambda x: x[0])  # type: ignore[arg-type, return-value]
         points: list[dict[str, Any]] = []
         if len(timed) >= max(4, len(rows) // 2):
             span = timed[-1][0] - timed[0][0]
-            step = timedelta(days=1) if span >= timedelta(days=2) else timedelta(hours=1) if span >= timedelta(hours=2) else None
+            step = (
+                timedelta(days=1)
+                if span >= timedelta(days=2)
+                else timedelta(hours=1)
+                if span >= timedelta(hours=2)
+                else None
+            )
             if step is not None:
                 by = "day" if step == timedelta(days=1) else "hour"
                 buckets: dict[datetime, list[str]] = {}
@@ -227,15 +274,29 @@ class Reader:
                     buckets, keys = merged, sorted(merged)
                 for k in keys:
                     vs = buckets[k]
-                    points.append({"label": k.strftime("%m-%d" if by == "day" else "%m-%d %H:00"), "t": k.isoformat(),
-                                   "n": len(vs), "failures": vs.count("fail"), "rate": vs.count("fail") / len(vs)})
+                    points.append(
+                        {
+                            "label": k.strftime("%m-%d" if by == "day" else "%m-%d %H:00"),
+                            "t": k.isoformat(),
+                            "n": len(vs),
+                            "failures": vs.count("fail"),
+                            "rate": vs.count("fail") / len(vs),
+                        }
+                    )
                 return {"by": by, "points": points}
-        ordered = sorted(rows, key=lambda r: (as_utc(r[0]) or as_utc(r[1]) or datetime.min.replace(tzinfo=UTC)))
+        ordered = sorted(rows, key=lambda r: as_utc(r[0]) or as_utc(r[1]) or datetime.min.replace(tzinfo=UTC))
         size = max(5, -(-len(ordered) // max_points))
         for i in range(0, len(ordered), size):
-            vs = [v for _, _, v in ordered[i:i + size]]
-            points.append({"label": f"{i + 1}–{i + len(vs)}", "t": None, "n": len(vs), "failures": vs.count("fail"),
-                           "rate": vs.count("fail") / len(vs)})
+            vs = [v for _, _, v in ordered[i : i + size]]
+            points.append(
+                {
+                    "label": f"{i + 1}–{i + len(vs)}",
+                    "t": None,
+                    "n": len(vs),
+                    "failures": vs.count("fail"),
+                    "rate": vs.count("fail") / len(vs),
+                }
+            )
         return {"by": "traces", "points": points}
 
     # ------------------------------------------------------------------------------------- runs
@@ -253,15 +314,25 @@ class Reader:
         iterations = s.get("iterations")
         if iterations is None and isinstance(s.get("attempts"), list):
             iterations = len(s["attempts"])
-        return {"id": run.id, "task": run.task, "workflow": run.workflow, "status": run.status,
-                "created_at": jsonable(run.created_at), "updated_at": jsonable(run.updated_at),
-                "iterations": iterations, "passed": verdict.get("passed") if verdict else None,
-                "reasons": _l(verdict.get("reasons")), "promoted": s.get("promoted"),
-                "incumbent": s.get("incumbent") or _d(s.get("base")).get("version"),
-                "candidate": s.get("candidate") or _d(s.get("best")).get("version"),
-                "before": _d(s.get("before")), "after": _d(s.get("after")),
-                "fixed": s.get("fixed"), "new_regressions": s.get("new_regressions"),
-                "excluded": len(_l(s.get("excluded_suspect"))) if "excluded_suspect" in s else None}
+        return {
+            "id": run.id,
+            "task": run.task,
+            "workflow": run.workflow,
+            "status": run.status,
+            "created_at": jsonable(run.created_at),
+            "updated_at": jsonable(run.updated_at),
+            "iterations": iterations,
+            "passed": verdict.get("passed") if verdict else None,
+            "reasons": _l(verdict.get("reasons")),
+            "promoted": s.get("promoted"),
+            "incumbent": s.get("incumbent") or _d(s.get("base")).get("version"),
+            "candidate": s.get("candidate") or _d(s.get("best")).get("version"),
+            "before": _d(s.get("before")),
+            "after": _d(s.get("after")),
+            "fixed": s.get("fixed"),
+            "new_regressions": s.get("new_regressions"),
+            "excluded": len(_l(s.get("excluded_suspect"))) if "excluded_suspect" in s else None,
+        }
 
     def runs(self, task: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         rows = self.store.list_runs(task)
@@ -273,8 +344,13 @@ class Reader:
         if row is None:
             return None
         beat = as_utc(row.heartbeat)
-        return {"run_id": row.run_id, "pid": row.pid, "host": row.host, "heartbeat": jsonable(beat),
-                "age_s": round((datetime.now(UTC) - beat).total_seconds(), 1) if beat else None}
+        return {
+            "run_id": row.run_id,
+            "pid": row.pid,
+            "host": row.host,
+            "heartbeat": jsonable(beat),
+            "age_s": round((datetime.now(UTC) - beat).total_seconds(), 1) if beat else None,
+        }
 
     def run(self, run_id: str) -> dict[str, Any]:
         run = self.store.get_run(run_id)
@@ -284,8 +360,12 @@ class Reader:
             report = None
         training = self.training_curves(d)
         return {
-            "run": self.run_summary(run) | {"config": jsonable(run.config), "report_path": run.report_path,
-                                            "has_html": (d / "report.html").is_file()},
+            "run": self.run_summary(run)
+            | {
+                "config": jsonable(run.config),
+                "report_path": run.report_path,
+                "has_html": (d / "report.html").is_file(),
+            },
             "summary": jsonable(run.summary),
             "events": jsonable(run.events),
             "live": self.progress(run_id, run=run),
@@ -314,13 +394,21 @@ class Reader:
             steps = [r for r in recs if r.get("step") is not None and ("loss" in r or "entropy" in r)]
             result = read_json(job / "result.json")
             last = steps[-1] if steps else {}
-            out.append({"iteration": i, "job": job.parent.name if job.name == "job" else job.name,
-                        "step": [r["step"] for r in steps],
-                        "loss": [r.get("loss") for r in steps], "entropy": [r.get("entropy") for r in steps],
-                        "reward": [r.get("reward") for r in steps] if any("reward" in r for r in steps) else None,
-                        "last_step": last.get("step"), "max_steps": last.get("max_steps"),
-                        "done": isinstance(result, dict), "train_loss": _d(result).get("train_loss"),
-                        "seconds": _d(result).get("train_runtime_s", last.get("elapsed_s"))})
+            out.append(
+                {
+                    "iteration": i,
+                    "job": job.parent.name if job.name == "job" else job.name,
+                    "step": [r["step"] for r in steps],
+                    "loss": [r.get("loss") for r in steps],
+                    "entropy": [r.get("entropy") for r in steps],
+                    "reward": [r.get("reward") for r in steps] if any("reward" in r for r in steps) else None,
+                    "last_step": last.get("step"),
+                    "max_steps": last.get("max_steps"),
+                    "done": isinstance(result, dict),
+                    "train_loss": _d(result).get("train_loss"),
+                    "seconds": _d(result).get("train_runtime_s", last.get("elapsed_s")),
+                }
+            )
         return out
 
     def progress(self, run_id: str, run: RunRow | None = None) -> dict[str, Any]:
@@ -336,15 +424,21 @@ class Reader:
             rec = read_json(p)
             if isinstance(rec, dict):
                 version, _, suite = p.stem.rpartition("--")
-                evals.append({"version": version, "suite": suite, "score": rec.get("score"), "n": rec.get("n")})
+                evals.append(
+                    {"version": version, "suite": suite, "score": rec.get("score"), "n": rec.get("n")}
+                )
         training = None
         if iters:
             recs = [r for r in read_jsonl(iters[-1] / "job" / "metrics.jsonl") if r.get("step") is not None]
             if recs:
                 last = recs[-1]
-                training = {"iteration": iters[-1].name, "step": last.get("step"), "max_steps": last.get("max_steps"),
-                            "loss": next((r["loss"] for r in reversed(recs) if "loss" in r), None),
-                            "entropy": next((r["entropy"] for r in reversed(recs) if "entropy" in r), None)}
+                training = {
+                    "iteration": iters[-1].name,
+                    "step": last.get("step"),
+                    "max_steps": last.get("max_steps"),
+                    "loss": next((r["loss"] for r in reversed(recs) if "loss" in r), None),
+                    "entropy": next((r["entropy"] for r in reversed(recs) if "entropy" in r), None),
+                }
         steps = [
             ("diagnose", (d / "diagnosis.json").is_file(), None),
             ("synthesize", (d / "data" / "target.jsonl").is_file(), None),
@@ -354,7 +448,7 @@ class Reader:
         ]
         phases, current = [], None
         for k, (name, done, detail) in enumerate(steps):
-            later = any(x[1] for x in steps[k + 1:])
+            later = any(x[1] for x in steps[k + 1 :])
             state = "done" if done and (later or not live) else ("active" if done else "pending")
             if live and state == "pending" and current is None and not any(x[1] for x in steps[k:]):
                 state, current = "active", name
@@ -368,10 +462,25 @@ class Reader:
             phases[2]["detail"] = f"{training['iteration']}: {detail}"
         note = None
         if live and not holds_lock:
-            note = "no process holds the task's lock: the run may have died (`kaizen runs resume " + run.id + "`)"
-        return {"run_id": run.id, "status": run.status, "live": live, "final": run.status in FINAL_STATUSES,
-                "updated_at": jsonable(run.updated_at), "phase": current, "phases": phases, "training": training,
-                "evals": evals, "lock": lock if holds_lock else None, "note": note, "checked_at": round(time.time(), 3)}
+            note = (
+                "no process holds the task's lock: the run may have died (`kaizen runs resume "
+                + run.id
+                + "`)"
+            )
+        return {
+            "run_id": run.id,
+            "status": run.status,
+            "live": live,
+            "final": run.status in FINAL_STATUSES,
+            "updated_at": jsonable(run.updated_at),
+            "phase": current,
+            "phases": phases,
+            "training": training,
+            "evals": evals,
+            "lock": lock if holds_lock else None,
+            "note": note,
+            "checked_at": round(time.time(), 3),
+        }
 
     def approval_records(self, run: RunRow, d: Path | None = None) -> list[dict[str, Any]]:
         """Decisions on a run: from its events / summary (what `kaizen runs approve` records) and the dashboard's notes."""
@@ -392,8 +501,14 @@ class Reader:
             d = self.run_dir(r)
             report = read_json(d / "report.json")
             report = report if isinstance(report, dict) else {}
-            out.append(self.run_summary(r) | {"headline": _d(report.get("headline")).get("text"),
-                                               "gate": _l(report.get("gate")), "suites": _l(report.get("suites"))})
+            out.append(
+                self.run_summary(r)
+                | {
+                    "headline": _d(report.get("headline")).get("text"),
+                    "gate": _l(report.get("gate")),
+                    "suites": _l(report.get("suites")),
+                }
+            )
         return out
 
     # ----------------------------------------------------------------------------------- models
@@ -404,7 +519,9 @@ class Reader:
         for t in tasks:
             for name, a in self.store.aliases(t).items():
                 label = name if task else f"{t}:{name}"
-                aliases.setdefault(a.model_version, []).append(label + (f"+skill{a.skill_version}" if a.skill_version else ""))
+                aliases.setdefault(a.model_version, []).append(
+                    label + (f"+skill{a.skill_version}" if a.skill_version else "")
+                )
         with self.store.session() as s:
             q = select(EvalResultRow).order_by(col(EvalResultRow.id))
             if task:
@@ -420,11 +537,23 @@ class Reader:
             if parent and parent in names:
                 edges.append({"from": parent, "to": v.name})
             recipe = _d(v.recipe)
-            rows.append({"name": v.name, "kind": v.kind, "base_ref": v.base_ref, "parent": parent, "task": v.task,
-                         "adapter_path": v.adapter_path, "data_hash": v.data_hash, "created_at": jsonable(v.created_at),
-                         "recipe": jsonable(recipe), "recipe_short": _recipe_short(recipe),
-                         "metrics": jsonable({k: val for k, val in _d(v.metrics).items() if k != "suites"}),
-                         "aliases": sorted(aliases.get(v.name, [])), "scores": latest.get(v.name, {})})
+            rows.append(
+                {
+                    "name": v.name,
+                    "kind": v.kind,
+                    "base_ref": v.base_ref,
+                    "parent": parent,
+                    "task": v.task,
+                    "adapter_path": v.adapter_path,
+                    "data_hash": v.data_hash,
+                    "created_at": jsonable(v.created_at),
+                    "recipe": jsonable(recipe),
+                    "recipe_short": _recipe_short(recipe),
+                    "metrics": jsonable({k: val for k, val in _d(v.metrics).items() if k != "suites"}),
+                    "aliases": sorted(aliases.get(v.name, [])),
+                    "scores": latest.get(v.name, {}),
+                }
+            )
         return {"task": task, "versions": rows, "edges": edges}
 
     def model_diff(self, a: str, b: str, task: str | None = None) -> dict[str, Any]:
@@ -432,7 +561,11 @@ class Reader:
         for v in (a, b):
             self.store.get_model_version(v)
         with self.store.session() as s:
-            q = select(EvalResultRow).where(col(EvalResultRow.model_version).in_([a, b])).order_by(col(EvalResultRow.id))
+            q = (
+                select(EvalResultRow)
+                .where(col(EvalResultRow.model_version).in_([a, b]))
+                .order_by(col(EvalResultRow.id))
+            )
             if task:
                 q = q.where(EvalResultRow.task == task)
             rows = list(s.exec(q))
@@ -447,22 +580,39 @@ class Reader:
             flips = None
             if ca and cb:
                 ids = set(ca) & set(cb)
-                flips = {"newly_right": sorted(i for i in ids if not ca[i] and cb[i]),
-                         "newly_wrong": sorted(i for i in ids if ca[i] and not cb[i])}
-            out.append({"dataset_id": ds, "suite": rb.suite if rb.suite == ra.suite else f"{ra.suite} / {rb.suite}",
-                        "run_id": rb.run_id or ra.run_id, "metric": rb.metric, "n": rb.n, "a": ra.score, "b": rb.score,
-                        "delta": rb.score - ra.score, "flips": flips})
+                flips = {
+                    "newly_right": sorted(i for i in ids if not ca[i] and cb[i]),
+                    "newly_wrong": sorted(i for i in ids if ca[i] and not cb[i]),
+                }
+            out.append(
+                {
+                    "dataset_id": ds,
+                    "suite": rb.suite if rb.suite == ra.suite else f"{ra.suite} / {rb.suite}",
+                    "run_id": rb.run_id or ra.run_id,
+                    "metric": rb.metric,
+                    "n": rb.n,
+                    "a": ra.score,
+                    "b": rb.score,
+                    "delta": rb.score - ra.score,
+                    "flips": flips,
+                }
+            )
         only = sorted({f"{r.suite}" for (v, ds), r in by.items() if ds not in shared})
         return {"a": a, "b": b, "task": task, "shared": out, "not_shared": only}
 
     # ----------------------------------------------------------------------------------- traces
     @staticmethod
     def _traces_query() -> Any:
-        latest = (select(FeedbackRow.trace_id.label("tid"), func.max(FeedbackRow.id).label("fid"))  # type: ignore[attr-defined]
-                  .group_by(FeedbackRow.trace_id).subquery())
-        return (select(TraceRow, FeedbackRow)
-                .join(latest, latest.c.tid == TraceRow.id, isouter=True)
-                .join(FeedbackRow, col(FeedbackRow.id) == latest.c.fid, isouter=True))
+        latest = (
+            select(FeedbackRow.trace_id.label("tid"), func.max(FeedbackRow.id).label("fid"))  # type: ignore[attr-defined]
+            .group_by(FeedbackRow.trace_id)
+            .subquery()
+        )
+        return (
+            select(TraceRow, FeedbackRow)
+            .join(latest, latest.c.tid == TraceRow.id, isouter=True)
+            .join(FeedbackRow, col(FeedbackRow.id) == latest.c.fid, isouter=True)
+        )
 
     def trace_flags(self, task: str) -> dict[str, Any]:
         """Cluster membership and suspect flags of the task's traces, from every run's ``diagnosis.json`` (newest wins)."""
@@ -488,8 +638,17 @@ class Reader:
                 if not isinstance(c, dict) or not c.get("key"):
                     continue
                 k = str(c["key"])
-                info = clusters.setdefault(k, {"key": k, "kind": c.get("kind"), "fixable": c.get("fixable"), "hypothesis": c.get("hypothesis"),
-                                               "run_id": rid, "trace_ids": set()})
+                info = clusters.setdefault(
+                    k,
+                    {
+                        "key": k,
+                        "kind": c.get("kind"),
+                        "fixable": c.get("fixable"),
+                        "hypothesis": c.get("hypothesis"),
+                        "run_id": rid,
+                        "trace_ids": set(),
+                    },
+                )
                 for t in _l(c.get("trace_ids")):
                     info["trace_ids"].add(str(t))
                     f = by_trace.setdefault(str(t), {"clusters": [], "suspect": []})
@@ -500,14 +659,27 @@ class Reader:
                     continue
                 f = by_trace.setdefault(str(sf["trace_id"]), {"clusters": [], "suspect": []})
                 if not any(x["run_id"] == rid for x in f["suspect"]):
-                    f["suspect"].append({"kind": sf.get("kind"), "run_id": rid, "evidence": sf.get("evidence") or {}})
+                    f["suspect"].append(
+                        {"kind": sf.get("kind"), "run_id": rid, "evidence": sf.get("evidence") or {}}
+                    )
         result = {"clusters": clusters, "by_trace": by_trace}
         self._flags_cache[task] = (key, result)
         return result
 
-    def traces(self, *, task: str | None = None, verdict: str | None = None, cluster: str | None = None,
-               suspect: str | None = None, model_version: str | None = None, since: str | None = None,
-               until: str | None = None, q: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    def traces(
+        self,
+        *,
+        task: str | None = None,
+        verdict: str | None = None,
+        cluster: str | None = None,
+        suspect: str | None = None,
+        model_version: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        q: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
         """Traces matching every filter given, newest first, with their latest feedback and flags."""
         if verdict and verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
@@ -533,58 +705,136 @@ class Reader:
             query = query.where(col(TraceRow.timestamp) < t1)
         if q:
             like = f"%{q.strip()}%"
-            query = query.where(or_(col(TraceRow.output).ilike(like), cast(TraceRow.messages, String).ilike(like),
-                                    col(TraceRow.id) == q.strip()))
+            query = query.where(
+                or_(
+                    col(TraceRow.output).ilike(like),
+                    cast(TraceRow.messages, String).ilike(like),
+                    col(TraceRow.id) == q.strip(),
+                )
+            )
         if cluster or suspect:
             ids: set[str] = set()
             for f in flags.values():
                 if cluster:
                     ids |= _d(f["clusters"].get(cluster)).get("trace_ids", set())
                 else:
-                    ids |= {t for t, x in f["by_trace"].items() if x["suspect"] and
-                            (suspect in ("1", "true", "yes", "any") or any(s.get("kind") == suspect for s in x["suspect"]))}
+                    ids |= {
+                        t
+                        for t, x in f["by_trace"].items()
+                        if x["suspect"]
+                        and (
+                            suspect in ("1", "true", "yes", "any")
+                            or any(s.get("kind") == suspect for s in x["suspect"])
+                        )
+                    }
             if cluster and suspect:
                 ids &= {t for f in flags.values() for t, x in f["by_trace"].items() if x["suspect"]}
             query = query.where(col(TraceRow.id).in_(sorted(ids)))
         with self.store.session() as s:
             total = s.exec(query.with_only_columns(func.count()).order_by(None)).one()
             total = int(total[0] if isinstance(total, tuple) or hasattr(total, "_fields") else total)
-            rows = s.exec(query.order_by(col(TraceRow.timestamp).desc(), col(TraceRow.imported_at).desc(), col(TraceRow.id))
-                          .limit(limit).offset(offset)).all()
-            versions = sorted(v for v in s.exec(select(TraceRow.model_version).where(col(TraceRow.task).in_(tasks))
-                                                .distinct()).all() if v)
+            rows = s.exec(
+                query.order_by(
+                    col(TraceRow.timestamp).desc(), col(TraceRow.imported_at).desc(), col(TraceRow.id)
+                )
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            versions = sorted(
+                v
+                for v in s.exec(
+                    select(TraceRow.model_version).where(col(TraceRow.task).in_(tasks)).distinct()
+                ).all()
+                if v
+            )
         items = []
         for tr, fb in rows:
             f = flags.get(tr.task, {}).get("by_trace", {}).get(tr.id) or {"clusters": [], "suspect": []}
-            items.append({"id": tr.id, "task": tr.task, "timestamp": jsonable(tr.timestamp), "model_version": tr.model_version,
-                          "input": user_text(tr.messages), "output": tr.output,
-                          "verdict": fb.verdict if fb else None, "correction": fb.correction if fb else None,
-                          "reason": fb.reason if fb else None, "feedback_source": fb.source if fb else None,
-                          "clusters": f["clusters"], "suspect": [x.get("kind") for x in f["suspect"]]})
+            items.append(
+                {
+                    "id": tr.id,
+                    "task": tr.task,
+                    "timestamp": jsonable(tr.timestamp),
+                    "model_version": tr.model_version,
+                    "input": user_text(tr.messages),
+                    "output": tr.output,
+                    "verdict": fb.verdict if fb else None,
+                    "correction": fb.correction if fb else None,
+                    "reason": fb.reason if fb else None,
+                    "feedback_source": fb.source if fb else None,
+                    "clusters": f["clusters"],
+                    "suspect": [x.get("kind") for x in f["suspect"]],
+                }
+            )
         clusters = sorted({k for f in flags.values() for k in f["clusters"]})
-        kinds = sorted({str(x.get("kind")) for f in flags.values() for t in f["by_trace"].values() for x in t["suspect"]})
-        return {"filters": {"task": task, "verdict": verdict, "cluster": cluster, "suspect": suspect,
-                            "model_version": model_version, "since": since, "until": until, "q": q},
-                "total": total, "limit": limit, "offset": offset, "items": items,
-                "facets": {"tasks": self.task_names(), "clusters": clusters, "suspect_kinds": kinds, "model_versions": versions}}
+        kinds = sorted(
+            {str(x.get("kind")) for f in flags.values() for t in f["by_trace"].values() for x in t["suspect"]}
+        )
+        return {
+            "filters": {
+                "task": task,
+                "verdict": verdict,
+                "cluster": cluster,
+                "suspect": suspect,
+                "model_version": model_version,
+                "since": since,
+                "until": until,
+                "q": q,
+            },
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "items": items,
+            "facets": {
+                "tasks": self.task_names(),
+                "clusters": clusters,
+                "suspect_kinds": kinds,
+                "model_versions": versions,
+            },
+        }
 
     def trace(self, trace_id: str) -> dict[str, Any]:
         with self.store.session() as s:
             tr = s.get(TraceRow, trace_id)
             if tr is None:
                 raise NotFoundError(f"trace {trace_id!r} not found")
-            feedback = list(s.exec(select(FeedbackRow).where(FeedbackRow.trace_id == trace_id).order_by(col(FeedbackRow.id))))
+            feedback = list(
+                s.exec(
+                    select(FeedbackRow).where(FeedbackRow.trace_id == trace_id).order_by(col(FeedbackRow.id))
+                )
+            )
         flags = self.trace_flags(tr.task)
         f = flags["by_trace"].get(tr.id) or {"clusters": [], "suspect": []}
-        return {"id": tr.id, "task": tr.task, "timestamp": jsonable(tr.timestamp), "imported_at": jsonable(tr.imported_at),
-                "model_version": tr.model_version, "messages": jsonable(tr.messages), "output": tr.output,
-                "metadata": jsonable(tr.trace_metadata), "latency_ms": tr.latency_ms, "prompt_tokens": tr.prompt_tokens,
-                "completion_tokens": tr.completion_tokens, "source": tr.source,
-                "feedback": [{"verdict": x.verdict, "correction": x.correction, "reason": x.reason, "source": x.source,
-                              "confidence": x.confidence, "at": jsonable(x.created_at)} for x in feedback],
-                "clusters": [{"key": k, **{kk: vv for kk, vv in flags["clusters"].get(k, {}).items() if kk != "trace_ids"}}
-                             for k in f["clusters"]],
-                "suspect": jsonable(f["suspect"])}
+        return {
+            "id": tr.id,
+            "task": tr.task,
+            "timestamp": jsonable(tr.timestamp),
+            "imported_at": jsonable(tr.imported_at),
+            "model_version": tr.model_version,
+            "messages": jsonable(tr.messages),
+            "output": tr.output,
+            "metadata": jsonable(tr.trace_metadata),
+            "latency_ms": tr.latency_ms,
+            "prompt_tokens": tr.prompt_tokens,
+            "completion_tokens": tr.completion_tokens,
+            "source": tr.source,
+            "feedback": [
+                {
+                    "verdict": x.verdict,
+                    "correction": x.correction,
+                    "reason": x.reason,
+                    "source": x.source,
+                    "confidence": x.confidence,
+                    "at": jsonable(x.created_at),
+                }
+                for x in feedback
+            ],
+            "clusters": [
+                {"key": k, **{kk: vv for kk, vv in flags["clusters"].get(k, {}).items() if kk != "trace_ids"}}
+                for k in f["clusters"]
+            ],
+            "suspect": jsonable(f["suspect"]),
+        }
 
     # ----------------------------------------------------------------------------------- skills
     def skills(self, task: str) -> dict[str, Any]:
@@ -592,8 +842,16 @@ class Reader:
         listed = {x["version"]: x for x in list_skills(self.store, task)}
         with self.store.session() as s:
             rows = list(s.exec(select(SkillRow).where(SkillRow.task == task).order_by(col(SkillRow.version))))
-        versions = [{"version": r.version, "parent": r.parent, "created_at": jsonable(r.created_at), "body": jsonable(r.body),
-                     "aliases": _l(_d(listed.get(r.version)).get("aliases"))} for r in rows]
+        versions = [
+            {
+                "version": r.version,
+                "parent": r.parent,
+                "created_at": jsonable(r.created_at),
+                "body": jsonable(r.body),
+                "aliases": _l(_d(listed.get(r.version)).get("aliases")),
+            }
+            for r in rows
+        ]
         return {"task": task, "versions": versions}
 
     def skill_diff(self, task: str, a: int, b: int) -> dict[str, Any]:
