@@ -68,16 +68,34 @@ def clinc_v1(smollm_dir: Path, shared_model_cache: Path, clinc_task) -> dict:
     seen = [lab for lab in CLINC_LABELS if lab != CLINC_GAP]
     items = to_items(rows("train", seen, per_label=12, seed=1))
     data = sft_rows(clinc_task, items)
-    recipe = dict(epochs=3, learning_rate=1e-3, batch_size=8, lora=LoraSpec(r=16, alpha=32, top_layers=12).model_dump(), seed=0)
+    recipe = dict(
+        epochs=3,
+        learning_rate=1e-3,
+        batch_size=8,
+        lora=LoraSpec(r=16, alpha=32, top_layers=12).model_dump(),
+        seed=0,
+    )
     key = content_hash({"data": data, "recipe": recipe, "v": 1})
     job_dir = shared_model_cache / "test-fixtures" / f"clinc-v1-{key}"
     job_dir.mkdir(parents=True, exist_ok=True)
     write_items(job_dir / "data.jsonl", data)
-    job = TrainJob(kind="sft", base_dir=smollm_dir, data_path=job_dir / "data.jsonl", output_dir=job_dir, save_steps=100,
-                   **{k: v for k, v in recipe.items() if k != "lora"}, lora=LoraSpec(**recipe["lora"]))
+    job = TrainJob(
+        kind="sft",
+        base_dir=smollm_dir,
+        data_path=job_dir / "data.jsonl",
+        output_dir=job_dir,
+        save_steps=100,
+        **{k: v for k, v in recipe.items() if k != "lora"},
+        lora=LoraSpec(**recipe["lora"]),
+    )
     result = run_job(job)
     (job_dir / "fixture.json").write_text(json.dumps({"labels": CLINC_LABELS, "gap": CLINC_GAP}))
-    return {"adapter": Path(result["output_path"]), "result": result, "train_ids": {it.id for it in items}, "job_dir": job_dir}
+    return {
+        "adapter": Path(result["output_path"]),
+        "result": result,
+        "train_ids": {it.id for it in items},
+        "job_dir": job_dir,
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -103,9 +121,15 @@ def yes_no_llama_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFact
     out = tmp_path_factory.mktemp("yes-no-llama")
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
-    chat = [{"role": "system", "content": "Answer with one label: yes, no."}, {"role": "user", "content": "Is 4 even?"}]
-    ids = tok(tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False), add_special_tokens=False,
-              return_tensors="pt").input_ids
+    chat = [
+        {"role": "system", "content": "Answer with one label: yes, no."},
+        {"role": "user", "content": "Is 4 even?"},
+    ]
+    ids = tok(
+        tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False),
+        add_special_tokens=False,
+        return_tensors="pt",
+    ).input_ids
     label_ids = [tok.encode(w, add_special_tokens=False) for w in YES_NO_LABELS]
     assert all(len(t) == 1 for t in label_ids), label_ids
     with torch.no_grad():
@@ -140,7 +164,10 @@ def _pg_bin(name: str) -> str | None:
     import glob
     import shutil
 
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    found = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     return found[-1] if found else shutil.which(name)
 
 
@@ -150,7 +177,9 @@ def _pg_admin(base_url: str, sql: str) -> None:
     from sqlalchemy.engine import make_url
 
     url = make_url(base_url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(
+        url.render_as_string(hide_password=False), autocommit=True, connect_timeout=10
+    ) as conn:
         conn.execute(sql)
 
 
@@ -173,14 +202,52 @@ def start_throwaway_postgres(root: Path) -> tuple[str, Callable[[], None]]:
         shutil.chown(data, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data / "db"), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            *as_user,
+            initdb,
+            "-D",
+            str(data / "db"),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off -c full_page_writes=off -c max_connections=200"
-    subprocess.run([*as_user, pg_ctl, "-D", str(data / "db"), "-o", opts, "-l", str(data / "log"), "-w", "-t", "60", "start"],
-                   check=True, capture_output=True, timeout=90)
+    subprocess.run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(data / "db"),
+            "-o",
+            opts,
+            "-l",
+            str(data / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=90,
+    )
 
     def stop() -> None:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data / "db"), "-m", "immediate", "stop"], check=False, capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data / "db"), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(data, ignore_errors=True)
 
     return f"postgresql+psycopg://postgres@127.0.0.1:{port}", stop

@@ -43,8 +43,10 @@ def checkpointer(db_url: str, sqlite_path: Path) -> Iterator[Any]:
         try:
             from langgraph.checkpoint.postgres import PostgresSaver
         except ImportError:
-            raise ToolUnavailableError("langgraph-checkpoint-postgres (a PostgreSQL store's run checkpoints)",
-                                       "pip install langgraph-checkpoint-postgres 'psycopg[binary]'") from None
+            raise ToolUnavailableError(
+                "langgraph-checkpoint-postgres (a PostgreSQL store's run checkpoints)",
+                "pip install langgraph-checkpoint-postgres 'psycopg[binary]'",
+            ) from None
         with PostgresSaver.from_conn_string(libpq_url(db_url)) as saver:
             saver.conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
             try:

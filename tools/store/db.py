@@ -7,13 +7,14 @@ old database gets a clear message instead of a confusing SQL error.
 
 from __future__ import annotations
 
-from kaizen.tools.errors import WorkspaceError
-from kaizen.tools.store.dberror import mask_url
-from kaizen.tools.store.tables import ADDITIVE_UPGRADE_FROM, SCHEMA_VERSION, Meta, utcnow
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, create_engine, select
+
+from kaizen.tools.errors import WorkspaceError
+from kaizen.tools.store.dberror import mask_url
+from kaizen.tools.store.tables import ADDITIVE_UPGRADE_FROM, SCHEMA_VERSION, Meta, utcnow
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -39,13 +40,18 @@ def engine_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a connect timeout."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
     elif url.startswith("postgres"):
         # pre-ping: a server restarted between two ticks costs a reconnect, not an error. A host that does
         # not answer fails after 10 s instead of the OS's TCP timeout (minutes).
-        engine = create_engine(engine_url(url), pool_pre_ping=True,
-                               connect_args={"connect_timeout": 10, "application_name": "kaizen"})
+        engine = create_engine(
+            engine_url(url),
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 10, "application_name": "kaizen"},
+        )
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return engine
@@ -73,7 +79,9 @@ def check_schema(engine: Engine, url: str) -> None:
     if "meta" not in tables:
         if not tables:
             raise WorkspaceError(f"database {mask_url(url)} is empty: run `kaizen init` first")
-        raise WorkspaceError(f"database {mask_url(url)} is not a kaizen database (no meta table): point KAIZEN_DB_URL elsewhere")
+        raise WorkspaceError(
+            f"database {mask_url(url)} is not a kaizen database (no meta table): point KAIZEN_DB_URL elsewhere"
+        )
     with Session(engine) as s:
         row = s.exec(select(Meta).where(Meta.key == "schema_version")).first()
     found = int(row.value) if row else 0
@@ -86,7 +94,9 @@ def check_schema(engine: Engine, url: str) -> None:
             if found > SCHEMA_VERSION
             else "this database predates the current schema: export what you need and run `kaizen init` in a new directory"
         )
-        raise WorkspaceError(f"database {mask_url(url)} has schema v{found}, this kaizen expects v{SCHEMA_VERSION}: {hint}")
+        raise WorkspaceError(
+            f"database {mask_url(url)} has schema v{found}, this kaizen expects v{SCHEMA_VERSION}: {hint}"
+        )
 
 
 def _upgrade_additive(engine: Engine) -> None:
@@ -113,11 +123,15 @@ def _add_missing_columns(engine: Engine) -> None:
             if column.name in have:
                 continue
             if not column.nullable or column.primary_key:
-                raise WorkspaceError(f"cannot add column {table.name}.{column.name} in place (it is required): "
-                                     "export what you need and run `kaizen init` in a new directory")
+                raise WorkspaceError(
+                    f"cannot add column {table.name}.{column.name} in place (it is required): "
+                    "export what you need and run `kaizen init` in a new directory"
+                )
             prep = engine.dialect.identifier_preparer
-            ddl = (f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.format_column(column)} "
-                   f"{column.type.compile(dialect=engine.dialect)}")
+            ddl = (
+                f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.format_column(column)} "
+                f"{column.type.compile(dialect=engine.dialect)}"
+            )
             try:
                 with engine.begin() as conn:
                     conn.execute(text(ddl))

@@ -121,17 +121,42 @@ def _visible_gpus() -> int:
 # examples/accelerate_configs). Only "ddp" has been run by kaizen's own tests (CPU, gloo).
 _STRATEGY_CONFIG: dict[str, dict[str, Any]] = {
     "ddp": {"distributed_type": "MULTI_GPU"},
-    "deepspeed-zero2": {"distributed_type": "DEEPSPEED", "deepspeed_config": {
-        "deepspeed_multinode_launcher": "standard", "offload_optimizer_device": "none", "offload_param_device": "none",
-        "zero3_init_flag": False, "zero_stage": 2}},
-    "deepspeed-zero3": {"distributed_type": "DEEPSPEED", "deepspeed_config": {
-        "deepspeed_multinode_launcher": "standard", "offload_optimizer_device": "none", "offload_param_device": "none",
-        "zero3_init_flag": True, "zero3_save_16bit_model": True, "zero_stage": 3}},
-    "fsdp": {"distributed_type": "FSDP", "fsdp_config": {
-        "fsdp_activation_checkpointing": False, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-        "fsdp_backward_prefetch": "BACKWARD_PRE", "fsdp_cpu_ram_efficient_loading": True, "fsdp_forward_prefetch": True,
-        "fsdp_offload_params": False, "fsdp_sharding_strategy": "FULL_SHARD", "fsdp_state_dict_type": "FULL_STATE_DICT",
-        "fsdp_sync_module_states": True, "fsdp_use_orig_params": True}},
+    "deepspeed-zero2": {
+        "distributed_type": "DEEPSPEED",
+        "deepspeed_config": {
+            "deepspeed_multinode_launcher": "standard",
+            "offload_optimizer_device": "none",
+            "offload_param_device": "none",
+            "zero3_init_flag": False,
+            "zero_stage": 2,
+        },
+    },
+    "deepspeed-zero3": {
+        "distributed_type": "DEEPSPEED",
+        "deepspeed_config": {
+            "deepspeed_multinode_launcher": "standard",
+            "offload_optimizer_device": "none",
+            "offload_param_device": "none",
+            "zero3_init_flag": True,
+            "zero3_save_16bit_model": True,
+            "zero_stage": 3,
+        },
+    },
+    "fsdp": {
+        "distributed_type": "FSDP",
+        "fsdp_config": {
+            "fsdp_activation_checkpointing": False,
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_backward_prefetch": "BACKWARD_PRE",
+            "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_forward_prefetch": True,
+            "fsdp_offload_params": False,
+            "fsdp_sharding_strategy": "FULL_SHARD",
+            "fsdp_state_dict_type": "FULL_STATE_DICT",
+            "fsdp_sync_module_states": True,
+            "fsdp_use_orig_params": True,
+        },
+    },
 }
 
 
@@ -143,9 +168,17 @@ def accelerate_config(launcher: LauncherSpec, num_processes: int) -> dict[str, A
     and the ranks, seeing no CUDA, join a gloo process group on the CPU.
     """
     cfg: dict[str, Any] = {
-        "compute_environment": "LOCAL_MACHINE", "debug": False, "downcast_bf16": "no", "machine_rank": 0,
-        "main_training_function": "main", "mixed_precision": "no", "num_machines": 1, "num_processes": num_processes,
-        "rdzv_backend": "static", "same_network": True, "use_cpu": False,
+        "compute_environment": "LOCAL_MACHINE",
+        "debug": False,
+        "downcast_bf16": "no",
+        "machine_rank": 0,
+        "main_training_function": "main",
+        "mixed_precision": "no",
+        "num_machines": 1,
+        "num_processes": num_processes,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "use_cpu": False,
     }
     cfg |= _STRATEGY_CONFIG[launcher.strategy]
     if launcher.strategy == "ddp" and num_processes == 1:
@@ -162,17 +195,23 @@ def runner_command(job: TrainJob, job_path: Path) -> list[str]:
     try:
         import accelerate  # noqa: F401 - only its presence is checked here; it runs in the subprocess
     except ImportError:
-        raise ToolUnavailableError("accelerate (train.launcher.kind: accelerate)", "pip install accelerate") from None
+        raise ToolUnavailableError(
+            "accelerate (train.launcher.kind: accelerate)", "pip install accelerate"
+        ) from None
     if launcher.strategy.startswith("deepspeed") and launcher.config_file is None:
         try:
             import deepspeed  # noqa: F401
         except ImportError:
-            raise ToolUnavailableError(f"deepspeed (train.launcher.strategy: {launcher.strategy})", "pip install deepspeed") from None
+            raise ToolUnavailableError(
+                f"deepspeed (train.launcher.strategy: {launcher.strategy})", "pip install deepspeed"
+            ) from None
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if launcher.config_file is not None:
         if not launcher.config_file.exists():
-            raise ConfigError(f"train.launcher.config_file {launcher.config_file} does not exist: "
-                              f"write it with `accelerate config --config_file {launcher.config_file}` or set it to null")
+            raise ConfigError(
+                f"train.launcher.config_file {launcher.config_file} does not exist: "
+                f"write it with `accelerate config --config_file {launcher.config_file}` or set it to null"
+            )
         cmd += ["--config_file", str(launcher.config_file)]
         if launcher.num_processes:
             cmd += ["--num_processes", str(launcher.num_processes)]
@@ -183,7 +222,12 @@ def runner_command(job: TrainJob, job_path: Path) -> list[str]:
         cfg_path = job.output_dir / "accelerate_config.yaml"
         cfg_path.write_text(yaml.safe_dump(accelerate_config(launcher, n), sort_keys=True))
         cmd += ["--config_file", str(cfg_path)]
-    cmd += ["--main_process_port", str(launcher.main_process_port or free_port()), *launcher.extra_args, *runner]
+    cmd += [
+        "--main_process_port",
+        str(launcher.main_process_port or free_port()),
+        *launcher.extra_args,
+        *runner,
+    ]
     return cmd
 
 
@@ -191,7 +235,9 @@ def runner_command(job: TrainJob, job_path: Path) -> list[str]:
 # other ranks): "[0]:\n  time : …\n  host : …\n  rank : 1 (local_rank: 1)\n  exitcode : -9 (pid: 123)\n …
 # traceback : Signal 9 (SIGKILL) received by PID 123". The first entry under "Root Cause" died first.
 _ELASTIC_ROOT = re.compile(
-    r"Root Cause.*?rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*exitcode\s*:\s*(-?\d+)\s*\(pid:\s*(\d+)\)", re.DOTALL)
+    r"Root Cause.*?rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*exitcode\s*:\s*(-?\d+)\s*\(pid:\s*(\d+)\)",
+    re.DOTALL,
+)
 
 
 def rank_failure(log_text: str, num_processes: int | None = None) -> str | None:
@@ -208,11 +254,15 @@ def rank_failure(log_text: str, num_processes: int | None = None) -> str | None:
             how = f"was killed by signal {-code}"
     else:
         how = f"exited with code {code}"
-    return (f"kaizen launcher: training rank {rank}{of} (pid {pid}) {how}; accelerate stopped the other ranks "
-            "and the job failed (its checkpoints are kept: run it again to resume)")
+    return (
+        f"kaizen launcher: training rank {rank}{of} (pid {pid}) {how}; accelerate stopped the other ranks "
+        "and the job failed (its checkpoints are kept: run it again to resume)"
+    )
 
 
-def run_job(job: TrainJob, progress: Progress | None = None, *, poll_s: float = 1.0, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_job(
+    job: TrainJob, progress: Progress | None = None, *, poll_s: float = 1.0, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run (or resume, or adopt) a training job; returns ``result.json``'s content."""
     job_dir = job.output_dir
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +299,9 @@ def run_job(job: TrainJob, progress: Progress | None = None, *, poll_s: float = 
     if proc.returncode != 0 and job.launcher.kind == "accelerate":
         _note_rank_failure(job_dir, log_start, job.launcher.num_processes)
     if proc.returncode != 0 or result is None:
-        raise TrainingFailedError(proc.returncode if proc.returncode is not None else -1, log_tail(job_dir), str(job_dir))
+        raise TrainingFailedError(
+            proc.returncode if proc.returncode is not None else -1, log_tail(job_dir), str(job_dir)
+        )
     return result
 
 

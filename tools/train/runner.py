@@ -44,7 +44,10 @@ def _die_with_parent() -> None:
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
     except OSError as e:
-        print(f"kaizen runner: cannot tie this rank to its launcher ({e}); it may outlive a killed launcher", flush=True)
+        print(
+            f"kaizen runner: cannot tie this rank to its launcher ({e}); it may outlive a killed launcher",
+            flush=True,
+        )
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -122,15 +125,21 @@ def _metrics_callback(path: Path, t0: float, t_train_start: list[float], prior_t
             # cpu_s: this process's CPU seconds (all threads). Other load on the machine stretches
             # elapsed_s far more than cpu_s (with one thread, hardly at all): kaizen bench tools
             # compares steps by both.
-            rec = {"step": state.global_step, "max_steps": state.max_steps, "elapsed_s": round(time.time() - t0, 2),
-                   "cpu_s": round(time.process_time(), 2)}
+            rec = {
+                "step": state.global_step,
+                "max_steps": state.max_steps,
+                "elapsed_s": round(time.time() - t0, 2),
+                "cpu_s": round(time.process_time(), 2),
+            }
             rec.update({k: (_round(v) if isinstance(v, float) else v) for k, v in logs.items()})
             tokens = float(logs.get("num_tokens") or getattr(state, "num_input_tokens_seen", 0) or 0)
             if self.start is None:
                 # First log: we do not know when the step began, so rate from the train start.
                 self.start, self.start_tokens = t_train_start[0] or t0, float(prior_tokens)
             if tokens and "train_runtime" not in logs:
-                rec["tokens_per_s"] = round((tokens - self.start_tokens) / max(time.time() - self.start, 1e-6), 2)
+                rec["tokens_per_s"] = round(
+                    (tokens - self.start_tokens) / max(time.time() - self.start, 1e-6), 2
+                )
             with path.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
 
@@ -160,7 +169,11 @@ def _load_model(job: TrainJob):  # noqa: ANN202
         from peft import LoraConfig
 
         n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
-        layers = list(range(n_layers - job.lora.top_layers, n_layers)) if job.lora.top_layers and n_layers else None
+        layers = (
+            list(range(n_layers - job.lora.top_layers, n_layers))
+            if job.lora.top_layers and n_layers
+            else None
+        )
         peft_config = LoraConfig(
             r=job.lora.r,
             lora_alpha=job.lora.alpha,
@@ -231,7 +244,9 @@ def _use_vllm(job: TrainJob, device: str) -> bool:
     import importlib.util
 
     spec = importlib.util.find_spec("vllm")
-    return device == "cuda" and spec is not None and spec.origin is not None  # origin None: a bare folder named vllm
+    return (
+        device == "cuda" and spec is not None and spec.origin is not None
+    )  # origin None: a bare folder named vllm
 
 
 def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
@@ -262,13 +277,27 @@ def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_co
         )
     )
     rewards = [decode_columns(get_reward(name)) for name in job.rewards]
-    callbacks = [entropy_floor_stop(job.entropy_floor, job.entropy_patience)] if job.entropy_floor is not None else None
+    callbacks = (
+        [entropy_floor_stop(job.entropy_floor, job.entropy_patience)]
+        if job.entropy_floor is not None
+        else None
+    )
     if vllm:
         print(f"kaizen runner: GRPO generation with vLLM ({job.vllm_mode})", flush=True)
     return KaizenGRPOTrainer(
-        model=model, reward_funcs=rewards, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config,
-        callbacks=callbacks, adv_weight_pos=job.adv_weight_pos, adv_weight_neg=job.adv_weight_neg,
-        hint_share=job.hint_share, hint=job.hint, hint_tokens=job.hint_tokens, hint_recheck=job.hint_recheck,
+        model=model,
+        reward_funcs=rewards,
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=callbacks,
+        adv_weight_pos=job.adv_weight_pos,
+        adv_weight_neg=job.adv_weight_neg,
+        hint_share=job.hint_share,
+        hint=job.hint,
+        hint_tokens=job.hint_tokens,
+        hint_recheck=job.hint_recheck,
         job_dir=job.output_dir,
     )
 
@@ -287,7 +316,9 @@ def run(job: TrainJob) -> dict[str, Any]:
     if world > 1:
         _die_with_parent()
     if rank == 0:
-        (out / "runner.pid").write_text(json.dumps({"pid": os.getpid(), "started": time.time(), "world_size": world}))
+        (out / "runner.pid").write_text(
+            json.dumps({"pid": os.getpid(), "started": time.time(), "world_size": world})
+        )
     t0 = time.time()
     rows = _load_rows(job.data_path, REQUIRED_KEYS[job.kind])  # fail on bad data before the slow model load
     model, tok, peft_config, device, bf16, fp16 = _load_model(job)
@@ -329,7 +360,9 @@ def run(job: TrainJob) -> dict[str, Any]:
         "train_tokens": tokens,
         "train_runtime_s": round(train_s, 2),
         # Rate of this process only: tokens trained before the resumed checkpoint took no time here.
-        "tokens_per_s": round((tokens - prior_tokens) / train_s, 2) if train_s > 0 and tokens > prior_tokens else None,
+        "tokens_per_s": round((tokens - prior_tokens) / train_s, 2)
+        if train_s > 0 and tokens > prior_tokens
+        else None,
         "train_loss": train_out.training_loss,
         "device": device,
         "dtype": "bf16" if bf16 else "fp16" if fp16 else "fp32",

@@ -44,8 +44,13 @@ Progress = Callable[[str], None]
 TASK = "intents"
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 # The model's systematic mistakes (gold → what it says), as a deployed classifier makes them.
-CONFUSIONS = {"card_declined": "damaged_card", "bill_balance": "balance", "report_lost_card": "new_card",
-              "freeze_account": "account_blocked", "pay_bill": "transfer"}
+CONFUSIONS = {
+    "card_declined": "damaged_card",
+    "bill_balance": "balance",
+    "report_lost_card": "new_card",
+    "freeze_account": "account_blocked",
+    "pay_bill": "transfer",
+}
 NAMES = ["Ann", "Bob", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo"]
 
 
@@ -67,17 +72,25 @@ def synthetic_traces(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[
         if rnd.random() < 0.2:
             text = f"{rnd.choice(NAMES)} here, {text}"
         wrong = gold in CONFUSIONS and rnd.random() < 0.45 or rnd.random() < 0.05
-        output = (CONFUSIONS.get(gold) or rnd.choice([lab for lab in labels if lab != gold])) if wrong else gold
-        rec: dict[str, Any] = {"id": f"g{n}-{i}", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + i * 7)),
-                               "task": TASK, "model_version": "v1",
-                               "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],
-                               "output": output}
+        output = (
+            (CONFUSIONS.get(gold) or rnd.choice([lab for lab in labels if lab != gold])) if wrong else gold
+        )
+        rec: dict[str, Any] = {
+            "id": f"g{n}-{i}",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + i * 7)),
+            "task": TASK,
+            "model_version": "v1",
+            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],
+            "output": output,
+        }
         f = rnd.random()
         if f < 0.85:  # feedback on most traces; the rest stay unlabeled
             if output == gold:
                 rec["feedback"] = {"verdict": "pass", "source": "human"}
             else:
-                correction = gold if rnd.random() > 0.06 else rnd.choice([lab for lab in labels if lab != gold])
+                correction = (
+                    gold if rnd.random() > 0.06 else rnd.choice([lab for lab in labels if lab != gold])
+                )
                 rec["feedback"] = {"verdict": "fail", "correction": correction, "source": "human"}
         out.append(rec)
     return out, labels
@@ -100,21 +113,32 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
     """``fn()`` and its wall and CPU seconds. On a shared machine CPU seconds are the steadier figure."""
     load0, cpu0, t0 = _load(), _cpu(), time.perf_counter()
     value = fn()
-    return value, {"s": round(time.perf_counter() - t0, 3), "cpu_s": round(_cpu() - cpu0, 3),
-                   "load_before": load0, "load_after": _load()}
+    return value, {
+        "s": round(time.perf_counter() - t0, 3),
+        "cpu_s": round(_cpu() - cpu0, 3),
+        "load_before": load0,
+        "load_after": _load(),
+    }
 
 
 def _kaizen(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "kaizen"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "kaizen.workflows.cli"]
-    done = subprocess.run([*cmd, "-w", str(ws), *args], check=False, capture_output=True, text=True,
-                          env=os.environ | {"KAIZEN_DB_URL": ""})
+    done = subprocess.run(
+        [*cmd, "-w", str(ws), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"KAIZEN_DB_URL": ""},
+    )
     if done.returncode != 0:
         raise RuntimeError(f"kaizen {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
     return done
 
 
-def _tokens_per_example(task: Any, items: list[Any], tokenizer_dir: Path | None, sample: int = 400) -> float | None:
+def _tokens_per_example(
+    task: Any, items: list[Any], tokenizer_dir: Path | None, sample: int = 400
+) -> float | None:
     """Mean tokens of a rendered training chat (prompt + completion), from a sample."""
     if not items or tokenizer_dir is None:
         return None
@@ -138,7 +162,11 @@ def _with_time_limit(fn: Callable[[], Any], limit_s: float | None) -> Any:
     import signal
     import threading
 
-    if not limit_s or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+    if (
+        not limit_s
+        or threading.current_thread() is not threading.main_thread()
+        or not hasattr(signal, "SIGALRM")
+    ):
         return fn()
 
     def stop(*_: Any) -> None:
@@ -168,12 +196,17 @@ class _memory_cap:  # noqa: N801 - a context manager
         try:
             import resource
 
-            vm = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
-                      if line.startswith("VmSize:"))
+            vm = next(
+                int(line.split()[1]) * 1024
+                for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmSize:")
+            )
             self.old = resource.getrlimit(resource.RLIMIT_AS)
             cap = vm + int(self.gb * 2**30)
             hard = self.old[1]
-            resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+            resource.setrlimit(
+                resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard)
+            )
         except (ImportError, OSError, StopIteration, ValueError):
             self.old = None  # not Linux: no cap
         return self
@@ -194,8 +227,15 @@ def _confusion_clusters(traces: list[Any]) -> dict[str, list[str]]:
     return out
 
 
-def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progress, seed: int = 0,
-                 diagnose_limit_s: float | None = None, diagnose_memory_gb: float | None = 8.0) -> dict[str, Any]:
+def measure_size(
+    n: int,
+    root: Path,
+    tokenizer_dir: Path | None,
+    progress: Progress,
+    seed: int = 0,
+    diagnose_limit_s: float | None = None,
+    diagnose_memory_gb: float | None = 8.0,
+) -> dict[str, Any]:
     """Ingest, observe, diagnose and synthesize at ``n`` traces; sizes of what training and evaluation would get.
 
     ``diagnose_limit_s`` / ``diagnose_memory_gb``: stop a diagnosis that runs longer or wants more memory
@@ -212,7 +252,18 @@ def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progr
     logs = root / f"traces-{n}.jsonl"
     logs.write_text("".join(json.dumps(r) + "\n" for r in records))
     _kaizen(ws_dir, "init", str(ws_dir))
-    _kaizen(ws_dir, "task", "add", TASK, "--kind", "classification", "--labels", ",".join(labels), "--system-prompt", SYSTEM_PROMPT)
+    _kaizen(
+        ws_dir,
+        "task",
+        "add",
+        TASK,
+        "--kind",
+        "classification",
+        "--labels",
+        ",".join(labels),
+        "--system-prompt",
+        SYSTEM_PROMPT,
+    )
     out: dict[str, Any] = {"traces": n, "log_mb": round(logs.stat().st_size / 2**20, 1)}
 
     progress(f"growth {n}: ingest")
@@ -227,17 +278,34 @@ def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progr
     cpu0, t0, load0 = _cpu(), time.perf_counter(), _load()
     try:
         with _memory_cap(diagnose_memory_gb):
-            diag, out["diagnose"] = _timed(lambda: _with_time_limit(lambda: brain.diagnose(task, traces), diagnose_limit_s))
-        out["diagnose"].update(failures=diag.n_failures, clusters=len(diag.clusters), suspects=len(diag.suspects))
+            diag, out["diagnose"] = _timed(
+                lambda: _with_time_limit(lambda: brain.diagnose(task, traces), diagnose_limit_s)
+            )
+        out["diagnose"].update(
+            failures=diag.n_failures, clusters=len(diag.clusters), suspects=len(diag.suspects)
+        )
         clusters = {k.key: k.trace_ids for k in diag.clusters if k.fixable}
-        confused_with = {tid: k.key.split(" ← ")[1] for k in diag.clusters if k.kind == "confusion" and " ← " in k.key
-                         for tid in k.trace_ids}
+        confused_with = {
+            tid: k.key.split(" ← ")[1]
+            for k in diag.clusters
+            if k.kind == "confusion" and " ← " in k.key
+            for tid in k.trace_ids
+        }
         excluded = diag.suspect_ids
     except (_Stopped, MemoryError) as e:
-        why = (f"time limit {diagnose_limit_s:g} s" if isinstance(e, _Stopped)
-               else f"out of memory under a {diagnose_memory_gb:g} GiB cap ({type(e).__name__}: {str(e)[:200]})")
-        out["diagnose"] = {"s": None, "stopped": why, "cpu_s": round(_cpu() - cpu0, 3),
-                           "load_before": load0, "load_after": _load(), "wall_s": round(time.perf_counter() - t0, 1)}
+        why = (
+            f"time limit {diagnose_limit_s:g} s"
+            if isinstance(e, _Stopped)
+            else f"out of memory under a {diagnose_memory_gb:g} GiB cap ({type(e).__name__}: {str(e)[:200]})"
+        )
+        out["diagnose"] = {
+            "s": None,
+            "stopped": why,
+            "cpu_s": round(_cpu() - cpu0, 3),
+            "load_before": load0,
+            "load_after": _load(),
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
         progress(f"growth {n}: diagnose stopped ({why}); synthesize on gold ← predicted groups")
         clusters = _confusion_clusters(traces)
         confused_with = {tid: key.split(" ← ")[1] for key, ids in clusters.items() for tid in ids}
@@ -248,18 +316,30 @@ def measure_size(n: int, root: Path, tokenizer_dir: Path | None, progress: Progr
     final_fraction = getattr(repair, "final_fraction", 0.15)
 
     def synthesize() -> tuple[Any, list[Any], dict[str, Any]]:
-        splits = build_splits(task, traces, excluded=excluded, clusters=clusters, final_fraction=final_fraction)
-        items, stats = build_training_set(splits, replay_fraction=plan.replay_fraction, failure_weight=plan.failure_weight, seed=1,
-                                          eval_sets=[splits.final], confused_with=confused_with,
-                                          hard_negatives_per_case=plan.hard_negatives_per_case)
+        splits = build_splits(
+            task, traces, excluded=excluded, clusters=clusters, final_fraction=final_fraction
+        )
+        items, stats = build_training_set(
+            splits,
+            replay_fraction=plan.replay_fraction,
+            failure_weight=plan.failure_weight,
+            seed=1,
+            eval_sets=[splits.final],
+            confused_with=confused_with,
+            hard_negatives_per_case=plan.hard_negatives_per_case,
+        )
         return splits, items, stats
 
     (splits, items, stats), out["synthesize"] = _timed(synthesize)
     out["synthesize"]["dropped_contaminated"] = stats.get("dropped_contaminated")
     held_out = len(splits.target) + len(splits.regression) + len(splits.final)
     tokens = _tokens_per_example(task, items, tokenizer_dir)
-    out["synthesize"].update(train_examples=len(items), target=len(splits.target), regression=len(splits.regression),
-                             final=len(splits.final))
+    out["synthesize"].update(
+        train_examples=len(items),
+        target=len(splits.target),
+        regression=len(splits.regression),
+        final=len(splits.final),
+    )
     out["train_tokens_per_iteration"] = round(len(items) * tokens * plan.epochs) if tokens else None
     out["tokens_per_example"] = round(tokens, 1) if tokens else None
     out["eval_examples_per_iteration"] = 2 * held_out  # incumbent and candidate on the same suites
@@ -280,29 +360,63 @@ def calibrate(base: Path, root: Path, progress: Progress, *, steps: int = 8) -> 
     from kaizen.workflows.bench.clinc import rows, to_items
 
     data = load_slice()
-    task = TaskSpec(name=TASK, kind="classification", labels=list(data["labels"]), system_prompt=SYSTEM_PROMPT)
+    task = TaskSpec(
+        name=TASK, kind="classification", labels=list(data["labels"]), system_prompt=SYSTEM_PROMPT
+    )
     items = to_items(rows("train", per_label=8, seed=3))
     job_dir = root / "calibration-sft"
     shutil.rmtree(job_dir, ignore_errors=True)
     job_dir.mkdir(parents=True)
     write_items(job_dir / "data.jsonl", sft_rows(task, items))
     progress(f"growth: calibrating training ({steps} LoRA SFT steps of the default model)")
-    job = TrainJob(kind="sft", base_dir=base, data_path=job_dir / "data.jsonl", output_dir=job_dir, max_steps=steps,
-                   batch_size=8, lora=LoraSpec(r=16, alpha=32), save_steps=10_000, learning_rate=1e-3)
+    job = TrainJob(
+        kind="sft",
+        base_dir=base,
+        data_path=job_dir / "data.jsonl",
+        output_dir=job_dir,
+        max_steps=steps,
+        batch_size=8,
+        lora=LoraSpec(r=16, alpha=32),
+        save_steps=10_000,
+        learning_rate=1e-3,
+    )
     result, train_t = _timed(lambda: run_job(job))
     progress("growth: calibrating evaluation (64 examples)")
     backend = TransformersBackend(base, None)
     eval_items = to_items(rows("test", per_label=7, seed=4))[:64]
-    _, eval_t = _timed(lambda: evaluate(task, eval_items, backend, model_version="base", outputs_path=root / "calibration-eval.jsonl",
-                                        mode="prefix"))
-    return {"train_tokens_per_s": result.get("tokens_per_s"), "train_steps": result.get("steps"),
-            "train_tokens": result.get("train_tokens"), "train": train_t,
-            "eval_examples": len(eval_items), "eval_examples_per_s": round(len(eval_items) / eval_t["s"], 2), "eval": eval_t}
+    _, eval_t = _timed(
+        lambda: evaluate(
+            task,
+            eval_items,
+            backend,
+            model_version="base",
+            outputs_path=root / "calibration-eval.jsonl",
+            mode="prefix",
+        )
+    )
+    return {
+        "train_tokens_per_s": result.get("tokens_per_s"),
+        "train_steps": result.get("steps"),
+        "train_tokens": result.get("train_tokens"),
+        "train": train_t,
+        "eval_examples": len(eval_items),
+        "eval_examples_per_s": round(len(eval_items) / eval_t["s"], 2),
+        "eval": eval_t,
+    }
 
 
-def bench_growth(sizes: tuple[int, ...] = DEFAULT_SIZES, *, calibrate_costs: bool = True, train_tokens_per_s: float | None = None,
-                 eval_examples_per_s: float | None = None, progress: Progress = print, out_dir: Path | None = None,
-                 seed: int = 0, diagnose_limit_s: float | None = None, diagnose_memory_gb: float | None = 8.0) -> dict[str, Any]:
+def bench_growth(
+    sizes: tuple[int, ...] = DEFAULT_SIZES,
+    *,
+    calibrate_costs: bool = True,
+    train_tokens_per_s: float | None = None,
+    eval_examples_per_s: float | None = None,
+    progress: Progress = print,
+    out_dir: Path | None = None,
+    seed: int = 0,
+    diagnose_limit_s: float | None = None,
+    diagnose_memory_gb: float | None = 8.0,
+) -> dict[str, Any]:
     """Measure the N-dependent phases at each size; extrapolate training and evaluation from calibrated costs."""
     from kaizen.tools.models.resolve import resolve_base
     from kaizen.workflows.bench.tools_bench import _machine
@@ -313,13 +427,25 @@ def bench_growth(sizes: tuple[int, ...] = DEFAULT_SIZES, *, calibrate_costs: boo
         t0 = time.perf_counter()
         _kaizen(root / "startup", "--help")
         startup = round(time.perf_counter() - t0, 2)
-        result: dict[str, Any] = {"machine": _machine("cpu", None), "cli_startup_s": startup, "sizes": [],
-                                  "command": "kaizen bench growth --sizes " + ",".join(map(str, sizes))}
+        result: dict[str, Any] = {
+            "machine": _machine("cpu", None),
+            "cli_startup_s": startup,
+            "sizes": [],
+            "command": "kaizen bench growth --sizes " + ",".join(map(str, sizes)),
+        }
         for n in sizes:
-            result["sizes"].append(measure_size(n, root, base, progress, seed, diagnose_limit_s, diagnose_memory_gb))
+            result["sizes"].append(
+                measure_size(n, root, base, progress, seed, diagnose_limit_s, diagnose_memory_gb)
+            )
             row = result["sizes"][-1]
-            progress(f"growth {n}: " + ", ".join(f"{k} {'stopped' if row[k]['s'] is None else str(row[k]['s']) + ' s'} "
-                                                 f"(cpu {row[k]['cpu_s']} s)" for k in ("ingest", "observe", "diagnose", "synthesize")))
+            progress(
+                f"growth {n}: "
+                + ", ".join(
+                    f"{k} {'stopped' if row[k]['s'] is None else str(row[k]['s']) + ' s'} "
+                    f"(cpu {row[k]['cpu_s']} s)"
+                    for k in ("ingest", "observe", "diagnose", "synthesize")
+                )
+            )
         cal: dict[str, Any] = {}
         if calibrate_costs and (train_tokens_per_s is None or eval_examples_per_s is None):
             cal = calibrate(base, root, progress)
@@ -327,7 +453,11 @@ def bench_growth(sizes: tuple[int, ...] = DEFAULT_SIZES, *, calibrate_costs: boo
         eps = eval_examples_per_s or cal.get("eval_examples_per_s")
         result["calibration"] = cal | {"train_tokens_per_s_used": tps, "eval_examples_per_s_used": eps}
         for row in result["sizes"]:
-            row["train_s_extrapolated"] = round(row["train_tokens_per_iteration"] / tps, 1) if tps and row["train_tokens_per_iteration"] else None
+            row["train_s_extrapolated"] = (
+                round(row["train_tokens_per_iteration"] / tps, 1)
+                if tps and row["train_tokens_per_iteration"]
+                else None
+            )
             row["eval_s_extrapolated"] = round(row["eval_examples_per_iteration"] / eps, 1) if eps else None
     finally:
         shutil.rmtree(root, ignore_errors=True)
