@@ -36,6 +36,9 @@ KNN = 7
 # label at least TOP_MIN. Chosen on AdaptFT stage 1 (CLINC banking, 15 % poison) and only reported on the
 # demo and stages 2–3 (benchmarks/triage: `kaizen bench triage`).
 EMB_K = 10
+# A consensus needs this many neighbours on its side: with a handful of labelled traces, k neighbours spread
+# over many labels and any one label's "majority" is an accident.
+EMB_MIN_VOTES = 3
 EMB_OWN_MAX = 0.05
 EMB_TOP_MIN = 0.4
 # When the neighbours side with the model's own answer against the correction, less agreement is needed:
@@ -176,7 +179,8 @@ class RuleBrain:
             )
             if not (strict or lenient) and (masked := self._leading_claim(task, texts, golds, i)) is not None:
                 cons, strict = masked, True  # the input names the correction, the rest of it says otherwise
-            if (strict or lenient) and cons.top_label != golds[i]:
+            votes = sum(1 for n in cons.neighbours if n["label"] == cons.top_label)
+            if (strict or lenient) and cons.top_label != golds[i] and votes >= EMB_MIN_VOTES:
                 flag(
                     t,
                     "disagrees_with_similar_inputs",

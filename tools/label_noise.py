@@ -33,12 +33,13 @@ def knn_consensus(
     if len(labelled) < 2:
         return {}
     emb = np.asarray(embeddings)
-    sims = emb @ emb[labelled].T  # rows: all, cols: labelled
+    rows = [i for i in (query if query is not None else labelled) if labels[i] is not None]
+    if not rows:
+        return {}
+    sims = emb[rows] @ emb[labelled].T  # only the rows asked for: O(queries × labelled), not N × N
     out = {}
-    for i in query if query is not None else labelled:
-        if labels[i] is None:
-            continue
-        row = sims[i].copy()
+    for r, i in enumerate(rows):
+        row = sims[r].copy()
         row[[j for j, li in enumerate(labelled) if li == i]] = -np.inf
         order = np.argsort(row)[::-1][:k]
         votes: dict[str, float] = {}
