@@ -109,7 +109,7 @@ def _assert_no_step_trained_on_what_judged_it(run_dir: Path, summary: dict) -> N
         name: _ids(rd.suite(name))
         for name in ("target", "regression", "final", "train_failures", "replay_pool")
     }
-    assert roles["final"], "the demo-sized logs leave room for a final slice"
+    # (a final slice exists from ~135 trusted traces on: min 20 at 15 %; these ~50-trace logs have none)
     for a in roles:
         for b in roles:
             if a < b:
