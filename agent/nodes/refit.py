@@ -41,7 +41,9 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     p = Plan.model_validate(state["plan"])
     rd = run_dir(state)
     splits = _splits(state, task)
-    loop_items = load_items(rd.train_set(best.get("step") or str(best["iteration"])), task)
+    # What the best candidate's line trained on: its own step's set, or its iteration's (a rollback trains nothing).
+    own = rd.train_set(best.get("step") or str(best["iteration"]))
+    loop_items = load_items(own if own.exists() else rd.train_set(str(best["iteration"])), task)
     items, stats = build_refit_set(splits, loop_items, replay_fraction=max(p.replay_fraction, 0.3), seed=7)
     write_items(rd.train_set("refit"), items)
     write_json(rd.train_stats("refit"), stats)
