@@ -12,6 +12,9 @@ from typing import Any
 
 from kaizen.agent.context import RunContext
 from kaizen.agent.state import Plan, RepairState
+from kaizen.tools.data import load_items
+from kaizen.tools.datasets import RepairSplits
+from kaizen.tools.rundir import SUITES
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.store import TraceView
 
@@ -39,6 +42,16 @@ def load_traces(c: RunContext, task: TaskSpec) -> list[TraceView]:
     from kaizen.tools.answer_key import load_answer_key, oracle_traces
 
     return oracle_traces(task, traces, load_answer_key(Path(c.answer_key)))
+
+
+def load_roles(task: TaskSpec, roles: dict[str, str]) -> RepairSplits:
+    """The run's data roles (role → JSONL path) read back as items; a missing or empty file is an empty role."""
+
+    def load(name: str) -> list:
+        path = Path(roles.get(name, ""))
+        return load_items(path, task) if roles.get(name) and path.exists() and path.stat().st_size else []
+
+    return RepairSplits(**{name: load(name) for name in SUITES})
 
 
 def suites_for(state: RepairState, c: RunContext) -> dict[str, str]:

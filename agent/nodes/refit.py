@@ -10,7 +10,6 @@ best is, and the report says why.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -18,19 +17,11 @@ from langgraph.runtime import Runtime
 from kaizen.agent.candidates import train_candidate, train_event
 from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir, write_json
 from kaizen.agent.measure import comparison, measure
+from kaizen.agent.policy import load_roles
 from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items, write_items
-from kaizen.tools.datasets import RepairSplits, build_refit_set
+from kaizen.tools.datasets import build_refit_set
 from kaizen.tools.gate import check_regressions, gate_config, paired_worse_p
-from kaizen.tools.rundir import SUITES
-
-
-def _splits(state: RepairState, task: Any) -> RepairSplits:
-    def load(name: str) -> list:
-        p = Path(state["splits"].get(name, ""))
-        return load_items(p, task) if state["splits"].get(name) and p.exists() and p.stat().st_size else []
-
-    return RepairSplits(**{name: load(name) for name in SUITES})
 
 
 def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -40,7 +31,7 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     best = dict(state["best"] or {})
     p = Plan.model_validate(state["plan"])
     rd = run_dir(state)
-    splits = _splits(state, task)
+    splits = load_roles(task, state["splits"])
     # What the best candidate's line trained on: its own step's set, or its iteration's (a rollback trains nothing).
     own = rd.train_set(best.get("step") or str(best["iteration"]))
     loop_items = load_items(own if own.exists() else rd.train_set(str(best["iteration"])), task)

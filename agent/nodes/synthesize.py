@@ -12,11 +12,10 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from kaizen.agent.context import RunContext, event, run_dir, write_json
-from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_traces
+from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles, load_traces
 from kaizen.agent.state import Diagnosis, Plan, RepairState
 from kaizen.tools.data import load_items, write_items
 from kaizen.tools.datasets import RepairSplits, build_splits, build_training_set
-from kaizen.tools.rundir import SUITES
 
 
 def _roles(state: RepairState, c: RunContext) -> tuple[dict[str, str], int]:
@@ -43,23 +42,13 @@ def _roles(state: RepairState, c: RunContext) -> tuple[dict[str, str], int]:
     return out, len(splits.final)
 
 
-def load_splits(state: RepairState, c: RunContext, roles: dict[str, str]) -> RepairSplits:
-    task = c.workspace.store.get_task(state["task"])
-
-    def load(name: str) -> list:
-        path = Path(roles.get(name, ""))
-        return load_items(path, task) if roles.get(name) and path.exists() and path.stat().st_size else []
-
-    return RepairSplits(**{name: load(name) for name in SUITES})
-
-
 def synthesize(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     c = runtime.context
     ws = c.workspace
     task = ws.store.get_task(state["task"])
     roles, final_n = _roles(state, c)
     p = Plan.model_validate(state["plan"])
-    splits = load_splits(state, c, roles)
+    splits = load_roles(task, roles)
     # Never train on anything that judges: earlier promotions' suites and the user's extra sets included.
     extra = [load_items(Path(x), task) for x in earlier_suites(state, c).values()]
     incumbent = ws.store.get_model_version(state["incumbent"])

@@ -72,6 +72,14 @@ class TransformersBackend:
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats
         ]
 
+    def _encode(self, prompts: list[str]) -> tuple[Any, Any, Any]:
+        """A left-padded batch: (encoding, attention mask, position ids that skip the padding)."""
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.device
+        )
+        attn = enc["attention_mask"]
+        return enc, attn, (attn.cumsum(-1) - 1).clamp(min=0)
+
     def _batches(self, prompts: list[str]) -> list[list[int]]:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
@@ -126,11 +134,7 @@ class TransformersBackend:
         out: list[str] = [""] * len(prompts)
         done = 0
         for idx in self._batches(prompts):
-            enc = tok(
-                [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(self.device)
-            attn = enc["attention_mask"]
-            pos = (attn.cumsum(-1) - 1).clamp(min=0)
+            enc, attn, pos = self._encode([prompts[i] for i in idx])
             cands = [list(range(len(labels))) for _ in idx]
             decided: list[str | None] = [None] * len(idx)
             with torch.inference_mode():
@@ -202,12 +206,8 @@ class TransformersBackend:
         out: list[str] = [""] * len(prompts)
         done = 0
         for idx in self._batches(prompts):
-            enc = tok(
-                [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(self.device)
-            attn = enc["attention_mask"]
+            enc, attn, pos = self._encode([prompts[i] for i in idx])
             b = attn.shape[0]
-            pos = (attn.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
                 # Only the last prompt position's logits are needed: skipping the lm_head (576 × 49k)
                 # on every other prompt position: ~10% less CPU time (32 prompts × 10 labels: 10.7 vs 11.7 s).
