@@ -41,7 +41,8 @@ from kaizen.tools.schema import FeedbackIn, TraceIn, content_hash
 from kaizen.tools.store.tables import FeedbackRow, StageFeedbackRow, StageTraceRow, TaskRow, TraceRow, utcnow
 
 if TYPE_CHECKING:
-    from kaizen.tools.store.repo import ImportStats, Store
+    from kaizen.tools.store.base import StoreBase
+    from kaizen.tools.store.traces import ImportStats
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class ImportBatch:
         stats: The counts to fill in.
     """
 
-    def __init__(self, store: Store, *, path: str, skip_invalid: bool, by_line: bool, stats: ImportStats):
+    def __init__(self, store: StoreBase, *, path: str, skip_invalid: bool, by_line: bool, stats: ImportStats):
         self.store, self.path, self.skip_invalid, self.by_line, self.stats = (
             store,
             path,
