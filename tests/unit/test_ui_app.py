@@ -29,7 +29,6 @@ from kaizen.tools.store.tables import EvalResultRow, ModelVersionRow, RunRow
 from kaizen.tools.workspace import Workspace, find_workspace, init_workspace
 from kaizen.workflows.report.build import write_report
 from kaizen.workflows.ui.app import COOKIE, create_app
-from kaizen.workflows.ui.data import open_readonly_store
 
 TOKEN = "s3cret-token"
 DAY0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -484,7 +483,7 @@ def test_without_a_decide_function_approvals_are_refused(ws: Workspace) -> None:
 
 
 def test_the_dashboard_store_cannot_write_and_does_not_block_writers(ws: Workspace) -> None:
-    ro = open_readonly_store(ws.db_url)
+    ro = Store.open_read_only(ws.db_url)
     with pytest.raises(Exception, match="readonly|read-only|read only"):
         ro.save_run(RunRow(id="x", task="intents", workflow="repair", status="running", thread_id="x"))
     # A read transaction held open by the dashboard: a writer (a repair saving its run) still commits at once.

@@ -1,8 +1,8 @@
 """The store's connection: one engine per database URL and the transaction every query runs in.
 
-Split from the queries (``catalog``, ``traces``, ``jobs``) so that each of those reads as the
-questions it answers, while opening and failing are decided once, here: a database that cannot be
-used raises ``WorkspaceError`` with the fix instead of the driver's exception.
+Split from the queries (``catalog``, ``traces``, ``jobs``, ``browse``) so that each of those reads as
+the questions it answers, while opening, failing and read-only mode are decided once, here: a database
+that cannot be used raises ``WorkspaceError`` with the fix instead of the driver's exception.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any, Self
 
+from sqlalchemy import event
 from sqlmodel import Session
 
 from kaizen.tools.errors import WorkspaceError
@@ -56,6 +58,27 @@ class StoreBase:
             if (err := dberror.describe(e, url)) is not None:
                 raise err from None
             raise
+
+    @classmethod
+    def open_read_only(cls, url: str) -> Self:
+        """A store whose connections cannot write (SQLite ``query_only``; PostgreSQL read-only transactions).
+
+        The dashboard reads through one: SQLite in WAL mode lets a running repair or tick write while it
+        reads, and ``query_only`` guarantees the reader itself never takes the write lock.
+        """
+        store = cls(url)
+
+        def _readonly(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            if url.startswith("sqlite"):
+                cur.execute("PRAGMA query_only=ON")
+            elif url.startswith("postgres"):
+                cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            cur.close()
+
+        event.listen(store.engine, "connect", _readonly)
+        store.engine.dispose()  # connections opened by the schema check were not read-only: drop them
+        return store
 
     @contextmanager
     def session(self) -> Iterator[Session]:

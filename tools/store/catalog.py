@@ -168,13 +168,22 @@ class CatalogStore(StoreBase):
             s.refresh(row)
         return row
 
-    def eval_results(self, task: str | None = None, model_version: str | None = None) -> list[EvalResultRow]:
+    def eval_results(
+        self,
+        task: str | None = None,
+        model_version: str | None = None,
+        *,
+        model_versions: Iterable[str] | None = None,
+    ) -> list[EvalResultRow]:
+        """Evaluation results in the order they were recorded (of one version, or of any of ``model_versions``)."""
         with self.session() as s:
             q = select(EvalResultRow).order_by(col(EvalResultRow.id))
             if task:
                 q = q.where(EvalResultRow.task == task)
             if model_version:
                 q = q.where(EvalResultRow.model_version == model_version)
+            if model_versions is not None:
+                q = q.where(col(EvalResultRow.model_version).in_(list(model_versions)))
             return list(s.exec(q))
 
     # ---------------------------------------------------------------------------------- skills

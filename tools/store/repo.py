@@ -8,7 +8,8 @@ The queries live in one module per concept and meet here in one class:
 * ``base`` — the engine, the transaction (``session``) and how an unusable database is reported;
 * ``catalog`` — tasks, model versions, aliases, evaluation results, skills;
 * ``traces`` — importing traces and feedback, and reading each trace with its latest feedback;
-* ``jobs`` — runs, ticks, servers, task locks, the scheduled loop's cursors and waiting records.
+* ``jobs`` — runs, ticks, servers, task locks, the scheduled loop's cursors and waiting records;
+* ``browse`` — the dashboard's filtered, paged reads of traces and their feedback.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from collections import Counter
 from typing import Any
 
 from kaizen.tools.store.base import StoreBase, as_utc
+from kaizen.tools.store.browse import BrowseStore, TracePage
 from kaizen.tools.store.catalog import CatalogStore, task_row_to_spec
 from kaizen.tools.store.jobs import JobStore
 from kaizen.tools.store.traces import ImportStats, TraceStore, TraceView
 
-__all__ = ["ImportStats", "Store", "StoreBase", "TraceView", "as_utc", "task_row_to_spec"]
+__all__ = ["ImportStats", "Store", "StoreBase", "TracePage", "TraceView", "as_utc", "task_row_to_spec"]
 
 
-class Store(CatalogStore, TraceStore, JobStore):
+class Store(CatalogStore, TraceStore, JobStore, BrowseStore):
     """Repository over one database URL (SQLite file by default, any SQLAlchemy URL)."""
 
     def trace_stats(self, task: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The dashboard's Starlette app: server-rendered pages, their ``/api/…`` JSON twins, and approvals.
 
 ``create_app(workspace, token=..., decide=...)`` builds it. Reads use a read-only store (see
-``data.open_readonly_store``) in short transactions, so a repair or tick running at the same time is never
+``Store.open_read_only``) in short transactions, so a repair or tick running at the same time is never
 blocked. The one state-changing request — approving or rejecting a run that waits for approval — calls
 ``decide(run_id, approved, who)``, which the CLI injects: the same function ``kaizen runs approve`` calls.
 Such requests need the token printed at start-up (header ``X-Kaizen-Token`` or ``Authorization: Bearer``,
@@ -34,10 +34,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kaizen.tools.errors import KaizenError, NotFoundError
+from kaizen.tools.store import Store
 from kaizen.tools.workspace import Workspace
 from kaizen.workflows.report.build import fmt_delta, fmt_num, fmt_rate, fmt_score
 from kaizen.workflows.ui import charts
-from kaizen.workflows.ui.data import APPROVALS_FILE, Reader, jsonable, open_readonly_store
+from kaizen.workflows.ui.common import APPROVALS_FILE, jsonable
+from kaizen.workflows.ui.data import Reader
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class Dashboard:
         self.token = token
         self.decide_fn = decide
         self.poll_ms = poll_ms
-        self.store = open_readonly_store(ws.db_url)
+        self.store = Store.open_read_only(ws.db_url)
         self.reader = Reader(self.store, ws.artifacts)
         self.env = _env()
         self.decide_lock = threading.Lock()
