@@ -15,7 +15,6 @@ import pytest
 from pydantic import ValidationError
 
 from kaizen.workflows.bench.perturb import (
-    _CODE_SWITCH,  # the dictionary the effect check compares against
     NAIVE_NO_CORRECTION,
     OUT_OF_SCOPE,
     PERTURBATIONS,
@@ -31,6 +30,9 @@ from kaizen.workflows.bench.perturb import (
     perturb,
     poison_count,
     table,
+)
+from kaizen.workflows.bench.perturb.words import (
+    CODE_SWITCH,  # the dictionary the effect check compares against
 )
 
 LABELS = ["card_declined", "balance", "transfer", "bill_due", "freeze_account"]
@@ -137,7 +139,7 @@ def _stutter(text: str, out: str) -> None:
 
 
 def _code_switch(text: str, out: str) -> None:
-    foreign = {w for table in _CODE_SWITCH.values() for v in table.values() for w in words(v)}
+    foreign = {w for table in CODE_SWITCH.values() for v in table.values() for w in words(v)}
     new = set(words(out)) - set(words(text))
     assert out != text and new and new <= foreign
     assert len(words(out)) - len(words(text)) <= 6, "a few words, not a translation"
