@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--system-prompt", default=None)
     g.add_argument("--system-prompt-file", type=Path, default=None)
     p.add_argument("--metric", default=None)
-    p.add_argument("--description", default="")
+    p.add_argument("--description", default=TaskSpec.model_fields["description"].default)
     p.set_defaults(func=cmd_task_add)
     p = task.add_parser("list", help="List tasks.")
     p.set_defaults(func=cmd_task_list)

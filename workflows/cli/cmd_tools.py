@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.set_defaults(func=cmd_eval)
 
+    from kaizen.tools.train.spec import LoraSpec, TrainJob  # pydantic only: cheap at start-up
+
+    job = TrainJob.model_fields
     train = sub.add_parser("train", help="Train a LoRA adapter with TRL (SFT or GRPO).").add_subparsers(
         dest="train_cmd", metavar="KIND"
     )
@@ -61,11 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--from-incumbent", action="store_true", help="Initialise the new adapter from --base's adapter."
         )
         p.add_argument("--name", default=None, help="Name of the new version (default: TASK-vN).")
-        p.add_argument("--epochs", type=float, default=2.0)
-        p.add_argument("--max-steps", type=int, default=-1)
-        p.add_argument("--lr", type=float, default=None)
-        p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument("--lora-r", type=int, default=16)
+        # Defaults are the training spec's own, so the CLI and a job built elsewhere train alike.
+        p.add_argument("--epochs", type=float, default=job["epochs"].default)
+        p.add_argument("--max-steps", type=int, default=job["max_steps"].default)
+        p.add_argument(
+            "--lr", type=float, default=None, help=f"Learning rate (default {job['learning_rate'].default})."
+        )
+        p.add_argument("--batch-size", type=int, default=job["batch_size"].default)
+        p.add_argument("--lora-r", type=int, default=LoraSpec.model_fields["r"].default)
         p.add_argument(
             "--top-layers", type=int, default=None, help="Adapt only the top N layers (faster on CPU)."
         )
