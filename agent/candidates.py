@@ -22,6 +22,13 @@ def version_name(state: RepairState, step: str) -> str:
     return f"{state['task']}-{state['run_id'][:8]}-i{step}"
 
 
+# GRPO sized for a CPU (issue 16): a group of 4 completions of at most 8 tokens (a label, a short
+# answer), 2 prompts a step, ``Plan.grpo_steps`` steps. On a GPU, raise them through train_overrides.
+GRPO_GROUP = 4
+GRPO_COMPLETION_TOKENS = 8
+GRPO_PROMPTS_PER_STEP = 2
+
+
 def train_candidate(
     state: RepairState,
     c: RunContext,
@@ -32,44 +39,151 @@ def train_candidate(
     from_adapter: bool,
     p: Plan,
     skill_version: int | None,
+    kind: str = "sft",
     epochs: float | None = None,
     learning_rate: float | None = None,
     min_steps: int | None = None,
     train_items_path: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Train ``items`` from ``start`` (continuing its adapter when ``from_adapter``); returns (version, result)."""
+    """Train ``items`` from ``start`` (continuing its adapter when ``from_adapter``); returns (version, result).
+
+    ``kind``: ``sft``; ``grpo`` — the items are GRPO prompts, their ``expected`` the reward reference
+    (``rewards_for_kind(task.kind)``); ``sft+grpo`` — SFT registered as ``<name>-sft``, then GRPO continuing
+    it registered under the step's name (its parent is the SFT version, so the lineage shows both). The
+    returned result is the last job's, with ``train_tokens``/``train_runtime_s`` summed over both and the
+    SFT part under ``"sft"``.
+    """
+    if kind == "sft+grpo":
+        sft_v, sft_r = _train_one(
+            state,
+            c,
+            items,
+            kind="sft",
+            name=version_name(state, step) + "-sft",
+            job_dir=run_dir(state).step(step) / "job-sft",
+            start=start,
+            from_adapter=from_adapter,
+            p=p,
+            skill_version=skill_version,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            min_steps=min_steps,
+            train_items_path=train_items_path,
+        )
+        version, result = _train_one(
+            state,
+            c,
+            items,
+            kind="grpo",
+            name=version_name(state, step),
+            job_dir=run_dir(state).job(step),
+            start=sft_v,
+            from_adapter=True,
+            p=p,
+            skill_version=skill_version,
+            train_items_path=train_items_path,
+        )
+        part = {k: sft_r.get(k) for k in ("steps", "train_tokens", "train_runtime_s")}
+        return version, result | {
+            "train_tokens": int(result.get("train_tokens") or 0) + int(sft_r.get("train_tokens") or 0),
+            "train_runtime_s": round(
+                float(result.get("train_runtime_s") or 0) + float(sft_r.get("train_runtime_s") or 0), 2
+            ),
+            "sft": part
+            | {"version": sft_v.name, "metrics_path": str(Path(sft_r["job_dir"]) / "metrics.jsonl")},
+        }
+    if kind not in ("sft", "grpo"):
+        raise ValueError(f"unknown training kind {kind!r}: use sft, grpo or sft+grpo")
+    return _train_one(
+        state,
+        c,
+        items,
+        kind=kind,
+        name=version_name(state, step),
+        job_dir=run_dir(state).job(step),
+        start=start,
+        from_adapter=from_adapter,
+        p=p,
+        skill_version=skill_version,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        min_steps=min_steps,
+        train_items_path=train_items_path,
+    )
+
+
+def _grpo_params(p: Plan, task: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """A CPU-sized GRPO job: the task kind's verifier, group 4, ≤ 8 completion tokens, a handful of steps."""
+    from kaizen.tools.train.rewards import rewards_for_kind
+
+    params: dict[str, Any] = dict(
+        rewards=rewards_for_kind(task.kind),
+        num_generations=GRPO_GROUP,
+        max_completion_length=GRPO_COMPLETION_TOKENS,
+        batch_size=GRPO_PROMPTS_PER_STEP * GRPO_GROUP,
+        max_steps=p.grpo_steps,
+    )
+    return params | extra  # train_overrides win (e.g. a GPU run's larger groups)
+
+
+def _train_one(
+    state: RepairState,
+    c: RunContext,
+    items: list[EvalItem],
+    *,
+    kind: str,
+    name: str,
+    job_dir: Path,
+    start: Any,
+    from_adapter: bool,
+    p: Plan,
+    skill_version: int | None,
+    epochs: float | None = None,
+    learning_rate: float | None = None,
+    min_steps: int | None = None,
+    train_items_path: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
     from kaizen.tools.skills import get_skill
 
     ws = c.workspace
     task = ws.store.get_task(state["task"])
     extra = dict(c.train_overrides)
-    epochs = epochs if epochs is not None else p.epochs
-    steps = math.ceil(len(items) / p.batch_size) * epochs
-    if steps < (min_steps if min_steps is not None else p.min_steps):
-        extra.setdefault("max_steps", min_steps if min_steps is not None else p.min_steps)
+    learning_rate = extra.pop("learning_rate", learning_rate)  # a run's override wins over the plan's rate
     # A fresh adapter on the base needs the full LoRA rate; continuing one, the plan's gentler rate.
     lr = (
         learning_rate
         if learning_rate is not None
         else (p.learning_rate if from_adapter else 2 * p.learning_rate)
     )
+    if kind == "grpo":
+        params = _grpo_params(p, task, extra)
+        what = (
+            f"GRPO on {len(items)} prompts, {params['max_steps']} steps × "
+            f"{params['batch_size'] // params['num_generations']} prompts × {params['num_generations']} completions "
+            f"(≤ {params['max_completion_length']} tokens), rewards {', '.join(params['rewards'])}"
+        )
+    else:
+        epochs = epochs if epochs is not None else p.epochs
+        steps = math.ceil(len(items) / p.batch_size) * epochs
+        if steps < (min_steps if min_steps is not None else p.min_steps):
+            extra.setdefault("max_steps", min_steps if min_steps is not None else p.min_steps)
+        params = dict(epochs=epochs, batch_size=p.batch_size) | extra
+        what = f"{len(items)} examples, {epochs:g} epochs"
     job = build_job(
         ws,
         task,
         items,
-        kind="sft",
+        kind=kind,
         start=start,
-        job_dir=run_dir(state).job(step),
+        job_dir=job_dir,
         from_incumbent=from_adapter,
         skill=get_skill(ws.store, task.name, skill_version) if skill_version else None,
-        epochs=epochs,
         learning_rate=lr,
-        batch_size=p.batch_size,
         lora=LoraSpec(r=p.lora_r, alpha=2 * p.lora_r, top_layers=p.top_layers),
-        **extra,
+        **params,
     )
     c.say(
-        f"train [{step}]: {len(items)} examples, {epochs:g} epochs, lr {lr:g}, "
+        f"train [{name}]: {what}, lr {lr:g}, "
         f"{'continuing ' + start.name if from_adapter else 'fresh LoRA on the base'}"
     )
     result = run_job(job, progress_printer() if c.progress else None)
@@ -78,13 +192,14 @@ def train_candidate(
         task,
         job,
         result,
-        name=version_name(state, step),
+        name=name,
         parent=start,
         items=items,
         train_items_path=train_items_path,
-        holds_full_data=not from_adapter,
+        # RL is not reproduced by retraining on the items: a GRPO version never counts as holding its data.
+        holds_full_data=not from_adapter and kind == "sft",
     )
-    return version, result
+    return version, result | {"job_dir": str(job_dir)}
 
 
 def train_event(
@@ -98,5 +213,8 @@ def train_event(
         "tokens_per_s": result.get("tokens_per_s"),
         "seconds": result.get("train_runtime_s"),
         "metrics_path": str(job_dir / "metrics.jsonl"),
+        **{
+            k: result[k] for k in ("grpo", "sft") if result.get(k)
+        },  # GRPO's hints/early stop; sft+grpo's SFT part
         **more,
     }

@@ -96,6 +96,15 @@ class Plan(BaseModel):
     fix: Literal["weights", "skill", "both"] = Field(
         "weights", description="weights: train an adapter; skill: edit the prompt skill only; both."
     )
+    kind: Literal["sft", "grpo", "sft+grpo"] = Field(
+        "sft",
+        description="How the weights are trained: sft (LoRA SFT); grpo (GRPO from the start version, rewarded by "
+        "the task kind's verifier against the training set's expected outputs); sft+grpo (SFT, then GRPO "
+        "continuing the SFT adapter: two registered versions, the GRPO one is the candidate).",
+    )
+    grpo_steps: int = Field(
+        8, ge=1, description="GRPO optimiser steps (2 prompts × 4 completions each): CPU-sized by default."
+    )
     rationale: list[str] = Field(default_factory=list)
 
 

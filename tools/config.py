@@ -105,7 +105,12 @@ class RepairSettings(Section):
     )
     recover: bool = Field(
         True,
-        description="When a candidate fails only on regressions, try a short refresh and a sparse rollback before discarding it.",
+        description="When a candidate fails only on regressions, try a short refresh and a sparse rollback (then GRPO: grpo_recovery) before discarding it.",
+    )
+    grpo_recovery: bool = Field(
+        True,
+        description="With recover: as a third recovery, GRPO from the incumbent on the iteration's training prompts "
+        "(task kinds with a verifier; a handful of CPU-sized steps), gated like any candidate.",
     )
 
 

@@ -1,4 +1,4 @@
-"""plan: choose this iteration's data mix and hyper-parameters (from the last verdict, if any)."""
+"""plan: choose this iteration's data mix, hyper-parameters and training kind (from the last verdict, if any)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ def plan(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     iteration = state.get("iteration", 0) + 1
     p = c.brain.plan(iteration, diag, state.get("verdict"), previous)
     if previous is None and c.plan_defaults:
-        p = p.model_copy(update=c.plan_defaults)
+        # The run's own first-plan settings (kaizen repair --kind, benchmarks), validated like any plan.
+        p = Plan.model_validate(p.model_dump() | c.plan_defaults)
+        if p.kind != "sft":
+            p.rationale.append(
+                f"training kind {p.kind} (run setting): "
+                + ("GRPO" if p.kind == "grpo" else "SFT, then GRPO continuing it")
+                + f", {p.grpo_steps} GRPO steps rewarded by the task's verifier"
+            )
     c.say(f"plan (iteration {iteration}): " + "; ".join(p.rationale))
     return {
         "plan": p.model_dump(),
@@ -27,5 +34,5 @@ def plan(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         "candidate_skill": None,
         "recovery": [],
         "step": str(iteration),
-        "events": [event("plan", iteration=iteration, rationale=p.rationale)],
+        "events": [event("plan", iteration=iteration, kind=p.kind, rationale=p.rationale)],
     }

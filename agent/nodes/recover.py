@@ -2,9 +2,14 @@
 
 In order (RESEARCH.md, "Multi-domain RL interference"): (a) **refresh** — a few steps continuing the
 candidate on examples of the labels it broke plus its own training failures; (b) **sparse rollback** —
-training-free: revert the few adapter coordinates where the update fights the loss on those labels. Both
-use *training-side* examples of the damaged labels (the replay pool and the training set), never the
-regression suite that judges them. Each result is a new candidate, gated like any other.
+training-free: revert the few adapter coordinates where the update fights the loss on those labels; (c)
+**grpo** — GRPO from the iteration's start (the working incumbent, else production) on the iteration's
+training prompts, rewarded by the task kind's verifier: RL forgets less than SFT (RESEARCH.md,
+"Reinforcement fine-tuning forgets less than SFT"), so it is the last resort when the SFT candidate's
+fix cannot be kept without its damage. (a) and (b) use *training-side* examples of the damaged labels (the
+replay pool and the training set), (c) the training set itself — never the regression suite that judges
+them. Each result is a new candidate, gated like any other. Which recoveries run, in this order, is
+``state["recoveries"]`` (``repair.recover``, ``repair.grpo_recovery``).
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ def recover(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     tried = list(state.get("recovery") or [])
     how = state["recoveries"][len(tried)]
     step = f"{state['iteration']}r{len(tried) + 1}"
+    if how == "grpo":
+        return {"recovery": [*tried, how], "step": step} | _grpo(state, c, task, step)
     failed = ws.store.get_model_version((state.get("verdict") or {})["candidate_version"])
     labels = _broken_labels(state, task)
     damaged, failures = _examples(state, task, labels, seed=len(tried))
@@ -157,4 +164,42 @@ def _rollback(
     return {
         "candidate": version.name,
         "events": [event("recover", step=step, how="rollback", version=version.name, **info)],
+    }
+
+
+def _grpo(state: RepairState, c: RunContext, task: Any, step: str) -> dict[str, Any]:
+    """GRPO from the iteration's start on its training prompts (corrected failures + replay of passes)."""
+    ws = c.workspace
+    p = Plan.model_validate(state["plan"])
+    working = state.get("working")
+    start = ws.store.get_model_version(working["candidate_version"] if working else state["incumbent"])
+    if p.kind == "grpo":
+        c.say(f"recover [{step}]: the candidate already was GRPO from {start.name}: grpo skipped")
+        return {
+            "candidate": None,
+            "events": [event("recover", step=step, how="grpo", skipped="the candidate was GRPO")],
+        }
+    train_path = Path(state["splits"]["train"])
+    items = load_items(train_path, task) if train_path.exists() and train_path.stat().st_size else []
+    if not items:
+        c.say(f"recover [{step}]: no training prompts: grpo skipped")
+        return {"candidate": None, "events": [event("recover", step=step, how="grpo", skipped="no prompts")]}
+    version, result = train_candidate(
+        state,
+        c,
+        items,
+        step=step,
+        start=start,
+        from_adapter=bool(working) or (start.adapter_path is not None and p.start != "base"),
+        p=p,
+        skill_version=state.get("candidate_skill"),
+        kind="grpo",
+        train_items_path=str(train_path),
+    )
+    c.say(f"recover [{step}]: GRPO from {start.name} on {len(items)} training prompts → {version.name}")
+    info = train_event(step, version, result, run_dir(state).job(step), start=start.name, prompts=len(items))
+    return {
+        "candidate": version.name,
+        "train_tokens_used": state.get("train_tokens_used", 0) + int(result.get("train_tokens") or 0),
+        "events": [event("recover", how="grpo", **info)],
     }

@@ -1,4 +1,4 @@
-"""train: this iteration's candidate — LoRA SFT through the model tools, or a prompt-skill edit.
+"""train: this iteration's candidate — LoRA SFT, GRPO or SFT then GRPO (``Plan.kind``), or a prompt-skill edit.
 
 An iteration after a passing one continues that candidate (the run's working incumbent); the first
 continues production's adapter or retrains from the base on the accumulated data (``Plan.start``).
@@ -68,7 +68,12 @@ def train(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             }
         skill_v = new_skill or skill_v
     items = load_items(Path(state["splits"]["train"]), task)
-    from_adapter = bool(working) or continues_incumbent(p, start)
+    if p.kind == "grpo":
+        # RL continues what the start knows (the incumbent's adapter, or a fresh LoRA on a bare base):
+        # retraining "from the base on the accumulated data" is an SFT idea.
+        from_adapter = bool(working) or (start.adapter_path is not None and p.start != "base")
+    else:
+        from_adapter = bool(working) or continues_incumbent(p, start)
     version, result = train_candidate(
         state,
         c,
@@ -78,6 +83,7 @@ def train(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         from_adapter=from_adapter,
         p=p,
         skill_version=skill_v,
+        kind=p.kind,
         train_items_path=state["splits"]["train"],
     )
     return {
@@ -88,7 +94,7 @@ def train(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             event(
                 "train",
                 iteration=state["iteration"],
-                **train_event(step, version, result, run_dir(state).job(step)),
+                **train_event(step, version, result, run_dir(state).job(step), kind=p.kind),
             )
         ],
     }

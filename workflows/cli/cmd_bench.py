@@ -1,4 +1,4 @@
-"""CLI: ``kaizen bench tools|adaptft|serving|grpo`` — benchmarks, reported as ratios measured in one run.
+"""CLI: ``kaizen bench tools|adaptft|serving|grpo|rl|triage|growth`` — benchmarks, reported as ratios measured in one run.
 
 The benchmarks themselves live in ``workflows/bench/``; this module only parses flags and prints.
 """
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_adaptft_parser(bench)
     add_serving_parser(bench)
     add_grpo_parser(bench)
+    add_rl_parser(bench)
     p = bench.add_parser(
         "triage", help="Bad-feedback recall/precision against answer keys (AdaptFT stages, the demo)."
     )
@@ -317,4 +318,56 @@ def cmd_bench_grpo(args: argparse.Namespace) -> int:
             data={"ratios": d["ratios"], "ratios_cpu_time": d["ratios_cpu_time"], "saved_to": d["saved_to"]}
         ),
     )
+    return 0
+
+
+def add_rl_parser(bench: argparse._SubParsersAction) -> None:
+    """Register ``kaizen bench rl`` (workflows/bench/rl.py)."""
+    p = bench.add_parser(
+        "rl",
+        help="SFT vs GRPO vs SFT→GRPO from the support-intents demo's v1 on the same training data: "
+        "target fixed, right→wrong flips (regression suite, gold set), tokens, wall time.",
+    )
+    p.add_argument("--arms", default="sft,grpo,sft+grpo", help="Comma-separated training kinds to compare.")
+    p.add_argument("--grpo-steps", type=int, default=None, help="GRPO steps of the grpo arms (default 8).")
+    p.add_argument(
+        "--oracle",
+        action="store_true",
+        help="Every arm gets the scenario's answer key instead of the logged feedback (isolates the training kind).",
+    )
+    p.add_argument(
+        "--base", type=Path, default=None, help="Model directory (default: the embedded smollm2-135m)."
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="Workspaces and the result JSON (default: <cache>/bench)."
+    )
+    p.set_defaults(func=cmd_bench_rl)
+
+
+def cmd_bench_rl(args: argparse.Namespace) -> int:
+    from kaizen.workflows.bench.rl import TABLE_COLUMNS, bench_rl, demo_scenario
+
+    data = bench_rl(
+        demo_scenario(args.base),
+        arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+        grpo_steps=args.grpo_steps,
+        oracle=args.oracle,
+        out_dir=args.out,
+        progress=info,
+    )
+
+    def pretty(d: dict[str, Any]) -> None:
+        table(
+            f"{d['scenario']}: one repair step from v1 per arm"
+            + (" (oracle feedback)" if d["setup"]["oracle"] else ""),
+            TABLE_COLUMNS,
+            d["table"]["rows"],
+        )
+        console.print(
+            f"v1 on gold: {d['v1_gold']['right']}/{d['v1_gold']['n']} right; same training set in every arm: "
+            f"{d['same_training_set']}; saved {d['saved_to']}",
+            markup=False,
+        )
+
+    emit(args.json, data, pretty)
     return 0

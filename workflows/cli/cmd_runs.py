@@ -37,6 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-iterations", type=int, default=None)
     p.add_argument(
+        "--kind",
+        default=None,
+        choices=["sft", "grpo", "sft+grpo"],
+        help="How the first iteration trains: sft (default), grpo (RL from the incumbent, rewarded by the task's "
+        "verifier), or sft+grpo (SFT, then GRPO continuing it). Later iterations keep it.",
+    )
+    p.add_argument(
+        "--grpo-steps", type=int, default=None, help="GRPO optimiser steps (--kind grpo|sft+grpo; default 8)."
+    )
+    p.add_argument(
         "--eval-set",
         type=Path,
         action="append",
@@ -115,6 +125,8 @@ def _result(run: RunRow, as_json: bool) -> int:
 def cmd_repair(args: argparse.Namespace) -> int:
     from kaizen.workflows.repair import job as repair
 
+    if args.grpo_steps is not None and (args.kind or "sft") == "sft":
+        raise ConfigError("--grpo-steps needs --kind grpo or --kind sft+grpo")
     ws = find_workspace(args.workspace)
     if args.strategy == "naive":
         from kaizen.workflows.repair.naive import run_naive
@@ -124,6 +136,11 @@ def cmd_repair(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--strategy oracle needs --answer-key FILE, and --answer-key is only for --strategy oracle"
         )
+    plan_defaults: dict[str, Any] = {}
+    if args.kind:
+        plan_defaults["kind"] = args.kind
+    if args.grpo_steps is not None:
+        plan_defaults["grpo_steps"] = args.grpo_steps
     run = repair.start(
         ws,
         args.task,
@@ -131,6 +148,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
         preset=args.preset,
         max_iterations=args.max_iterations,
         extra_eval_sets=args.eval_set,
+        plan_defaults=plan_defaults or None,
         progress=info,
         answer_key=args.answer_key,
     )

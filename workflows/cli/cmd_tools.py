@@ -77,9 +77,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
         p.add_argument("--full", action="store_true", help="Full fine-tuning instead of LoRA.")
         if kind == "grpo":
-            p.add_argument("--reward", default="label_exact_match", help="Comma-separated reward names.")
-            p.add_argument("--num-generations", type=int, default=4)
+            _add_grpo_flags(p)
         p.set_defaults(func=cmd_train, kind=kind)
+
+
+# GRPO flags of `kaizen train grpo`: each is a TrainJob field; its default and help come from the spec.
+GRPO_FLAGS = (
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "adv_weight_pos",
+    "adv_weight_neg",
+    "entropy_floor",
+    "entropy_patience",
+    "hint_share",
+    "hint",
+    "hint_tokens",
+)
+
+
+def _add_grpo_flags(p: argparse.ArgumentParser) -> None:
+    from kaizen.tools.train.spec import TrainJob
+
+    p.add_argument(
+        "--reward",
+        default=None,
+        help="Comma-separated reward names (default: the task kind's verifier, rewards_for_kind).",
+    )
+    for name in GRPO_FLAGS:
+        f = TrainJob.model_fields[name]
+        default = "off" if name == "entropy_floor" and f.default is None else f.default
+        more = "; off: never" if name == "entropy_floor" else ""
+        help_ = f"{f.description or ''} (default {default}{more})".strip().replace("%", "%%")
+        kw: dict[str, Any] = {"default": f.default, "help": help_}
+        if name == "hint":
+            kw["choices"] = ["auto", "labels", "prefix"]
+        elif name == "entropy_floor":
+            kw["type"] = lambda v: None if v.lower() in ("none", "off", "null") else float(v)
+        else:
+            kw["type"] = type(f.default)
+        p.add_argument("--" + name.replace("_", "-"), **kw)
 
 
 def _progress(label: str):  # noqa: ANN202
@@ -187,9 +224,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.lr:
         params["learning_rate"] = args.lr
     if args.kind == "grpo":
+        from kaizen.tools.train.rewards import rewards_for_kind
+
+        rewards = [r.strip() for r in (args.reward or "").split(",") if r.strip()]
         params.update(
-            rewards=[r.strip() for r in args.reward.split(",") if r.strip()],
-            num_generations=args.num_generations,
+            rewards=rewards or rewards_for_kind(task.kind), **{n: getattr(args, n) for n in GRPO_FLAGS}
         )
         if params["batch_size"] % args.num_generations:
             params["batch_size"] = args.num_generations * max(1, params["batch_size"] // args.num_generations)

@@ -356,7 +356,9 @@ def _run_attempt(
     params = dict(att.params)
     params["lora"] = LoraSpec(**params.get("lora", {}))
     if att.strategy == "grpo":
-        params.update(rewards=["math_final_answer"] if task.kind == "math" else ["label_exact_match"])
+        from kaizen.tools.train.rewards import rewards_for_kind
+
+        params.setdefault("rewards", rewards_for_kind(task.kind))  # the task kind's verifier
     job_dir = Path(run.config["run_dir"]) / f"attempt-{att.index + 1}"
     try:
         job = build_job(

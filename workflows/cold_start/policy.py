@@ -6,8 +6,8 @@ tasks), between 0.80 and 0.95 the *hyper-parameters* are (gentler learning rate,
 more capacity), above 0.95 add examples for what still fails; stop at the target score τ. Every
 attempt is a real train-and-evaluate run, and attempts already tried are never repeated, so the
 search is a short, explainable walk rather than a blind sweep. GRPO is only proposed on a GPU
-and only where a verifier exists (classification labels, math answers): on a CPU its sampled
-generations make one step cost minutes.
+and only where a verifier exists (``rewards_for_kind``: classification labels, math answers, extraction
+JSON, code tests): on a CPU its sampled generations make one step cost minutes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from kaizen.tools.schema import TaskSpec
+from kaizen.tools.train.rewards import VERIFIABLE_KINDS
 
 DATA_REWORK_BELOW = 0.80
 TUNE_BELOW = 0.95
@@ -127,7 +128,8 @@ def _candidates(task: TaskSpec, best: Attempt, on_gpu: bool, has_rationales: boo
                     why=f"score {best.score:.3f} ≥ {TUNE_BELOW}: add examples of the labels that still fail {sorted(weak)}",
                 )
             )
-    verifier = task.kind == "math" or (task.kind == "classification" and bool(task.labels))
+    # The kinds kaizen.tools.train.rewards can verify (a classification task needs its label set).
+    verifier = task.kind in VERIFIABLE_KINDS and (task.kind != "classification" or bool(task.labels))
     if on_gpu and verifier:
         cands.append(
             Attempt(

@@ -154,11 +154,21 @@ def start(
             "target_score": rs.target_score,
             "plateau": rs.plateau,
             "refit_enabled": rs.refit,
-            "recoveries": ["refresh", "rollback"] if rs.recover else [],
+            "recoveries": recoveries(rs, spec.kind),
             "final_n": 0,
             "recovery": [],
         }
         return _drive(ws, run, state, progress, brain)
+
+
+def recoveries(rs: Any, task_kind: str) -> list[str]:
+    """The recoveries a run tries, in order: refresh → sparse rollback → GRPO (repair.recover, repair.grpo_recovery;
+    GRPO only for a task kind with a verifier)."""
+    from kaizen.tools.train.rewards import VERIFIABLE_KINDS
+
+    if not rs.recover:
+        return []
+    return ["refresh", "rollback"] + (["grpo"] if rs.grpo_recovery and task_kind in VERIFIABLE_KINDS else [])
 
 
 def _production_skill(ws: Workspace, task: str) -> int | None:
