@@ -18,25 +18,19 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support_intents import GOLD, TASK, V1_ADAPTER
 
 from kaizen.tools.serve.hotswap import http_json
 from kaizen.workflows.cli.main import main
 
 pytestmark = pytest.mark.vllm
 
-ROOT = Path(__file__).resolve().parents[2]
-V1_ADAPTER = ROOT / "examples" / "support-intents" / "data" / "v1"
-GOLD = ROOT / "examples" / "support-intents" / "data" / "gold_heldout.jsonl"
-LABELS = json.loads((ROOT / "examples" / "data" / "clinc150_banking.json").read_text())["labels"]
-TASK = "support-intents"
-SYSTEM = "Classify the banking request. Reply with the intent label only."
 BALANCE_Q = "how much does my bank account have"  # v1 answers "balance" (tests/vllm/test_vllm_server.py)
 
 
@@ -70,54 +64,10 @@ def _read_ready(proc: subprocess.Popen, timeout: float) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def served(vllm_python: str, smollm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from kaizen.tools.workspace import init_workspace
-
-    ws = tmp_path_factory.mktemp("serve-ws")
-    init_workspace(ws)
-    assert (
-        kz(
-            ws,
-            "task",
-            "add",
-            TASK,
-            "--kind",
-            "classification",
-            "--labels",
-            ",".join(LABELS),
-            "--system-prompt",
-            SYSTEM,
-        )
-        == 0
-    )
-    assert kz(ws, "models", "add", "v1", "--path", str(V1_ADAPTER), "--task", TASK, "--promote") == 0
-    env = {**os.environ, "KAIZEN_VLLM_PYTHON": vllm_python, "PYTHONUNBUFFERED": "1"}
-    env.pop("KAIZEN_HOME", None)
-    err_log = open(ws / "serve.err", "w")  # noqa: SIM115 - closed at teardown
+def served(vllm_python: str, smollm_dir: Path, support_intents_ws, kaizen_serve):
+    ws = support_intents_ws("serve-ws", "v1", promote=True)
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kaizen.workflows.cli.main",
-            "-w",
-            str(ws),
-            "serve",
-            "--task",
-            TASK,
-            "--port",
-            "0",
-            "--cpu-threads",
-            "1",
-            "--json",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=err_log,
-        text=True,
-    )
-    try:
+    with kaizen_serve(ws, "--cpu-threads", "1", env={"KAIZEN_VLLM_PYTHON": vllm_python}) as proc:
         # Train while vLLM boots: a 2-step LoRA on the top 2 layers, r=16 (the fresh adapter to promote).
         data = ws / "train.jsonl"
         data.write_text("".join(GOLD.read_text().splitlines(keepends=True)[:16]))
@@ -147,14 +97,6 @@ def served(vllm_python: str, smollm_dir: Path, tmp_path_factory: pytest.TempPath
             f"\nkaizen serve ready after {info['ready_after_s']} s (vLLM start-up {info['vllm_startup_s']} s)"
         )
         yield {"ws": ws, "proc": proc, "info": info, "url": info["url"], "err": ws / "serve.err"}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        err_log.close()
 
 
 def client(served: dict[str, Any]):

@@ -18,10 +18,7 @@ reports proxy overhead).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -31,86 +28,25 @@ from typing import Any
 
 import httpx
 import pytest
-
-from kaizen.workflows.cli.main import main
+from support_intents import TASK
 
 pytestmark = pytest.mark.vllm
 
-ROOT = Path(__file__).resolve().parents[2]
-V1_ADAPTER = ROOT / "examples" / "support-intents" / "data" / "v1"
-LABELS = json.loads((ROOT / "examples" / "data" / "clinc150_banking.json").read_text())["labels"]
-TASK = "support-intents"
-SYSTEM = "Classify the banking request. Reply with the intent label only."
 QUESTION = "how much does my bank account have"  # v1 answers "balance"; the base model chats
 V1 = "load-v1"  # its own adapter name in the shared vLLM (other modules load "v1" there)
 CLIENTS, PER_CLIENT, MAX_TOKENS, STREAM_EVERY = 16, 20, 4, 4
 
 
-def kz(ws: Path, *argv: str) -> int:
-    return main(["-w", str(ws), *argv])
-
-
 @pytest.fixture(scope="module")
-def attached(vllm_server, tmp_path_factory: pytest.TempPathFactory):
+def attached(vllm_server, support_intents_ws, kaizen_serve):
     """A ``kaizen serve`` subprocess attached to the session's vLLM server; stopped (SIGTERM) at the end."""
-    from kaizen.tools.workspace import init_workspace
-
-    ws = tmp_path_factory.mktemp("serve-load-ws")
-    init_workspace(ws)
-    assert (
-        kz(
-            ws,
-            "task",
-            "add",
-            TASK,
-            "--kind",
-            "classification",
-            "--labels",
-            ",".join(LABELS),
-            "--system-prompt",
-            SYSTEM,
-        )
-        == 0
-    )
-    assert kz(ws, "models", "add", V1, "--path", str(V1_ADAPTER), "--task", TASK) == 0
-    env = {k: v for k, v in os.environ.items() if k != "KAIZEN_HOME"} | {"PYTHONUNBUFFERED": "1"}
-    err = open(ws / "serve.err", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kaizen.workflows.cli.main",
-            "-w",
-            str(ws),
-            "serve",
-            "--task",
-            TASK,
-            "--port",
-            "0",
-            "--vllm-url",
-            vllm_server.url,
-            "--json",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=err,
-        text=True,
-    )
-    try:
+    ws = support_intents_ws("serve-load-ws", V1)
+    with kaizen_serve(ws, "--vllm-url", vllm_server.url) as proc:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line, f"kaizen serve exited {proc.wait()}: {(ws / 'serve.err').read_text()[-3000:]}"
         info = json.loads(line)
         assert info["attached"] and info["vllm_url"] == vllm_server.url and info["version"] == "base"
         yield {"ws": ws, "proc": proc, "info": info}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        err.close()
 
 
 def _one(client: httpx.Client, url: str, stream: bool) -> dict[str, Any]:
