@@ -125,6 +125,11 @@ def test_kaizen_repair_kind_grpo_trains_a_gated_grpo_candidate(
     curves = [json.loads(x) for x in (job / "metrics.jsonl").read_text().splitlines()]
     assert any("reward" in m and "entropy" in m for m in curves)
     assert train["grpo"] is not None  # hints/early stop summary carried into the event
+    # The report plots reward and entropy per GRPO step.
+    (row,) = report["training"]
+    assert row["kind"] == "grpo" and row["rl"]["step"] == [1, 2] and len(row["rl"]["entropy"]) == 2
+    html = Path(out["report_path"]).with_name("report.html").read_text()
+    assert 'alt="GRPO reward and entropy per step"' in html
     # Gated like any candidate: a verdict for step 1 on the same suites.
     assert report["verdict"]["candidate_version"] == cand.name and report["verdict"]["step"] == "1"
     assert report["summary"]["path"][0]["step"] == "1"

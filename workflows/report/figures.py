@@ -147,6 +147,29 @@ def fig_training(training: list[dict[str, Any]]) -> str | None:
     return to_png(fig)
 
 
+def fig_rl(training: list[dict[str, Any]]) -> str | None:
+    """GRPO steps: mean reward and policy entropy per optimiser step (entropy collapsing = learning stops)."""
+    curves = [t for t in training if (t.get("rl") or {}).get("step")]
+    if not curves:
+        return None
+    fig = new_figure(7.5, 3.0)
+    for k, (key, label) in enumerate((("reward", "mean reward"), ("entropy", "entropy (nats/token)"))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        for t in curves:
+            pts = [(s, v) for s, v in zip(t["rl"]["step"], t["rl"][key], strict=True) if v is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=f"step {t['iteration']}")
+        ax.set_xlabel("GRPO step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        if k == 0:
+            ax.legend(fontsize=8)
+    fig.suptitle("GRPO: reward and entropy per step", fontsize=10)
+    fig.tight_layout()
+    return to_png(fig)
+
+
 def fig_phases(phases: dict[str, Any]) -> str | None:
     rows = [p for p in phases.get("phases") or [] if p["seconds"] > 0]
     if not rows:

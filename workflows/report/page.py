@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kaizen.workflows.report.figures import fig_confusion, fig_phases, fig_scores, fig_training, short
+from kaizen.workflows.report.figures import fig_confusion, fig_phases, fig_rl, fig_scores, fig_training, short
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
 MAX_FLIPS_SHOWN = 200  # rows per flipped-examples table in the HTML (report.json keeps them all)
@@ -55,6 +55,7 @@ def render_html(data: dict[str, Any]) -> str:
         ("scores", fig_scores, data),
         ("confusion", fig_confusion, data.get("confusion")),
         ("training", fig_training, data.get("training") or []),
+        ("rl", fig_rl, data.get("training") or []),
         ("phases", fig_phases, data.get("phases") or {}),
     ):
         try:

@@ -174,12 +174,17 @@ def training_section(r: RunView) -> list[dict[str, Any]]:
         result = read_json(job / "result.json") or {}
         ev = r.train_events.get(i) or {}
         steps, loss, elapsed = [], [], []
+        rl: dict[str, list[Any]] = {"step": [], "reward": [], "entropy": []}  # GRPO jobs: per-step curves
         final = {}
         for rec in read_jsonl(job / "metrics.jsonl"):
             if "loss" in rec and rec.get("step") is not None:
                 steps.append(rec["step"])
                 loss.append(rec["loss"])
                 elapsed.append(rec.get("elapsed_s"))
+                if "reward" in rec:
+                    rl["step"].append(rec["step"])
+                    rl["reward"].append(rec["reward"])
+                    rl["entropy"].append(rec.get("entropy"))
             if "train_loss" in rec:
                 final = rec
         rows.append(
@@ -199,6 +204,8 @@ def training_section(r: RunView) -> list[dict[str, Any]]:
                 "train_loss": result.get("train_loss", final.get("train_loss")),
                 "device": result.get("device"),
                 "curve": {"step": steps, "loss": loss, "elapsed_s": elapsed},
+                "kind": ev.get("kind") or result.get("kind"),
+                "rl": rl,
             }
         )
     return rows
