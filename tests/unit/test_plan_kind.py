@@ -145,3 +145,31 @@ def test_rl_bench_flips_and_table() -> None:
     assert rows[0][:3] == ["grpo", "3/4 (75%)", "1/20 (5%)"] and rows[0][-1] == "pass"
     assert rows[1][0] == "sft" and "boom" in rows[1][1]
     json.dumps(rows)
+
+
+def test_kaizen_train_grpo_flags_are_the_train_jobs_fields() -> None:
+    from kaizen.tools.train.spec import TrainJob
+    from kaizen.workflows.cli.cmd_tools import GRPO_FLAGS
+    from kaizen.workflows.cli.main import build_parser
+
+    base = ["train", "grpo", "--task", "t", "--data", "d.jsonl"]
+    a = build_parser().parse_args(base)
+    assert {n: getattr(a, n) for n in GRPO_FLAGS} == {n: TrainJob.model_fields[n].default for n in GRPO_FLAGS}
+    assert a.reward is None  # the task kind's verifier, decided once the task is known
+    a = build_parser().parse_args(
+        base
+        + ["--adv-weight-pos", "0.5", "--adv-weight-neg", "1.5", "--entropy-floor", "off"]
+        + [
+            "--entropy-patience",
+            "3",
+            "--hint-share",
+            "0.5",
+            "--hint",
+            "prefix",
+            "--max-completion-length",
+            "8",
+        ]
+    )
+    assert (a.adv_weight_pos, a.adv_weight_neg, a.entropy_floor, a.entropy_patience) == (0.5, 1.5, None, 3)
+    assert (a.hint_share, a.hint, a.max_completion_length) == (0.5, "prefix", 8)
+    assert build_parser().parse_args(base + ["--entropy-floor", "0.2"]).entropy_floor == 0.2
