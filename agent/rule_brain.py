@@ -11,7 +11,7 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
-from kaizen.agent.state import Diagnosis, FailureCluster, Plan, SuspectFlag
+from kaizen.agent.state import Diagnosis, FailureCluster, InferredLabel, Plan, SuspectFlag
 from kaizen.tools.evaluate.metrics import normalize_label
 from kaizen.tools.schema import EvalItem, Skill, TaskSpec, last_user_text
 from kaizen.tools.similarity import TextIndex
@@ -56,6 +56,15 @@ ADVERSARIAL = re.compile(
     r"|\bsystem prompt\b",
     re.IGNORECASE,
 )
+
+# Distrusted corrections whose trace may still teach, under a label the evidence infers (never input-level
+# flags: an off-domain, garbage or adversarial input has no right label to learn).
+RELABELABLE = {
+    "disagrees_with_similar_inputs",
+    "contradicts_near_duplicates",
+    "correction_off_label",
+    "correction_equals_output",
+}
 
 HYPOTHESES = {
     "off_label": "the model replies outside the label set",
@@ -110,7 +119,76 @@ class RuleBrain:
             n_passes=len(labeled) - len(failures),
             clusters=clusters,
             suspects=suspects,
+            inferred=self._inferred(task, traces, suspects),
         )
+
+    def _inferred(
+        self, task: TaskSpec, traces: list[TraceView], suspects: list[SuspectFlag]
+    ) -> list[InferredLabel]:
+        """Labels for traces the feedback cannot be trusted on or did not give, where the evidence agrees.
+
+        A distrusted correction is not a worthless trace: the input is real traffic and its neighbours usually
+        say what it means. So are unlabeled traces and failures nobody corrected. kNN consensus over the
+        *trusted* labels (suspects and the queries themselves excluded) proposes a label; ``inferred_label``
+        keeps it only when the consensus is clear and the model's own answer agrees, or the consensus alone is
+        overwhelming. These labels train; they never enter a suite that judges a candidate.
+        """
+        from kaizen.tools import embed
+        from kaizen.tools.label_noise import inferred_label, knn_consensus
+
+        if task.kind != "classification" or not task.labels or not embed.available():
+            return []
+        distrusted = {s.trace_id for s in suspects}
+        relabel = {s.trace_id for s in suspects if s.kind in RELABELABLE}
+        texts = [last_user_text(t.messages) for t in traces]
+        golds = [None if t.id in distrusted else self._gold(task, t) for t in traces]
+        query = [
+            i
+            for i, t in enumerate(traces)
+            if t.id in relabel
+            or (
+                golds[i] is None
+                and t.id not in distrusted
+                and not is_garbage(texts[i])
+                and not ADVERSARIAL.search(texts[i])
+            )
+        ]
+        if not query:
+            return []
+        out = []
+        for i, cons in knn_consensus(embed.embed(texts), golds, k=EMB_K, query=query).items():
+            t = traces[i]
+            output = normalize_label(t.output, task.labels)
+            if t.id in relabel:
+                kind, agreeing, refused = "relabel", output, self._gold(task, t)
+            elif t.verdict == "fail":  # a failure nobody corrected: the answer it rejected is not the label
+                kind, agreeing, refused = "pseudo_label", None, output
+            else:
+                kind, agreeing, refused = "pseudo_label", output, None
+            lab = inferred_label(cons, agreeing, refused=refused)
+            if lab is not None:
+                out.append(
+                    InferredLabel(
+                        trace_id=t.id,
+                        label=lab,
+                        kind=kind,  # type: ignore[arg-type]
+                        evidence={
+                            "method": "embedding-knn",
+                            "feedback": refused if kind == "relabel" else None,
+                            "model_output": output,
+                            "share": round(cons.top_share, 3),
+                            "neighbours": [
+                                {
+                                    "trace_id": traces[n["index"]].id,
+                                    "label": n["label"],
+                                    "similarity": n["similarity"],
+                                }
+                                for n in cons.neighbours
+                            ],
+                        },
+                    )
+                )
+        return out
 
     def _suspects(self, task: TaskSpec, labeled: list[TraceView]) -> list[SuspectFlag]:
         flags: dict[str, SuspectFlag] = {}

@@ -29,6 +29,17 @@ class SuspectFlag(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
+class InferredLabel(BaseModel):
+    """A label the logs did not give but two independent signals agree on: what the semantic neighbours'
+    trusted labels say, and (for an unlabeled trace, always; for a distrusted correction, when required)
+    the model's own answer. Inferred labels only ever *train*; they never judge a candidate."""
+
+    trace_id: str
+    label: str
+    kind: Literal["relabel", "pseudo_label"]  # relabel: replaces a distrusted correction; pseudo: unlabeled
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
 class FailureCluster(BaseModel):
     """A failure pattern: e.g. gold ``transfer`` answered as ``balance``."""
 
@@ -61,6 +72,10 @@ class Diagnosis(BaseModel):
     n_passes: int
     clusters: list[FailureCluster]
     suspects: list[SuspectFlag]
+    inferred: list[InferredLabel] = Field(
+        default_factory=list,
+        description="Labels recovered for distrusted or unlabeled traces (training only).",
+    )
 
     @property
     def suspect_ids(self) -> set[str]:

@@ -115,3 +115,14 @@ def triage_quality(
         "precision": round(tp / len(flagged), 4) if flagged else None,
         "recall": round(tp / len(bad), 4) if bad else None,
     }
+
+
+def inferred_quality(inferred: Iterable[Any], key: dict[str, KeyEntry]) -> dict[str, Any]:
+    """How many labels the triage inferred (relabelled corrections, pseudo-labelled traces) and how many are
+    right by the key: an inferred label trains, so a wrong one is poison kaizen added itself."""
+    out: dict[str, Any] = {}
+    for kind in ("relabel", "pseudo_label"):
+        got = [x for x in inferred if x.kind == kind and x.trace_id in key]
+        right = sum(1 for x in got if key[x.trace_id].label == x.label)
+        out[kind] = {"n": len(got), "right": right, "accuracy": round(right / len(got), 4) if got else None}
+    return out

@@ -1,15 +1,18 @@
-"""refit: fold the evidence that chose the candidate into it, and verify the result on a slice nobody used.
+"""refit: retrain on all the evidence with the recipe the loop chose, and verify it on a slice nobody used.
 
-Inside the loop the target and regression traces only judge. Once the best candidate is chosen they have
-done that job, so the refit continues the best candidate on them (plus replay of what the loop trained
-on). The refit is then measured on the **final slice** — carved before anything else, never trained on,
-never used to choose — against production (no significant regression, floor and rate as the gate) and
-against the best loop candidate (not significantly worse). If it holds, it is the one promoted; if not, the loop's
-best is, and the report says why.
+Inside the loop the target and regression traces only judge, so loop candidates learn from a subset. Once
+the loop has shown that the recipe fixes the target failures without breaking the regression suite, those
+suites have done that job: the refit trains, from the same start as the loop (the incumbent's adapter, or
+the base with the incumbent's own data), on *every* trusted example and inferred label (never the final
+slice), in one pass with a first iteration's schedule. It is then measured on the **final slice** — carved
+before anything else, never trained on, never used to choose — against production (no significant
+regression, floor and rate as the gate) and against the best loop candidate (not significantly worse).
+If it holds, it is the one promoted; if not, the loop's best is, and the report says why.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -17,7 +20,7 @@ from langgraph.runtime import Runtime
 from kaizen.agent.candidates import train_candidate, train_event
 from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir, write_json
 from kaizen.agent.measure import comparison, measure
-from kaizen.agent.policy import load_roles
+from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles
 from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items, write_items
 from kaizen.tools.datasets import build_refit_set
@@ -32,23 +35,28 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     p = Plan.model_validate(state["plan"])
     rd = run_dir(state)
     splits = load_roles(task, state["splits"])
-    # What the best candidate's line trained on: its own step's set, or its iteration's (a rollback trains nothing).
-    own = rd.train_set(best.get("step") or str(best["iteration"]))
-    loop_items = load_items(own if own.exists() else rd.train_set(str(best["iteration"])), task)
-    items, stats = build_refit_set(splits, loop_items, replay_fraction=max(p.replay_fraction, 0.3), seed=7)
+    incumbent = ws.store.get_model_version(state["incumbent"])
+    from_adapter = continues_incumbent(p, incumbent)
+    prior = []
+    if not from_adapter and holds_full_data(
+        incumbent
+    ):  # retraining from the base: what v(n) learned comes along
+        prior = list(load_items(Path(incumbent.recipe["train_items_path"]), task))
+    extra = [load_items(Path(x), task) for x in earlier_suites(state, c).values()]
+    items, stats = build_refit_set(splits, seed=7, eval_sets=extra, prior=prior)
     write_items(rd.train_set("refit"), items)
     write_json(rd.train_stats("refit"), stats)
-    start = ws.store.get_model_version(best["candidate_version"])
+    loop_best = ws.store.get_model_version(best["candidate_version"])
     version, result = train_candidate(
         state,
         c,
         items,
         step="refit",
-        start=start,
-        from_adapter=True,
+        start=incumbent,
+        from_adapter=from_adapter,
         p=p,
         skill_version=best.get("candidate_skill"),
-        learning_rate=p.learning_rate,
+        epochs=Plan.model_fields["epochs"].default,
         train_items_path=str(rd.train_set("refit")),
     )
     refit_label = label(version.name, best.get("candidate_skill"))
@@ -56,7 +64,7 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     evals = dict(state.get("evals") or {})
     for v, s in (
         (state["incumbent"], state.get("incumbent_skill")),
-        (start.name, best.get("candidate_skill")),
+        (loop_best.name, best.get("candidate_skill")),
         (version.name, best.get("candidate_skill")),
     ):
         evals.update(measure(state, c, v, s, final))
@@ -78,8 +86,9 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         "path": [
             {
                 "step": "refit",
-                "recipe": f"continue {start.name} on the {stats['failures']} held-out target/regression "
-                f"traces + {stats['replay']} replay",
+                "recipe": f"{'continue ' + incumbent.name if from_adapter else 'retrain from the base'} on all "
+                f"{stats['n']} examples ({stats['failures']} failures, {stats['replay']} passes, "
+                f"{stats['inferred']} inferred labels; not the final slice)",
                 "candidate": refit_label,
                 "passed": chosen,
                 "target": None,

@@ -33,6 +33,7 @@ def _roles(state: RepairState, c: RunContext) -> tuple[dict[str, str], int]:
         excluded=diag.suspect_ids,
         clusters=clusters,
         final_fraction=final_fraction,
+        inferred={x.trace_id: (x.label, x.kind) for x in diag.inferred},
     )
     rd = run_dir(state)
     out = {}
@@ -78,7 +79,8 @@ def synthesize(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, An
     write_items(rd.train_set(step), items)
     write_json(rd.train_stats(step), stats)
     c.say(
-        f"synthesize: {stats['n']} training examples ({stats['failures']} failures, {stats['hard_negatives']} hard negatives, "
+        f"synthesize: {stats['n']} training examples ({stats['failures']} failures, {stats['inferred']} inferred labels, "
+        f"{stats['hard_negatives']} hard negatives, "
         f"{stats['replay']} replay = {stats.get('replay_share', 0):.0%}, {stats['synthetic']} synthetic; dropped "
         f"{stats['dropped_contaminated']} contaminated, {stats['dropped_for_balance']} for balance); held out "
         f"{len(splits.target)} target, {len(splits.regression)} regression, {len(splits.final)} final"

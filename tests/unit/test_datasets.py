@@ -396,19 +396,46 @@ def test_replay_share_holds_when_passes_are_scarce() -> None:
     assert len({it.id for it in items}) == len(items)  # repeats carry distinct ids
 
 
-def test_refit_trains_on_the_held_out_suites_never_on_the_final_slice() -> None:
+def test_refit_trains_on_all_the_evidence_never_on_the_final_slice() -> None:
     from kaizen.tools.datasets import build_refit_set
 
     traces, clusters, excluded = scenario()
     s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.2)
-    loop, _ = build_training_set(s, replay_fraction=0.2)
-    items, stats = build_refit_set(s, loop, replay_fraction=0.3, max_ratio=100.0)
-    got = ids(items)
-    held = ids(s.target) | ids(s.regression)
+    items, stats = build_refit_set(s, max_replay_ratio=100.0)
+    got = {it.id for it in items}
+    learnable = ids(s.target) | ids(s.regression) | ids(s.train_failures) | ids(s.replay_pool)
     assert (
-        len(held - got) == stats["dropped_contaminated"] < len(held) / 10
-    )  # only near-duplicates of the final slice
+        len(learnable - got) == stats["dropped_contaminated"] < len(learnable) / 10
+    )  # only near-dups of final
     assert not got & ids(s.final) and not got & excluded
-    assert stats["replay_share"] >= 0.3 - 1 / len(items)
     texts = [last_user_text(it.messages) for it in items]
     assert not near_duplicates(texts, [last_user_text(it.messages) for it in s.final], 0.9)
+
+
+def test_refit_caps_passes_so_failures_are_not_diluted() -> None:
+    from kaizen.tools.datasets import build_refit_set
+
+    traces, clusters, excluded = scenario()
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0)
+    items, stats = build_refit_set(s, max_replay_ratio=1.0)
+    assert 0 < stats["replay"] <= stats["failures"] + stats["inferred"]
+
+
+def test_inferred_labels_train_but_never_judge() -> None:
+    """A distrusted or unlabeled trace with an inferred label joins training, never target/regression/final."""
+    traces, clusters, excluded = scenario()
+    suspect = "s-poison"  # "why was my card declined at the mall", corrected to freeze_account
+    unlabeled = next(t for t in traces if t.verdict is None)
+    inferred = {suspect: ("card_declined", "relabel"), unlabeled.id: (str(unlabeled.output), "pseudo_label")}
+    s = build_splits(
+        TASK, traces, excluded=excluded, clusters=clusters, inferred=inferred, final_fraction=0.2
+    )
+    judged = ids(s.target) | ids(s.regression) | ids(s.final)
+    assert not judged & set(inferred)
+    learn = {it.id: it for it in [*s.train_failures, *s.replay_pool]}
+    assert set(inferred) <= set(learn)
+    assert learn[suspect].expected == "card_declined" and learn[suspect].metadata["provenance"] == "inferred"
+    assert suspect in ids(s.train_failures)  # the model answered "balance": a failure to fix
+    assert unlabeled.id in ids(s.replay_pool)  # the label agrees with the model's answer: a pass to replay
+    items, stats = build_training_set(s, replay_fraction=0.2)
+    assert stats["inferred"] >= 1

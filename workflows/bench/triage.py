@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kaizen.tools.answer_key import KeyEntry, triage_quality
+from kaizen.tools.answer_key import KeyEntry, inferred_quality, triage_quality
 from kaizen.tools.store import TraceView
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "support-intents" / "data"
@@ -97,7 +97,7 @@ def score(task: Any, traces: list[TraceView], key: dict[str, KeyEntry]) -> dict[
     from kaizen.agent.rule_brain import RuleBrain
 
     diag = RuleBrain().diagnose(task, traces)
-    return triage_quality(diag.suspect_ids, key, traces)
+    return triage_quality(diag.suspect_ids, key, traces) | {"inferred": inferred_quality(diag.inferred, key)}
 
 
 def choose(

@@ -128,9 +128,22 @@ def cmd_bench_triage(args: argparse.Namespace) -> int:
         c = d["chosen"]
         table(
             f"Triage of bad feedback (kNN thresholds chosen on AdaptFT stage 1: own ≤ {c['own_max']}, top ≥ {c['top_min']})",
-            ["set", "bad feedback", "flagged", "caught", "precision", "recall"],
+            [
+                "set",
+                "bad feedback",
+                "flagged",
+                "caught",
+                "precision",
+                "recall",
+                "relabelled (right)",
+                "pseudo-labelled (right)",
+            ],
             [
                 [r["set"], r["bad_feedback"], r["flagged"], r["caught"], r["precision"], r["recall"]]
+                + [
+                    f"{r['inferred'][k]['n']} ({r['inferred'][k]['right']})"
+                    for k in ("relabel", "pseudo_label")
+                ]
                 for r in d["rows"]
             ],
         )
