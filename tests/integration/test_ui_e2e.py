@@ -234,9 +234,12 @@ def test_a_live_run_page_updates_without_a_reload(env: Env, driver: Any, shots: 
 
     env.start_repair()
     driver.get(env.url + f"runs/{RUN_ID}")
-    body = driver.find_element(By.ID, "run-body")
-    assert body.get_attribute("data-run-status") == "running"
-    assert body.get_attribute("data-refresh-url") == f"/runs/{RUN_ID}/fragment"
+    # Read in one script: the page's polling may replace #run-body between two WebDriver calls (stale element).
+    attrs = driver.execute_script(
+        "var b = document.getElementById('run-body');"
+        "return [b.getAttribute('data-run-status'), b.getAttribute('data-refresh-url')];"
+    )
+    assert attrs == ["running", f"/runs/{RUN_ID}/fragment"]
     driver.execute_script("window.__kaizenMarker = 'loaded once';")
 
     # Meanwhile, a reader hammers the JSON API: the repair must not notice.
