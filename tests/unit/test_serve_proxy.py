@@ -448,6 +448,38 @@ def test_a_failed_swap_changes_neither_the_server_nor_the_registry(env) -> None:
     assert proxy.production.version == "v1"
 
 
+def test_a_version_that_cannot_be_promoted_never_reaches_the_server(env) -> None:
+    """``registry.check_promotable`` runs before the swap: another task's adapter is refused with the
+    registry's error and the live server is never asked to load it (not even for a swap-then-undo)."""
+    from kaizen.tools.errors import ModelError
+
+    store, proxy, stub = env["store"], env["proxy"], env["stub"]
+    _record(env)
+    store.add_task(TaskSpec(name="other", kind="classification", labels=["a", "b"]))
+    store.add_model_version(
+        ModelVersionRow(
+            name="elsewhere",
+            kind="adapter",
+            base_ref="base",
+            parent="base",
+            task="other",
+            adapter_path=str(fake_adapter(env["tmp"] / "adapters", "elsewhere")),
+        )
+    )
+    before, calls = [(e.alias, e.model_version) for e in store.alias_history("intents")], len(stub.calls)
+    with pytest.raises(ModelError, match="belongs to task 'other'"):
+        promote_and_swap(store, "intents", "elsewhere")
+    assert stub.calls[calls:] == [] and "elsewhere" not in stub.loaded  # no load, no route, no unload
+    assert proxy.production.version == "v1" and store.get_alias("intents", "production").model_version == "v1"
+    assert [(e.alias, e.model_version) for e in store.alias_history("intents")] == before
+    # A rollback to a `previous` that is not promotable is refused the same way, before any server moves.
+    store.set_aliases("intents", {"previous": ("elsewhere", None)}, action="set")
+    with pytest.raises(ModelError, match="belongs to task 'other'"):
+        rollback_and_swap(store, "intents")
+    assert stub.calls[calls:] == [] and proxy.production.version == "v1"
+    assert store.get_alias("intents", "production").model_version == "v1"
+
+
 def test_a_server_whose_process_is_gone_is_marked_and_skipped(env) -> None:
     store = env["store"]
     row = _record(env, pid=2**22 + 12345)

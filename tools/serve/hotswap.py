@@ -4,7 +4,9 @@
 live server of the task to serve the new version. The CLI (``kaizen models promote|rollback``) and
 the repair agent's promote node both call :func:`promote_and_swap` / :func:`rollback_and_swap`.
 
-Order, and why: the server is asked first (``POST /admin/route`` on the kaizen proxy: load the new
+Order, and why: first the registry's own check (:func:`kaizen.tools.registry.check_promotable`: the version
+exists and belongs to the task), so a version that could never be promoted is never loaded. Then the server
+is asked (``POST /admin/route`` on the kaizen proxy: load the new
 adapter into vLLM → route the task's stable name to it → unload the old one). Only when every live
 server of the task answered OK does ``production`` move in the registry. If a server refuses (the
 adapter does not load: rank above ``--max-lora-rank``, a broken directory, another base model), the
@@ -172,8 +174,9 @@ def promote_and_swap(
     changed. Promoting what is already production still re-routes a server that serves something
     else (a server started before an earlier ``--no-swap`` promote), so calling it again repairs drift.
     """
-    store.get_task(task)
-    row = store.get_model_version(version)
+    # Refused before any server is touched: a version that cannot be this task's production (another task's,
+    # say) must never be loaded, let alone answer, even for the moment a swap-then-undo would take.
+    row = registry.check_promotable(store, task, version)
     if skill is not None:
         from kaizen.tools.skills import get_skill
 
@@ -200,6 +203,7 @@ def rollback_and_swap(
         from kaizen.tools.errors import NotFoundError
 
         raise NotFoundError(f"task {task!r} has no previous version to roll back to")
+    registry.check_promotable(store, task, prev.model_version)  # as for a promotion: before any server moves
     servers = swap_servers(store, task, prev.model_version, prev.skill_version) if swap else []
     try:
         old, new = registry.rollback(store, task, actor=actor, note=note)
