@@ -4,8 +4,9 @@ The workspace holds what the loop leaves behind: traces over three days with fee
 a lineage base → v1 → v2 with eval results on a shared suite, two skill versions, a finished run with its
 report, a run waiting for approval and a run that is training right now (its lock held, ``metrics.jsonl``
 growing). The real ``repair.decide`` needs a LangGraph checkpoint, so here a recorder stands in for the
-injected ``decide`` to test the HTTP contract (token, reason, who); tests/integration/test_ui_e2e.py
-approves a real repair through the page.
+injected ``decide`` to test the HTTP contract (token, reason, who); tests/unit/test_approval.py drives the real
+one (``kaizen ui``'s injected ``decide_run``) and tests/integration/test_ui_e2e.py approves a real repair
+through the page.
 """
 
 from __future__ import annotations
@@ -251,15 +252,19 @@ def ws(tmp_path: Path) -> Workspace:
 
 
 class Recorder:
-    """Stands in for the injected ``decide`` (see the module docstring): records the call, moves the run like decide."""
+    """Stands in for the injected ``decide`` (see the module docstring): records the call, moves the run like
+    decide and keeps the decision (reason included) in the run record, as decide does."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws, self.calls = ws, []
 
-    def __call__(self, run_id: str, approved: bool, who: str) -> RunRow:
-        self.calls.append((run_id, approved, who))
+    def __call__(self, run_id: str, approved: bool, who: str, reason: str) -> RunRow:
+        self.calls.append((run_id, approved, who, reason))
         run = self.ws.store.get_run(run_id)
         run.status = "promoted" if approved else "rejected"
+        run.summary = run.summary | {
+            "approval": {"approved": approved, "by": who, "at": 1.0, "reason": reason}
+        }
         return self.ws.store.save_run(run)
 
 
@@ -434,14 +439,20 @@ def test_approving_needs_the_token_and_a_reason(client: TestClient, ws: Workspac
         headers={"Authorization": f"Bearer {TOKEN}"},
     )
     assert r.status_code == 200, r.text
-    assert client.recorder.calls == [("wait00000001", True, "ana (kaizen ui)")]  # type: ignore[attr-defined]
+    assert client.recorder.calls == [  # type: ignore[attr-defined]
+        ("wait00000001", True, "ana (kaizen ui)", "target up, nothing broken")
+    ]
     assert r.json()["run"]["status"] == "promoted"
+    assert r.json()["decision"]["reason"] == "target up, nothing broken"
+    # The reason went to decide, which keeps it in the run record: the dashboard writes nothing of its own.
+    assert not list((ws.root / ".kaizen").rglob("approvals.jsonl"))
     again = client.post(url, json={"reason": "twice"}, headers={"X-Kaizen-Token": TOKEN})
     assert again.status_code == 409 and "not awaiting approval" in again.json()["error"]
     run = client.get("/api/runs/wait00000001").json()
     assert (
         run["approvals"][-1]["reason"] == "target up, nothing broken"
         and run["approvals"][-1]["by"] == "ana (kaizen ui)"
+        and run["approvals"][-1]["source"] == "run"
     )
     assert (
         client.post(

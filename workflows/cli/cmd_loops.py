@@ -8,9 +8,9 @@ from typing import Any
 
 from kaizen.tools.store.tables import RunRow
 from kaizen.tools.workspace import find_workspace
+from kaizen.workflows.cli.approval import EXIT_AWAITING, exit_status, print_approval
 from kaizen.workflows.cli.output import console, emit, info, table
 
-EXIT_AWAITING = 3
 _POLICY_FLAGS = {  # flag → (schedule setting, type, help)
     "--min-new-failures": ("min_new_failures", int, "Trigger at this many new failures."),
     "--min-failure-rate-rise": (
@@ -120,6 +120,7 @@ def print_cold_start(d: dict[str, Any]) -> None:
     table("held-out score per pipeline", ["#", "pipeline", "version", "score", "train tokens", "why"], rows)
     for r in (d.get("verdict") or {}).get("reasons", []):
         console.print(f"  gate: {r}", markup=False)
+    print_approval(d.get("approval"))
     if d.get("report_path"):
         console.print(f"report: {Path(d['report_path']).with_suffix('.html')}", markup=False)
 
@@ -128,12 +129,7 @@ def cold_start_result(run: RunRow, as_json: bool) -> int:
     from kaizen.workflows.cold_start.job import summary_json
 
     emit(as_json, summary_json(run), print_cold_start)
-    if run.status == "awaiting_approval":
-        info(
-            f"run {run.id} waits for approval: `kaizen runs approve {run.id}` or `kaizen runs reject {run.id}`"
-        )
-        return EXIT_AWAITING
-    return 0
+    return exit_status(run)
 
 
 def cmd_cold_start(args: argparse.Namespace) -> int:

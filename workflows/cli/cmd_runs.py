@@ -10,9 +10,8 @@ from typing import Any
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.store.tables import RunRow
 from kaizen.tools.workspace import find_workspace
+from kaizen.workflows.cli.approval import decide_run, exit_status, print_approval
 from kaizen.workflows.cli.output import console, emit, info, table
-
-EXIT_AWAITING = 3
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,6 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ]:
         p = runs.add_parser(name, help=helptext)
         p.add_argument("run_id")
+        if name != "resume":
+            p.add_argument(
+                "--reason",
+                default=None,
+                metavar="TEXT",
+                help="Why: kept with the decision in the run record and its report (shown by `runs show`).",
+            )
         p.set_defaults(func=cmd_continue, action=name)
 
 
@@ -93,6 +99,7 @@ def _print_summary(d: dict[str, Any]) -> None:
     )
     for r in d["verdict"]["reasons"]:
         console.print(f"  gate: {r}", markup=False)
+    print_approval(d.get("approval"))
     if d.get("report_path"):
         console.print(f"report: {d.get('report_html') or d['report_path']}", markup=False)
 
@@ -114,12 +121,7 @@ def _result(run: RunRow, as_json: bool) -> int:
         "report_html": str(html) if html else None,
     }
     emit(as_json, data, _print_summary)
-    if run.status == "awaiting_approval":
-        info(
-            f"run {run.id} waits for approval: `kaizen runs approve {run.id}` or `kaizen runs reject {run.id}`"
-        )
-        return EXIT_AWAITING
-    return 0
+    return exit_status(run)
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
@@ -159,19 +161,19 @@ def cmd_continue(args: argparse.Namespace) -> int:
     from kaizen.workflows.repair import job as repair
 
     ws = find_workspace(args.workspace)
-    if ws.store.get_run(args.run_id).workflow == "cold-start":
-        from kaizen.workflows.cli.cmd_loops import cold_start_result
-        from kaizen.workflows.cold_start import job as cold_start
+    if args.action == "resume":
+        if ws.store.get_run(args.run_id).workflow == "cold-start":
+            from kaizen.workflows.cold_start import job as cold_start
 
-        if args.action == "resume":
             run = cold_start.resume(ws, args.run_id, progress=info)
         else:
-            run = cold_start.decide_approval(ws, args.run_id, args.action == "approve", getpass.getuser())
-        return cold_start_result(run, args.json)
-    if args.action == "resume":
-        run = repair.resume(ws, args.run_id, progress=info)
+            run = repair.resume(ws, args.run_id, progress=info)
     else:
-        run = repair.decide(ws, args.run_id, args.action == "approve", getpass.getuser(), progress=info)
+        run = decide_run(ws, args.run_id, args.action == "approve", getpass.getuser(), reason=args.reason)
+    if run.workflow == "cold-start":
+        from kaizen.workflows.cli.cmd_loops import cold_start_result
+
+        return cold_start_result(run, args.json)
     return _result(run, args.json)
 
 

@@ -1,8 +1,8 @@
 """CLI: ``kaizen ui`` — serve the web dashboard of the workspace (``workflows/ui``).
 
 The dashboard only reads; the one thing it changes — answering a run that waits for approval — goes
-through the functions ``kaizen runs approve|reject`` call, which this module injects into the app (the
-``ui`` room may not import the workflows that own them).
+through :func:`kaizen.workflows.cli.approval.decide_run`, the function ``kaizen runs approve|reject`` call,
+which this module injects into the app (the ``ui`` room may not import the workflows that own it).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from kaizen.tools.env import env
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.workspace import Workspace, find_workspace
+from kaizen.workflows.cli.approval import decide_run
 from kaizen.workflows.cli.output import info
 
 
@@ -35,17 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ui)
 
 
-def approval_decider(ws: Workspace) -> Callable[[str, bool, str], Any]:
-    """``decide(run_id, approved, who)``: exactly what ``kaizen runs approve|reject RUN_ID`` does (cmd_runs.cmd_continue)."""
+def approval_decider(ws: Workspace) -> Callable[[str, bool, str, str], Any]:
+    """``decide(run_id, approved, who, reason)``: exactly what ``kaizen runs approve|reject RUN_ID --reason``
+    does — the one :func:`~kaizen.workflows.cli.approval.decide_run`."""
 
-    def decide(run_id: str, approved: bool, who: str) -> Any:
-        if ws.store.get_run(run_id).workflow == "cold-start":
-            from kaizen.workflows.cold_start import job as cold_start
-
-            return cold_start.decide_approval(ws, run_id, approved, who)
-        from kaizen.workflows.repair import job as repair
-
-        return repair.decide(ws, run_id, approved, who, progress=info)
+    def decide(run_id: str, approved: bool, who: str, reason: str) -> Any:
+        return decide_run(ws, run_id, approved, who, reason=reason)
 
     return decide
 

@@ -14,6 +14,7 @@ a kill continues where it stopped instead of starting again.
 from __future__ import annotations
 
 import getpass
+import logging
 import random
 import time
 import uuid
@@ -234,8 +235,13 @@ def resume(ws: Workspace, run_id: str, progress: Progress | None = None) -> RunR
     return _drive(ws, run, progress)
 
 
-def decide_approval(ws: Workspace, run_id: str, approved: bool, who: str) -> RunRow:
-    """Answer a cold start waiting for approval: promote its best version, or leave production alone."""
+def decide_approval(
+    ws: Workspace, run_id: str, approved: bool, who: str, *, reason: str | None = None
+) -> RunRow:
+    """Answer a cold start waiting for approval: promote its best version, or leave production alone.
+
+    The decision (who, when, ``reason``) is kept in ``run.summary["approval"]`` and the report is rewritten.
+    """
     run = ws.store.get_run(run_id)
     if run.status != "awaiting_approval":
         raise ConfigError(f"run {run_id} is {run.status}, not awaiting approval")
@@ -247,11 +253,14 @@ def decide_approval(ws: Workspace, run_id: str, approved: bool, who: str) -> Run
 
         promote_and_swap(ws.store, run.task, version, actor=who, note=f"cold start {run_id}")
     run.status = "promoted" if approved else "rejected"
-    run.summary = run.summary | {
-        "promoted": approved,
-        "approval": {"approved": approved, "by": who, "at": time.time()},
-    }
-    ws.store.save_run(run)
+    approval = {"approved": approved, "by": who, "at": time.time(), "reason": (reason or "").strip() or None}
+    run.summary = run.summary | {"promoted": approved, "approval": approval}
+    ws.store.save_run(run)  # the decision is recorded before the report is rewritten
+    if run.config.get("run_dir"):
+        try:
+            _report(ws, run)
+        except Exception:  # noqa: BLE001 - a report that cannot be rewritten must not undo the decision
+            logging.getLogger(__name__).exception("cold start %s: could not rewrite the report", run_id)
     return run
 
 
@@ -563,6 +572,7 @@ def summary_json(run: RunRow) -> dict[str, Any]:
         "best": s.get("best"),
         "verdict": s.get("verdict"),
         "notes": s.get("notes", []),
+        "approval": s.get("approval"),
         "attempts": [
             {
                 k: a.get(k)

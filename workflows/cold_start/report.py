@@ -27,6 +27,7 @@ def report_data(run: RunRow) -> dict[str, Any]:
         "best": s.get("best"),
         "verdict": s.get("verdict"),
         "promoted": bool(s.get("promoted")),
+        "approval": s.get("approval"),  # who approved or rejected, when, and why
     }
 
 

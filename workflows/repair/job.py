@@ -189,15 +189,26 @@ def resume(ws: Workspace, run_id: str, progress: Callable[[str], None] | None = 
 
 
 def decide(
-    ws: Workspace, run_id: str, approved: bool, who: str, progress: Callable[[str], None] | None = None
+    ws: Workspace,
+    run_id: str,
+    approved: bool,
+    who: str,
+    progress: Callable[[str], None] | None = None,
+    *,
+    reason: str | None = None,
 ) -> RunRow:
-    """Answer the approval a run waits for, and let it finish."""
+    """Answer the approval a run waits for, and let it finish.
+
+    The answer — approved or not, by ``who``, at when, because ``reason`` — is what the promote node records:
+    it lands in the promote event (``run.events``), in ``run.summary["approval"]`` and in the run's report.
+    """
     from langgraph.types import Command
 
     run = ws.store.get_run(run_id)
     if run.status != "awaiting_approval":
         raise ConfigError(f"run {run_id} is {run.status}, not awaiting approval")
-    return _drive(ws, run, Command(resume={"approved": approved, "by": who, "at": time.time()}), progress)
+    answer = {"approved": approved, "by": who, "at": time.time(), "reason": (reason or "").strip() or None}
+    return _drive(ws, run, Command(resume=answer), progress)
 
 
 def summarize(state: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +254,7 @@ def summarize(state: dict[str, Any]) -> dict[str, Any]:
         "path": state.get("path", []),
         "excluded_suspect": state.get("excluded_suspect", []),
         "train_tokens": state.get("train_tokens_used", 0),
+        "approval": state.get("approval"),  # who approved or rejected the promotion, when, and why
     }
 
 

@@ -3,7 +3,8 @@
 ``create_app(workspace, token=..., decide=...)`` builds it. Reads use a read-only store (see
 ``Store.open_read_only``) in short transactions, so a repair or tick running at the same time is never
 blocked. The one state-changing request — approving or rejecting a run that waits for approval — calls
-``decide(run_id, approved, who)``, which the CLI injects: the same function ``kaizen runs approve`` calls.
+``decide(run_id, approved, who, reason)``, which the CLI injects: the same function ``kaizen runs approve``
+calls, so the reason is kept in the run record (and its report) like any other decision.
 Such requests need the token printed at start-up (header ``X-Kaizen-Token`` or ``Authorization: Bearer``,
 or the cookie that opening the printed ``/?token=…`` URL sets); without it they are refused (401/403).
 
@@ -19,7 +20,6 @@ import hmac
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from kaizen.tools.store import Store
 from kaizen.tools.workspace import Workspace
 from kaizen.workflows.report.build import fmt_delta, fmt_num, fmt_rate, fmt_score
 from kaizen.workflows.ui import charts
-from kaizen.workflows.ui.common import APPROVALS_FILE, jsonable
+from kaizen.workflows.ui.common import jsonable
 from kaizen.workflows.ui.data import Reader
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 COOKIE = "kaizen_ui_token"
 POLL_MS = 1000
-Decide = Callable[[str, bool, str], Any]
+Decide = Callable[[str, bool, str, str], Any]  # (run_id, approved, who, reason)
 
 
 def _env() -> Any:
@@ -165,7 +165,7 @@ def create_app(
     Args:
         ws: The workspace to show (its store is opened read-only).
         token: The secret every state-changing request must present.
-        decide: ``decide(run_id, approved, who)`` — answers a run waiting for approval (the CLI passes
+        decide: ``decide(run_id, approved, who, reason)`` — answers a run waiting for approval (the CLI passes
             the function ``kaizen runs approve`` uses). Without it, approving from the dashboard is refused.
         poll_ms: How often live pages poll for updates.
     """
@@ -325,23 +325,19 @@ def create_app(
 
         def work() -> None:
             with d.decide_lock:
-                d.decide_fn(run_id, approved, who)  # type: ignore[misc]
+                d.decide_fn(run_id, approved, who, reason)  # type: ignore[misc]
 
         try:
             await run_in_threadpool(work)
         except KaizenError as e:
             raise HTTPException(409, str(e)) from None
         after = d.store.get_run(run_id)
-        note = {"approved": approved, "by": who, "reason": reason, "at": time.time(), "status": after.status}
-        try:
-            path = r.run_dir(after) / APPROVALS_FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(note) + "\n")
-        except OSError:
-            log.exception("ui: could not write the approval note of run %s", run_id)
-        summary = r.run_summary(after)
-        return JSONResponse({"run": summary, "decision": note}, status_code=200)
+        # The decision as the run record keeps it (decide wrote it there, reason included).
+        kept = (after.summary or {}).get("approval")
+        note = (kept if isinstance(kept, dict) else {"approved": approved, "by": who, "reason": reason}) | {
+            "status": after.status
+        }
+        return JSONResponse({"run": r.run_summary(after), "decision": jsonable(note)}, status_code=200)
 
     # ----------------------------------------------------------------------------------- errors
     def not_found(request: Request, exc: Exception) -> Response:

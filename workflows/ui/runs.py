@@ -176,13 +176,20 @@ class RunsView(ReaderBase):
         }
 
     def approval_records(self, run: RunRow, d: Path | None = None) -> list[dict[str, Any]]:
-        """Decisions on a run: from its events / summary (what `kaizen runs approve` records) and the dashboard's notes."""
-        out: list[dict[str, Any]] = []
-        for e in as_list(run.events):
-            if isinstance(e, dict) and isinstance(e.get("approval"), dict):
-                out.append({"source": "run", **e["approval"]})
+        """Decisions on a run, with who and why, as the run record keeps them (its promote event and
+        ``summary.approval``: one decision appears in both, shown once). Runs decided in the dashboard before the
+        reason was part of the record also have its notes in ``approvals.jsonl``."""
+        found = [
+            e["approval"]
+            for e in as_list(run.events)
+            if isinstance(e, dict) and isinstance(e.get("approval"), dict)
+        ]
         if isinstance(as_dict(run.summary).get("approval"), dict):
-            out.append({"source": "run", **run.summary["approval"]})
+            found.append(run.summary["approval"])
+        out: list[dict[str, Any]] = []
+        for a in found:
+            if not any(a.get("at") == o.get("at") and a.get("by") == o.get("by") for o in out):
+                out.append({"source": "run", **a})
         out += [{"source": "kaizen ui", **r} for r in read_jsonl((d or self.run_dir(run)) / APPROVALS_FILE)]
         return jsonable(out)
 
