@@ -3,9 +3,10 @@
 Order matters. A **final** slice of all trusted traces is set aside first: it is never trained on and
 never used to choose anything until it verifies the last candidate (the refit). The target-eval slice
 (failures) and the regression set (passes) come next and are never trained on *inside the loop*;
-training data is built from what is left and decontaminated against every eval set. After the loop,
-the refit folds the target and regression traces into training (they have done their job of choosing)
-and is verified on the final slice. Every item records why it is in (``metadata.reason``).
+training data is built from what is left and decontaminated against every eval set. Traces with an
+inferred label (the triage's, never the feedback's) join training only. After the loop, the refit trains
+on all of it — target and regression traces included, they have done their job of choosing — and is
+verified on the final slice. Every item records why it is in (``metadata.reason``).
 """
 
 from __future__ import annotations
