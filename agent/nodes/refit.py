@@ -56,6 +56,7 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         from_adapter=from_adapter,
         p=p,
         skill_version=best.get("candidate_skill"),
+        kind=p.kind,  # the loop's recipe: SFT, GRPO or SFT→GRPO
         epochs=Plan.model_fields["epochs"].default,
         train_items_path=str(rd.train_set("refit")),
     )
