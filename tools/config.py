@@ -97,11 +97,11 @@ class RepairSettings(Section):
         0.15,
         ge=0.0,
         le=0.5,
-        description="Share of trusted traces kept as the final slice that verifies the refit (never trained on or used to choose).",
+        description="Share of trusted traces kept as the final slice that verifies the refit (never trained on or used to choose); at least 12, none below 60 trusted traces.",
     )
     refit: bool = Field(
         True,
-        description="After the loop, fold the held-out target and regression traces into the best candidate and verify it on the final slice.",
+        description="After the loop, retrain from production on all the evidence (held-out suites and inferred labels included) and verify it on the final slice.",
     )
     recover: bool = Field(
         True,

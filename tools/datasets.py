@@ -90,10 +90,15 @@ def _stratified_take(
 def _final_slice(
     failures: list[EvalItem], passes: list[EvalItem], fraction: float, min_size: int, rnd: random.Random
 ) -> tuple[list[EvalItem], set[str]]:
-    """A stratified slice (by verdict and label) of every trusted trace; empty when it would be too small to mean anything."""
+    """A stratified slice (by verdict and label) of every trusted trace: ``fraction`` of them, at least
+    ``min_size``; none when fewer than 5 × ``min_size`` traces are trusted (the slice would eat the data).
+
+    Small logs are where the refit matters most (the loop trains on a fraction of ~100 traces), so rather
+    than no slice at all they get a minimal one: a weak check still catches a refit that went wrong.
+    """
     pool = [*failures, *passes]
-    n = round(len(pool) * fraction)
-    if fraction <= 0 or n < min_size:
+    n = max(round(len(pool) * fraction), min_size)
+    if fraction <= 0 or len(pool) < 5 * min_size:
         return [], set()
     kinds = {it.id: "fail" for it in failures} | {it.id: "pass" for it in passes}
     final, _ = _stratified_take(pool, n, lambda it: (kinds[it.id], str(it.expected)), rnd)
@@ -111,7 +116,7 @@ def build_splits(
     seed: int = 0,
     target_fraction: float = 0.3,
     final_fraction: float = 0.15,
-    min_final: int = 20,
+    min_final: int = 12,
     regression_share: float = 0.5,
     max_regression: int = 300,
     inferred: dict[str, tuple[str, str]] | None = None,
