@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -152,7 +151,7 @@ def acquire(store: Store, task: str, job_id: str) -> None:
     ):
         raise LockedError(f"task {task!r} is busy: another run took its lock a moment ago")
     if row is not None and why is not None:
-        print(f"kaizen: took over the stale lock of run {row.run_id} on {task!r} ({why})", file=sys.stderr)
+        log.warning("took over the stale lock of run %s on %r (%s)", row.run_id, task, why)
 
 
 def heartbeat(store: Store, task: str, job_id: str) -> bool:

@@ -7,6 +7,7 @@ Used by ``kaizen eval`` / ``kaizen train`` and by the agent, so both go through 
 from __future__ import annotations
 
 import getpass
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from kaizen.tools.schema import EvalItem, TaskSpec, content_hash
 from kaizen.tools.store.tables import EvalResultRow, ModelVersionRow
 from kaizen.tools.train.spec import TrainJob
 from kaizen.tools.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 def version_paths(ws: Workspace, version: ModelVersionRow) -> tuple[Path, Path | None]:
@@ -178,8 +181,11 @@ def register_trained(
 
 
 def progress_printer(total_hint: str = "") -> Callable[[dict[str, Any]], None]:
-    """A progress callback for ``run_job`` printing one line per logged step to stderr."""
-    import sys
+    """A progress callback for ``run_job``: one INFO record per logged step (``  train: step N/M, ...``).
+
+    The records carry ``bare=True``: the CLI's log handler prints them as they are, without its
+    ``kaizen: `` prefix, so the lines on stderr look as they always did.
+    """
 
     def show(rec: dict[str, Any]) -> None:
         if "loss" in rec or "reward" in rec:
@@ -188,7 +194,7 @@ def progress_printer(total_hint: str = "") -> Callable[[dict[str, Any]], None]:
                 if k in rec:
                     v = rec[k]
                     parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
-            print("  train: " + ", ".join(parts) + total_hint, file=sys.stderr, flush=True)
+            log.info("  train: %s%s", ", ".join(parts), total_hint, extra={"bare": True})
 
     return show
 

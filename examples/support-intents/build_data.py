@@ -33,6 +33,7 @@ from kaizen.tools.schema import TaskSpec, render
 from kaizen.tools.train.launch import run_job
 from kaizen.tools.train.spec import LoraSpec, TrainJob
 from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, make_logs, rows, to_items
+from kaizen.workflows.cli.output import configure_logging
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -98,6 +99,7 @@ def v1_train_ids(task: TaskSpec) -> set[str]:
 
 
 def main() -> int:
+    configure_logging()  # kaizen's own notes (the embedded model's one-time conversion) on stderr, as the CLI shows them
     t0 = time.time()
     task = task_spec()
     DATA.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ fail.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -225,7 +226,7 @@ def test_killed_sft_resumes_from_checkpoint(tiny_llama_dir: Path, tmp_path: Path
 
 
 def test_orphaned_runner_is_adopted_not_duplicated(
-    tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     job = sft_job(tiny_llama_dir, tmp_path / "job", max_steps=6, save_steps=100)
     launcher = start_launcher(job, tmp_path)
@@ -243,8 +244,9 @@ def test_orphaned_runner_is_adopted_not_duplicated(
     assert read_result(job.output_dir) is None
 
     refuse_new_processes(monkeypatch)
-    result = run_job(job, poll_s=0.1)  # Popen refused: adopting is the only way this can succeed
-    assert f"adopting training runner pid {pid}" in capfd.readouterr().err
+    with caplog.at_level(logging.INFO, logger="kaizen.tools.train.launch"):
+        result = run_job(job, poll_s=0.1)  # Popen refused: adopting is the only way this can succeed
+    assert f"adopting training runner pid {pid}" in caplog.text
     assert runner_pid(job.output_dir) == pid  # no second runner rewrote the pid file
     assert not pid_alive(pid)
     assert result["steps"] == 6 and result["resumed_from"] is None

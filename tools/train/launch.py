@@ -14,6 +14,7 @@ one dies; we then name the rank that died, and how, as the last line of ``train.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -28,6 +29,8 @@ from typing import Any
 from kaizen.tools.errors import ConfigError, ToolUnavailableError, TrainingFailedError
 from kaizen.tools.proc import pid_alive
 from kaizen.tools.train.spec import LauncherSpec, TrainJob
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -271,7 +274,7 @@ def run_job(
         return done
     orphan = _runner_pid(job_dir)
     if orphan is not None:
-        print(f"kaizen: adopting training runner pid {orphan} still working on {job_dir}", file=sys.stderr)
+        log.info("adopting training runner pid %s still working on %s", orphan, job_dir)
         _follow(job_dir, lambda: pid_alive(orphan), progress, poll_s)
         done = read_result(job_dir)
         if done is not None:
@@ -280,11 +283,11 @@ def run_job(
     job_path.write_text(job.model_dump_json(indent=2))
     run_env = dict(os.environ) | (env or {}) | {"PYTHONUNBUFFERED": "1"}
     cmd = runner_command(job, job_path)
-    with (job_dir / "train.log").open("a") as log:
-        log_start = log.tell()
+    with (job_dir / "train.log").open("a") as train_log:
+        log_start = train_log.tell()
         proc = subprocess.Popen(
             cmd,
-            stdout=log,
+            stdout=train_log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stoppable as a whole, survives our Ctrl-C
             env=run_env,

@@ -3,7 +3,8 @@
 Sub-commands live in ``workflows/cli/cmd_*.py``, each registering its own parsers. Only argparse,
 rich and the light parts of ``tools`` are imported here, so ``kaizen --help`` never loads torch.
 Errors kaizen raises on purpose (``KaizenError``) print as one line with a non-zero exit;
-``--debug`` shows the traceback.
+``--debug`` shows the traceback. Log records of the ``kaizen.*`` loggers print on stderr as
+``kaizen: message`` (INFO and up; DEBUG too with ``--debug``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from kaizen.workflows.cli import (
     cmd_tools,
     cmd_ui,
 )
-from kaizen.workflows.cli.output import err_console
+from kaizen.workflows.cli.output import configure_logging, err_console
 
 COMMAND_MODULES = (
     cmd_data,
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    configure_logging(debug=args.debug)
     try:
         return int(args.func(args) or 0)
     except KaizenError as e:

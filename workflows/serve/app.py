@@ -69,7 +69,7 @@ def _json_errors(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Requ
         except KaizenError as exc:
             return error_response(ProxyError(500, str(exc), "server_error"))
         except Exception as exc:  # logged with its traceback, answered as a 500
-            log.exception("kaizen serve: %s %s failed", request.method, request.url.path)
+            log.exception("serve: %s %s failed", request.method, request.url.path)
             return error_response(ProxyError(500, f"{type(exc).__name__}: {exc}", "server_error"))
 
     return endpoint

@@ -279,6 +279,6 @@ def serve(
         try:
             store.save_server(row)
         except Exception:  # shutting down: the process must still exit
-            log.exception("kaizen serve: could not record server %s as %s", server_id, row.status)
+            log.exception("serve: could not record server %s as %s", server_id, row.status)
         for sig, h in old_handlers.items():
             signal.signal(sig, h)

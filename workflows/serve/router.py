@@ -211,7 +211,7 @@ class ServingProxy(TraceLog):
             except ProxyError as exc:
                 err = exc.message
             if err:
-                log.warning("kaizen serve: deferred unload of %s failed: %s", name, err)
+                log.warning("serve: deferred unload of %s failed: %s", name, err)
 
     def _skill(self, version: int | None) -> Skill | None:
         if version is None:

@@ -78,9 +78,7 @@ class TraceLog:
         try:
             TraceIn.model_validate(line)
         except ValidationError as exc:
-            log.warning(
-                "kaizen serve: trace %s not logged: %s", line.get("id"), exc.errors(include_url=False)[:1]
-            )
+            log.warning("serve: trace %s not logged: %s", line.get("id"), exc.errors(include_url=False)[:1])
             return False
         text = json.dumps(line, ensure_ascii=False) + "\n"
         with self._log:
