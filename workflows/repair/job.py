@@ -22,7 +22,6 @@ from kaizen.tools.run_record import tracked
 from kaizen.tools.store.tables import RunRow
 from kaizen.tools.workspace import Workspace
 
-EXIT_AWAITING_APPROVAL = 3
 PRESETS = {"repair": {}, "demo": {"max_iterations": 2}}
 
 
