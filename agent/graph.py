@@ -3,8 +3,8 @@
 observe → diagnose → plan → synthesize → train → evaluate → gate ─┬→ plan      (iterate: from the passing candidate,
             │            ↑                                         │             or with a changed plan after a failure)
             │            └─────────────────────────────────────────┼→ recover → evaluate → gate   (regressions only)
-            │                                                      ├→ refit → promote              (best candidate, verified
-            └→ rollback (nothing fixable)                          │                                on the final slice)
+            │                                                      ├→ refit → promote | rollback   (all the evidence,
+            └→ rollback (nothing fixable)                          │                                verified on the final slice)
                                                                    ├→ promote → END
                                                                    └→ rollback → END
 """
@@ -28,7 +28,7 @@ from kaizen.agent.nodes.refit import refit
 from kaizen.agent.nodes.rollback import rollback
 from kaizen.agent.nodes.synthesize import synthesize
 from kaizen.agent.nodes.train import train
-from kaizen.agent.routing import after_diagnose, after_gate, after_synthesize
+from kaizen.agent.routing import after_diagnose, after_gate, after_refit, after_synthesize
 from kaizen.agent.state import RepairState
 
 NODES = {
@@ -68,7 +68,7 @@ def build_graph(checkpointer: Any = None) -> Any:
     g.add_conditional_edges(
         "recover", after_recover, ["evaluate", "plan", "recover", "refit", "promote", "rollback"]
     )
-    g.add_edge("refit", "promote")
+    g.add_conditional_edges("refit", after_refit, ["promote", "rollback"])
     g.add_edge("promote", END)
     g.add_edge("rollback", END)
     return g.compile(checkpointer=checkpointer)

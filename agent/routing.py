@@ -11,13 +11,17 @@ Finish = Literal["refit", "promote", "rollback"]
 
 
 def finish(state: RepairState) -> Finish:
-    """The loop is over: verify a refit of the best candidate when there is one to make, else decide."""
-    best = state.get("best")
-    if not best:
-        return "rollback"
-    if state.get("refit_enabled", True) and not state.get("refit_done") and state.get("final_n", 0):
+    """The loop is over: refit on all the evidence when there is a final slice to verify it on — after a
+    passing candidate, or when a candidate at least showed the failures are learnable — else decide."""
+    can_refit = state.get("refit_enabled", True) and not state.get("refit_done") and state.get("final_n", 0)
+    if can_refit and (state.get("best") or state.get("fix_shown")):
         return "refit"
-    return "promote"
+    return "promote" if state.get("best") else "rollback"
+
+
+def after_refit(state: RepairState) -> Literal["promote", "rollback"]:
+    """The refit (verified) or the loop's best is promoted; with neither, production stays."""
+    return "promote" if state.get("best") else "rollback"
 
 
 def after_gate(state: RepairState) -> Literal["plan", "recover", "refit", "promote", "rollback"]:

@@ -174,6 +174,9 @@ class RepairState(TypedDict, total=False):
     evals: dict[str, Any]  # "label/suite" → {score, n, correct, decoding …}
     verdict: dict[str, Any] | None
     best: dict[str, Any] | None
+    # Some candidate fixed target failures (it failed, if at all, on regressions only): the failures are
+    # learnable, so a refit on all the evidence is worth a try even when no loop candidate passed.
+    fix_shown: bool
     refit_done: bool
     path: Annotated[list[PathStep], operator.add]
     promoted: bool

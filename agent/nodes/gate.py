@@ -78,9 +78,11 @@ def gate(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         best = summary
     c.say(f"gate [{step}]: {'PASS' if passed else 'FAIL'} — " + "; ".join(summary["reasons"]))
     recipe = (state.get("plan") or {}).get("rationale") or []
+    fixed = verdict.target_ok and (summary["target_gain"] or 0) > 0
     return {
         "verdict": summary,
         "best": best,
+        "fix_shown": bool(state.get("fix_shown")) or fixed,
         "working": summary if passed else state.get("working"),
         "path": [
             {

@@ -8,6 +8,11 @@ slice), in one pass with a first iteration's schedule. It is then measured on th
 before anything else, never trained on, never used to choose — against production (no significant
 regression, floor and rate as the gate) and against the best loop candidate (not significantly worse).
 If it holds, it is the one promoted; if not, the loop's best is, and the report says why.
+
+When no loop candidate passed but one did fix target failures (it broke too much on a subset of the
+data), the refit is the last candidate: trained on all the evidence it often forgets less (every pass is
+replay), and it must then pass the gate *on the final slice* — fix some of production's wrong answers there,
+break no more of its right ones than the gate allows — or production stays.
 """
 
 from __future__ import annotations
@@ -24,29 +29,26 @@ from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_
 from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items, write_items
 from kaizen.tools.datasets import build_refit_set
-from kaizen.tools.gate import check_regressions, gate_config, paired_worse_p
+from kaizen.tools.gate import check_regressions, check_target, gate_config, paired_worse_p
 
 
 def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     c = runtime.context
     ws = c.workspace
     task = ws.store.get_task(state["task"])
-    best = dict(state["best"] or {})
+    best = dict(state.get("best") or {})
+    skill = best.get("candidate_skill") if best else state.get("incumbent_skill")
     p = Plan.model_validate(state["plan"])
     rd = run_dir(state)
-    splits = load_roles(task, state["splits"])
     incumbent = ws.store.get_model_version(state["incumbent"])
     from_adapter = continues_incumbent(p, incumbent)
     prior = []
-    if not from_adapter and holds_full_data(
-        incumbent
-    ):  # retraining from the base: what v(n) learned comes along
+    if not from_adapter and holds_full_data(incumbent):  # from the base: what production learned comes along
         prior = list(load_items(Path(incumbent.recipe["train_items_path"]), task))
     extra = [load_items(Path(x), task) for x in earlier_suites(state, c).values()]
-    items, stats = build_refit_set(splits, seed=7, eval_sets=extra, prior=prior)
+    items, stats = build_refit_set(load_roles(task, state["splits"]), seed=7, eval_sets=extra, prior=prior)
     write_items(rd.train_set("refit"), items)
     write_json(rd.train_stats("refit"), stats)
-    loop_best = ws.store.get_model_version(best["candidate_version"])
     version, result = train_candidate(
         state,
         c,
@@ -55,29 +57,28 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         start=incumbent,
         from_adapter=from_adapter,
         p=p,
-        skill_version=best.get("candidate_skill"),
+        skill_version=skill,
         kind=p.kind,  # the loop's recipe: SFT, GRPO or SFT→GRPO
         epochs=Plan.model_fields["epochs"].default,
         train_items_path=str(rd.train_set("refit")),
     )
-    refit_label = label(version.name, best.get("candidate_skill"))
-    final = {"final": state["splits"]["final"]}
+    refit_label = label(version.name, skill)
     evals = dict(state.get("evals") or {})
-    for v, s in (
-        (state["incumbent"], state.get("incumbent_skill")),
-        (loop_best.name, best.get("candidate_skill")),
-        (version.name, best.get("candidate_skill")),
-    ):
-        evals.update(measure(state, c, v, s, final))
+    measured = [(state["incumbent"], state.get("incumbent_skill")), (version.name, skill)]
+    if best:
+        measured.append((ws.store.get_model_version(best["candidate_version"]).name, skill))
+    for v, s in measured:
+        evals.update(measure(state, c, v, s, {"final": state["splits"]["final"]}))
     verdict, chosen = _verify(state, c, evals, best, refit_label, version.name)
-    c.say(
-        f"refit: {'PROMOTE the refit' if chosen else 'keep the loop candidate ' + best['candidate']} — "
-        + "; ".join(verdict["reasons"])
-    )
-    new_best = best | verdict if chosen else best | {"refit": verdict}
+    keep = f"keep the loop candidate {best['candidate']}" if best else "production stays"
+    c.say(f"refit: {'PROMOTE the refit' if chosen else keep} — " + "; ".join(verdict["reasons"]))
+    if chosen:
+        new_best: dict[str, Any] | None = best | verdict | {"candidate_skill": skill}
+    else:
+        new_best = best | {"refit": verdict} if best else None
     return {
         "candidate": version.name,
-        "candidate_skill": best.get("candidate_skill"),
+        "candidate_skill": skill,
         "step": "refit",
         "refit_done": True,
         "evals": evals,
@@ -116,47 +117,57 @@ def _verify(
     refit_label: str,
     refit_version: str,
 ) -> tuple[dict[str, Any], bool]:
-    """The refit on the final slice: not a regression against production, not worse than the loop's best."""
+    """The refit on the final slice: not a regression against production; and not significantly worse than
+    the loop's best — or, with no passing loop candidate, a fix of production's wrong answers there."""
     cfg = gate_config(state.get("preset", "repair"), c.workspace.settings.gate)
     inc = incumbent_label(state)
     inc_final = evals.get(f"{inc}/final") or {}
-    passes = {i for i, ok in (inc_final.get("correct") or {}).items() if ok}
+    right = {i for i, ok in (inc_final.get("correct") or {}).items() if ok}
+    wrong = set(inc_final.get("correct") or {}) - right
     vs_prod = comparison(
-        evals, inc, refit_label, "final", ids=passes, name="final (production's right answers)"
+        evals, inc, refit_label, "final", ids=right, name="final (production's right answers)"
     )
-    vs_best = comparison(evals, best["candidate"], refit_label, "final", name=f"final vs {best['candidate']}")
     reasons: list[str] = []
     ok = True
     if vs_prod is not None and vs_prod.n:
         passed, why = check_regressions(cfg, vs_prod)
         ok, reasons = ok and passed, [*reasons, why]
-    scores = {
-        k: (evals.get(f"{v}/final") or {}).get("score")
-        for k, v in (("production", inc), ("loop", best["candidate"]), ("refit", refit_label))
-    }
-    if vs_best is not None and vs_best.n:
-        # The refit learned from more evidence; it is kept unless the final slice says it is *significantly*
-        # worse than the loop candidate (one-sided paired test, the gate's alpha) — a one-item difference on a
-        # small slice is noise, not a verdict.
-        p = paired_worse_p(len(vs_best.newly_wrong), len(vs_best.newly_right))
-        detail = (
-            f"refit {vs_best.candidate_score:.3f} vs loop candidate {vs_best.incumbent_score:.3f} "
-            f"({len(vs_best.newly_right)} newly right, {len(vs_best.newly_wrong)} newly wrong; paired p={p:.3g})"
+    if best:
+        ok = _not_worse_than_loop(cfg, evals, best["candidate"], refit_label, reasons) and ok
+    else:
+        fixes = comparison(
+            evals, inc, refit_label, "final", ids=wrong, name="final (production's wrong answers)"
         )
-        if p < cfg.alpha:
-            ok = False
-            reasons.append(f"final: {detail}: significantly worse")
-        else:
-            reasons.append(f"final: {detail}")
+        passed, why = check_target(cfg, fixes)
+        ok, reasons = ok and passed, [*reasons, *(f"final (production's wrong answers): {w}" for w in why)]
+    versions = (("production", inc), ("loop", best.get("candidate")), ("refit", refit_label))
     verdict = {
         "passed": ok,
         "reasons": reasons,
-        "final_scores": scores,
+        "final_scores": {k: (evals.get(f"{v}/final") or {}).get("score") for k, v in versions if v},
         "final_n": (inc_final or {}).get("n", 0),
         "final_regressions": len(vs_prod.newly_wrong) if vs_prod else 0,
-        "loop_candidate": best["candidate"],
-        "loop_candidate_version": best["candidate_version"],
+        "loop_candidate": best.get("candidate"),
+        "loop_candidate_version": best.get("candidate_version"),
     }
     if ok:
         verdict |= {"candidate": refit_label, "candidate_version": refit_version, "step": "refit"}
     return verdict, ok
+
+
+def _not_worse_than_loop(
+    cfg: Any, evals: dict[str, Any], loop: str, refit_label: str, reasons: list[str]
+) -> bool:
+    """The refit learned from more evidence; it is kept unless the final slice says it is *significantly*
+    worse than the loop candidate (one-sided paired test, the gate's alpha) — a one-item difference on a
+    small slice is noise, not a verdict."""
+    vs_best = comparison(evals, loop, refit_label, "final", name=f"final vs {loop}")
+    if vs_best is None or not vs_best.n:
+        return True
+    p = paired_worse_p(len(vs_best.newly_wrong), len(vs_best.newly_right))
+    detail = (
+        f"refit {vs_best.candidate_score:.3f} vs loop candidate {vs_best.incumbent_score:.3f} "
+        f"({len(vs_best.newly_right)} newly right, {len(vs_best.newly_wrong)} newly wrong; paired p={p:.3g})"
+    )
+    reasons.append(f"final: {detail}" + (": significantly worse" if p < cfg.alpha else ""))
+    return p >= cfg.alpha

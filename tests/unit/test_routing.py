@@ -133,3 +133,15 @@ def test_an_empty_training_set_goes_to_rollback() -> None:
     assert after_synthesize({"no_train_data": True}) == "rollback"
     assert after_synthesize({"no_train_data": False}) == "train"
     assert after_synthesize({}) == "train"
+
+
+def test_no_passing_candidate_refits_only_when_a_fix_was_shown_and_a_final_slice_exists() -> None:
+    from kaizen.agent.routing import after_refit
+
+    spent = {"iteration": 3}  # budget spent, nothing passed
+    assert after_gate(state(**spent)) == "rollback"
+    assert after_gate(state(**spent, final_n=12)) == "rollback"  # no candidate ever fixed anything
+    assert after_gate(state(**spent, final_n=12, fix_shown=True)) == "refit"
+    assert after_gate(state(**spent, fix_shown=True)) == "rollback"  # nothing to verify it on
+    assert after_gate(state(**spent, final_n=12, fix_shown=True, refit_done=True)) == "rollback"
+    assert after_refit(state(best=None)) == "rollback" and after_refit(state(best=BEST)) == "promote"
