@@ -40,6 +40,10 @@ EMB_K = 10
 # over many labels and any one label's "majority" is an accident.
 EMB_MIN_VOTES = 3
 EMB_OWN_MAX = 0.05
+EMB_ROUNDS = 3
+# An input whose nearest other input (by meaning) is below this cosine is off-domain. Chosen on AdaptFT stage 1
+# (in-domain inputs: nearest ≥ 0.41; off-domain queries 0.14–0.29), reported on stages 2–3 and the demo.
+EMB_OFF_DOMAIN = 0.3
 EMB_TOP_MIN = 0.4
 # When the neighbours side with the model's own answer against the correction, less agreement is needed:
 # the feedback contradicts both the model and the inputs around it.
@@ -207,12 +211,45 @@ class RuleBrain:
                 if t.verdict == "fail" and t.correction is not None:
                     if normalize_label(t.correction, task.labels) is None:
                         flag(t, "correction_off_label", correction=t.correction, labels=task.labels)
-                    elif t.correction.strip() == t.output.strip():
-                        flag(t, "correction_equals_output", output=t.output)
+                    elif normalize_label(t.correction, task.labels) == t.output.strip():
+                        # "report lost card" for the output "report_lost_card": the verdict says wrong, the
+                        # correction says the very answer given (a format failure keeps its own output)
+                        flag(t, "correction_equals_output", output=t.output, correction=t.correction)
         if len(labeled) >= 3:
             self._similarity_flags(task, labeled, texts, flags, flag)
-            self._embedding_flags(task, labeled, texts, flags, flag)
+            self._embedding_off_domain(task, labeled, texts, flags, flag)
+            # Rounds: a flagged correction stops voting, so a poisoned input's neighbours that were
+            # poisoned too no longer hide it (heavy poison); stops when a round flags nothing new.
+            for _ in range(EMB_ROUNDS):
+                before = len(flags)
+                self._embedding_flags(task, labeled, texts, flags, flag)
+                if len(flags) == before:
+                    break
         return list(flags.values())
+
+    def _embedding_off_domain(
+        self, task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any
+    ) -> None:
+        """Inputs nothing else in the logs resembles by meaning ("what rhymes with orange" among banking
+        requests): TF-IDF misses those that share function words with the domain. Repeats of one query
+        (cosine ≥ 0.99) do not vouch for each other."""
+        from kaizen.tools import embed
+
+        if not embed.available():
+            return
+        emb = embed.embed(texts)
+        sims = emb @ emb.T
+        sims[sims >= 0.99] = -1.0  # itself, and verbatim repeats
+        best = sims.max(axis=1)
+        for i, t in enumerate(labeled):
+            if t.id not in flags and best[i] < EMB_OFF_DOMAIN:
+                flag(
+                    t,
+                    "off_domain_input",
+                    method="embedding",
+                    input=texts[i][:200],
+                    best_similarity=round(float(best[i]), 3),
+                )
 
     def _leading_claim(self, task: TaskSpec, texts: list[str], golds: list[str | None], i: int) -> Any:
         """Consensus on the input with the correction's own words removed, when the input names the correction
