@@ -216,8 +216,8 @@ class RuleBrain:
                         # correction says the very answer given (a format failure keeps its own output)
                         flag(t, "correction_equals_output", output=t.output, correction=t.correction)
         if len(labeled) >= 3:
-            self._similarity_flags(task, labeled, texts, flags, flag)
             self._embedding_off_domain(task, labeled, texts, flags, flag)
+            self._similarity_flags(task, labeled, texts, flags, flag)
             # Rounds: a flagged correction stops voting, so a poisoned input's neighbours that were
             # poisoned too no longer hide it (heavy poison); stops when a round flags nothing new.
             for _ in range(EMB_ROUNDS):

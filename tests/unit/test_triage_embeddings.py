@@ -110,3 +110,25 @@ def test_inferred_labels_recover_poisoned_and_unlabeled_traces_and_refuse_the_re
     unlabeled = {f"t{i}" for i in range(len(pairs)) if i % 7 == 0 and i % 9}
     assert len(unlabeled & set(got)) >= len(unlabeled) / 3  # k=10 over 4 labels × 12: shares stay near 0.5
     assert all(x.evidence["neighbours"] and x.evidence["share"] >= 0.6 for x in got.values())
+
+
+@needs_model
+def test_off_domain_by_meaning_and_a_correction_that_restates_the_output() -> None:
+    """Queries nothing in the logs resembles by meaning are off-domain (even repeated, even when TF-IDF
+    finds shared function words); a failure 'corrected' to the very answer given is contradictory."""
+    pairs = rows("train", LABELS, per_label=12, seed=7)
+    traces = [trace(f"p{i}", text, gold) for i, (text, gold) in enumerate(pairs)]
+    traces += [
+        trace("off1", "what rhymes with orange", "card_declined", "fail", "transfer"),
+        trace("off2", "what rhymes with orange", "card_declined", "fail", "balance"),
+        trace("off3", "translate good night into japanese", "balance", "fail", "transfer"),
+        trace("same", "my card got declined at the gas station", "card_declined", "fail", "card declined"),
+        trace("fmt", "why was my card declined", "Card_Declined.", "fail", "card_declined"),
+    ]
+    diag = RuleBrain().diagnose(TASK, traces)
+    kinds = {s.trace_id: s for s in diag.suspects}
+    assert {"off1", "off2", "off3"} <= set(kinds)
+    assert all(kinds[i].kind == "off_domain_input" for i in ("off1", "off2", "off3")), {i: (kinds[i].kind, kinds[i].evidence) for i in ("off1", "off2", "off3")}
+    assert kinds["same"].kind == "correction_equals_output"
+    assert "fmt" not in kinds  # the right label in the wrong format is a real (format) failure
+    assert not {t.id for t in traces if t.id.startswith("p")} & set(kinds)  # no in-domain pass flagged
