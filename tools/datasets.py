@@ -120,6 +120,7 @@ def build_splits(
     regression_share: float = 0.5,
     max_regression: int = 300,
     inferred: dict[str, tuple[str, str]] | None = None,
+    deployed: str | None = None,
 ) -> RepairSplits:
     """Carve the final slice, then target-eval (failures, per cluster) and regression (passes, per label).
 
@@ -128,6 +129,9 @@ def build_splits(
     them, at most ``max_regression``; the rest is the replay pool. Its size no longer depends on how many
     failures there are — a big suite is what lets the gate tell a real regression from noise.
     ``inferred`` (trace id → (label, kind)) adds the traces whose label the evidence inferred, to training only.
+    ``deployed``: the version being repaired. A failure logged against an *older* version (a scheduled loop's
+    logs accumulate) may already be fixed, so it only trains: the target suite holds the deployed version's
+    own failures (all failures when none is known or none were logged against it).
     """
     rnd = random.Random(seed)
     by_id = {t.id: t for t in traces}
@@ -154,10 +158,14 @@ def build_splits(
         groups["(singleton clusters)"] = singles
     target: list[EvalItem] = []
     train_f: list[EvalItem] = []
+    current = {i for ids in groups.values() for i in ids if _logged_by(by_id[i], deployed)}
+    if not current:  # nothing logged against the deployed version (or no version known): judge on all
+        current = {i for ids in groups.values() for i in ids}
     for key in sorted(groups):
         ids = groups[key]
         rnd.shuffle(ids)
-        k = math.ceil(len(ids) * target_fraction) if len(ids) >= 2 else 0
+        ids.sort(key=lambda i: i not in current)  # stable: this version's failures first, still shuffled
+        k = math.ceil(sum(i in current for i in ids) * target_fraction) if len(ids) >= 2 else 0
         for n, i in enumerate(ids):
             into_target = n < k
             item = trace_item(
@@ -192,6 +200,11 @@ def build_splits(
         final=final,
         notes=notes,
     )
+
+
+def _logged_by(t: TraceView, version: str | None) -> bool:
+    """The trace was produced by ``version`` (a trace without a version counts as the deployed one's)."""
+    return version is None or not t.model_version or t.model_version == version
 
 
 def balance_labels(items: list[EvalItem], max_ratio: float = 3.0) -> tuple[list[EvalItem], int]:

@@ -34,6 +34,7 @@ def _roles(state: RepairState, c: RunContext) -> tuple[dict[str, str], int]:
         clusters=clusters,
         final_fraction=final_fraction,
         inferred={x.trace_id: (x.label, x.kind) for x in diag.inferred},
+        deployed=state["incumbent"],
     )
     rd = run_dir(state)
     out = {}

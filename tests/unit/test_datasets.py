@@ -439,3 +439,19 @@ def test_inferred_labels_train_but_never_judge() -> None:
     assert unlabeled.id in ids(s.replay_pool)  # the label agrees with the model's answer: a pass to replay
     items, stats = build_training_set(s, replay_fraction=0.2)
     assert stats["inferred"] >= 1
+
+
+def test_the_target_suite_holds_the_deployed_versions_own_failures() -> None:
+    """A scheduled loop's logs accumulate: failures logged against an older version may already be fixed
+    by the deployed one, so they train but never judge; all failures judge when none are the deployed one's."""
+    import dataclasses
+
+    traces, clusters, excluded = scenario()
+    old = {t.id for t in traces if t.verdict == "fail"}
+    newer = set(sorted(old)[::2])
+    traces = [dataclasses.replace(t, model_version="v2") if t.id in newer else t for t in traces]
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, deployed="v2", final_fraction=0.0)
+    assert s.target and ids(s.target) <= newer
+    assert (old - newer - excluded) <= ids(s.train_failures)
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, deployed="v9", final_fraction=0.0)
+    assert ids(s.target) & (old - newer)  # nothing logged against v9: every failure may judge
