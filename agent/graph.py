@@ -11,6 +11,8 @@ observe → diagnose → plan → synthesize → train → evaluate → gate ─
 
 from __future__ import annotations
 
+import functools
+import time
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -46,6 +48,26 @@ NODES = {
 }
 
 
+def timed(name: str, fn: Any) -> Any:
+    """``fn`` with its wall time added to the state (``timings``): where a repair's minutes go, per phase."""
+
+    @functools.wraps(fn)  # keeps the signature LangGraph reads to pass the runtime
+    def run(state: RepairState, *args: Any, **kwargs: Any) -> Any:
+        t = time.monotonic()
+        out = fn(state, *args, **kwargs)
+        if isinstance(out, dict):
+            step = (
+                out.get("step")
+                or state.get("step")
+                or str(out.get("iteration") or state.get("iteration") or "")
+            )
+            seconds = round(time.monotonic() - t, 2)
+            out = {**out, "timings": [{"node": name, "step": step, "seconds": seconds}]}
+        return out
+
+    return run
+
+
 def after_recover(
     state: RepairState,
 ) -> Literal["evaluate", "plan", "recover", "refit", "promote", "rollback"]:
@@ -56,7 +78,7 @@ def after_recover(
 def build_graph(checkpointer: Any = None) -> Any:
     g = StateGraph(RepairState, context_schema=RunContext)
     for name, fn in NODES.items():
-        g.add_node(name, kill_point(name, fn))  # fn itself unless a kill -9 test asks (agent/killpoints.py)
+        g.add_node(name, kill_point(name, timed(name, fn)))  # kill_point: only when a kill -9 test asks
     g.add_edge(START, "observe")
     g.add_edge("observe", "diagnose")
     g.add_conditional_edges("diagnose", after_diagnose, ["plan", "rollback"])

@@ -183,3 +183,4 @@ class RepairState(TypedDict, total=False):
     status: str
     approval: dict[str, Any] | None
     events: Annotated[list[dict[str, Any]], operator.add]
+    timings: Annotated[list[dict[str, Any]], operator.add]  # {node, step, seconds}: one per finished node

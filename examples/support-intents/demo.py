@@ -156,7 +156,7 @@ def summarize(v1: dict, results: dict, seconds: float) -> dict:
             "final": rep.get("final"),
             "run_id": rep["run_id"],
             "report": rep.get("report_path"),
-            "seconds": r["seconds"],
+            "seconds": r["seconds"] | {"phases": rep.get("seconds")},
         }
     out = {"v1": v1["score"], "n": v1["n"], "arms": arms, "seconds": round(seconds, 1)}
     if "agent" in arms and "oracle" in arms:
@@ -190,6 +190,14 @@ def show(s: dict, root: Path) -> None:
                 for p in a["path"]
             )
         )
+    for arm, a in s["arms"].items():
+        ph = a["seconds"].get("phases") or {}
+        if ph.get("by_phase"):
+            steps = ", ".join(f"{k} {v:.0f}s" for k, v in ph["by_step"].items())
+            phases = ", ".join(
+                f"{k} {v:.0f}s" for k, v in sorted(ph["by_phase"].items(), key=lambda kv: -kv[1])
+            )
+            print(f"{arm} time by step: {steps}; by phase: {phases}")
     print(f"time {s['seconds']:.0f}s in all; summary {root / 'demo-summary.json'}")
 
 

@@ -128,7 +128,9 @@ def test_off_domain_by_meaning_and_a_correction_that_restates_the_output() -> No
     diag = RuleBrain().diagnose(TASK, traces)
     kinds = {s.trace_id: s for s in diag.suspects}
     assert {"off1", "off2", "off3"} <= set(kinds)
-    assert all(kinds[i].kind == "off_domain_input" for i in ("off1", "off2", "off3")), {i: (kinds[i].kind, kinds[i].evidence) for i in ("off1", "off2", "off3")}
+    assert all(kinds[i].kind == "off_domain_input" for i in ("off1", "off2", "off3")), {
+        i: (kinds[i].kind, kinds[i].evidence) for i in ("off1", "off2", "off3")
+    }
     assert kinds["same"].kind == "correction_equals_output"
     assert "fmt" not in kinds  # the right label in the wrong format is a real (format) failure
     assert not {t.id for t in traces if t.id.startswith("p")} & set(kinds)  # no in-domain pass flagged

@@ -254,7 +254,19 @@ def summarize(state: dict[str, Any]) -> dict[str, Any]:
         "excluded_suspect": state.get("excluded_suspect", []),
         "train_tokens": state.get("train_tokens_used", 0),
         "approval": state.get("approval"),  # who approved or rejected the promotion, when, and why
+        "seconds": phase_seconds(state.get("timings") or []),
     }
+
+
+def phase_seconds(timings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wall time by phase (node) and by step (iteration, recovery, refit): where a repair's minutes went."""
+    by_phase: dict[str, float] = {}
+    by_step: dict[str, float] = {}
+    for t in timings:
+        by_phase[t["node"]] = round(by_phase.get(t["node"], 0.0) + t["seconds"], 1)
+        if t.get("step"):
+            by_step[t["step"]] = round(by_step.get(t["step"], 0.0) + t["seconds"], 1)
+    return {"total": round(sum(t["seconds"] for t in timings), 1), "by_phase": by_phase, "by_step": by_step}
 
 
 def _write_report(ws: Workspace, run: RunRow, state: dict[str, Any]) -> str:
