@@ -87,6 +87,11 @@ def test_repair_fixes_the_gap_and_excludes_poison(
     ]
     assert not caught & {it["id"] for it in train}
     _assert_no_step_trained_on_what_judged_it(Path(run.report_path).parent, s)
+    # where the minutes went: every phase timed, the steps add up to no more than the whole
+    t = s["seconds"]
+    assert {"diagnose", "synthesize", "train", "evaluate", "gate"} <= set(t["by_phase"])
+    assert t["by_phase"]["train"] > 0 and "1" in t["by_step"]
+    assert sum(t["by_step"].values()) <= t["total"] + 0.5
 
 
 def _ids(path: Path) -> set[str]:
