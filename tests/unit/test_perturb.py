@@ -533,3 +533,12 @@ def test_naive_abstain_label_none_gives_no_correction_for_invalid_inputs() -> No
     out = naive_feedback(logs, LABELS, seed=7, abstain_label=None)
     assert all(o.correction is None for o in out if o.naive == "correct")
     assert all(o.correction in LABELS for o in out if o.naive == "wrong")
+
+
+def test_whitespace_on_a_single_space_never_crashes() -> None:
+    """A tab can take the only space before 'double' runs: that draw used to raise IndexError."""
+    from kaizen.workflows.bench.perturb.fixable import whitespace
+
+    for seed in range(200):
+        text, label = whitespace("card declined", "card_declined", ["card_declined"], random.Random(seed))
+        assert text.split() == ["card", "declined"] and label == "card_declined"

@@ -291,6 +291,8 @@ def whitespace(text: str, label: str, labels: Sequence[str], rng: random.Random)
             text += rng.choice((" ", "  ", "\n", " \n"))
         else:
             spaces = [i for i, c in enumerate(text) if c == " "]
+            if not spaces:  # a tab took the only space: nothing left to double
+                continue
             i = rng.choice(spaces)
             text = text[:i] + ("\t" if op == "tab" else " " * rng.randint(2, 3)) + text[i + 1 :]
     return text, label
