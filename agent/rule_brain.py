@@ -95,7 +95,9 @@ class RuleBrain:
     # ------------------------------------------------------------------------------ diagnose
     def diagnose(self, task: TaskSpec, traces: list[TraceView]) -> Diagnosis:
         labeled = [t for t in traces if t.verdict in ("pass", "fail")]
-        suspects = self._suspects(task, labeled)
+        emb = self._embed(traces)
+        at = {t.id: i for i, t in enumerate(traces)}
+        suspects = self._suspects(task, labeled, None if emb is None else emb[[at[t.id] for t in labeled]])
         bad = {s.trace_id for s in suspects}
         failures = [t for t in labeled if t.verdict == "fail"]
         clusters = self._clusters(task, [t for t in failures if t.id not in bad])
@@ -123,11 +125,20 @@ class RuleBrain:
             n_passes=len(labeled) - len(failures),
             clusters=clusters,
             suspects=suspects,
-            inferred=self._inferred(task, traces, suspects),
+            inferred=self._inferred(task, traces, suspects, emb),
         )
 
+    def _embed(self, traces: list[TraceView]) -> Any:
+        """Every trace's input embedded once per diagnosis (the costly part, shared by the off-domain check,
+        the kNN rounds and label inference); None without the embedding model or with too few traces."""
+        from kaizen.tools import embed
+
+        if len(traces) < 3 or not embed.available():
+            return None
+        return embed.embed([last_user_text(t.messages) for t in traces])
+
     def _inferred(
-        self, task: TaskSpec, traces: list[TraceView], suspects: list[SuspectFlag]
+        self, task: TaskSpec, traces: list[TraceView], suspects: list[SuspectFlag], emb: Any
     ) -> list[InferredLabel]:
         """Labels for traces the feedback cannot be trusted on or did not give, where the evidence agrees.
 
@@ -137,10 +148,9 @@ class RuleBrain:
         keeps it only when the consensus is clear and the model's own answer agrees, or the consensus alone is
         overwhelming. These labels train; they never enter a suite that judges a candidate.
         """
-        from kaizen.tools import embed
         from kaizen.tools.label_noise import inferred_label, knn_consensus
 
-        if task.kind != "classification" or not task.labels or not embed.available():
+        if task.kind != "classification" or not task.labels or emb is None:
             return []
         distrusted = {s.trace_id for s in suspects}
         relabel = {s.trace_id for s in suspects if s.kind in RELABELABLE}
@@ -160,7 +170,7 @@ class RuleBrain:
         if not query:
             return []
         out = []
-        for i, cons in knn_consensus(embed.embed(texts), golds, k=EMB_K, query=query).items():
+        for i, cons in knn_consensus(emb, golds, k=EMB_K, query=query).items():
             t = traces[i]
             output = normalize_label(t.output, task.labels)
             if t.id in relabel:
@@ -194,7 +204,7 @@ class RuleBrain:
                 )
         return out
 
-    def _suspects(self, task: TaskSpec, labeled: list[TraceView]) -> list[SuspectFlag]:
+    def _suspects(self, task: TaskSpec, labeled: list[TraceView], emb: Any) -> list[SuspectFlag]:
         flags: dict[str, SuspectFlag] = {}
 
         def flag(t: TraceView, kind: str, **evidence: Any) -> None:
@@ -216,28 +226,24 @@ class RuleBrain:
                         # correction says the very answer given (a format failure keeps its own output)
                         flag(t, "correction_equals_output", output=t.output, correction=t.correction)
         if len(labeled) >= 3:
-            self._embedding_off_domain(task, labeled, texts, flags, flag)
+            if emb is not None:
+                self._embedding_off_domain(labeled, texts, emb, flags, flag)
             self._similarity_flags(task, labeled, texts, flags, flag)
             # Rounds: a flagged correction stops voting, so a poisoned input's neighbours that were
             # poisoned too no longer hide it (heavy poison); stops when a round flags nothing new.
             for _ in range(EMB_ROUNDS):
                 before = len(flags)
-                self._embedding_flags(task, labeled, texts, flags, flag)
+                self._embedding_flags(task, labeled, texts, emb, flags, flag)
                 if len(flags) == before:
                     break
         return list(flags.values())
 
     def _embedding_off_domain(
-        self, task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any
+        self, labeled: list[TraceView], texts: list[str], emb: Any, flags: dict, flag: Any
     ) -> None:
         """Inputs nothing else in the logs resembles by meaning ("what rhymes with orange" among banking
         requests): TF-IDF misses those that share function words with the domain. Repeats of one query
         (cosine ≥ 0.99) do not vouch for each other."""
-        from kaizen.tools import embed
-
-        if not embed.available():
-            return
-        emb = embed.embed(texts)
         sims = emb @ emb.T
         sims[sims >= 0.99] = -1.0  # itself, and verbatim repeats
         best = sims.max(axis=1)
@@ -251,7 +257,7 @@ class RuleBrain:
                     best_similarity=round(float(best[i]), 3),
                 )
 
-    def _leading_claim(self, task: TaskSpec, texts: list[str], golds: list[str | None], i: int) -> Any:
+    def _leading_claim(self, texts: list[str], emb: Any, golds: list[str | None], i: int) -> Any:
         """Consensus on the input with the correction's own words removed, when the input names the correction
         ("as you said, this is a card declined issue: …"): a label the text *claims* is not a label it *means*."""
         from kaizen.tools import embed
@@ -264,26 +270,26 @@ class RuleBrain:
         masked = text
         for w in words:
             masked = re.sub(rf"\b{re.escape(w)}\w*", " ", masked)
-        emb = embed.embed([*texts[:i], masked, *texts[i + 1 :]])
+        emb = emb.copy()
+        emb[i] = embed.embed([masked])[0]  # only the masked input changes: the others keep their vectors
         cons = knn_consensus(emb, golds, k=EMB_K, query=[i]).get(i)
         if cons and cons.own_share <= EMB_OWN_MAX and cons.top_share >= LEADING_TOP_MIN:
             return cons
         return None
 
     def _embedding_flags(
-        self, task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any
+        self, task: TaskSpec, labeled: list[TraceView], texts: list[str], emb: Any, flags: dict, flag: Any
     ) -> None:
         """Corrections their semantic neighbours contradict (skipped when the embedding model is not installed)."""
-        from kaizen.tools import embed
         from kaizen.tools.label_noise import knn_consensus
 
-        if task.kind != "classification" or not embed.available():
+        if task.kind != "classification" or emb is None:
             return
         golds = [None if t.id in flags else self._gold(task, t) for t in labeled]
         query = [i for i, t in enumerate(labeled) if t.verdict == "fail" and golds[i] is not None]
         if not query:
             return
-        for i, cons in knn_consensus(embed.embed(texts), golds, k=EMB_K, query=query).items():
+        for i, cons in knn_consensus(emb, golds, k=EMB_K, query=query).items():
             t = labeled[i]
             sides_with_output = cons.top_label == normalize_label(t.output, task.labels or [])
             strict = cons.own_share <= EMB_OWN_MAX and cons.top_share >= EMB_TOP_MIN
@@ -292,7 +298,7 @@ class RuleBrain:
                 and cons.own_share <= EMB_OUTPUT_OWN_MAX
                 and cons.top_share >= EMB_OUTPUT_TOP_MIN
             )
-            if not (strict or lenient) and (masked := self._leading_claim(task, texts, golds, i)) is not None:
+            if not (strict or lenient) and (masked := self._leading_claim(texts, emb, golds, i)) is not None:
                 cons, strict = masked, True  # the input names the correction, the rest of it says otherwise
             votes = sum(1 for n in cons.neighbours if n["label"] == cons.top_label)
             if (strict or lenient) and cons.top_label != golds[i] and votes >= EMB_MIN_VOTES:
