@@ -6,6 +6,7 @@ resumes or adopts its runner, and a version already registered under the step's 
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -54,35 +55,26 @@ def train_candidate(
     returned result is the last job's, with ``train_tokens``/``train_runtime_s`` summed over both and the
     SFT part under ``"sft"``.
     """
+    # What every job of this step shares; each call adds what differs (kind, name, start); the GRPO step
+    # after SFT keeps its own schedule (steps, not epochs).
+    train = functools.partial(
+        _train_one, state, c, items, p=p, skill_version=skill_version, train_items_path=train_items_path
+    )
+    scheduled = functools.partial(train, epochs=epochs, learning_rate=learning_rate, min_steps=min_steps)
     if kind == "sft+grpo":
-        sft_v, sft_r = _train_one(
-            state,
-            c,
-            items,
+        sft_v, sft_r = scheduled(
             kind="sft",
             name=version_name(state, step) + "-sft",
             job_dir=run_dir(state).step(step) / "job-sft",
             start=start,
             from_adapter=from_adapter,
-            p=p,
-            skill_version=skill_version,
-            epochs=epochs,
-            learning_rate=learning_rate,
-            min_steps=min_steps,
-            train_items_path=train_items_path,
         )
-        version, result = _train_one(
-            state,
-            c,
-            items,
+        version, result = train(
             kind="grpo",
             name=version_name(state, step),
             job_dir=run_dir(state).job(step),
             start=sft_v,
             from_adapter=True,
-            p=p,
-            skill_version=skill_version,
-            train_items_path=train_items_path,
         )
         part = {k: sft_r.get(k) for k in ("steps", "train_tokens", "train_runtime_s")}
         return version, result | {
@@ -95,21 +87,12 @@ def train_candidate(
         }
     if kind not in ("sft", "grpo"):
         raise ValueError(f"unknown training kind {kind!r}: use sft, grpo or sft+grpo")
-    return _train_one(
-        state,
-        c,
-        items,
+    return scheduled(
         kind=kind,
         name=version_name(state, step),
         job_dir=run_dir(state).job(step),
         start=start,
         from_adapter=from_adapter,
-        p=p,
-        skill_version=skill_version,
-        epochs=epochs,
-        learning_rate=learning_rate,
-        min_steps=min_steps,
-        train_items_path=train_items_path,
     )
 
 
