@@ -405,20 +405,13 @@ def build_refit_set(
     rnd = random.Random(seed)
 
     def tag(group: Iterable[EvalItem], prov: str, why: str) -> list[EvalItem]:
-        return [
-            it.model_copy(
-                update={
-                    "metadata": it.metadata
-                    | {
-                        "provenance": it.metadata.get("provenance")
-                        if it.metadata.get("provenance") == "inferred"
-                        else prov
-                    }
-                    | {"reason": f"refit: {why}"}
-                }
-            )
-            for it in group
-        ]
+        """The refit's provenance and reason; an inferred label stays marked as inferred."""
+        out = []
+        for it in group:
+            kept = "inferred" if it.metadata.get("provenance") == "inferred" else prov
+            meta = it.metadata | {"provenance": kept, "reason": f"refit: {why}"}
+            out.append(it.model_copy(update={"metadata": meta}))
+        return out
 
     judged = [splits.final, *eval_sets]
     failures = tag([*splits.train_failures, *splits.target], "trace", "a corrected failure")
