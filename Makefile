@@ -67,7 +67,7 @@ gpu-check:
 # pydantic (~4.5 MB; check.sh installs them into a scratch folder). Pure pins of what CI runs here.
 GPU_PY ?= 3.12
 GPU_WHEELS ?= trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 pydantic==2.14.4 pydantic-core==2.50.5 \
-	annotated-types==0.8.0 typing-inspection==0.4.5
+	annotated-types==0.8.0 typing-inspection==0.4.5 pydantic-settings==2.16.3 python-dotenv==1.2.4
 gpu-wheels:
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

@@ -15,7 +15,7 @@ REPO=$(pwd)
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 
-if ! "$PY" -c "import trl, datasets, pydantic" >/dev/null 2>&1; then
+if ! "$PY" -c "import trl, datasets, pydantic, pydantic_settings" >/dev/null 2>&1; then
   if ls examples/gpu/wheels/*.whl >/dev/null 2>&1; then
     SITE=$(mktemp -d /tmp/kaizen-gpu-site.XXXXXX)
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" examples/gpu/wheels/*.whl \
