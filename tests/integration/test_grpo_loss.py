@@ -37,7 +37,7 @@ def _import_trainer():  # noqa: ANN202
     try:
         from trl import GRPOTrainer
 
-        from kaizen.tools.train.grpo import KaizenGRPOTrainer
+        from kaizen.tools.train.grpo_trainer import KaizenGRPOTrainer
     finally:
         sys.path[:] = saved
     return KaizenGRPOTrainer, GRPOTrainer

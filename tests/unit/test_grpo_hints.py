@@ -1,4 +1,4 @@
-"""The pure parts of kaizen.tools.train.grpo: which groups get a hint (all-zero ones, only those, within
+"""The pure parts of kaizen.tools.train.grpo and grpo_hints: which groups get a hint (all-zero ones, only those, within
 the share), what the hint says, how a hinted batch is merged back, the advantage weighting, the entropy
 early stop, the dataset encoding and the curves read back for plots. Doctests of the module run here too.
 """
@@ -13,26 +13,31 @@ from pathlib import Path
 import pytest
 
 import kaizen.tools.train.grpo as grpo
+import kaizen.tools.train.grpo_hints as grpo_hints
+import kaizen.tools.train.grpo_trainer as grpo_trainer
 from kaizen.tools.train.grpo import (
-    add_hint,
-    all_zero_groups,
-    choose_hints,
     decode_columns,
     decode_row,
     encode_rows,
     entropy_floor_stop,
+    read_curves,
+    weight_advantages,
+)
+from kaizen.tools.train.grpo_hints import (
+    add_hint,
+    all_zero_groups,
+    choose_hints,
     hint_budget,
     make_hint,
     merge_rows,
-    read_curves,
-    weight_advantages,
 )
 
 LABELS = ["balance", "transfer", "card_declined"]
 
 
-def test_doctests_pass() -> None:
-    result = doctest.testmod(grpo)
+@pytest.mark.parametrize("module", [grpo, grpo_hints], ids=lambda m: m.__name__)
+def test_doctests_pass(module) -> None:  # noqa: ANN001
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -233,15 +238,16 @@ def test_read_curves_last_record_per_step_wins(tmp_path: Path) -> None:
 
 
 def test_module_stays_light_until_the_trainer_is_asked_for() -> None:
-    """Importing kaizen.tools.train.grpo (for read_curves, read_summary …) loads no torch/TRL; the class does."""
+    """Importing kaizen.tools.train.grpo (for read_curves, read_summary …) or grpo_trainer loads no torch/TRL;
+    the class does."""
     import subprocess
     import sys
 
     code = (
-        "import sys, kaizen.tools.train.grpo as g; heavy = [m for m in ('torch', 'trl', 'transformers') if m in sys.modules]; "
+        "import sys, kaizen.tools.train.grpo as g, kaizen.tools.train.grpo_trainer; heavy = [m for m in ('torch', 'trl', 'transformers') if m in sys.modules]; "
         "print(heavy); assert not heavy; print(callable(g.read_curves))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     with pytest.raises(AttributeError):
-        grpo.NoSuchThing  # noqa: B018 - the module __getattr__ only knows KaizenGRPOTrainer
+        grpo_trainer.NoSuchThing  # noqa: B018 - the module __getattr__ only knows KaizenGRPOTrainer

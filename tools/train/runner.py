@@ -250,11 +250,12 @@ def _use_vllm(job: TrainJob, device: str) -> bool:
 
 
 def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_config, common: dict[str, Any]):  # noqa: ANN001, ANN202
-    """TRL's GRPO with kaizen's hooks (kaizen.tools.train.grpo): advantage weighting, hints, entropy stop."""
+    """TRL's GRPO with kaizen's hooks (kaizen.tools.train.grpo, grpo_trainer): advantage weighting, hints, entropy stop."""
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from kaizen.tools.train.grpo import KaizenGRPOTrainer, decode_columns, encode_rows, entropy_floor_stop
+    from kaizen.tools.train.grpo import decode_columns, encode_rows, entropy_floor_stop
+    from kaizen.tools.train.grpo_trainer import KaizenGRPOTrainer
     from kaizen.tools.train.rewards import get_reward
 
     ds = Dataset.from_list(encode_rows(rows))  # expected as JSON text: Arrow would reshape extraction targets

@@ -1,0 +1,351 @@
+"""``KaizenGRPOTrainer``: TRL's ``GRPOTrainer`` with advantage weighting, hints and state in checkpoints.
+
+What each hook does and why is told in ``kaizen.tools.train.grpo`` (the advantage weighting and the
+entropy early stop live there, the hint helpers in ``kaizen.tools.train.grpo_hints``); this module
+wires them into TRL. Importing it loads no heavy library: the class (which needs TRL) is built on first
+access of ``KaizenGRPOTrainer``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kaizen.tools.train.grpo import HINTS_FILE, STATE_FILE, SUMMARY_FILE, decode_row, weight_advantages
+from kaizen.tools.train.grpo_hints import (
+    ROW_KEYS,
+    HintState,
+    add_hint,
+    all_zero_groups,
+    choose_hints,
+    hint_budget,
+    make_hint,
+    merge_rows,
+)
+
+RECHECK_BATCH = 16  # prompts per greedy generate call of the end-of-training recheck
+
+
+@lru_cache(maxsize=1)
+def _trainer_class() -> type:
+    import torch
+    from accelerate.utils import gather_object
+    from trl import GRPOTrainer
+
+    class KaizenGRPOTrainer(GRPOTrainer):
+        """``GRPOTrainer`` + advantage weighting, hints for all-zero groups, state in checkpoints.
+
+        Extra keyword arguments: ``adv_weight_pos``, ``adv_weight_neg`` (floats), ``hint_share``
+        (0 disables hints), ``hint`` ("auto" | "labels" | "prefix"), ``hint_tokens``, ``hint_recheck``,
+        ``job_dir`` (where hints.jsonl and grpo.json go). See the module docstring.
+        """
+
+        def __init__(
+            self,
+            *args: Any,
+            adv_weight_pos: float = 1.0,
+            adv_weight_neg: float = 1.0,
+            hint_share: float = 0.0,
+            hint: str = "auto",
+            hint_tokens: int = 2,
+            hint_recheck: bool = True,
+            job_dir: str | Path | None = None,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            self.adv_weight_pos, self.adv_weight_neg = float(adv_weight_pos), float(adv_weight_neg)
+            self.hint_share, self.hint_kind, self.hint_tokens = float(hint_share), hint, int(hint_tokens)
+            self.hint_recheck = hint_recheck
+            self.job_dir = Path(job_dir) if job_dir else Path(self.args.output_dir)
+            self.hints = HintState()
+            self._last_rewards: list[float] = []
+            self._rows_by_id: dict[str, dict[str, Any]] | None = None
+
+        # -- positive/negative advantage weighting ------------------------------------------
+        def _compute_loss(self, model, inputs):  # noqa: ANN001, ANN202
+            if self.adv_weight_pos != 1.0 or self.adv_weight_neg != 1.0:
+                inputs = dict(inputs)
+                inputs["advantages"] = weight_advantages(
+                    inputs["advantages"], self.adv_weight_pos, self.adv_weight_neg
+                )
+            return super()._compute_loss(model, inputs)
+
+        # -- rewards, seen by the hint path ---------------------------------------------------
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: ANN001, ANN202
+            per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            total = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
+            total[torch.isnan(per_func).all(dim=1)] = 0.0
+            self._last_rewards = total.tolist()  # gathered: every rank's completions, in rank order
+            return per_func
+
+        def _hint_for(self, row: dict[str, Any]) -> str | None:
+            tok = self.processing_class
+            tokenizer: Any = getattr(tok, "tokenizer", tok)  # a processor wraps its tokenizer
+
+            def tokenize(text: str) -> list[str]:
+                ids = tokenizer.encode(text, add_special_tokens=False)
+                # The first tokens as text (decoded growing prefixes, so they concatenate back to the
+                # text); the rest only count, towards the "at most half" rule.
+                pieces, prev = [], ""
+                for i in range(1, min(len(ids), self.hint_tokens) + 1):
+                    cur = tokenizer.decode(ids[:i])
+                    pieces.append(cur[len(prev) :])
+                    prev = cur
+                return pieces + ["·"] * (len(ids) - len(pieces))
+
+            return make_hint(decode_row(row), self.hint_kind, self.hint_tokens, tokenize)
+
+        def _generate_and_score_completions(self, inputs):  # noqa: ANN001, ANN202
+            out = super()._generate_and_score_completions(inputs)
+            if not self.model.training:
+                return out
+            G = self.num_generations
+            rewards = list(self._last_rewards)
+            ids = [str(i) for i in gather_object([str(x.get("id", "")) for x in inputs])]
+            if len(rewards) != len(ids) or len(rewards) % G:
+                return out  # not TRL's grouped layout (should not happen): no hints rather than wrong ones
+            n_groups = len(rewards) // G
+            zero = all_zero_groups(rewards, G)
+            # Hinted prompts met again without a hint: do they pass now?
+            hinted_before = set(self.hints.hinted_ids)
+            for g in range(n_groups):
+                gid = ids[g * G]
+                if gid in hinted_before:
+                    passed = any(r > 0 for r in rewards[g * G : (g + 1) * G])
+                    self.hints.revisited[gid] = self.hints.revisited.get(gid, False) or passed
+            self.hints.groups_seen += n_groups
+            self.hints.all_zero += len(zero)
+            local = {str(x.get("id", "")): x for x in inputs}
+
+            def hint_of_group(g: int) -> str | None:
+                row = local.get(ids[g * G]) or self._row(ids[g * G])
+                return self._hint_for(row) if row is not None else None
+
+            budget = hint_budget(self.hints.groups_seen, self.hints.hinted, self.hint_share)
+            used = choose_hints(rewards, G, budget, hint_of_group)
+            if used and set(out) - ROW_KEYS - {"num_items_in_batch"}:
+                used = []  # multimodal or tool batches: not supported by the merge below
+            if used:
+                out = self._resample_with_hints(inputs, out, used, rewards, ids)
+            m = self._metrics["train"]
+            m["hints/all_zero_groups"].append(float(len(zero)))
+            m["hints/used"].append(float(len(used)))
+            m["hints/total"].append(float(self.hints.hinted))
+            m["hints/share"].append(self.hints.hinted / max(1, self.hints.groups_seen))
+            m["hints/revisited"].append(float(len(self.hints.revisited)))
+            m["hints/passed_without_hint"].append(float(sum(self.hints.revisited.values())))
+            return out
+
+        def _resample_with_hints(
+            self,
+            inputs: list[dict[str, Any]],
+            out: dict[str, Any],
+            used: list[tuple[int, str]],
+            rewards: list[float],
+            ids: list[str],
+        ) -> dict[str, Any]:
+            G, rank, n_local = self.num_generations, self.accelerator.process_index, len(inputs)
+            hint_of = dict(used)
+            offset = rank * n_local
+            local_rows = [i for i in range(n_local) if (offset + i) // G in hint_of]
+            distributed = self.accelerator.num_processes > 1
+            if distributed:
+                # Every rank re-generates its whole local batch (hinted where chosen) so that the
+                # collectives inside generation and reward gathering stay in step across ranks.
+                sub = [
+                    dict(x, prompt=add_hint(x["prompt"], hint_of[(offset + i) // G]))
+                    if (offset + i) // G in hint_of
+                    else x
+                    for i, x in enumerate(inputs)
+                ]
+                take = local_rows  # row i of the re-generated batch is local row i
+            else:
+                sub = [
+                    dict(inputs[i], prompt=add_hint(inputs[i]["prompt"], hint_of[i // G])) for i in local_rows
+                ]
+                take = list(range(len(local_rows)))  # the sub-batch holds only the hinted rows, in order
+            metrics = self._metrics["train"]
+            before = {k: len(v) for k, v in metrics.items()}
+            hinted_out = super()._generate_and_score_completions(sub)
+            # The hinted pass's own logs would blur the step's reward curve: keep only ours.
+            for k in list(metrics):
+                if k not in before:
+                    del metrics[k]
+                else:
+                    del metrics[k][before[k] :]
+            hinted_rewards = list(self._last_rewards)
+            merged = merge_rows(out, hinted_out, local_rows, take, self._tokenizer.pad_token_id)
+            mask = (
+                merged["completion_mask"]
+                if "tool_mask" not in merged
+                else merged["completion_mask"] * merged["tool_mask"]
+            )
+            merged["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+            # Rewards of the hinted groups, in the order the hinted pass scored them.
+            if distributed:
+                groups_rewards = {g: hinted_rewards[g * G : (g + 1) * G] for g, _ in used}
+            else:
+                flat = iter(hinted_rewards)
+                groups_rewards = {g: [next(flat) for _ in range(G)] for g, _ in used}
+            hinted_vals = [r for rs in groups_rewards.values() for r in rs]
+            metrics["hints/reward"].append(sum(hinted_vals) / max(1, len(hinted_vals)))
+            self.hints.hinted += len(used)
+            for g, _hint in used:
+                self.hints.hinted_ids.append(ids[g * G])
+            if self.accelerator.is_main_process:
+                with (self.job_dir / HINTS_FILE).open("a") as f:
+                    for g, hint in used:
+                        f.write(
+                            json.dumps(
+                                {
+                                    "step": self.state.global_step + 1,
+                                    "id": ids[g * G],
+                                    "hint": hint,
+                                    "rewards_before": rewards[g * G : (g + 1) * G],
+                                    "rewards_with_hint": groups_rewards[g],
+                                }
+                            )
+                            + "\n"
+                        )
+            return merged
+
+        def _row(self, row_id: str) -> dict[str, Any] | None:
+            if self._rows_by_id is None:
+                self._rows_by_id = (
+                    {str(r["id"]): dict(r) for r in self.train_dataset}
+                    if "id" in self.train_dataset.column_names
+                    else {}
+                )
+            return self._rows_by_id.get(row_id)
+
+        # -- end of training: recheck hinted prompts without their hint -------------------------
+        def train(self, *args: Any, **kwargs: Any):  # noqa: ANN201
+            result = super().train(*args, **kwargs)
+            if self.hint_recheck and self.hints.hinted_ids:
+                self._recheck_hinted()
+            self._write_summary()
+            return result
+
+        @torch.no_grad()
+        def _recheck_hinted(self) -> None:
+            rows = [r for r in (self._row(i) for i in dict.fromkeys(self.hints.hinted_ids)) if r is not None]
+            if not rows:
+                return
+            model = self.accelerator.unwrap_model(self.model)
+            was_training = model.training
+            model.eval()
+            tok = self.processing_class
+            tokenizer: Any = getattr(tok, "tokenizer", tok)  # a processor wraps its tokenizer
+            side = tokenizer.padding_side
+            tokenizer.padding_side = "left"
+            try:
+                from trl.data_utils import apply_chat_template
+
+                texts = [
+                    apply_chat_template({"prompt": r["prompt"]}, tokenizer)["prompt"]
+                    if not isinstance(r["prompt"], str)
+                    else r["prompt"]
+                    for r in rows
+                ]
+                outs: list[str] = []
+                for start in range(0, len(texts), RECHECK_BATCH):
+                    enc = tokenizer(
+                        texts[start : start + RECHECK_BATCH],
+                        return_tensors="pt",
+                        padding=True,
+                        add_special_tokens=False,
+                    ).to(model.device)
+                    gen = model.generate(
+                        **enc,
+                        max_new_tokens=self.max_completion_length,
+                        do_sample=False,
+                        pad_token_id=tokenizer.pad_token_id,
+                    )
+                    outs += tokenizer.batch_decode(
+                        gen[:, enc["input_ids"].size(1) :], skip_special_tokens=True
+                    )
+            finally:
+                tokenizer.padding_side = side
+                model.train(was_training)
+            conversational = not isinstance(rows[0]["prompt"], str)
+            completions = [[{"role": "assistant", "content": o}] if conversational else o for o in outs]
+            columns = {k: [r[k] for r in rows] for k in rows[0] if k not in ("prompt",)}
+            total = [0.0] * len(rows)
+            for fn, w in zip(self.reward_funcs, self.reward_weights.tolist(), strict=True):
+                if not callable(fn) or isinstance(fn, torch.nn.Module):
+                    continue
+                vals = fn(
+                    prompts=[r["prompt"] for r in rows],
+                    completions=completions,
+                    completion_ids=None,
+                    **columns,
+                )
+                total = [t + w * (v or 0.0) for t, v in zip(total, vals, strict=True)]
+            self.hints.recheck = {str(r["id"]): t > 0 for r, t in zip(rows, total, strict=True)}
+
+        def _write_summary(self) -> None:
+            if not self.accelerator.is_main_process:
+                return
+            stop = next(
+                (
+                    getattr(cb, "stopped", None)
+                    for cb in self.callback_handler.callbacks
+                    if type(cb).__name__ == "EntropyFloorStop"
+                ),
+                None,
+            )
+            summary = {
+                "hints": self.hints.summary(),
+                "early_stop": stop,
+                "adv_weight_pos": self.adv_weight_pos,
+                "adv_weight_neg": self.adv_weight_neg,
+                "hint_share": self.hint_share,
+                "use_vllm": bool(self.use_vllm),
+            }
+            tmp = self.job_dir / (SUMMARY_FILE + ".tmp")
+            tmp.write_text(json.dumps(summary, indent=2))
+            os.replace(tmp, self.job_dir / SUMMARY_FILE)
+
+        # -- checkpoint state -----------------------------------------------------------------
+        def _entropy_cb(self) -> Any:
+            return next(
+                (cb for cb in self.callback_handler.callbacks if type(cb).__name__ == "EntropyFloorStop"),
+                None,
+            )
+
+        def _save_checkpoint(self, model, trial):  # noqa: ANN001, ANN202
+            super()._save_checkpoint(model, trial)
+            if not self.args.should_save:
+                return
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            ckpt = (
+                Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            cb = self._entropy_cb()
+            state = {"hints": asdict(self.hints), "entropy_low": cb.low if cb else 0}
+            (ckpt / STATE_FILE).write_text(json.dumps(state))
+
+        def _load_optimizer_and_scheduler(self, checkpoint):  # noqa: ANN001, ANN202
+            super()._load_optimizer_and_scheduler(checkpoint)
+            if checkpoint is None:
+                return
+            path = Path(checkpoint) / STATE_FILE
+            if path.exists():
+                state = json.loads(path.read_text())
+                self.hints = HintState(**state.get("hints", {}))
+                cb = self._entropy_cb()
+                if cb is not None:
+                    cb.low = int(state.get("entropy_low", 0))
+
+    return KaizenGRPOTrainer
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: TRL is imported only when the trainer is asked for
+    if name == "KaizenGRPOTrainer":
+        return _trainer_class()
+    raise AttributeError(name)
