@@ -12,7 +12,8 @@ from kaizen.tools.schema import EvalItem, TaskSpec
 from kaizen.tools.workspace import init_workspace
 from kaizen.workflows.bench.clinc import rows, to_items
 from kaizen.workflows.cold_start import job as cold_start
-from kaizen.workflows.cold_start.job import _attempt_items, load_task_file, split_data
+from kaizen.workflows.cold_start.attempts import attempt_items
+from kaizen.workflows.cold_start.data import load_task_file, seed_items, split_data
 from kaizen.workflows.cold_start.policy import Attempt, next_attempt, weak_labels
 
 LABELS = ["balance", "transfer", "freeze_account", "card_declined"]
@@ -36,7 +37,7 @@ def test_task_file_reads_task_and_extras(tmp_path: Path) -> None:
         )
     )
     assert spec.task.labels == ["balance", "transfer"] and spec.target_score == 0.9
-    (item,) = cold_start.seed_items(spec)
+    (item,) = seed_items(spec)
     assert item.messages[0].content == "how much money do I have" and item.expected == "balance"
 
 
@@ -190,6 +191,6 @@ def test_attempt_items_apply_oversampling_and_rationales() -> None:
             metadata={"rationale": "because #### b"},
         ),
     ]
-    out = _attempt_items(Attempt(index=0, name="x", oversample={"a": 3}, rationale=True), items)
+    out = attempt_items(Attempt(index=0, name="x", oversample={"a": 3}, rationale=True), items)
     assert [it.id for it in out] == ["1", "1~1", "1~2", "2"]
     assert out[-1].expected == "because #### b"

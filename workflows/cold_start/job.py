@@ -9,162 +9,39 @@ train-and-evaluate run, kept with its score — and gates the best one against t
 Everything a run learns is written before the next step starts (data files, one record per
 attempt, job directories that resume from their last checkpoint), so ``kaizen runs resume`` after
 a kill continues where it stopped instead of starting again.
+
+The task file and the split live in ``data``, one attempt (train, evaluate, record) in ``attempts``,
+the choice of the next pipeline in ``policy``, the HTML report in ``report``; this module drives a run.
 """
 
 from __future__ import annotations
 
 import getpass
 import logging
-import random
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError
-
-from kaizen.tools import registry
-from kaizen.tools.data import item_id, load_items, write_items
-from kaizen.tools.datasets import decontaminate, dedupe
-from kaizen.tools.errors import ConfigError, DataError, KaizenError, NotFoundError
+from kaizen.tools.data import load_items, write_items
+from kaizen.tools.errors import ConfigError, NotFoundError
 from kaizen.tools.gate import compare, decide, gate_config
 from kaizen.tools.lock import task_lock
 from kaizen.tools.run_record import tracked
-from kaizen.tools.schema import EvalItem, Strict, TaskSpec
+from kaizen.tools.schema import EvalItem, TaskSpec
 from kaizen.tools.store.tables import RunRow
 from kaizen.tools.workspace import Workspace
+from kaizen.workflows.cold_start.attempts import (
+    Progress,
+    base_version,
+    evaluate_on,
+    run_attempt,
+    save_attempt,
+    say,
+    small_metrics,
+)
+from kaizen.workflows.cold_start.data import check_labels, load_task_file, seed_items, split_data
 from kaizen.workflows.cold_start.policy import Attempt, next_attempt
-
-Progress = Callable[[str], None]
-MIN_EVAL = 10
-_EXTRA_KEYS = ("seed_examples", "target_score", "eval_fraction", "max_eval", "max_attempts")
-
-
-class SeedExample(Strict):
-    input: str = Field(min_length=1)
-    expected: Any
-
-
-class ColdStartSpec(Strict):
-    """A task file: the task itself plus how to learn it."""
-
-    task: TaskSpec
-    seed_examples: list[SeedExample] = Field(
-        default_factory=list, description="Inline examples (input → expected)."
-    )
-    target_score: float = Field(
-        0.96, gt=0, le=1, description="Stop trying pipelines once the held-out score reaches this (τ)."
-    )
-    eval_fraction: float = Field(
-        0.3, gt=0, lt=1, description="Share of the examples held out for evaluation."
-    )
-    max_eval: int = Field(200, ge=MIN_EVAL, description="Most examples in the held-out set.")
-    max_attempts: int | None = Field(
-        None, ge=1, le=10, description="Pipelines to try (default: 3 on CPU, 5 on a GPU)."
-    )
-
-
-def load_task_file(path: Path) -> ColdStartSpec:
-    """Read ``task.yaml``: TaskSpec fields (name, kind, labels, description, …) plus the keys above."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: task file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with name, kind, description, labels …")
-    extra = {k: raw.pop(k) for k in _EXTRA_KEYS if k in raw}
-    try:
-        return ColdStartSpec.model_validate({"task": raw} | extra)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"] if p != "task") or "<root>"
-        msg = (
-            "unknown key: remove it or check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
-        )
-        raise ConfigError(f"{path}: {loc}: {msg}") from None
-
-
-def seed_items(spec: ColdStartSpec) -> list[EvalItem]:
-    out = []
-    for ex in spec.seed_examples:
-        msgs = [{"role": "user", "content": ex.input}]
-        out.append(
-            EvalItem(
-                id=item_id(msgs, ex.expected),
-                messages=msgs,
-                expected=ex.expected,
-                metadata={"provenance": "seed", "reason": "seed example from the task file"},
-            )
-        )
-    return out
-
-
-def _check_labels(task: TaskSpec, items: list[EvalItem], where: str) -> None:
-    if task.kind != "classification" or not task.labels:
-        return
-    bad = sorted({str(it.expected) for it in items} - set(task.labels))
-    if bad:
-        raise DataError(f"{where}: expected labels {bad} are not in the task's label set {task.labels}")
-
-
-def split_data(
-    task: TaskSpec,
-    seeds: list[EvalItem],
-    dataset: list[EvalItem],
-    *,
-    eval_fraction: float,
-    max_eval: int,
-    eval_set: list[EvalItem] | None = None,
-    seed: int = 0,
-) -> tuple[list[EvalItem], list[EvalItem], list[str]]:
-    """(train, held-out eval, notes). The eval set is carved first and never trained on.
-
-    With a data set, eval comes from it (seeds are kept for training: they are the user's own
-    picks, not a sample); with seeds only, eval comes from the seeds. An explicit ``eval_set`` wins.
-    """
-    rnd = random.Random(seed)
-    notes: list[str] = []
-    pool = dedupe(dataset or seeds)
-    if eval_set is None:
-        k = min(max_eval, round(len(pool) * eval_fraction))
-        if k < MIN_EVAL or len(pool) - k < MIN_EVAL:
-            raise DataError(
-                f"{len(pool)} examples are too few to train and hold out {MIN_EVAL}+ for evaluation: "
-                f"give at least {2 * MIN_EVAL + 4} (seed data or --dataset)"
-            )
-        eval_set = _stratified(pool, k, rnd)
-    eval_ids = {it.id for it in eval_set}
-    train = [it for it in pool if it.id not in eval_ids] + (seeds if dataset else [])
-    train, n_dup = decontaminate(dedupe(train), [eval_set])
-    if n_dup:
-        notes.append(f"decontamination dropped {n_dup} training examples that (nearly) repeat an eval input")
-    if len(train) < MIN_EVAL:
-        raise DataError(
-            f"only {len(train)} training examples are left after holding out the eval set: add examples"
-        )
-    if len(eval_set) < 30:
-        notes.append(
-            f"the held-out set has {len(eval_set)} examples: one example is {1 / len(eval_set):.1%} of the score"
-        )
-    return train, eval_set, notes
-
-
-def _stratified(items: list[EvalItem], k: int, rnd: random.Random) -> list[EvalItem]:
-    by: dict[str, list[EvalItem]] = {}
-    for it in items:
-        by.setdefault(str(it.expected) if isinstance(it.expected, str) else "", []).append(it)
-    for v in by.values():
-        rnd.shuffle(v)
-    out: list[EvalItem] = []
-    while len(out) < k:
-        for key in sorted(by):
-            if by[key] and len(out) < k:
-                out.append(by[key].pop())
-    return out
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -187,7 +64,7 @@ def start(
     if not seeds and not data:
         seeds = _synthesize(ws, task, progress)
     for name, items in (("seed data", seeds), ("dataset", data)):
-        _check_labels(task, items, name)
+        check_labels(task, items, name)
     held = load_items(eval_set, task) if eval_set else None
     train, heldout, notes = split_data(
         task, seeds, data, eval_fraction=spec.eval_fraction, max_eval=spec.max_eval, eval_set=held
@@ -218,12 +95,12 @@ def start(
             summary={"attempts": [], "notes": notes, "n_train": len(train), "n_eval": len(heldout)},
         )
         ws.store.save_run(run)
-        _say(
+        say(
             progress,
             f"cold start {run_id}: {len(train)} training / {len(heldout)} held-out examples of {task.name}",
         )
         for n in notes:
-            _say(progress, f"  note: {n}")
+            say(progress, f"  note: {n}")
         return _drive(ws, run, progress)
 
 
@@ -275,28 +152,24 @@ def _drive(ws: Workspace, run: RunRow, progress: Progress | None) -> RunRow:
     return run
 
 
-def _base_version(ws: Workspace, task: str) -> Any:
-    return registry.base_of(ws.store, registry.resolve(ws.store, "production", task))
-
-
 def _eval_base(
     ws: Workspace, run: RunRow, task: TaskSpec, heldout: list[EvalItem], progress: Progress | None
 ) -> None:
     if "base" in run.summary:
         return
-    base = _base_version(ws, task.name)
-    _say(progress, f"evaluating the base model {base.name} on {len(heldout)} held-out examples")
-    report = _evaluate(ws, run, task, base, heldout)
+    base = base_version(ws, task.name)
+    say(progress, f"evaluating the base model {base.name} on {len(heldout)} held-out examples")
+    report = evaluate_on(ws, run, task, base, heldout)
     run.summary = run.summary | {
         "base": {
             "version": base.name,
             "score": report.score,
             "correct": report.correct_by_id,
-            "metrics": _small(report.metrics),
+            "metrics": small_metrics(report.metrics),
         }
     }
     ws.store.save_run(run)
-    _say(progress, f"  base {report.metric} = {report.score:.3f}")
+    say(progress, f"  base {report.metric} = {report.score:.3f}")
 
 
 def _search(
@@ -316,22 +189,20 @@ def _search(
         if pending is None:
             stop = _budget_stop(history, cfg["max_attempts"], budget.max_train_tokens, deadline)
             if stop:
-                _say(progress, f"search stops: {stop}")
+                say(progress, f"search stops: {stop}")
                 break
             pending = next_attempt(
                 task, history, target=cfg["target_score"], on_gpu=cfg["on_gpu"], has_rationales=has_rationales
             )
             if pending is None:
-                _say(progress, "search stops: target reached or no new pipeline to try")
+                say(progress, "search stops: target reached or no new pipeline to try")
                 break
             from kaizen.tools.versions import new_version_name
 
             pending.version = new_version_name(ws, task.name)
-            _save_attempt(
-                ws, run, pending
-            )  # planned before trained: a resume finds the same name and job dir
-            _say(progress, f"attempt {pending.index + 1} ({pending.name}): {pending.why}")
-        _run_attempt(ws, run, task, pending, train, heldout, progress)
+            save_attempt(ws, run, pending)  # planned before trained: a resume finds the same name and job dir
+            say(progress, f"attempt {pending.index + 1} ({pending.name}): {pending.why}")
+        run_attempt(ws, run, task, pending, train, heldout, progress)
 
 
 def _budget_stop(history: list[Attempt], max_attempts: int, max_tokens: int, deadline: float) -> str | None:
@@ -342,91 +213,6 @@ def _budget_stop(history: list[Attempt], max_attempts: int, max_tokens: int, dea
     if time.time() >= deadline:
         return "wall-clock budget spent"
     return None
-
-
-def _run_attempt(
-    ws: Workspace,
-    run: RunRow,
-    task: TaskSpec,
-    att: Attempt,
-    train: list[EvalItem],
-    heldout: list[EvalItem],
-    progress: Progress | None,
-) -> None:
-    from kaizen.tools.train.launch import run_job
-    from kaizen.tools.train.spec import LoraSpec
-    from kaizen.tools.versions import build_job, progress_printer, register_trained
-
-    t0 = time.time()
-    items = _attempt_items(att, train)
-    start_v = _base_version(ws, task.name)
-    if att.from_attempt is not None:
-        start_v = ws.store.get_model_version(run.summary["attempts"][att.from_attempt]["version"])
-    params = dict(att.params)
-    params["lora"] = LoraSpec(**params.get("lora", {}))
-    if att.strategy == "grpo":
-        from kaizen.tools.train.rewards import rewards_for_kind
-
-        params.setdefault("rewards", rewards_for_kind(task.kind))  # the task kind's verifier
-    job_dir = Path(run.config["run_dir"]) / f"attempt-{att.index + 1}"
-    try:
-        job = build_job(
-            ws,
-            task,
-            items,
-            kind=att.strategy,
-            start=start_v,
-            job_dir=job_dir,
-            from_incumbent=att.from_attempt is not None,
-            **params,
-        )
-        result = run_job(job, progress_printer())
-        write_items(job_dir / "items.jsonl", items)
-        version = register_trained(
-            ws,
-            task,
-            job,
-            result,
-            name=att.version or "",
-            parent=start_v,
-            items=items,
-            train_items_path=str(job_dir / "items.jsonl"),
-            holds_full_data=True,
-        )
-        report = _evaluate(ws, run, task, version, heldout)
-    except KaizenError as e:
-        att = att.model_copy(update={"status": "failed", "error": str(e), "seconds": time.time() - t0})
-        _save_attempt(ws, run, att)
-        _say(progress, f"  attempt {att.index + 1} failed: {e}")
-        return
-    att = att.model_copy(
-        update={
-            "status": "done",
-            "score": report.score,
-            "metrics": _small(report.metrics),
-            "correct": report.correct_by_id,
-            "train_tokens": int(result.get("train_tokens") or 0),
-            "seconds": round(time.time() - t0, 1),
-        }
-    )
-    _save_attempt(ws, run, att)
-    _say(
-        progress,
-        f"  attempt {att.index + 1} ({att.name}): held-out {report.metric} = {report.score:.3f} "
-        f"({att.train_tokens} training tokens, {att.seconds:.0f}s)",
-    )
-
-
-def _attempt_items(att: Attempt, train: list[EvalItem]) -> list[EvalItem]:
-    """The attempt's training set: rationale targets and oversampled labels applied to ``train``."""
-    items = []
-    for it in train:
-        if att.rationale and it.metadata.get("rationale"):
-            it = it.model_copy(update={"expected": it.metadata["rationale"]})
-        items.append(it)
-        for k in range(1, att.oversample.get(str(it.expected), 1)):
-            items.append(it.model_copy(update={"id": f"{it.id}~{k}"}))
-    return items
 
 
 def _finish(ws: Workspace, run: RunRow, progress: Progress | None) -> None:
@@ -469,7 +255,7 @@ def _finish(ws: Workspace, run: RunRow, progress: Progress | None) -> None:
         run.status = "awaiting_approval"
     run.summary = run.summary | summary
     _report(ws, run)
-    _say(
+    say(
         progress,
         f"best: {best.name} → {best.version}, held-out {best.score:.3f} vs base {base['score']:.3f}: {run.status}",
     )
@@ -479,30 +265,6 @@ def _report(ws: Workspace, run: RunRow) -> None:
     from kaizen.workflows.cold_start.report import write_report
 
     run.report_path = str(write_report(Path(run.config["run_dir"]), run))
-    ws.store.save_run(run)
-
-
-# ------------------------------------------------------------------------------------ helpers
-def _evaluate(ws: Workspace, run: RunRow, task: TaskSpec, version: Any, items: list[EvalItem]) -> Any:
-    from kaizen.tools.evaluate.run import dataset_id, evaluate
-    from kaizen.tools.versions import make_backend, record_eval
-
-    out = Path(run.config["run_dir"]) / "evals" / f"{version.name}.jsonl"
-    report = evaluate(
-        task, items, make_backend(ws, version), model_version=version.name, outputs_path=out, suite="heldout"
-    )
-    record_eval(ws, report, dataset_id(items), run_id=run.id)
-    return report
-
-
-def _save_attempt(ws: Workspace, run: RunRow, att: Attempt) -> None:
-    attempts = list(run.summary["attempts"])
-    row = att.model_dump(mode="json")
-    if att.index < len(attempts):
-        attempts[att.index] = row
-    else:
-        attempts.append(row)
-    run.summary = run.summary | {"attempts": attempts}
     ws.store.save_run(run)
 
 
@@ -531,7 +293,7 @@ def _synthesize(ws: Workspace, task: TaskSpec, progress: Progress | None) -> lis
     from kaizen.agent.brain import make_brain
 
     brain = make_brain(ws)
-    _say(
+    say(
         progress,
         f"no examples given: asking the brain ({ws.settings.brain.model}) to write them from the description",
     )
@@ -547,15 +309,6 @@ def _on_gpu(ws: Workspace) -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _small(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if k not in ("predictions",)}
-
-
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress:
-        progress(msg)
 
 
 def summary_json(run: RunRow) -> dict[str, Any]:
