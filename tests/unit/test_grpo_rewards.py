@@ -1,7 +1,7 @@
 """The verifier rewards GRPO adds per task kind: extraction (schema, fields), code (sandboxed unit tests).
 
 Values by hand, both completion formats, TRL's call convention, and the sandbox's refusals (network,
-processes, ctypes) and limits (timeout). Doctests of the module run in test_rewards.py.
+processes, ctypes) and limits (timeout). Doctests of the modules run in test_rewards.py.
 """
 
 from __future__ import annotations
@@ -11,14 +11,11 @@ import time
 import pytest
 
 from kaizen.tools.errors import ConfigError
-from kaizen.tools.train.rewards import (
-    REWARDS,
-    VERIFIABLE_KINDS,
-    code_unit_tests,
+from kaizen.tools.train.rewards import REWARDS, VERIFIABLE_KINDS, rewards_for_kind
+from kaizen.tools.train.rewards.code_tests import code_unit_tests, sandboxed_source
+from kaizen.tools.train.rewards.extraction import (
     json_field_match,
     json_schema_match,
-    rewards_for_kind,
-    sandboxed_source,
     schema_errors,
     schema_of,
 )

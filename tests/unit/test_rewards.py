@@ -1,4 +1,4 @@
-"""Tests of kaizen.tools.train.rewards: values by hand, both completion formats, the registry, doctests."""
+"""Tests of kaizen.tools.train.rewards (the registry and its modules): values by hand, both completion formats, the registry, doctests."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import pytest
 
 import kaizen.tools.train.rewards as rewards_module
 from kaizen.tools.errors import ConfigError
-from kaizen.tools.train.rewards import (
-    REWARDS,
+from kaizen.tools.train.rewards import REWARDS, code_tests, extraction, get_reward, text
+from kaizen.tools.train.rewards.text import (
     completion_text,
-    get_reward,
     json_format,
     label_exact_match,
     math_final_answer,
@@ -25,8 +24,9 @@ def conv(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
-def test_doctests_pass() -> None:
-    result = doctest.testmod(rewards_module)
+@pytest.mark.parametrize("module", [rewards_module, text, extraction, code_tests], ids=lambda m: m.__name__)
+def test_doctests_pass(module) -> None:  # noqa: ANN001
+    result = doctest.testmod(module)
     assert result.attempted > 0
     assert result.failed == 0
 
