@@ -19,6 +19,7 @@ from kaizen.tools.schema import TaskSpec
 from kaizen.tools.store.tables import PendingRow
 from kaizen.tools.workspace import init_workspace
 from kaizen.workflows.schedule import ingest as tick_ingest
+from kaizen.workflows.schedule import pending as tick_pending
 from kaizen.workflows.schedule.ingest import cursor_positions, ingest_new
 
 TASK = "intents"
@@ -113,7 +114,7 @@ def test_a_request_id_reused_in_a_later_tick_is_reported(ws, tmp_path: Path) -> 
 def test_waiting_requests_are_bounded_and_reported(
     ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tick_ingest, "PENDING_MAX", 2)
+    monkeypatch.setattr(tick_pending, "PENDING_MAX", 2)
     log = tmp_path / "vllm.log"
     log.write_text("".join(request(f"r{i}", f"message {i}") for i in range(3)))
     r = tick(ws, log)
@@ -231,7 +232,7 @@ def test_waiting_feedback_keeps_its_order_and_expires(
         json.dumps({"id": "t1", "messages": [{"role": "user", "content": "hi"}], "output": "balance"}) + "\n"
     )
     monkeypatch.setitem(
-        tick_ingest.PENDING_TTL, "feedback", timedelta(seconds=-1)
+        tick_pending.PENDING_TTL, "feedback", timedelta(seconds=-1)
     )  # everything still waiting is too old
     r = tick(ws, src)
     assert ws.store.traces(TASK)[0].verdict is None  # expired before the trace came: dropped, not misapplied

@@ -9,7 +9,7 @@ importers are idempotent, so lines seen before count as duplicates, not as new t
 
 **The cursor only moves past what was imported or reported.** Every line behind it was imported,
 reported as invalid (``file:line: field: problem`` in the tick's record), or is waiting, bounded and
-counted, in ``pending_record``:
+counted, in ``pending_record`` (``kaizen.workflows.schedule.pending``):
 
 * a vLLM request line whose response line is not logged yet (a request in flight at tick time)
   waits for the tick that reads its response — in this file or the next one after a rotation;
@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +41,10 @@ from kaizen.tools.errors import ConfigError, LogFormatError
 from kaizen.tools.logs import detect_text_format, parse_feedback, parse_traces
 from kaizen.tools.logs.base import DEFAULT_MAX_LINE_BYTES
 from kaizen.tools.logs.openai_batch import sibling_input
-from kaizen.tools.logs.vllm_log import messages_from_prompt
 from kaizen.tools.schema import FeedbackIn
 from kaizen.tools.store import Store
-from kaizen.tools.store.tables import CursorRow, PendingRow, utcnow
+from kaizen.tools.store.tables import CursorRow, PendingRow
+from kaizen.workflows.schedule.pending import Pending
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,6 @@ HEAD_BYTES = 1024
 MAX_CHUNK_BYTES = 64 * 1024 * 1024  # one tick reads at most this much of one file; the rest next tick
 MAX_LINE_BYTES = DEFAULT_MAX_LINE_BYTES  # a longer line is reported and skipped
 MAX_ERRORS_KEPT = 20
-PENDING_MAX = 10_000  # waiting records per task and kind; beyond it the oldest are dropped (reported)
-PENDING_TTL = {"vllm-request": timedelta(hours=24), "feedback": timedelta(days=7)}
 _SCAN = 1024 * 1024
 
 
@@ -187,151 +184,8 @@ def _window(path: Path, cur: CursorRow, report: IngestReport) -> _Window:
     return _Window(b"", start, first_line, skip_to=nl + 1)
 
 
-# ------------------------------------------------------------------------------- waiting records
-class _Pending:
-    """The task's waiting records: vLLM requests (carried between chunks) and early feedback."""
-
-    def __init__(self, store: Store, task: str, report: IngestReport):
-        self.store, self.task, self.report = store, task, report
-        self.requests: dict[str, dict[str, Any]] = {}
-        now = utcnow()
-        expired: list[PendingRow] = []
-        for row in store.pending(task, "vllm-request"):
-            if _utc(row.first_seen) < now - PENDING_TTL["vllm-request"]:
-                expired.append(row)
-                continue
-            self.requests[row.key] = dict(row.payload) | {
-                "line": None,
-                "source": row.source,
-                "abs_line": row.line,
-                "first_seen": _utc(row.first_seen).isoformat(),
-            }
-        for row in expired:
-            report.error(
-                f"{row.source}:{row.line}: request_id: vLLM request {row.key} got no response line within "
-                f"{_age(PENDING_TTL['vllm-request'])}; dropped"
-            )
-        self._requests_dirty = bool(expired)
-
-    def carry(self) -> dict[str, Any]:
-        """What ``parse_traces`` continues from (the vLLM importer reads and updates ``requests``)."""
-        return {"requests": self.requests}
-
-    def after_chunk(self, path: Path, first_line: int, answered: set[str | None]) -> None:
-        """Give requests first seen in this chunk their place in the file, then enforce the cap.
-
-        A request already stored as a trace with the same prompt (a rotated file read again from the
-        start) was answered long ago: it does not wait. (One with another prompt is a reused request
-        id: it waits, and is refused, with the reason, when its response arrives.)
-        """
-        now = utcnow().isoformat()
-        fresh = [rid for rid, req in self.requests.items() if "source" not in req and rid not in answered]
-        stored = self.store.trace_messages(fresh)
-        for rid in list(self.requests):
-            req = self.requests[rid]
-            if "source" not in req:
-                if rid in stored and stored[rid] == messages_from_prompt(req.get("prompt") or "")[1]:
-                    del self.requests[rid]
-                    continue
-                req["source"], req["abs_line"], req["first_seen"] = (
-                    str(path),
-                    first_line + (req.get("line") or 0),
-                    now,
-                )
-            req["line"] = None
-        over = len(self.requests) - PENDING_MAX
-        if over > 0:
-            for rid in sorted(self.requests, key=lambda r: self.requests[r]["first_seen"])[:over]:
-                req = self.requests.pop(rid)
-                self.report.error(
-                    f"{req['source']}:{req['abs_line']}: request_id: vLLM request {rid} dropped: more than "
-                    f"{PENDING_MAX} requests waiting for a response line"
-                )
-        self._requests_dirty = True
-
-    def save_requests(self, s: Session | None = None) -> None:
-        """The waiting requests as they are now (inside an import's transaction when ``s`` is given)."""
-        if not self._requests_dirty:
-            return
-        rows = []
-        for rid, req in self.requests.items():
-            payload = {k: v for k, v in req.items() if k not in ("line", "source", "abs_line", "first_seen")}
-            rows.append(
-                PendingRow(
-                    task=self.task,
-                    kind="vllm-request",
-                    key=rid,
-                    source=req["source"],
-                    line=req["abs_line"] or 0,
-                    payload=payload,
-                    first_seen=datetime.fromisoformat(req["first_seen"]),
-                )
-            )
-        self.store.replace_pending(self.task, "vllm-request", rows, s)
-
-    def retry_feedback(self, report: IngestReport) -> None:
-        """Attach waiting feedback whose trace has arrived; drop what waited too long or beyond the cap (reported)."""
-        rows = self.store.pending(self.task, "feedback")
-        if not rows:
-            return
-        now = utcnow()
-        drop = [r for r in rows if _utc(r.first_seen) < now - PENDING_TTL["feedback"]]
-        live = [r for r in rows if r not in drop]
-        drop += live[: max(0, len(live) - PENDING_MAX)]
-        live = live[max(0, len(live) - PENDING_MAX) :]
-        for r in drop:
-            report.error(
-                f"{r.source}:{r.line}: trace_id: no trace with id {r.key!r} arrived within "
-                f"{_age(PENDING_TTL['feedback'])} (or over {PENDING_MAX} waiting); feedback dropped"
-            )
-        runs: list[list[PendingRow]] = []  # consecutive rows of one source, in the order they arrived
-        for r in live:
-            if runs and runs[-1][0].source == r.source:
-                runs[-1].append(r)
-            else:
-                runs.append([r])
-        for group in runs:
-            self._retry(group, report)
-        self.store.drop_pending(r.id for r in drop)
-
-    def _retry(self, group: list[PendingRow], report: IngestReport) -> None:
-        waiting: set[int | None] = set()
-        row_of: dict[int, int | None] = {}
-        items: list[tuple[int, FeedbackIn]] = []
-        for r in group:
-            fb = FeedbackIn.model_validate(r.payload)
-            row_of[id(fb)] = r.id
-            items.append((r.line, fb))
-
-        def done(s: Session) -> None:
-            self.store.drop_pending((r.id for r in group if r.id not in waiting), s)
-
-        stats = self.store.add_feedback(
-            items,
-            path=group[0].source,
-            skip_invalid=True,
-            by_line=True,
-            also=done,
-            on_missing=lambda _line, fb: waiting.add(row_of[id(fb)]),
-        )
-        report.feedback_added += stats.feedback_added
-        report.duplicates += stats.duplicates
-
-    def counts(self) -> tuple[int, int]:
-        kinds = [r.kind for r in self.store.pending(self.task)]
-        return kinds.count("vllm-request"), kinds.count("feedback")
-
-
 def _existing(path: Path | None) -> Path | None:
     return path if path is not None and path.is_file() else None
-
-
-def _age(d: timedelta) -> str:
-    return f"{d.days} days" if d.days else f"{int(d.total_seconds() // 3600)} h"
-
-
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 # ------------------------------------------------------------------------------------ the tick
@@ -357,7 +211,7 @@ def ingest_new(
     """
     report = IngestReport()
     work_dir.mkdir(parents=True, exist_ok=True)
-    pending = _Pending(store, task, report)
+    pending = Pending(store, task, report)
     batch = Path(batch_input) if batch_input else None
     files = source_files(source, batch)
     traces_done = False
@@ -368,7 +222,7 @@ def ingest_new(
         _ingest_file(store, task, path, work_dir, fmt, batch, pending, report)
     if not traces_done:
         pending.retry_feedback(report)
-    if pending._requests_dirty:
+    if pending.requests_dirty:
         pending.save_requests()
     report.pending_requests, report.pending_feedback = pending.counts()
     return report
@@ -381,7 +235,7 @@ def _ingest_file(
     work_dir: Path,
     fmt: str,
     batch: Path | None,
-    pending: _Pending,
+    pending: Pending,
     report: IngestReport,
 ) -> None:
     key = str(path.resolve())
@@ -436,7 +290,7 @@ def _import_chunk(
     first_line: int,
     fmt: str,
     batch: Path | None,
-    pending: _Pending,
+    pending: Pending,
     move: Any,
     report: IngestReport,
 ) -> None:
@@ -513,7 +367,7 @@ def _import_chunk(
             pending.save_requests(s)
 
         stats = store.import_traces(traces, path=str(path), default_task=task, skip_invalid=True, also=also)
-        pending._requests_dirty = False
+        pending.requests_dirty = False
         invalid = tres.invalid
     report.imported += stats.imported
     report.duplicates += stats.duplicates
