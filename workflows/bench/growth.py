@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, typo
+from kaizen.workflows.bench.machine import load_avg, machine_facts
 
 Progress = Callable[[str], None]
 TASK = "intents"
@@ -96,13 +97,6 @@ def synthetic_traces(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[
     return out, labels
 
 
-def _load() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
 def _cpu() -> float:
     """CPU seconds of this process and its finished children (``kaizen ingest`` runs as one)."""
     t = os.times()
@@ -111,13 +105,13 @@ def _cpu() -> float:
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
     """``fn()`` and its wall and CPU seconds. On a shared machine CPU seconds are the steadier figure."""
-    load0, cpu0, t0 = _load(), _cpu(), time.perf_counter()
+    load0, cpu0, t0 = load_avg(), _cpu(), time.perf_counter()
     value = fn()
     return value, {
         "s": round(time.perf_counter() - t0, 3),
         "cpu_s": round(_cpu() - cpu0, 3),
         "load_before": load0,
-        "load_after": _load(),
+        "load_after": load_avg(),
     }
 
 
@@ -275,7 +269,7 @@ def measure_size(
     traces, out["observe"] = _timed(lambda: ws.store.traces(TASK))
     progress(f"growth {n}: diagnose")
     brain = make_brain(ws)
-    cpu0, t0, load0 = _cpu(), time.perf_counter(), _load()
+    cpu0, t0, load0 = _cpu(), time.perf_counter(), load_avg()
     try:
         with _memory_cap(diagnose_memory_gb):
             diag, out["diagnose"] = _timed(
@@ -303,7 +297,7 @@ def measure_size(
             "stopped": why,
             "cpu_s": round(_cpu() - cpu0, 3),
             "load_before": load0,
-            "load_after": _load(),
+            "load_after": load_avg(),
             "wall_s": round(time.perf_counter() - t0, 1),
         }
         progress(f"growth {n}: diagnose stopped ({why}); synthesize on gold ← predicted groups")
@@ -419,7 +413,6 @@ def bench_growth(
 ) -> dict[str, Any]:
     """Measure the N-dependent phases at each size; extrapolate training and evaluation from calibrated costs."""
     from kaizen.tools.models.resolve import resolve_base
-    from kaizen.workflows.bench.tools_bench import _machine
 
     root = Path(tempfile.mkdtemp(prefix="kaizen-growth-"))
     try:
@@ -428,7 +421,7 @@ def bench_growth(
         _kaizen(root / "startup", "--help")
         startup = round(time.perf_counter() - t0, 2)
         result: dict[str, Any] = {
-            "machine": _machine("cpu", None),
+            "machine": machine_facts("cpu", None),
             "cli_startup_s": startup,
             "sizes": [],
             "command": "kaizen bench growth --sizes " + ",".join(map(str, sizes)),

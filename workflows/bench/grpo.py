@@ -30,16 +30,12 @@ from typing import Any
 
 from kaizen.tools.schema import TaskSpec
 from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, rows, to_items
-from kaizen.workflows.bench.tools_bench import _load, _machine, _step_stats
+from kaizen.workflows.bench.machine import load_avg, machine_facts, ratio, step_stats
 
 Progress = Callable[[str], None]
 
 NUM_GENERATIONS = 4
 MAX_COMPLETION = 8
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a and b else None
 
 
 def bench_grpo(
@@ -73,7 +69,7 @@ def bench_grpo(
     device = pick_device()
     if device == "cpu":
         configure_cpu_threads()
-    machine = _machine(device, pick_dtype(device))
+    machine = machine_facts(device, pick_dtype(device))
     base_dir = Path(base) if base else resolve_base("smollm2-135m")
     slice_ = load_slice()
     labels = list(slice_["labels"])
@@ -124,7 +120,7 @@ def bench_grpo(
         )
     progress(
         f"GRPO vs SFT on {base_dir.name}: {len(items)} CLINC prompts, {prompts} a step, {steps} steps, "
-        f"G={NUM_GENERATIONS}, ≤{MAX_COMPLETION} completion tokens; load average {_load()}"
+        f"G={NUM_GENERATIONS}, ≤{MAX_COMPLETION} completion tokens; load average {load_avg()}"
     )
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="kaizen-bench-grpo-") as tmp:
@@ -146,11 +142,11 @@ def bench_grpo(
                         f"  {name}: step {rec['step']}/{rec['max_steps']} at {rec['elapsed_s']:.1f} s{extra}"
                     )
 
-            load_before = _load()
+            load_before = load_avg()
             result = run_job(job, show)
             metrics = read_metrics(job.output_dir)
-            stats = _step_stats(metrics, prompts)
-            stats["load_avg"] = [load_before, _load()]
+            stats = step_stats(metrics, prompts)
+            stats["load_avg"] = [load_before, load_avg()]
             stats["train_tokens"] = result.get("train_tokens")
             if kw["kind"] == "grpo":
                 steps_logged = [m for m in metrics if "reward" in m]
@@ -166,18 +162,18 @@ def bench_grpo(
             )
 
     def ratios(field: str) -> dict[str, float | None]:
-        out = {"grpo_vs_sft_step_time": _ratio(results["grpo"].get(field), results["sft"].get(field))}
+        out = {"grpo_vs_sft_step_time": ratio(results["grpo"].get(field), results["sft"].get(field))}
         if "grpo_hints" in results:
-            out["grpo_hints_vs_sft_step_time"] = _ratio(
+            out["grpo_hints_vs_sft_step_time"] = ratio(
                 results["grpo_hints"].get(field), results["sft"].get(field)
             )
-            out["grpo_hints_vs_grpo_step_time"] = _ratio(
+            out["grpo_hints_vs_grpo_step_time"] = ratio(
                 results["grpo_hints"].get(field), results["grpo"].get(field)
             )
         return out
 
     data: dict[str, Any] = {
-        "machine": machine | {"load_avg_end": _load()},
+        "machine": machine | {"load_avg_end": load_avg()},
         "model": str(base_dir),
         "setup": {
             "prompts_per_step": prompts,

@@ -36,17 +36,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from kaizen.workflows.bench.machine import load_avg
+
 Progress = Callable[[str], None]
 ROOT = Path(__file__).resolve().parents[2]
 V1_ADAPTER = ROOT / "examples" / "support-intents" / "data" / "v1"
 MAX_NEW_TOKENS = 8
-
-
-def _load() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -126,7 +121,7 @@ def bench_serving(
         "threads": threads or "default",
         "best_of": reps,
         "cpus": os.cpu_count(),
-        "load_avg_start": _load(),
+        "load_avg_start": load_avg(),
     }
     tmp = Path(tempfile.mkdtemp(prefix="kaizen-bench-serving-"))
     server = VLLMServer(python=python)
@@ -186,7 +181,7 @@ def bench_serving(
                 },
                 "ratio_transformers_over_vllm": round(tf_s / vllm_s, 2),
                 "same_outputs": round(agree, 3),
-                "load_avg": _load(),
+                "load_avg": load_avg(),
             }
             progress(
                 f"throughput ({variant}): vLLM server {len(chats) / vllm_s:.1f} ex/s, transformers {len(chats) / tf_s:.1f} ex/s "
@@ -280,7 +275,7 @@ def bench_serving(
                 "proxy_p90_ms": round(_pct(via, 0.9), 2),
                 "in_proxy_median_ms": round(statistics.median(inner), 3),
                 "note": "in_proxy: parse + render + routing inside the proxy (trace write with fsync comes after the response time it logs)",
-                "load_avg": _load(),
+                "load_avg": load_avg(),
             }
             progress(
                 f"proxy overhead: median {out['proxy_overhead']['overhead_median_ms']} ms per request "
@@ -338,7 +333,7 @@ def bench_serving(
                 "in_proxy": {k: round(val, 3) for k, val in _ms(inner).items()},
                 "note": "overhead = proxy percentile - direct percentile (same load, alternated phases); in_proxy: per request, "
                 "parse + render + routing + relay inside the proxy (trace latency_ms - upstream_ms, before the fsync)",
-                "load_avg": _load(),
+                "load_avg": load_avg(),
             }
             pl = out["proxy_under_load"]
             progress(
@@ -349,7 +344,7 @@ def bench_serving(
             web.stop()
     finally:
         server.stop()
-    out["load_avg_end"] = _load()
+    out["load_avg_end"] = load_avg()
     dest = cache_dir() / "bench" / f"serving-{time.strftime('%Y%m%d-%H%M%S')}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=2))

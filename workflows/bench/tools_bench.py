@@ -25,8 +25,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -36,6 +34,7 @@ from typing import Any
 
 from kaizen.tools.schema import TaskSpec, render
 from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, rows, to_items
+from kaizen.workflows.bench.machine import load_avg, machine_facts, matmul_peak, ratio, step_stats
 
 Progress = Callable[[str], None]
 
@@ -43,76 +42,6 @@ GEN_BATCH = 16
 GEN_MAX_NEW_TOKENS = 8
 TRAIN_BATCH = 8
 TOP_LAYERS = 10
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for name in ("torch", "transformers", "trl", "peft"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "missing"
-    return out
-
-
-def _load() -> float | None:
-    """The 1-minute load average: other work on the machine lowers every absolute number."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
-def _machine(device: str, dtype: Any) -> dict[str, Any]:
-    import torch
-
-    from kaizen.tools.models import available_cpus
-
-    m: dict[str, Any] = {
-        "cpu": _cpu_model(),
-        "cores_used": torch.get_num_threads(),
-        "cores_available": available_cpus(),
-        "cpu_count": os.cpu_count(),
-        "device": device,
-        "dtype": str(dtype).removeprefix("torch."),
-        "python": platform.python_version(),
-        **_versions(),
-    }
-    if device.startswith("cuda"):
-        m["gpu"] = torch.cuda.get_device_name(0)
-    return m
-
-
-def matmul_peak(device: str, dtype: Any, *, n: int | None = None, reps: int = 5) -> dict[str, Any]:
-    """Best-of-``reps`` square matmul rate in GFLOP/s (2·n³ FLOPs per product)."""
-    import torch
-
-    n = n or (8192 if device.startswith("cuda") else 2048)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    a @ b  # warm-up (thread pool, kernels)
-    sync()
-    best = math.inf
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - t)
-    del a, b
-    return {"n": n, "reps": reps, "best_s": round(best, 4), "gflops": round(2 * n**3 / best / 1e9, 2)}
 
 
 def _lora_params(model: Any, targets: list[str], r: int, top_layers: int | None) -> int:
@@ -193,7 +122,7 @@ def bench_generation(
             "seconds": round(s, 3),
             "all_seconds": [round(t, 2) for t in times],
             "cpu_s": round(min(cpu_times), 3),
-            "load_avg": _load(),
+            "load_avg": load_avg(),
             "new_tokens": toks,
             "tokens_per_s": round(toks / s, 2),
             "examples_per_s": round(n / s, 3),
@@ -220,48 +149,6 @@ def bench_generation(
         f"label scoring ({len(labels)} labels, batch {GEN_BATCH}): {n} prompts in {s:.2f} s, {n / s:.2f} examples/s"
     )
     return res, facts
-
-
-def _step_stats(metrics: list[dict[str, Any]], batch: int) -> dict[str, Any]:
-    """Per-step timing from metrics.jsonl, the first logged step excluded (warm-up, model load).
-
-    Mean figures cover the whole window; ``best_*`` take the fastest single step, like the matmul
-    peak: other load on the machine only ever slows a step down.
-    """
-    steps = sorted((m for m in metrics if "loss" in m and "train_runtime" not in m), key=lambda m: m["step"])
-    if len(steps) < 2:
-        raise RuntimeError(f"need at least 2 logged steps to time training, got {len(steps)}")
-    first, last = steps[0], steps[-1]
-    n = last["step"] - first["step"]
-    secs = last["elapsed_s"] - first["elapsed_s"]
-    toks = float(last.get("num_tokens") or 0) - float(first.get("num_tokens") or 0)
-    per_step = [
-        (b["elapsed_s"] - a["elapsed_s"], float(b.get("num_tokens") or 0) - float(a.get("num_tokens") or 0))
-        for a, b in zip(steps, steps[1:], strict=False)
-        if b["step"] - a["step"] == 1 and b["elapsed_s"] > a["elapsed_s"]
-    ]
-    best_s = min((dt for dt, _ in per_step), default=secs / n)
-    cpu = {}
-    if "cpu_s" in first and "cpu_s" in last:  # runner's process CPU seconds: robust to other load
-        cpu = {
-            "cpu_s_per_step": round((last["cpu_s"] - first["cpu_s"]) / n, 3),
-            "cpu_s_per_example": round((last["cpu_s"] - first["cpu_s"]) / (n * batch), 4),
-        }
-    best_tps = max((tk / dt for dt, tk in per_step if tk), default=toks / secs if secs > 0 else 0.0)
-    return {
-        "steps_timed": n,
-        "s_per_step": round(secs / n, 3),
-        "best_step_s": round(best_s, 3),
-        "step_s": [round(dt, 2) for dt, _ in per_step],
-        "s_per_example": round(secs / (n * batch), 4),
-        "best_s_per_example": round(best_s / batch, 4),
-        "tokens_per_s": round(toks / secs, 2) if secs > 0 else None,
-        "best_tokens_per_s": round(best_tps, 2),
-        "tokens_per_example": round(toks / (n * batch), 1),
-        **cpu,
-        "first_step_at_s": first["elapsed_s"],  # from runner start: imports, model load, first step
-        "final_loss": last.get("loss"),
-    }
 
 
 def bench_training(
@@ -314,17 +201,17 @@ def bench_training(
                         f"  {name}: step {rec['step']}/{rec['max_steps']} at {rec['elapsed_s']:.1f} s, loss {rec['loss']:.3f}"
                     )
 
-            load_before = _load()
+            load_before = load_avg()
             result = run_job(job, show)
 
-            stats = _step_stats(read_metrics(job_dir), TRAIN_BATCH)
+            stats = step_stats(read_metrics(job_dir), TRAIN_BATCH)
             stats["prompt"] = prompt
             stats["trainable_params"] = params if kw.get("full_finetune") else lora_params[name]
             stats["runner_tokens_per_s"] = result.get(
                 "tokens_per_s"
             )  # the runner's own figure, first step included
             stats["full_finetune"] = bool(kw.get("full_finetune"))
-            stats["load_avg"] = [load_before, _load()]
+            stats["load_avg"] = [load_before, load_avg()]
             out[name] = stats
             progress(
                 f"  {name}: {stats['s_per_step']:.2f} s/step (best {stats['best_step_s']:.2f}), {stats['tokens_per_s']} tokens/s "
@@ -332,10 +219,6 @@ def bench_training(
             )
             shutil.rmtree(job_dir, ignore_errors=True)  # full-FT checkpoints are ~2 GB
     return out
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a and b else None
 
 
 def bench_tools(
@@ -351,8 +234,8 @@ def bench_tools(
     dtype = pick_dtype(device)
     if device == "cpu":
         configure_cpu_threads()
-    machine = _machine(device, dtype)
-    load0 = _load()
+    machine = machine_facts(device, dtype)
+    load0 = load_avg()
     progress(
         f"machine: {machine['cpu']}, {machine['cores_used']} threads, torch {machine['torch']}, {device} {machine['dtype']}"
         + (f", {machine['gpu']}" if "gpu" in machine else "")
@@ -422,7 +305,7 @@ def bench_tools(
         "gflops_measurements": [mm_start["gflops"], mm_end["gflops"]],
         "peak_gflops": peak_gflops,
     }
-    machine["load_avg"] = {"start": load0, "end": _load()}
+    machine["load_avg"] = {"start": load0, "end": load_avg()}
     machine["model"] = {
         "name": "smollm2-135m",
         "path": str(base),
@@ -433,15 +316,15 @@ def bench_tools(
     t = training
 
     def steps_ratio(slow: str, fast: str, field: str = "best_step_s") -> float | None:
-        return _ratio(t[slow][field], t[fast][field])
+        return ratio(t[slow][field], t[fast][field])
 
     ratios = {
         # All ratios read "how many times faster the first is than the second". Training ratios
         # compare best-step times (other load only slows a step down; the batches are the same).
-        "batched_vs_serial_generation_tokens_per_s": _ratio(
+        "batched_vs_serial_generation_tokens_per_s": ratio(
             generation["batched"]["tokens_per_s"], generation["serial"]["tokens_per_s"]
         ),
-        "score_labels_vs_batched_generation_examples_per_s": _ratio(
+        "score_labels_vs_batched_generation_examples_per_s": ratio(
             generation["score_labels"]["examples_per_s"], generation["batched"]["examples_per_s"]
         ),
         "lora_all_vs_full_step_time": steps_ratio("full", "lora_all"),
@@ -468,8 +351,8 @@ def bench_tools(
     if device == "cpu":
         g = generation
         ratios_cpu = {
-            "batched_vs_serial_generation": _ratio(g["serial"]["cpu_s"], g["batched"]["cpu_s"]),
-            "score_labels_vs_batched_generation": _ratio(g["batched"]["cpu_s"], g["score_labels"]["cpu_s"]),
+            "batched_vs_serial_generation": ratio(g["serial"]["cpu_s"], g["batched"]["cpu_s"]),
+            "score_labels_vs_batched_generation": ratio(g["batched"]["cpu_s"], g["score_labels"]["cpu_s"]),
         }
         if all("cpu_s_per_step" in v for v in t.values() if isinstance(v, dict)):
             ratios_cpu |= {
