@@ -44,7 +44,7 @@ def make_backend(
     """An inference backend running ``version`` (``vllm``: ``base_url`` attaches to a running vLLM server).
 
     Backends that hold a process (``vllm`` started as a server) have a ``close()``; callers call it when done."""
-    from kaizen.tools.evaluate import backends
+    from kaizen.tools.evaluate import backends, vllm_backends
 
     if backend == "openai":
         if not served_model:
@@ -58,7 +58,7 @@ def make_backend(
         dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(
             m.dtype, "auto" if m.device == "cuda" else "float32"
         )
-        return backends.make_vllm_backend(base_dir, adapter, url=base_url, dtype=dtype)
+        return vllm_backends.make_vllm_backend(base_dir, adapter, url=base_url, dtype=dtype)
     if backend == "transformers":
         return backends.TransformersBackend(
             base_dir,

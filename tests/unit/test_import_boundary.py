@@ -31,6 +31,7 @@ LIGHT_MODULES = (
     "kaizen.tools.registry",
     "kaizen.tools.config",
     "kaizen.tools.evaluate.backends",
+    "kaizen.tools.evaluate.vllm_backends",
     "kaizen.tools.evaluate.run",
     "kaizen.tools.train.launch",
     "kaizen.tools.train.spec",

@@ -89,7 +89,8 @@ def bench_serving(
     throughput: bool = True,
     progress: Progress = lambda m: None,
 ) -> dict[str, Any]:
-    from kaizen.tools.evaluate.backends import TransformersBackend, VLLMServerBackend
+    from kaizen.tools.evaluate.backends import TransformersBackend
+    from kaizen.tools.evaluate.vllm_backends import VLLMServerBackend
     from kaizen.tools.models.resolve import cache_dir, resolve_base
     from kaizen.tools.schema import TaskSpec, render
     from kaizen.tools.serve.vllm_server import VLLMServer, find_vllm_python
