@@ -3,7 +3,7 @@
 Run as: ``kaizen bench growth [--sizes 1000,10000,100000] [--no-calibrate] [--json]``
 
 For each size N a fresh workspace (SQLite, the default store) gets N synthetic production traces of the
-CLINC150 banking slice — 10 intents, the model right ~82 % of the time, systematic confusions, typos
+CLINC150 banking slice (``growth_traces``) — 10 intents, the model right ~82 % of the time, systematic confusions, typos
 and reference numbers so no two inputs are identical, feedback on ~85 % of them with ~6 % of the
 corrections poisoned — and the phases of a repair that depend on N are **measured**:
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -38,81 +37,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, typo
-from kaizen.workflows.bench.machine import load_avg, machine_facts
+from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice
+from kaizen.workflows.bench.growth_traces import TASK, synthetic_traces
+from kaizen.workflows.bench.machine import cpu_seconds, load_avg, machine_facts, timed
 
 Progress = Callable[[str], None]
-TASK = "intents"
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
-# The model's systematic mistakes (gold → what it says), as a deployed classifier makes them.
-CONFUSIONS = {
-    "card_declined": "damaged_card",
-    "bill_balance": "balance",
-    "report_lost_card": "new_card",
-    "freeze_account": "account_blocked",
-    "pay_bill": "transfer",
-}
-NAMES = ["Ann", "Bob", "Chen", "Dana", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo"]
-
-
-def synthetic_traces(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], list[str]]:
-    """``n`` kaizen-JSONL trace records and the label set. Deterministic for a seed."""
-    data = load_slice()
-    labels = list(data["labels"])
-    pool = data["train"] + data["val"]
-    rnd = random.Random(seed)
-    out = []
-    t0 = 1_767_225_600  # 2026-01-01T00:00:00Z
-    for i in range(n):
-        text, gold = pool[rnd.randrange(len(pool))]
-        r = rnd.random()
-        if r < 0.25:
-            text = typo(text, rnd)
-        if rnd.random() < 0.6:  # production inputs carry amounts, names, references: no two are identical
-            text = f"{text} {rnd.choice(['ref', 'acct', 'ticket', 'order'])} {rnd.randrange(10**6):06d}"
-        if rnd.random() < 0.2:
-            text = f"{rnd.choice(NAMES)} here, {text}"
-        wrong = gold in CONFUSIONS and rnd.random() < 0.45 or rnd.random() < 0.05
-        output = (
-            (CONFUSIONS.get(gold) or rnd.choice([lab for lab in labels if lab != gold])) if wrong else gold
-        )
-        rec: dict[str, Any] = {
-            "id": f"g{n}-{i}",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + i * 7)),
-            "task": TASK,
-            "model_version": "v1",
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],
-            "output": output,
-        }
-        f = rnd.random()
-        if f < 0.85:  # feedback on most traces; the rest stay unlabeled
-            if output == gold:
-                rec["feedback"] = {"verdict": "pass", "source": "human"}
-            else:
-                correction = (
-                    gold if rnd.random() > 0.06 else rnd.choice([lab for lab in labels if lab != gold])
-                )
-                rec["feedback"] = {"verdict": "fail", "correction": correction, "source": "human"}
-        out.append(rec)
-    return out, labels
-
-
-def _cpu() -> float:
-    """CPU seconds of this process and its finished children (``kaizen ingest`` runs as one)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
-    """``fn()`` and its wall and CPU seconds. On a shared machine CPU seconds are the steadier figure."""
-    load0, cpu0, t0 = load_avg(), _cpu(), time.perf_counter()
-    value = fn()
-    return value, {
-        "s": round(time.perf_counter() - t0, 3),
-        "cpu_s": round(_cpu() - cpu0, 3),
-        "load_before": load0,
-        "load_after": load_avg(),
-    }
 
 
 def _kaizen(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -261,18 +191,18 @@ def measure_size(
     out: dict[str, Any] = {"traces": n, "log_mb": round(logs.stat().st_size / 2**20, 1)}
 
     progress(f"growth {n}: ingest")
-    done, out["ingest"] = _timed(lambda: _kaizen(ws_dir, "ingest", str(logs), "--task", TASK, "--json"))
+    done, out["ingest"] = timed(lambda: _kaizen(ws_dir, "ingest", str(logs), "--task", TASK, "--json"))
     out["ingest"]["imported"] = json.loads(done.stdout).get("imported")
     ws = find_workspace(ws_dir)
     task = ws.store.get_task(TASK)
     progress(f"growth {n}: observe")
-    traces, out["observe"] = _timed(lambda: ws.store.traces(TASK))
+    traces, out["observe"] = timed(lambda: ws.store.traces(TASK))
     progress(f"growth {n}: diagnose")
     brain = make_brain(ws)
-    cpu0, t0, load0 = _cpu(), time.perf_counter(), load_avg()
+    cpu0, t0, load0 = cpu_seconds(), time.perf_counter(), load_avg()
     try:
         with _memory_cap(diagnose_memory_gb):
-            diag, out["diagnose"] = _timed(
+            diag, out["diagnose"] = timed(
                 lambda: _with_time_limit(lambda: brain.diagnose(task, traces), diagnose_limit_s)
             )
         out["diagnose"].update(
@@ -295,7 +225,7 @@ def measure_size(
         out["diagnose"] = {
             "s": None,
             "stopped": why,
-            "cpu_s": round(_cpu() - cpu0, 3),
+            "cpu_s": round(cpu_seconds() - cpu0, 3),
             "load_before": load0,
             "load_after": load_avg(),
             "wall_s": round(time.perf_counter() - t0, 1),
@@ -324,7 +254,7 @@ def measure_size(
         )
         return splits, items, stats
 
-    (splits, items, stats), out["synthesize"] = _timed(synthesize)
+    (splits, items, stats), out["synthesize"] = timed(synthesize)
     out["synthesize"]["dropped_contaminated"] = stats.get("dropped_contaminated")
     held_out = len(splits.target) + len(splits.regression) + len(splits.final)
     tokens = _tokens_per_example(task, items, tokenizer_dir)
@@ -374,11 +304,11 @@ def calibrate(base: Path, root: Path, progress: Progress, *, steps: int = 8) -> 
         save_steps=10_000,
         learning_rate=1e-3,
     )
-    result, train_t = _timed(lambda: run_job(job))
+    result, train_t = timed(lambda: run_job(job))
     progress("growth: calibrating evaluation (64 examples)")
     backend = TransformersBackend(base, None)
     eval_items = to_items(rows("test", per_label=7, seed=4))[:64]
-    _, eval_t = _timed(
+    _, eval_t = timed(
         lambda: evaluate(
             task,
             eval_items,

@@ -3,7 +3,8 @@
 Absolute numbers move with whatever else the machine is doing, so the benchmarks record the load
 average beside them (``load_avg``), the machine's facts (``machine_facts``), a matmul peak as the
 denominator of MFU figures (``matmul_peak``), best-of step times from a training job's
-``metrics.jsonl`` (``step_stats``), and quote ratios measured within one run (``ratio``).
+``metrics.jsonl`` (``step_stats``), wall and CPU seconds of a phase (``timed``), and quote ratios
+measured within one run (``ratio``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,21 @@ def step_stats(metrics: list[dict[str, Any]], batch: int) -> dict[str, Any]:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (``kaizen ingest`` runs as one)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+    """``fn()`` and its wall and CPU seconds. On a shared machine CPU seconds are the steadier figure."""
+    load0, cpu0, t0 = load_avg(), cpu_seconds(), time.perf_counter()
+    value = fn()
+    return value, {
+        "s": round(time.perf_counter() - t0, 3),
+        "cpu_s": round(cpu_seconds() - cpu0, 3),
+        "load_before": load0,
+        "load_after": load_avg(),
+    }
