@@ -29,7 +29,8 @@ from kaizen.tools.store import Store
 from kaizen.tools.store.tables import EvalResultRow, ModelVersionRow, RunRow
 from kaizen.tools.workspace import Workspace, find_workspace, init_workspace
 from kaizen.workflows.report.build import write_report
-from kaizen.workflows.ui.app import COOKIE, create_app
+from kaizen.workflows.ui.app import create_app
+from kaizen.workflows.ui.dashboard import COOKIE
 
 TOKEN = "s3cret-token"
 DAY0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)

@@ -10,147 +10,28 @@ or the cookie that opening the printed ``/?token=…`` URL sets); without it the
 
 Pages poll for live updates: an element with ``data-refresh-url`` is re-fetched as an HTML fragment every
 second and swapped in place (``static/kaizen.js``), until the fragment comes back without the attribute
-(the run finished). No page reload, no external asset.
+(the run finished). No page reload, no external asset. The templates and the state the handlers share
+are in ``kaizen.workflows.ui.dashboard``.
 """
 
 from __future__ import annotations
 
 import getpass
-import hmac
-import json
-import logging
-import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kaizen.tools.errors import KaizenError, NotFoundError
-from kaizen.tools.store import Store
 from kaizen.tools.workspace import Workspace
-from kaizen.workflows.report.build import fmt_delta, fmt_num, fmt_rate, fmt_score
-from kaizen.workflows.ui import charts
 from kaizen.workflows.ui.common import jsonable
-from kaizen.workflows.ui.data import Reader
-
-log = logging.getLogger(__name__)
-
-HERE = Path(__file__).parent
-COOKIE = "kaizen_ui_token"
-POLL_MS = 1000
-Decide = Callable[[str, bool, str, str], Any]  # (run_id, approved, who, reason)
-
-
-def _env() -> Any:
-    from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined, select_autoescape
-
-    # ChainableUndefined: a key a report or the store does not have (an older run, a newer schema) renders
-    # as nothing instead of failing the page.
-    env = Environment(
-        loader=FileSystemLoader(str(HERE / "templates")),
-        autoescape=select_autoescape(["html"]),
-        undefined=ChainableUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-    def short(v: Any, n: int = 80) -> str:
-        s = "" if v is None else str(v)
-        return s if len(s) <= n else s[: n - 1] + "…"
-
-    def when(v: Any) -> str:
-        if isinstance(v, (int, float)) and not isinstance(v, bool):  # epoch seconds (approval records)
-            from datetime import UTC, datetime
-
-            return datetime.fromtimestamp(v, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        return "" if not v or isinstance(v, Undefined) else str(v).replace("T", " ")[:19]
-
-    def safe(fn: Callable[[Any], str]) -> Callable[[Any], str]:
-        def wrapped(v: Any) -> str:
-            if isinstance(v, Undefined) or v is None or isinstance(v, bool):
-                return fn(None)
-            try:
-                return fn(v)
-            except (TypeError, ValueError):
-                return str(v)
-
-        return wrapped
-
-    env.filters.update(
-        score=safe(fmt_score),
-        delta=safe(fmt_delta),
-        rate=safe(fmt_rate),
-        num=safe(fmt_num),
-        short=short,
-        when=when,
-        pretty=lambda v: json.dumps(v, indent=1, ensure_ascii=False, default=str),
-        seconds=safe(lambda v: "n/a" if v is None else f"{float(v):.1f} s"),
-    )
-    return env
-
-
-class Dashboard:
-    """State shared by the handlers: the reader, the templates, the token and the injected decide."""
-
-    def __init__(self, ws: Workspace, token: str, decide: Decide | None, poll_ms: int) -> None:
-        self.ws = ws
-        self.token = token
-        self.decide_fn = decide
-        self.poll_ms = poll_ms
-        self.store = Store.open_read_only(ws.db_url)
-        self.reader = Reader(self.store, ws.artifacts)
-        self.env = _env()
-        self.decide_lock = threading.Lock()
-
-    # ---------------------------------------------------------------------------------- helpers
-    def authed(self, request: Request) -> bool:
-        return self._valid(request.cookies.get(COOKIE))
-
-    def _valid(self, given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest(str(given).encode(), self.token.encode())
-
-    def page(self, request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
-        tasks = self.reader.task_names()
-        task = request.query_params.get("task") or ctx.get("task") or (tasks[0] if len(tasks) == 1 else None)
-        try:
-            waiting = len(self.reader.runs(status="awaiting_approval"))
-        except Exception:
-            log.exception("ui: counting runs awaiting approval")
-            waiting = 0
-        ctx = {
-            "request": request,
-            "tasks": tasks,
-            "nav_task": task,
-            "waiting": waiting,
-            "poll_ms": self.poll_ms,
-            "authed": self.authed(request),
-            "charts": charts,
-            "Markup": Markup,
-            "qs": _qs,
-            "path": request.url.path,
-        } | ctx
-        html = self.env.get_template(template).render(**ctx)
-        return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
-
-    def fragment(self, template: str, **ctx: Any) -> HTMLResponse:
-        ctx = {"poll_ms": self.poll_ms, "charts": charts, "Markup": Markup, "qs": _qs} | ctx
-        return HTMLResponse(
-            self.env.get_template(template).render(**ctx), headers={"Cache-Control": "no-store"}
-        )
-
-
-def _qs(params: dict[str, Any], **changes: Any) -> str:
-    """A query string from ``params`` with ``changes`` applied; empty values left out."""
-    merged = {**{k: v for k, v in params.items()}, **changes}
-    return urlencode({k: v for k, v in merged.items() if v not in (None, "")})
+from kaizen.workflows.ui.dashboard import COOKIE, HERE, POLL_MS, Dashboard, Decide
 
 
 def _wants_json(request: Request) -> bool:
@@ -182,7 +63,7 @@ def create_app(
             resp = RedirectResponse(
                 request.url.path + (("?" + urlencode(params)) if params else ""), status_code=303
             )
-            if d._valid(given):
+            if d.token_ok(given):
                 resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
             return resp
         return await call_next(request)
@@ -299,7 +180,7 @@ def create_app(
             raise HTTPException(
                 401, "a token is required: the one `kaizen ui` printed at start-up (header X-Kaizen-Token)"
             )
-        if not d._valid(str(given)):
+        if not d.token_ok(str(given)):
             raise HTTPException(403, "wrong token")
         origin = request.headers.get("origin")
         if (
