@@ -40,6 +40,7 @@ LIGHT_MODULES = (
     "kaizen.tools.serve.hotswap",
     "kaizen.tools.serve.http",
     "kaizen.workflows.serve.app",
+    "kaizen.workflows.serve.server",
     "kaizen.workflows.serve.process",
 )
 

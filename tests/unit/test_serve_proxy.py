@@ -25,8 +25,8 @@ from kaizen.tools.skills import save_skill
 from kaizen.tools.store import Store
 from kaizen.tools.store.tables import ModelVersionRow, ServerRow
 from kaizen.tools.workspace import init_workspace
-from kaizen.workflows.serve.app import AppServer
 from kaizen.workflows.serve.router import Route, ServingProxy
+from kaizen.workflows.serve.server import AppServer
 
 TASK = TaskSpec(
     name="intents",

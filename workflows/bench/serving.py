@@ -96,8 +96,8 @@ def bench_serving(
     from kaizen.tools.serve.vllm_server import VLLMServer, find_vllm_python
     from kaizen.tools.train.spec import MAX_LORA_RANK
     from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, rows, to_items
-    from kaizen.workflows.serve.app import AppServer
     from kaizen.workflows.serve.router import Route, ServingProxy
+    from kaizen.workflows.serve.server import AppServer
 
     python = find_vllm_python()
     max_lora_rank = max_lora_rank or MAX_LORA_RANK

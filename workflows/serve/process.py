@@ -28,8 +28,8 @@ from typing import Any
 
 from kaizen.tools.errors import ConfigError, KaizenError, NotFoundError, ServingError
 from kaizen.tools.store.tables import ServerRow, utcnow
-from kaizen.workflows.serve.app import AppServer
 from kaizen.workflows.serve.router import Route, ServingProxy
+from kaizen.workflows.serve.server import AppServer
 
 log = logging.getLogger(__name__)
 
