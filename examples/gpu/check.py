@@ -17,7 +17,8 @@ subprocess, TRL, bf16 chosen automatically on CUDA):
 * **eval** — greedy generation of 128 prompts × 32 tokens, transformers (batched) vs vLLM's offline engine;
   without vLLM the row says ``not run: vLLM absent``.
 
-The model is random, so its outputs are noise: the figures are speeds, not quality.
+The model is random, so its outputs are noise: the figures are speeds, not quality. It, its tokenizer
+and the chats are built by ``synthetic.py`` beside this script.
 """
 
 from __future__ import annotations
@@ -35,107 +36,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from synthetic import QWEN25_15B, TINY, WORDS, build_model, build_tokenizer, sft_rows  # beside this script
+
 # Dense bf16 tensor-core peaks (no sparsity), from NVIDIA's datasheets (SXM parts).
 NOMINAL_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.05, "L4": 121.0, "A10": 125.0}
-QWEN25_15B = {
-    "hidden_size": 1536,
-    "intermediate_size": 8960,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 12,
-    "num_key_value_heads": 2,
-    "vocab_size": 151936,
-    "max_position_embeddings": 4096,
-    "tie_word_embeddings": True,
-}
-TINY = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 4096,
-    "max_position_embeddings": 1024,
-    "tie_word_embeddings": True,
-}
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-WORDS = [
-    "account",
-    "balance",
-    "transfer",
-    "card",
-    "declined",
-    "payment",
-    "freeze",
-    "refund",
-    "statement",
-    "deposit",
-    "loan",
-    "interest",
-    "branch",
-    "savings",
-    "checking",
-    "wire",
-    "routing",
-    "limit",
-    "overdraft",
-    "fee",
-    "dispute",
-    "merchant",
-    "pin",
-    "chip",
-    "online",
-    "mobile",
-    "app",
-    "login",
-]
 
 
 def log(msg: str) -> None:
     print(f"[gpu-check {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def build_tokenizer(out: Path, vocab: int) -> Any:
-    """A byte-level BPE tokenizer with a ChatML template, trained here in a second (nothing to download)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    rnd = random.Random(0)
-    corpus = [" ".join(rnd.choice(WORDS) + str(rnd.randrange(100)) for _ in range(64)) for _ in range(2000)]
-    trainer = trainers.BpeTrainer(
-        vocab_size=min(vocab, 8000),
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    fast.chat_template = CHATML
-    fast.save_pretrained(out)
-    return fast
-
-
-def build_model(out: Path, shape: dict[str, int], device: str) -> dict[str, Any]:
-    """A randomly initialised Qwen2 of ``shape``, saved as safetensors (bf16 on CUDA)."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    cfg = Qwen2Config(**shape, rms_norm_eps=1e-6, rope_theta=1_000_000.0)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    t0 = time.perf_counter()
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-    params = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(out)
-    del model
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    return {"params": params, "shape": shape, "build_and_save_s": round(time.perf_counter() - t0, 1)}
 
 
 def matmul_peak(device: str, n: int = 8192, reps: int = 10) -> float | None:
@@ -156,24 +64,6 @@ def matmul_peak(device: str, n: int = 8192, reps: int = 10) -> float | None:
         torch.cuda.synchronize()
         best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e12)
     return round(best, 1)
-
-
-def sft_rows(n: int, words: int, seed: int) -> list[dict[str, Any]]:
-    rnd = random.Random(seed)
-    out = []
-    for _ in range(n):
-        user = " ".join(rnd.choice(WORDS) for _ in range(words))
-        answer = " ".join(rnd.choice(WORDS) for _ in range(8))
-        out.append(
-            {
-                "prompt": [
-                    {"role": "system", "content": "Answer the banking request."},
-                    {"role": "user", "content": user},
-                ],
-                "completion": [{"role": "assistant", "content": answer}],
-            }
-        )
-    return out
 
 
 def steady_rate(metrics: list[dict[str, Any]], skip: int) -> tuple[float | None, float | None]:
