@@ -25,6 +25,9 @@ scenario's answer key instead of the logged feedback (perfect triage: isolates t
 
 The result is returned and written to ``<out>/rl-<timestamp>.json`` (default ``<cache>/bench``); each arm's
 workspace stays under ``<out>/rl-<timestamp>/<arm>`` for inspection (run reports, job dirs).
+
+One cohesive thing (about 420 lines): one benchmark — its scenario, one arm's run and what is measured of
+it (flips, GRPO curves), and the comparison table the CLI prints.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@
 HTTP-agnostic: the web app (:mod:`kaizen.workflows.serve.app`) calls :meth:`ServingProxy.choose` /
 :meth:`~ServingProxy.release` around each request and runs the admin methods (which block on vLLM) in
 worker threads. Calls to vLLM go through the one client of :mod:`kaizen.tools.serve.http`.
+
+One cohesive thing (424 lines): ``ServingProxy``, the routing table and its hot swap, whose load, switch,
+drain and unload steps share one lock and one in-flight count; the trace log it writes is its base
+(:mod:`kaizen.workflows.serve.tracelog`).
 """
 
 from __future__ import annotations
