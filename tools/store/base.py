@@ -10,14 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import event
 from sqlmodel import Session
 
-from kaizen.tools.errors import WorkspaceError
+from kaizen.tools.errors import NotFoundError, WorkspaceError
 from kaizen.tools.store import dberror
 from kaizen.tools.store.db import check_schema, create_schema, make_engine
+
+R = TypeVar("R")
+
+
+def get_or_raise(s: Session, table: type[R], key: Any, missing: str) -> R:
+    """The row of ``table`` at primary ``key`` in ``s``; ``NotFoundError(missing)`` when there is none."""
+    row = s.get(table, key)
+    if row is None:
+        raise NotFoundError(missing)
+    return row
 
 
 def as_utc(t: datetime | None) -> datetime | None:

@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import String, cast, func, or_
 from sqlmodel import col, select
 
-from kaizen.tools.errors import NotFoundError
-from kaizen.tools.store.base import StoreBase
+from kaizen.tools.store.base import StoreBase, get_or_raise
 from kaizen.tools.store.tables import FeedbackRow, TraceRow
 
 
@@ -136,9 +135,7 @@ class BrowseStore(StoreBase):
             NotFoundError: No trace has that id.
         """
         with self.session() as s:
-            tr = s.get(TraceRow, trace_id)
-            if tr is None:
-                raise NotFoundError(f"trace {trace_id!r} not found")
+            tr = get_or_raise(s, TraceRow, trace_id, f"trace {trace_id!r} not found")
             feedback = list(
                 s.exec(
                     select(FeedbackRow).where(FeedbackRow.trace_id == trace_id).order_by(col(FeedbackRow.id))

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from kaizen.tools.errors import ConfigError, NotFoundError
 from kaizen.tools.schema import TaskSpec
-from kaizen.tools.store.base import StoreBase
+from kaizen.tools.store.base import StoreBase, get_or_raise
 from kaizen.tools.store.tables import (
     AliasEvent,
     AliasRow,
@@ -96,19 +96,18 @@ class CatalogStore(StoreBase):
     def update_model_metrics(self, name: str, metrics: dict[str, Any]) -> ModelVersionRow:
         """Merge ``metrics`` into a version's metrics (e.g. the suites it was promoted on)."""
         with self.session() as s:
-            row = s.get(ModelVersionRow, name)
-            if row is None:
-                raise NotFoundError(f"model version {name!r} not found: see `kaizen models list`")
+            row = get_or_raise(
+                s, ModelVersionRow, name, f"model version {name!r} not found: see `kaizen models list`"
+            )
             row.metrics = dict(row.metrics or {}) | metrics
             s.add(row)
             return row
 
     def get_model_version(self, name: str) -> ModelVersionRow:
         with self.session() as s:
-            row = s.get(ModelVersionRow, name)
-            if row is None:
-                raise NotFoundError(f"model version {name!r} not found: see `kaizen models list`")
-            return row
+            return get_or_raise(
+                s, ModelVersionRow, name, f"model version {name!r} not found: see `kaizen models list`"
+            )
 
     def list_model_versions(self, task: str | None = None) -> list[ModelVersionRow]:
         with self.session() as s:

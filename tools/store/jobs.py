@@ -14,8 +14,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from kaizen.tools.errors import NotFoundError
-from kaizen.tools.store.base import StoreBase
+from kaizen.tools.store.base import StoreBase, get_or_raise
 from kaizen.tools.store.tables import CursorRow, LockRow, PendingRow, RunRow, ServerRow, TickRow, utcnow
 
 
@@ -25,10 +24,7 @@ class JobStore(StoreBase):
     # ------------------------------------------------------------------------------------ runs
     def get_run(self, run_id: str) -> RunRow:
         with self.session() as s:
-            row = s.get(RunRow, run_id)
-            if row is None:
-                raise NotFoundError(f"run {run_id!r} not found: see `kaizen runs list`")
-            return row
+            return get_or_raise(s, RunRow, run_id, f"run {run_id!r} not found: see `kaizen runs list`")
 
     def list_runs(self, task: str | None = None) -> list[RunRow]:
         with self.session() as s:
@@ -118,10 +114,9 @@ class JobStore(StoreBase):
 
     def get_server(self, server_id: str) -> ServerRow:
         with self.session() as s:
-            row = s.get(ServerRow, server_id)
-            if row is None:
-                raise NotFoundError(f"server {server_id!r} not found: see `kaizen servers list`")
-            return row
+            return get_or_raise(
+                s, ServerRow, server_id, f"server {server_id!r} not found: see `kaizen servers list`"
+            )
 
     def list_servers(self, task: str | None = None, status: str | None = None) -> list[ServerRow]:
         with self.session() as s:
