@@ -30,7 +30,7 @@ from typing import Any
 
 from kaizen.tools.schema import TaskSpec
 from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, rows, to_items
-from kaizen.workflows.bench.machine import load_avg, machine_facts, ratio, step_stats
+from kaizen.workflows.bench.machine import load_avg, machine_facts, ratio, save_result, step_stats
 
 Progress = Callable[[str], None]
 
@@ -60,7 +60,7 @@ def bench_grpo(
         out_dir: Where to save the JSON (default ``<cache>/bench``).
     """
     from kaizen.tools.data import grpo_rows, sft_rows, write_items
-    from kaizen.tools.models import cache_dir, configure_cpu_threads, pick_device, pick_dtype, resolve_base
+    from kaizen.tools.models import configure_cpu_threads, pick_device, pick_dtype, resolve_base
     from kaizen.tools.train.launch import read_metrics, run_job
     from kaizen.tools.train.spec import LoraSpec, TrainJob
 
@@ -195,11 +195,7 @@ def bench_grpo(
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "total_s": round(time.time() - started, 1),
     }
-    folder = Path(out_dir) if out_dir is not None else cache_dir() / "bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"grpo-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}.json"
-    data["saved_to"] = str(path)
-    path.write_text(json.dumps(data, indent=2))
+    path = save_result(data, "grpo", started, out_dir)
     progress(
         f"ratios (GRPO step ÷ SFT step): {json.dumps(data['ratios'])}; CPU time: {json.dumps(data['ratios_cpu_time'])}"
     )

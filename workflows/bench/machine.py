@@ -4,11 +4,12 @@ Absolute numbers move with whatever else the machine is doing, so the benchmarks
 average beside them (``load_avg``), the machine's facts (``machine_facts``), a matmul peak as the
 denominator of MFU figures (``matmul_peak``), best-of step times from a training job's
 ``metrics.jsonl`` (``step_stats``), wall and CPU seconds of a phase (``timed``), and quote ratios
-measured within one run (``ratio``).
+measured within one run (``ratio``); ``save_result`` writes the result where the benchmarks keep them.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -150,3 +151,15 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
         "load_before": load0,
         "load_after": load_avg(),
     }
+
+
+def save_result(data: dict[str, Any], name: str, started: float, out_dir: Path | None) -> Path:
+    """Write ``data`` (with its ``saved_to``) to ``<out_dir or cache>/bench/<name>-<started>.json``."""
+    from kaizen.tools.models import cache_dir
+
+    folder = Path(out_dir) if out_dir is not None else cache_dir() / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}.json"
+    data["saved_to"] = str(path)
+    path.write_text(json.dumps(data, indent=2))
+    return path

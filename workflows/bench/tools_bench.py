@@ -34,7 +34,14 @@ from typing import Any
 
 from kaizen.tools.schema import TaskSpec, render
 from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice, rows, to_items
-from kaizen.workflows.bench.machine import load_avg, machine_facts, matmul_peak, ratio, step_stats
+from kaizen.workflows.bench.machine import (
+    load_avg,
+    machine_facts,
+    matmul_peak,
+    ratio,
+    save_result,
+    step_stats,
+)
 
 Progress = Callable[[str], None]
 
@@ -226,7 +233,7 @@ def bench_tools(
 ) -> dict[str, Any]:
     """Run the benchmark; returns ``{"machine", "generation", "training", "ratios"}`` (also saved as JSON)."""
     from kaizen.tools.data import sft_rows
-    from kaizen.tools.models import cache_dir, configure_cpu_threads, pick_device, pick_dtype, resolve_base
+    from kaizen.tools.models import configure_cpu_threads, pick_device, pick_dtype, resolve_base
     from kaizen.tools.train.spec import LoraSpec
 
     started = time.time()
@@ -377,11 +384,7 @@ def bench_tools(
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "total_s": round(time.time() - started, 1),
     }
-    folder = Path(out_dir) if out_dir is not None else cache_dir() / "bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"tools-{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}.json"
-    result["saved_to"] = str(path)
-    path.write_text(json.dumps(result, indent=2))
+    path = save_result(result, "tools", started, out_dir)
     progress(f"ratios: {json.dumps(ratios)}")
     progress(f"saved {path}")
     return result
