@@ -36,6 +36,7 @@ def test_tiny_preset_runs_three_stages_through_the_cli(tmp_path: Path, smollm_di
         assert tuple(s) == STAGE_KEYS
         assert 0.0 <= s["best"] <= 1.0 and 0.0 <= s["naive"] <= 1.0
         assert abs(s["gap"] - (s["best"] - s["naive"])) < 1e-3
+        assert 0.0 <= s["gap_p"] <= 1.0
         assert isinstance(s["regressions"], int) and s["regressions"] >= 0
     assert (
         data["scenario"] == "clinc"
@@ -48,6 +49,10 @@ def test_tiny_preset_runs_three_stages_through_the_cli(tmp_path: Path, smollm_di
     assert [d["poisoned"] for d in details] == [poison_count(n, r) for r in STAGE_POISON_RATES]
     assert [d["heldout"] for d in details] == [3, 6, 9]  # the union of the stages' 30 % test splits
     for d in details:
+        pair = d["agent_vs_naive"]  # the discordant pairs behind the gap
+        assert pair["agent_only_right"] - pair["naive_only_right"] == round(
+            (stages[d["stage"] - 1]["gap"]) * d["heldout"]
+        )
         assert (d["n"], d["logs"], d["test"]) == (n, 7, 3)
         assert d["arms"]["agent"]["imported"] == d["arms"]["naive"]["imported"] == 7
         assert d["arms"]["agent"]["candidates"], "the agent trained no candidate"  # so `first` is a score

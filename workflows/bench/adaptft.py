@@ -54,6 +54,7 @@ STAGE_KEYS = (
     "naive",
     "oracle",
     "gap",
+    "gap_p",
     "captured",
     "regressions",
     "triage_precision",
@@ -417,6 +418,7 @@ def _score_stage(
 ) -> dict[str, Any]:
     """Every arm's production on the held-out union (clean gold), the agent's first candidate, and captured."""
     from kaizen.tools import registry
+    from kaizen.tools.gate import compare
 
     scorer, task = ctx["scorer"], ctx["sc"].task.name
     ctx["tests"].append(st.test)
@@ -448,6 +450,14 @@ def _score_stage(
         "regressions": count_regressions(promoted[prev_prod["agent"]], promoted[prod["agent"]]),
     }
     row["gap"] = _r(row["best"] - row["naive"])
+    # Held-out sets are small (30–90 items): the paired exact test says whether a gap is more than noise.
+    vs_naive = compare("heldout", naive, promoted[prod["agent"]])
+    row["gap_p"] = _r(vs_naive.p_value)
+    detail["agent_vs_naive"] = {
+        "agent_only_right": len(vs_naive.newly_right),
+        "naive_only_right": len(vs_naive.newly_wrong),
+        "mcnemar_p": _r(vs_naive.p_value),
+    }
     tri = detail["arms"]["agent"].get("triage") or {}
     row |= {"triage_precision": tri.get("precision"), "triage_recall": tri.get("recall")}
     detail |= {
