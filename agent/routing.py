@@ -8,13 +8,18 @@ from kaizen.agent.policy import budget_left, only_regressions, stop_after_pass
 from kaizen.agent.state import RepairState
 
 Finish = Literal["refit", "promote", "rollback"]
+# A target suite this small cannot show a fix (a 2-item suite "gains +0.000" whatever the candidate learned):
+# the loop's evidence is then inconclusive, not negative, and the refit is judged on the final slice instead.
+THIN_TARGET = 5
 
 
 def finish(state: RepairState) -> Finish:
     """The loop is over: refit on all the evidence when there is a final slice to verify it on — after a
-    passing candidate, or when a candidate at least showed the failures are learnable — else decide."""
+    passing candidate, when a candidate at least showed the failures are learnable, or when the target suite
+    was too thin to show anything — else decide."""
     can_refit = state.get("refit_enabled", True) and not state.get("refit_done") and state.get("final_n", 0)
-    if can_refit and (state.get("best") or state.get("fix_shown")):
+    thin = state.get("target_n", THIN_TARGET) < THIN_TARGET
+    if can_refit and (state.get("best") or state.get("fix_shown") or thin):
         return "refit"
     return "promote" if state.get("best") else "rollback"
 

@@ -154,6 +154,7 @@ class RepairState(TypedDict, total=False):
         str
     ]  # the recoveries to try, in order ("refresh", "rollback"); [] when repair.recover is off
     final_n: int  # size of the final slice (0: no refit possible)
+    target_n: int  # size of the target suite (below THIN_TARGET it cannot show a fix: the refit decides)
     started_at: float
     deadline: float
     train_tokens_budget: int

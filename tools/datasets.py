@@ -117,6 +117,7 @@ def build_splits(
     target_fraction: float = 0.3,
     final_fraction: float = 0.15,
     min_final: int = 12,
+    min_target: int = 5,
     regression_share: float = 0.5,
     max_regression: int = 300,
     inferred: dict[str, tuple[str, str]] | None = None,
@@ -132,6 +133,8 @@ def build_splits(
     ``deployed``: the version being repaired. A failure logged against an *older* version (a scheduled loop's
     logs accumulate) may already be fixed, so it only trains: the target suite holds the deployed version's
     own failures (all failures when none is known or none were logged against it).
+    ``min_target``: the per-cluster share is topped up from the deployed version's training failures to this
+    many (never past half of them): a 2-item target suite cannot show a fix, and the loop then learns nothing.
     """
     rnd = random.Random(seed)
     by_id = {t.id: t for t in traces}
@@ -158,6 +161,7 @@ def build_splits(
         groups["(singleton clusters)"] = singles
     target: list[EvalItem] = []
     train_f: list[EvalItem] = []
+    spare: dict[str, list[EvalItem]] = {}  # the deployed version's failures left to train, by cluster
     current = {i for ids in groups.values() for i in ids if _logged_by(by_id[i], deployed)}
     if not current:  # nothing logged against the deployed version (or no version known): judge on all
         current = {i for ids in groups.values() for i in ids}
@@ -175,6 +179,9 @@ def build_splits(
                 f"{'target-eval' if into_target else 'train'}: failure in cluster {key}",
             )
             (target if into_target else train_f).append(item)
+            if not into_target and i in current:
+                spare.setdefault(key, []).append(item)
+    _top_up(target, train_f, spare, min(min_target, len(current) // 2))
     passes = [it for it in passes if it.id not in final_ids]
     want = min(max_regression, round(len(passes) * regression_share)) if len(passes) > 1 else 0
     regression, pool = _stratified_take(passes, want, lambda it: it.expected, rnd)
@@ -200,6 +207,23 @@ def build_splits(
         final=final,
         notes=notes,
     )
+
+
+def _top_up(
+    target: list[EvalItem], train_f: list[EvalItem], spare: dict[str, list[EvalItem]], want: int
+) -> None:
+    """Move the deployed version's training failures (``spare``: cluster → items) into the target suite until
+    it holds ``want`` (in place), round-robin over clusters, largest first, so the top-up spreads over modes."""
+    order = [spare[k] for k in sorted(spare, key=lambda k: (-len(spare[k]), k))]
+    while len(target) < want and any(order):
+        for items in order:
+            if items and len(target) < want:
+                it = items.pop()
+                train_f.remove(it)
+                it.metadata["reason"] = (
+                    f"target-eval (top-up): {it.metadata['reason'].removeprefix('train: ')}"
+                )
+                target.append(it)
 
 
 def _logged_by(t: TraceView, version: str | None) -> bool:

@@ -10,7 +10,8 @@ regression, floor and rate as the gate) and against the best loop candidate (not
 If it holds, it is the one promoted; if not, the loop's best is, and the report says why.
 
 When no loop candidate passed but one did fix target failures (it broke too much on a subset of the
-data), the refit is the last candidate: trained on all the evidence it often forgets less (every pass is
+data), or the target suite was too thin to show a fix either way (fewer than ``routing.THIN_TARGET`` items:
+a scheduled loop's third batch with 40 % poisoned feedback left 2), the refit is the last candidate: trained on all the evidence it often forgets less (every pass is
 replay), and it must then pass the gate *on the final slice* — fix some of production's wrong answers there,
 break no more of its right ones than the gate allows — or production stays.
 """

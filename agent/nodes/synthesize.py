@@ -86,7 +86,11 @@ def synthesize(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, An
         f"{stats['dropped_contaminated']} contaminated, {stats['dropped_for_balance']} for balance); held out "
         f"{len(splits.target)} target, {len(splits.regression)} regression, {len(splits.final)} final"
     )
-    update: dict[str, Any] = {"splits": roles | {"train": str(rd.train_set(step))}, "final_n": final_n}
+    update: dict[str, Any] = {
+        "splits": roles | {"train": str(rd.train_set(step))},
+        "final_n": final_n,
+        "target_n": len(splits.target),
+    }
     if not items:
         why = (
             f"no training examples left: {stats['dropped_contaminated']} candidates were (near-)duplicates of held-out "

@@ -455,3 +455,28 @@ def test_the_target_suite_holds_the_deployed_versions_own_failures() -> None:
     assert (old - newer - excluded) <= ids(s.train_failures)
     s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, deployed="v9", final_fraction=0.0)
     assert ids(s.target) & (old - newer)  # nothing logged against v9: every failure may judge
+
+
+def test_a_thin_target_suite_is_topped_up_from_the_deployed_versions_failures() -> None:
+    """Per-cluster shares of few current failures can leave 1–2 target items; the suite is topped up to
+    ``min_target`` from the deployed version's training failures, never past half of them, never older ones."""
+    import dataclasses
+
+    traces, clusters, excluded = scenario()
+    fails = sorted(t.id for t in traces if t.verdict == "fail" and t.id not in excluded)
+    current = set(fails[:10])
+    traces = [dataclasses.replace(t, model_version="v2") if t.id in current else t for t in traces]
+    thin = build_splits(
+        TASK, traces, excluded=excluded, clusters=clusters, deployed="v2", final_fraction=0.0, min_target=0
+    )
+    full = build_splits(
+        TASK, traces, excluded=excluded, clusters=clusters, deployed="v2", final_fraction=0.0, min_target=5
+    )
+    assert len(full.target) == max(len(thin.target), 5)
+    assert ids(full.target) <= current  # only the deployed version's own failures judge
+    assert not ids(full.target) & ids(full.train_failures)
+    assert ids(full.target) | ids(full.train_failures) == ids(thin.target) | ids(thin.train_failures)
+    few = build_splits(
+        TASK, traces, excluded=excluded, clusters=clusters, deployed="v2", final_fraction=0.0, min_target=50
+    )
+    assert len(thin.target) < 5 and len(few.target) == len(current) // 2  # never past half of them

@@ -145,3 +145,15 @@ def test_no_passing_candidate_refits_only_when_a_fix_was_shown_and_a_final_slice
     assert after_gate(state(**spent, fix_shown=True)) == "rollback"  # nothing to verify it on
     assert after_gate(state(**spent, final_n=12, fix_shown=True, refit_done=True)) == "rollback"
     assert after_refit(state(best=None)) == "rollback" and after_refit(state(best=BEST)) == "promote"
+
+
+def test_a_target_suite_too_thin_to_show_a_fix_leaves_the_decision_to_the_refit() -> None:
+    """Two target items "gain +0.000" whatever was learned: inconclusive, so the refit is judged on the final slice."""
+    from kaizen.agent.routing import THIN_TARGET
+
+    spent = {"iteration": 3}
+    assert after_gate(state(**spent, final_n=23, target_n=2)) == "refit"
+    assert (
+        after_gate(state(**spent, final_n=23, target_n=THIN_TARGET)) == "rollback"
+    )  # enough to have shown one
+    assert after_gate(state(**spent, target_n=2)) == "rollback"  # no final slice to verify it on
