@@ -134,7 +134,9 @@ def build_splits(
     logs accumulate) may already be fixed, so it only trains: the target suite holds the deployed version's
     own failures (all failures when none is known or none were logged against it).
     ``min_target``: the per-cluster share is topped up from the deployed version's training failures to this
-    many (never past half of them): a 2-item target suite cannot show a fix, and the loop then learns nothing.
+    many (never past half of them) when there is a final slice: a 2-item target suite cannot show a fix, and
+    the refit trains on the target items anyway. Without a final slice the loop's candidate is what ships, so
+    it keeps its training failures.
     """
     rnd = random.Random(seed)
     by_id = {t.id: t for t in traces}
@@ -181,7 +183,8 @@ def build_splits(
             (target if into_target else train_f).append(item)
             if not into_target and i in current:
                 spare.setdefault(key, []).append(item)
-    _top_up(target, train_f, spare, min(min_target, len(current) // 2))
+    if final:  # only where a refit follows: it trains on the target items too, so the loop's loss is its alone
+        _top_up(target, train_f, spare, min(min_target, len(current) // 2))
     passes = [it for it in passes if it.id not in final_ids]
     want = min(max_regression, round(len(passes) * regression_share)) if len(passes) > 1 else 0
     regression, pool = _stratified_take(passes, want, lambda it: it.expected, rnd)

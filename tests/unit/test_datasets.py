@@ -458,25 +458,33 @@ def test_the_target_suite_holds_the_deployed_versions_own_failures() -> None:
 
 
 def test_a_thin_target_suite_is_topped_up_from_the_deployed_versions_failures() -> None:
-    """Per-cluster shares of few current failures can leave 1–2 target items; the suite is topped up to
-    ``min_target`` from the deployed version's training failures, never past half of them, never older ones."""
+    """Per-cluster shares of few current failures can leave 1–2 target items; where a refit follows (a final
+    slice exists) the suite is topped up to ``min_target`` from the deployed version's training failures, never
+    past half of them, never older ones. Without a final slice the loop's candidate ships: no top-up."""
     import dataclasses
 
     traces, clusters, excluded = scenario()
     fails = sorted(t.id for t in traces if t.verdict == "fail" and t.id not in excluded)
     current = set(fails[:10])
     traces = [dataclasses.replace(t, model_version="v2") if t.id in current else t for t in traces]
-    thin = build_splits(
-        TASK, traces, excluded=excluded, clusters=clusters, deployed="v2", final_fraction=0.0, min_target=0
-    )
-    full = build_splits(
-        TASK, traces, excluded=excluded, clusters=clusters, deployed="v2", final_fraction=0.0, min_target=5
-    )
-    assert len(full.target) == max(len(thin.target), 5)
+
+    def split(min_target: int, final_fraction: float = 0.1):  # noqa: ANN202
+        return build_splits(
+            TASK,
+            traces,
+            excluded=excluded,
+            clusters=clusters,
+            deployed="v2",
+            final_fraction=final_fraction,
+            min_final=2,
+            min_target=min_target,
+        )
+
+    thin, full, few = split(0), split(5), split(50)
+    in_play = current - ids(thin.final)  # the final slice is carved first, the same for every min_target
+    assert thin.final and len(thin.target) < len(full.target) == min(5, len(in_play) // 2)
     assert ids(full.target) <= current  # only the deployed version's own failures judge
     assert not ids(full.target) & ids(full.train_failures)
     assert ids(full.target) | ids(full.train_failures) == ids(thin.target) | ids(thin.train_failures)
-    few = build_splits(
-        TASK, traces, excluded=excluded, clusters=clusters, deployed="v2", final_fraction=0.0, min_target=50
-    )
-    assert len(thin.target) < 5 and len(few.target) == len(current) // 2  # never past half of them
+    assert len(few.target) == max(len(thin.target), len(in_play) // 2)  # never past half of them
+    assert len(split(5, final_fraction=0.0).target) == len(split(0, final_fraction=0.0).target)  # no refit: no top-up
