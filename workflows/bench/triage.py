@@ -48,7 +48,9 @@ def adaptft_stage_logs(
     per_stage: int, seed: int = 0
 ) -> tuple[Any, list[tuple[list[TraceView], dict[str, KeyEntry]]]]:
     """(task, [(traces, answer key) per stage]) for the CLINC scenario, the agent arm's feedback."""
-    from kaizen.workflows.bench.adaptft_stages import build_stages, clinc_scenario, log_records, split_truth
+    from kaizen.workflows.bench.adaptft.feedback import log_records, split_truth
+    from kaizen.workflows.bench.adaptft.scenarios import clinc_scenario
+    from kaizen.workflows.bench.adaptft.stages import build_stages
 
     sc = clinc_scenario(v1_per_label=12, seed=11 + seed)
     rnd = random.Random(seed)
