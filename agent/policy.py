@@ -13,7 +13,7 @@ from typing import Any
 from kaizen.agent.context import RunContext
 from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items
-from kaizen.tools.datasets import RepairSplits
+from kaizen.tools.datasets.splits import RepairSplits
 from kaizen.tools.rundir import SUITES
 from kaizen.tools.schema import TaskSpec
 from kaizen.tools.store import TraceView

@@ -29,7 +29,7 @@ from kaizen.agent.measure import comparison, measure
 from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles
 from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items, write_items
-from kaizen.tools.datasets import build_refit_set
+from kaizen.tools.datasets.training import build_refit_set
 from kaizen.tools.gate import check_regressions, check_target, gate_config, paired_worse_p
 
 

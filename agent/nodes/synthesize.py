@@ -15,7 +15,8 @@ from kaizen.agent.context import RunContext, event, run_dir, write_json
 from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles, load_traces
 from kaizen.agent.state import Diagnosis, Plan, RepairState
 from kaizen.tools.data import load_items, write_items
-from kaizen.tools.datasets import RepairSplits, build_splits, build_training_set
+from kaizen.tools.datasets.splits import RepairSplits, build_splits
+from kaizen.tools.datasets.training import build_training_set
 
 
 def _roles(state: RepairState, c: RunContext) -> tuple[dict[str, str], int]:

@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kaizen.workflows.bench.adaptft import PRESETS, STAGE_KEYS
+from kaizen.workflows.bench.adaptft.arms import STAGE_KEYS
+from kaizen.workflows.bench.adaptft.prepare import PRESETS
 from kaizen.workflows.bench.perturb import STAGE_POISON_RATES, poison_count
 
 

@@ -137,7 +137,7 @@ def test_candidate_that_breaks_passing_examples_is_not_promoted(
     from kaizen.agent.routing import after_gate
     from kaizen.agent.state import Diagnosis
     from kaizen.tools.data import write_items
-    from kaizen.tools.datasets import build_splits
+    from kaizen.tools.datasets.splits import build_splits
 
     ws = _workspace(tmp_path, clinc_task, clinc_v1, prod_logs)
     from kaizen.agent.rule_brain import RuleBrain

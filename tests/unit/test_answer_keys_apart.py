@@ -31,7 +31,9 @@ def test_demo_logs_carry_no_answer_key_fields() -> None:
 
 
 def test_adaptft_logs_written_for_ingestion_carry_no_truth() -> None:
-    from kaizen.workflows.bench.adaptft_stages import build_stages, clinc_scenario, log_records, split_truth
+    from kaizen.workflows.bench.adaptft.feedback import log_records, split_truth
+    from kaizen.workflows.bench.adaptft.scenarios import clinc_scenario
+    from kaizen.workflows.bench.adaptft.stages import build_stages
 
     sc = clinc_scenario(v1_per_label=2, seed=11)
     st = build_stages(sc, 60, seed=0)[2]

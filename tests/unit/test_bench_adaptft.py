@@ -12,17 +12,33 @@ from collections import Counter
 import pytest
 
 from kaizen.tools.errors import ConfigError, DataError
-from kaizen.workflows.bench import adaptft_stages as st
-from kaizen.workflows.bench.adaptft import PRESETS, STAGE_KEYS, check_request
+from kaizen.workflows.bench.adaptft.arms import STAGE_KEYS
+from kaizen.workflows.bench.adaptft.feedback import feedback_counts, log_records, matches
+from kaizen.workflows.bench.adaptft.prepare import PRESETS, check_request
+from kaizen.workflows.bench.adaptft.scenarios import (
+    GSM8K_PATH,
+    Scenario,
+    clinc_scenario,
+    final_answer,
+    gsm8k_scenario,
+)
+from kaizen.workflows.bench.adaptft.stages import (
+    build_stages,
+    count_regressions,
+    heldout_union,
+    score,
+    split_batch,
+    stage_batches,
+)
 from kaizen.workflows.bench.perturb import STAGE_POISON_RATES, Item, PerturbedItem, poison_count
 
 
 @pytest.fixture(scope="module")
-def scenario() -> st.Scenario:
-    return st.clinc_scenario(v1_per_label=12, seed=11)
+def scenario() -> Scenario:
+    return clinc_scenario(v1_per_label=12, seed=11)
 
 
-def test_scenario_pool_excludes_v1_examples_and_keeps_the_gaps(scenario: st.Scenario) -> None:
+def test_scenario_pool_excludes_v1_examples_and_keeps_the_gaps(scenario: Scenario) -> None:
     v1_texts = {it.messages[-1].content for it in scenario.v1_items}
     v1_labels = Counter(it.expected for it in scenario.v1_items)
     assert v1_labels["card_declined"] == 0 and v1_labels["bill_balance"] == 2 and v1_labels["balance"] == 12
@@ -31,8 +47,8 @@ def test_scenario_pool_excludes_v1_examples_and_keeps_the_gaps(scenario: st.Scen
     assert {it.label for it in scenario.pool} == set(scenario.labels) == set(scenario.task.labels)
 
 
-def test_stage_batches_are_disjoint_stratified_and_seeded(scenario: st.Scenario) -> None:
-    batches = st.stage_batches(scenario.pool, 3, 25, seed=0)
+def test_stage_batches_are_disjoint_stratified_and_seeded(scenario: Scenario) -> None:
+    batches = stage_batches(scenario.pool, 3, 25, seed=0)
     assert [len(b) for b in batches] == [25, 25, 25]
     ids = [it.id for b in batches for it in b]
     assert len(set(ids)) == len(ids)  # fresh inputs every stage
@@ -41,17 +57,17 @@ def test_stage_batches_are_disjoint_stratified_and_seeded(scenario: st.Scenario)
         assert set(counts) == set(scenario.labels)  # every intent, the gap included, in every stage
         assert max(counts.values()) - min(counts.values()) <= 1
     # The pool's order does not matter; the seed does.
-    assert st.stage_batches(list(reversed(scenario.pool)), 3, 25, seed=0) == batches
-    assert st.stage_batches(scenario.pool, 3, 25, seed=1) != batches
+    assert stage_batches(list(reversed(scenario.pool)), 3, 25, seed=0) == batches
+    assert stage_batches(scenario.pool, 3, 25, seed=1) != batches
     with pytest.raises(DataError, match="inference pool"):
-        st.stage_batches(scenario.pool[:20], 3, 10, seed=0)
+        stage_batches(scenario.pool[:20], 3, 10, seed=0)
 
 
-def test_build_stages_poisons_exactly_the_stage_rates(scenario: st.Scenario) -> None:
-    stages = st.build_stages(scenario, 40, seed=3)
+def test_build_stages_poisons_exactly_the_stage_rates(scenario: Scenario) -> None:
+    stages = build_stages(scenario, 40, seed=3)
     assert [s.poison_rate for s in stages] == list(STAGE_POISON_RATES)
     assert [s.poisoned for s in stages] == [poison_count(40, r) for r in STAGE_POISON_RATES] == [6, 10, 16]
-    again = st.build_stages(scenario, 40, seed=3)
+    again = build_stages(scenario, 40, seed=3)
     assert [[it.model_dump() for it in s.batch] for s in again] == [
         [it.model_dump() for it in s.batch] for s in stages
     ]
@@ -70,16 +86,16 @@ def _pitem(i: int, label: str = "balance", **kw) -> PerturbedItem:
 
 def test_split_is_exactly_70_30_disjoint_and_order_independent() -> None:
     items = [_pitem(i) for i in range(25)]
-    logs, test = st.split_batch(items, seed=0, stage=1)
+    logs, test = split_batch(items, seed=0, stage=1)
     assert (len(logs), len(test)) == (17, 8)  # round(0.3 × 25) = 7.5 → 8 (half up)
     assert {it.id for it in logs} | {it.id for it in test} == {it.id for it in items}
     assert not {it.id for it in logs} & {it.id for it in test}
-    logs_r, test_r = st.split_batch(list(reversed(items)), seed=0, stage=1)
+    logs_r, test_r = split_batch(list(reversed(items)), seed=0, stage=1)
     assert {it.id for it in test_r} == {it.id for it in test}
-    assert {it.id for it in st.split_batch(items, seed=0, stage=2)[1]} != {
+    assert {it.id for it in split_batch(items, seed=0, stage=2)[1]} != {
         it.id for it in test
     }  # each stage its own draw
-    assert [len(p) for p in st.split_batch([_pitem(i) for i in range(10)], 0, 1)] == [7, 3]
+    assert [len(p) for p in split_batch([_pitem(i) for i in range(10)], 0, 1)] == [7, 3]
 
 
 def test_heldout_is_the_union_of_test_splits_on_clean_gold() -> None:
@@ -92,8 +108,8 @@ def test_heldout_is_the_union_of_test_splits_on_clean_gold() -> None:
         correct_label_known=False,
     )
     s1, s2 = [_pitem(1), _pitem(2, "transfer")], [_pitem(3), poisoned]
-    h1 = st.heldout_union([s1])
-    h2 = st.heldout_union([s1, s2])
+    h1 = heldout_union([s1])
+    h2 = heldout_union([s1, s2])
     assert [it.id for it in h1] == ["x1", "x2"]
     assert [it.id for it in h2] == ["x1", "x2", "x3", "x9"]  # grows; earlier stages stay in
     # Scored on what the user meant: the source text and its gold label, not the noise or the poison.
@@ -101,15 +117,15 @@ def test_heldout_is_the_union_of_test_splits_on_clean_gold() -> None:
     assert [(m.role, m.content) for m in last.messages] == [
         ("user", "clean text 9")
     ] and last.expected == "balance"
-    assert st.heldout_union([s1, s1]) == h1  # no example twice
+    assert heldout_union([s1, s1]) == h1  # no example twice
 
 
-def test_feedback_agent_arm_keeps_corrections_naive_arm_is_corrupted(scenario: st.Scenario) -> None:
-    stage = st.build_stages(scenario, 100, seed=0)[2]  # 40 % poison
+def test_feedback_agent_arm_keeps_corrections_naive_arm_is_corrupted(scenario: Scenario) -> None:
+    stage = build_stages(scenario, 100, seed=0)[2]  # 40 % poison
     items = stage.logs
     outputs = ["balance"] * len(items)  # most answers wrong: many failures to corrupt
-    agent = st.log_records(scenario, items, outputs, arm="agent", stage=3, seed=0, model_version="v1")
-    naive = st.log_records(scenario, items, outputs, arm="naive", stage=3, seed=0, model_version="v1")
+    agent = log_records(scenario, items, outputs, arm="agent", stage=3, seed=0, model_version="v1")
+    naive = log_records(scenario, items, outputs, arm="naive", stage=3, seed=0, model_version="v1")
     assert [r["id"] for r in agent] == [r["id"] for r in naive] and all(
         r["id"].startswith("s3-") for r in agent
     )
@@ -137,29 +153,29 @@ def test_feedback_agent_arm_keeps_corrections_naive_arm_is_corrupted(scenario: s
     for r in naive:
         if r["metadata"]["adaptft"]["naive"] == "no_correction":
             assert r["feedback"]["verdict"] == "fail" and "correction" not in r["feedback"]
-    assert st.feedback_counts(naive)["fail_uncorrected"] == treat["no_correction"]
-    assert "fail_uncorrected" not in st.feedback_counts(agent)
+    assert feedback_counts(naive)["fail_uncorrected"] == treat["no_correction"]
+    assert "fail_uncorrected" not in feedback_counts(agent)
 
 
 def test_matches_reads_labels_and_final_answers() -> None:
     labels = ["balance", "card_declined"]
-    assert st.matches("classification", "Card declined.", "card_declined", labels)
-    assert not st.matches("classification", "balance", "card_declined", labels)
-    assert st.matches("classification", "n/a", "N/A", labels)  # an off-label correction compares as text
-    assert not st.matches("classification", "balance", None, labels)
-    assert st.matches("math", "3 * 24 = 72.\n#### 72", "She sells 72.\n#### 72", [])
-    assert not st.matches("math", "#### 71", "#### 72", [])
+    assert matches("classification", "Card declined.", "card_declined", labels)
+    assert not matches("classification", "balance", "card_declined", labels)
+    assert matches("classification", "n/a", "N/A", labels)  # an off-label correction compares as text
+    assert not matches("classification", "balance", None, labels)
+    assert matches("math", "3 * 24 = 72.\n#### 72", "She sells 72.\n#### 72", [])
+    assert not matches("math", "#### 71", "#### 72", [])
 
 
 def test_count_regressions_counts_right_to_wrong_on_shared_examples() -> None:
     before = {"a": True, "b": True, "c": False, "d": True}
     after = {"a": False, "b": True, "c": True, "e": False}
-    assert st.count_regressions(before, after) == 1  # a; c is a fix, d and e were not both scored
-    assert st.count_regressions(after, before) == 1  # c
-    assert st.count_regressions(before, before) == 0
-    assert st.score({"a": True, "b": False}, ["a", "b"]) == 0.5 and st.score({}, []) is None
+    assert count_regressions(before, after) == 1  # a; c is a fix, d and e were not both scored
+    assert count_regressions(after, before) == 1  # c
+    assert count_regressions(before, before) == 0
+    assert score({"a": True, "b": False}, ["a", "b"]) == 0.5 and score({}, []) is None
     with pytest.raises(KeyError):
-        st.score({"a": True}, ["a", "b"])
+        score({"a": True}, ["a", "b"])
 
 
 def test_request_checks_and_presets() -> None:
@@ -170,7 +186,7 @@ def test_request_checks_and_presets() -> None:
     assert check_request("clinc", "tiny").base == "tiny"
     for p in PRESETS.values():  # every preset's three stages fit in the CLINC inference pool
         assert p.per_stage * len(STAGE_POISON_RATES) <= len(
-            st.clinc_scenario(v1_per_label=p.v1_per_label, seed=11).pool
+            clinc_scenario(v1_per_label=p.v1_per_label, seed=11).pool
         )
     assert STAGE_KEYS[:4] == ("stage", "v1", "first", "best") and {
         "naive",
@@ -188,14 +204,14 @@ def test_cli_registers_bench_adaptft() -> None:
     assert (args.scenario, args.preset, args.seed, args.json, args.out) == ("clinc", "tiny", 3, True, None)
 
 
-@pytest.mark.skipif(not st.GSM8K_PATH.exists(), reason="GSM8K not in the shared data folder")
+@pytest.mark.skipif(not GSM8K_PATH.exists(), reason="GSM8K not in the shared data folder")
 def test_gsm8k_scenario_items_answers_and_references() -> None:
-    sc = st.gsm8k_scenario(v1_size=50, seed=0)
+    sc = gsm8k_scenario(v1_size=50, seed=0)
     assert sc.task.kind == "math" and not sc.stratify and len(sc.v1_items) == 50
     it = sc.pool[0]
-    assert "####" in sc.reference[it.id] and st.final_answer(sc.reference[it.id]) == it.label
+    assert "####" in sc.reference[it.id] and final_answer(sc.reference[it.id]) == it.label
     assert not {v.messages[0].content for v in sc.v1_items} & {p.text for p in sc.pool[:500]}
-    stages = st.build_stages(sc, 20, seed=0)
+    stages = build_stages(sc, 20, seed=0)
     assert [s.poisoned for s in stages] == [3, 5, 8]
     # Fixable noise that would change the answer is off: inputs keep every digit of the source.
     for s in stages:
@@ -203,7 +219,7 @@ def test_gsm8k_scenario_items_answers_and_references() -> None:
             if not p.poisoned:
                 assert [c for c in p.text if c.isdigit()] == [c for c in p.source_text if c.isdigit()]
     # A right correction in the logs is the worked solution, so SFT learns to reason, not to guess.
-    recs = st.log_records(
+    recs = log_records(
         sc,
         stages[0].logs,
         ["#### -1"] * len(stages[0].logs),
@@ -217,13 +233,13 @@ def test_gsm8k_scenario_items_answers_and_references() -> None:
     # Every correction either arm is given holds a final answer: kaizen refuses math examples without one.
     for s in stages:
         for arm in ("agent", "naive"):
-            recs = st.log_records(
+            recs = log_records(
                 sc, s.logs, ["#### -1"] * len(s.logs), arm=arm, stage=s.index, seed=0, model_version="v1"
             )
             assert all(
-                st.final_answer(r["feedback"]["correction"]) for r in recs if r["feedback"].get("correction")
+                final_answer(r["feedback"]["correction"]) for r in recs if r["feedback"].get("correction")
             )
 
 
-def test_items_are_perturb_items(scenario: st.Scenario) -> None:
+def test_items_are_perturb_items(scenario: Scenario) -> None:
     assert all(isinstance(it, Item) for it in scenario.pool[:5])

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from banking_traces import LABELS, TASK, card_declined_failures, passing, trace
 
-from kaizen.agent.rule_brain import RuleBrain, is_garbage
+from kaizen.agent.rule_brain import RuleBrain
 from kaizen.agent.state import Diagnosis, Plan
+from kaizen.agent.triage import is_garbage
 
 # The same balance request, with tiny edits (punctuation, a dropped word, singular/plural).
 NEAR_DUPS = [

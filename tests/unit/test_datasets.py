@@ -13,14 +13,8 @@ from collections import Counter
 import pytest
 from banking_traces import LABELS, TASK, trace
 
-from kaizen.tools.datasets import (
-    RepairSplits,
-    balance_labels,
-    build_splits,
-    build_training_set,
-    decontaminate,
-    dedupe,
-)
+from kaizen.tools.datasets.splits import RepairSplits, build_splits
+from kaizen.tools.datasets.training import balance_labels, build_training_set, decontaminate, dedupe
 from kaizen.tools.schema import EvalItem, last_user_text
 from kaizen.tools.similarity import near_duplicates
 from kaizen.workflows.bench.clinc import rows
@@ -397,7 +391,7 @@ def test_replay_share_holds_when_passes_are_scarce() -> None:
 
 
 def test_refit_trains_on_all_the_evidence_never_on_the_final_slice() -> None:
-    from kaizen.tools.datasets import build_refit_set
+    from kaizen.tools.datasets.training import build_refit_set
 
     traces, clusters, excluded = scenario()
     s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.2)
@@ -413,7 +407,7 @@ def test_refit_trains_on_all_the_evidence_never_on_the_final_slice() -> None:
 
 
 def test_refit_caps_passes_so_failures_are_not_diluted() -> None:
-    from kaizen.tools.datasets import build_refit_set
+    from kaizen.tools.datasets.training import build_refit_set
 
     traces, clusters, excluded = scenario()
     s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0)

@@ -167,7 +167,8 @@ def measure_size(
     suspects excluded."""
     from kaizen.agent.brain import make_brain
     from kaizen.agent.state import Plan
-    from kaizen.tools.datasets import build_splits, build_training_set
+    from kaizen.tools.datasets.splits import build_splits
+    from kaizen.tools.datasets.training import build_training_set
     from kaizen.tools.workspace import find_workspace
 
     ws_dir = root / f"ws-{n}"

@@ -48,7 +48,9 @@ def adaptft_stage_logs(
     per_stage: int, seed: int = 0
 ) -> tuple[Any, list[tuple[list[TraceView], dict[str, KeyEntry]]]]:
     """(task, [(traces, answer key) per stage]) for the CLINC scenario, the agent arm's feedback."""
-    from kaizen.workflows.bench.adaptft_stages import build_stages, clinc_scenario, log_records, split_truth
+    from kaizen.workflows.bench.adaptft.feedback import log_records, split_truth
+    from kaizen.workflows.bench.adaptft.scenarios import clinc_scenario
+    from kaizen.workflows.bench.adaptft.stages import build_stages
 
     sc = clinc_scenario(v1_per_label=12, seed=11 + seed)
     rnd = random.Random(seed)
@@ -83,14 +85,14 @@ def demo_logs() -> tuple[Any, list[TraceView], dict[str, KeyEntry]]:
 
 @contextmanager
 def thresholds(own_max: float, top_min: float) -> Iterator[None]:
-    from kaizen.agent import rule_brain
+    from kaizen.agent import triage as agent_triage
 
-    saved = rule_brain.EMB_OWN_MAX, rule_brain.EMB_TOP_MIN
-    rule_brain.EMB_OWN_MAX, rule_brain.EMB_TOP_MIN = own_max, top_min
+    saved = agent_triage.EMB_OWN_MAX, agent_triage.EMB_TOP_MIN
+    agent_triage.EMB_OWN_MAX, agent_triage.EMB_TOP_MIN = own_max, top_min
     try:
         yield
     finally:
-        rule_brain.EMB_OWN_MAX, rule_brain.EMB_TOP_MIN = saved
+        agent_triage.EMB_OWN_MAX, agent_triage.EMB_TOP_MIN = saved
 
 
 def score(task: Any, traces: list[TraceView], key: dict[str, KeyEntry]) -> dict[str, Any]:
@@ -118,11 +120,11 @@ def choose(
 
 
 def bench_triage(per_stage: int = 300, seed: int = 0) -> dict[str, Any]:
-    from kaizen.agent import rule_brain
+    from kaizen.agent import triage as agent_triage
 
     task, stages = adaptft_stage_logs(per_stage, seed)
     pick = choose(task, *stages[0])
-    chosen = pick["chosen"] or {"own_max": rule_brain.EMB_OWN_MAX, "top_min": rule_brain.EMB_TOP_MIN}
+    chosen = pick["chosen"] or {"own_max": agent_triage.EMB_OWN_MAX, "top_min": agent_triage.EMB_TOP_MIN}
     rows = []
     with thresholds(chosen["own_max"], chosen["top_min"]):
         for i, (traces, key) in enumerate(stages, 1):
@@ -134,7 +136,7 @@ def bench_triage(per_stage: int = 300, seed: int = 0) -> dict[str, Any]:
             )
         dtask, dtraces, dkey = demo_logs()
         rows.append({"set": "support-intents demo (real v1 outputs)", **score(dtask, dtraces, dkey)})
-    defaults = {"own_max": rule_brain.EMB_OWN_MAX, "top_min": rule_brain.EMB_TOP_MIN}
+    defaults = {"own_max": agent_triage.EMB_OWN_MAX, "top_min": agent_triage.EMB_TOP_MIN}
     return {
         "chosen": {k: chosen[k] for k in ("own_max", "top_min")},
         "module_defaults": defaults,

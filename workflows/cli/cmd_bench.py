@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from kaizen.workflows.bench.adaptft import PRESETS, SCENARIOS
+from kaizen.workflows.bench.adaptft.prepare import PRESETS, SCENARIOS
 from kaizen.workflows.cli.output import console, emit, info, table
 
 
@@ -190,7 +190,7 @@ def add_adaptft_parser(bench: argparse._SubParsersAction) -> None:
 def cmd_bench_adaptft(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from kaizen.workflows.bench.adaptft import bench_adaptft
+    from kaizen.workflows.bench.adaptft.run import bench_adaptft
 
     data = bench_adaptft(
         args.scenario,

@@ -14,7 +14,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from kaizen.tools.data import item_id
-from kaizen.tools.datasets import decontaminate, dedupe
+from kaizen.tools.datasets.training import decontaminate, dedupe
 from kaizen.tools.errors import ConfigError, DataError
 from kaizen.tools.schema import EvalItem, Strict, TaskSpec
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kaizen.tools import registry
-from kaizen.tools.datasets import trace_item
+from kaizen.tools.datasets.splits import trace_item
 from kaizen.tools.evaluate.metrics import normalize_label
 from kaizen.tools.evaluate.run import dataset_id, evaluate
 from kaizen.tools.gate import compare
