@@ -175,7 +175,8 @@ def build_splits(
             (target if into_target else train_f).append(item)
             if not into_target and i in current:
                 spare.setdefault(key, []).append(item)
-    if final:  # only where a refit follows: it trains on the target items too, so the loop's loss is its alone
+    # Only where a refit follows: it trains on the target items too, so the loop alone pays for the top-up.
+    if final:
         _top_up(target, train_f, spare, min(min_target, len(current) // 2))
     passes = [it for it in passes if it.id not in final_ids]
     want = min(max_regression, round(len(passes) * regression_share)) if len(passes) > 1 else 0
