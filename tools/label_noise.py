@@ -2,7 +2,7 @@
 
 A correction says "this input means label L". If the inputs most similar to it (by meaning, not by
 spelling) almost all carry another label, and hardly any carries L, the correction is suspect — the
-training-free SimiFeat idea (RESEARCH.md, "Label-noise detection that runs offline"). Each verdict keeps
+training-free SimiFeat idea (SimiFeat, arXiv 2110.06283; README, Research). Each verdict keeps
 its evidence: the neighbours, their labels and similarities, and the shares.
 """
 

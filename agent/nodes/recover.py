@@ -1,10 +1,10 @@
 """recover: before discarding a candidate that fixed failures but broke too much, try to mend it.
 
-In order (RESEARCH.md, "Multi-domain RL interference"): (a) **refresh** — a few steps continuing the
+In order (multi-domain RL interference; README, Research): (a) **refresh** — a few steps continuing the
 candidate on examples of the labels it broke plus its own training failures; (b) **sparse rollback** —
 training-free: revert the few adapter coordinates where the update fights the loss on those labels; (c)
 **grpo** — GRPO from the iteration's start (the working incumbent, else production) on the iteration's
-training prompts, rewarded by the task kind's verifier: RL forgets less than SFT (RESEARCH.md,
+training prompts, rewarded by the task kind's verifier: RL forgets less than SFT (README, Research:
 "Reinforcement fine-tuning forgets less than SFT"), so it is the last resort when the SFT candidate's
 fix cannot be kept without its damage. (a) and (b) use *training-side* examples of the damaged labels (the
 replay pool and the training set), (c) the training set itself — never the regression suite that judges

@@ -481,4 +481,6 @@ def test_a_thin_target_suite_is_topped_up_from_the_deployed_versions_failures() 
     assert not ids(full.target) & ids(full.train_failures)
     assert ids(full.target) | ids(full.train_failures) == ids(thin.target) | ids(thin.train_failures)
     assert len(few.target) == max(len(thin.target), len(in_play) // 2)  # never past half of them
-    assert len(split(5, final_fraction=0.0).target) == len(split(0, final_fraction=0.0).target)  # no refit: no top-up
+    assert len(split(5, final_fraction=0.0).target) == len(
+        split(0, final_fraction=0.0).target
+    )  # no refit: no top-up

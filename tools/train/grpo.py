@@ -4,7 +4,7 @@ The runner (``python -m kaizen.tools.train.runner job.json``) builds ``KaizenGRP
 ``TrainJob(kind="grpo")``. On top of TRL it adds, each switched by a ``TrainJob`` field:
 
 * **Positive/negative-advantage weighting** (``adv_weight_pos``, ``adv_weight_neg``). After "Entropy in
-  RLVR" (RESEARCH.md): *entropy collapses mainly through the tokens of positive-advantage samples, so
+  RLVR" (README, Research): *entropy collapses mainly through the tokens of positive-advantage samples, so
   weighting positive- against negative-advantage tokens regulates it*. Every completion token's
   advantage ``A`` is multiplied by ``adv_weight_pos`` when ``A > 0`` and by ``adv_weight_neg`` when
   ``A < 0`` before TRL's clipped loss. The clipped term ``min(r·A, clip(r)·A)`` is positively

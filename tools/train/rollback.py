@@ -1,6 +1,6 @@
 """Training-free sparse rollback: undo the few adapter coordinates where an update fights what it broke.
 
-Multi-domain RL interference (RESEARCH.md) locates forgetting in a low-dimensional shared conflict
+Multi-domain RL interference (README, Research) locates forgetting in a low-dimensional shared conflict
 subspace; reverting a sparse set of conflict coordinates partly restores the damaged domain without
 retraining. Here: for a candidate adapter that continued a start adapter, the first-order change of the
 loss on examples of the damaged labels caused by coordinate *i* is ``Δθᵢ·∇ᵢL`` (``Δθ = candidate −

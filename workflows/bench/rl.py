@@ -3,7 +3,7 @@
 Run as: ``kaizen bench rl [--arms sft,grpo,sft+grpo] [--grpo-steps 8] [--oracle] [--out DIR] [--json]``
 (or ``python -c "from kaizen.workflows.bench.rl import bench_rl; bench_rl()"``).
 
-The question (issue 16, RESEARCH.md "Reinforcement fine-tuning forgets less than SFT"): does RL repair the
+The question (issue 16, README, Research: "Reinforcement fine-tuning forgets less than SFT"): does RL repair the
 failures while breaking less of what worked? Each arm is one real repair run — the agent's own observe,
 diagnose, synthesize, train, evaluate and gate — in a fresh workspace holding the support-intents demo
 (``examples/support-intents``: the committed v1 adapter on the embedded SmolLM2-135M, its 206 logged

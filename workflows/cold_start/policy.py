@@ -1,6 +1,6 @@
 """Which pipeline a cold start tries next: data, hyper-parameters and strategy, by the score so far.
 
-The policy is RESEARCH.md's iteration rule applied to cold start: below 0.80 the *data* is the
+The policy is Pioneer Agent's iteration rule (README, Research) applied to cold start: below 0.80 the *data* is the
 problem (rework it: oversample the labels the model gets wrong, rationale targets for reasoning
 tasks), between 0.80 and 0.95 the *hyper-parameters* are (gentler learning rate, more epochs,
 more capacity), above 0.95 add examples for what still fails; stop at the target score τ. Every

@@ -1,7 +1,7 @@
 """AdaptFT-Bench's stages, the pure part: each stage's batch of fresh inputs, its 70/30 split, the held-out
 set, and the scores read off it.
 
-The protocol (Pioneer Agent's AdaptFT-Bench, see the project's research notes): a deployed v1 meets
+The protocol (Pioneer Agent's AdaptFT-Bench, arXiv 2604.09791; README, Research): a deployed v1 meets
 three batches of fresh production inputs with rising poison rates (``STAGE_POISON_RATES``). Each
 batch is perturbed, run through the arm's *own* production model, and given feedback: the agent arm
 sees the feedback as the perturbations left it (fixable noise keeps the right correction, a poison

@@ -1,5 +1,5 @@
 """AdaptFT-style perturbations: turn clean labelled inputs into the noisy production logs a repair
-loop has to survive (Pioneer Agent's AdaptFT-Bench, see the project's research notes).
+loop has to survive (Pioneer Agent's AdaptFT-Bench, arXiv 2604.09791; README, Research).
 
 Two families. **Fixable** noise (typos, casing, truncation, preambles, code-switching, …) leaves the
 input a valid instance of its gold label and the feedback correction right: training on it should
