@@ -191,10 +191,9 @@ def _score_stage(
     # Held-out sets are small (30–90 items): the paired exact test says whether a gap is more than noise.
     vs_naive = compare("heldout", naive, promoted[prod["agent"]])
     row["gap_p"] = _r(vs_naive.p_value)
-    detail["agent_vs_naive"] = {
+    detail["agent_vs_naive"] = {  # the discordant pairs behind gap_p
         "agent_only_right": len(vs_naive.newly_right),
         "naive_only_right": len(vs_naive.newly_wrong),
-        "mcnemar_p": _r(vs_naive.p_value),
     }
     tri = detail["arms"]["agent"].get("triage") or {}
     row |= {"triage_precision": tri.get("precision"), "triage_recall": tri.get("recall")}

@@ -164,9 +164,8 @@ def make_workspace(root: Path, sc: Scenario, base: Path, v1: Path) -> Any:
     init_workspace(root)
     ws = find_workspace(root)
     ws.store.add_task(sc.task)
-    from kaizen.tools.serve.hotswap import (
-        promote_and_swap,
-    )  # the one promotion path (no server runs here yet)
+    # The one promotion path (no server runs here yet).
+    from kaizen.tools.serve.hotswap import promote_and_swap
 
     registry.add_external(ws.store, "bench-base", base, note="adaptft bench base")
     # The task runs on the bench's base first, so that v1 (an adapter on it) is accepted for the task.
