@@ -113,7 +113,7 @@ def test_kaizen_repair_kind_grpo_trains_a_gated_grpo_candidate(
     ws = find_workspace(ws_root)
     cand = ws.store.get_model_version(train["version"])
     recipe = cand.recipe
-    assert recipe["kind"] == "grpo" and recipe["rewards"] == ["label_exact_match"]
+    assert recipe["kind"] == "grpo" and recipe["rewards"] == ["label_strict_match"]
     assert (recipe["num_generations"], recipe["max_completion_length"], recipe["batch_size"]) == (4, 8, 8)
     assert cand.parent == "tiny" and recipe["holds_full_data"] is False
     # Its prompts are the iteration's training set: corrected failures and replayed passes, the gold as reference.
@@ -200,7 +200,7 @@ def test_the_third_recovery_is_grpo_from_the_incumbent_and_is_gated(
     assert up["recovery"] == ["refresh", "rollback", "grpo"] and up["step"] == "1r3"
     cand = ws.store.get_model_version(up["candidate"])
     assert cand.parent == "tiny" and cand.recipe["kind"] == "grpo"  # from the incumbent, not from "bad"
-    assert cand.recipe["max_steps"] == 2 and cand.recipe["rewards"] == ["label_exact_match"]
+    assert cand.recipe["max_steps"] == 2 and cand.recipe["rewards"] == ["label_strict_match"]
     (ev,) = up["events"]
     assert ev["how"] == "grpo" and ev["start"] == "tiny" and ev["prompts"] == 8
     assert up["train_tokens_used"] > 100  # the recovery's tokens count against the run's budget

@@ -8,11 +8,12 @@ import pytest
 
 import kaizen.tools.train.rewards as rewards_module
 from kaizen.tools.errors import ConfigError
-from kaizen.tools.train.rewards import REWARDS, code_tests, extraction, get_reward, text
+from kaizen.tools.train.rewards import REWARDS, code_tests, extraction, get_reward, rewards_for_kind, text
 from kaizen.tools.train.rewards.text import (
     completion_text,
     json_format,
     label_exact_match,
+    label_strict_match,
     math_final_answer,
     token_f1,
 )
@@ -58,6 +59,14 @@ def test_label_exact_match_off_label_gold_never_rewarded_for_garbage() -> None:
     assert label_exact_match(["???"], ["???"], labels=[LABELS]) == [0.0]
 
 
+def test_label_strict_match_is_what_constrained_decoding_scores() -> None:
+    # The gate's constrained decoding reads only a label's exact tokens then end of turn: "Balance." and
+    # "balance please" are off-label there, so they earn nothing; surrounding whitespace is not a token.
+    completions = ["balance", conv(" balance\n"), "Balance.", "balance please", "Label: balance", "transfer"]
+    assert label_strict_match(completions, ["balance"] * 6, labels=[["balance", "transfer"]] * 6) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert rewards_for_kind("classification") == ["label_strict_match"]
+
+
 def test_json_format() -> None:
     fenced = conv('```json\n{"a": [1]}\n```')
     completions = ['{"a": 1}', "  {}  ", fenced, '{"a": 1} extra', "[1]", "{'a': 1}", ""]
@@ -81,6 +90,7 @@ def test_token_f1_hand_computed() -> None:
 def test_registry_and_get_reward() -> None:
     assert set(REWARDS) == {
         "label_exact_match",
+        "label_strict_match",
         "json_format",
         "math_final_answer",
         "token_f1",

@@ -13,7 +13,8 @@ each task kind is ``rewards_for_kind(kind)``:
 =============== ================================== ==============================================
 kind            reward(s)                          verifier
 =============== ================================== ==============================================
-classification  ``label_exact_match``              the label (``normalize_label``)
+classification  ``label_strict_match``             the label, exactly as the gate's constrained
+                                                   decoding reads it (``label_exact_match``: leniently)
 math            ``math_final_answer``              the final answer (``extract_final_answer``)
 extraction      ``json_schema_match``,             JSON shape (schema column, or the expected
                 ``json_field_match``               object's keys and types); field-level F1
@@ -34,10 +35,17 @@ from collections.abc import Callable
 from kaizen.tools.errors import ConfigError
 from kaizen.tools.train.rewards.code_tests import code_unit_tests
 from kaizen.tools.train.rewards.extraction import json_field_match, json_schema_match
-from kaizen.tools.train.rewards.text import json_format, label_exact_match, math_final_answer, token_f1
+from kaizen.tools.train.rewards.text import (
+    json_format,
+    label_exact_match,
+    label_strict_match,
+    math_final_answer,
+    token_f1,
+)
 
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "label_exact_match": label_exact_match,
+    "label_strict_match": label_strict_match,
     "json_format": json_format,
     "math_final_answer": math_final_answer,
     "token_f1": token_f1,
@@ -48,7 +56,7 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
 """Reward functions by name (the names recipes and the CLI use)."""
 
 KIND_REWARDS: dict[str, list[str]] = {
-    "classification": ["label_exact_match"],
+    "classification": ["label_strict_match"],
     "math": ["math_final_answer"],
     "extraction": ["json_schema_match", "json_field_match"],
     "code": ["code_unit_tests"],

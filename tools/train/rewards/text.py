@@ -92,6 +92,42 @@ def label_exact_match(completions: list[Any], expected: list[Any], **kwargs: Any
     return rewards
 
 
+def label_strict_match(completions: list[Any], expected: list[Any], **kwargs: Any) -> list[float]:
+    """1.0 when the whole completion, stripped of surrounding whitespace, is the expected label as spelled.
+
+    The default classification reward for GRPO. kaizen's gate reads a classifier with constrained decoding
+    (``--mode prefix``): a reply counts only when it is a label's exact tokens followed by the end of the
+    turn. ``label_exact_match`` reads leniently (``"Balance."`` is ``balance``), so under it GRPO was free
+    to drift to replies the gate reads as off-label — measured on the demo (64 steps, lr 2e-4): 50 of
+    v1's 145 right gold answers became off-label while the reward rose. What is rewarded must be what is
+    scored.
+
+    Args:
+        completions: Completions, strings or conversational.
+        expected: Gold labels, one per completion.
+        **kwargs: Other dataset columns; ``labels`` (when present) fixes the spelling of the gold label.
+
+    Returns:
+        One reward per completion.
+
+    Examples:
+        >>> label_strict_match(["balance", " balance\\n", "Balance.", "balance please"], ["balance"] * 4)
+        [1.0, 1.0, 0.0, 0.0]
+        >>> label_strict_match([[{"role": "assistant", "content": "card_declined"}]], ["Card declined"],
+        ...                    labels=[["billing", "card_declined"]])
+        [1.0]
+    """
+    labels = kwargs.get("labels")
+    rewards: list[float] = []
+    for i, (comp, gold) in enumerate(zip(completions, expected, strict=True)):
+        gold_s = str(gold).strip()
+        label_set = _labels_for(labels, i)
+        if label_set:
+            gold_s = normalize_label(gold_s, label_set) or gold_s
+        rewards.append(1.0 if completion_text(comp).strip() == gold_s else 0.0)
+    return rewards
+
+
 def json_format(completions: list[Any], **kwargs: Any) -> list[float]:
     """1.0 when the whole completion is one JSON object (a surrounding ```json fence is allowed).
 
