@@ -3,6 +3,7 @@
 * hints: prompts whose gold label the model never says ("maybe") make all-zero groups; each is
   re-sampled with a hint, only those are, the hint log and ``grpo.json`` say so;
 * kill -9 mid-GRPO → the re-run resumes from the checkpoint, with the hint state of before the kill;
+* ``hint="answer"``: the reference reply joins each all-zero group (off-policy guidance), the prompt as asked;
 * entropy below the floor stops training (the callback), and the run still finishes cleanly;
 * per-step entropy, reward mean/std and hint usage are in ``metrics.jsonl`` (``read_curves``).
 """
@@ -171,6 +172,25 @@ def test_grpo_hints_survive_kill_9_and_resume(yes_no_llama_dir: Path, tmp_path: 
     curves = read_curves(job.output_dir)
     assert curves["step"] == [1, 2, 3, 4] and all(e is not None and e > 0 for e in curves["entropy"])
     assert curves["hints_used"] == [steps[s]["hints/used"] for s in (1, 2, 3, 4)]
+
+
+def test_answer_guidance_puts_the_reference_in_all_zero_groups(yes_no_llama_dir: Path, tmp_path: Path) -> None:
+    """The model never says "maybe": with ``hint="answer"`` each all-zero group gets the reference as its
+    last completion (reward 1 against the group's 0s), the prompt unchanged, and the LoRA moves."""
+    job = grpo_job(yes_no_llama_dir, tmp_path / "guide", hint="answer", max_steps=2, max_completion_length=2)
+    run_job(job, poll_s=0.1)
+    result = read_result(job.output_dir)
+    assert result and result["steps"] == 2, result
+    events = [json.loads(line) for line in (job.output_dir / HINTS_FILE).read_text().splitlines()]
+    gold = {it.id: it.expected for it in items()}
+    assert events, "the 'maybe' prompts make all-zero groups"
+    for e in events:
+        assert e["kind"] == "answer" and e["hint"] == gold[e["id"]]  # the reference itself, no "Hint:" text
+        assert e["rewards_before"] == [0.0] * 4 and e["rewards_with_hint"] == [0.0, 0.0, 0.0, 1.0]
+    steps = last_per_step(read_metrics(job.output_dir))
+    assert sum(m["hints/used"] for m in steps.values()) == len(events)
+    assert all(m["hints/used"] == m["hints/all_zero_groups"] for m in steps.values())
+    assert read_summary(job.output_dir)["hints"]["hinted"] == len(events)
 
 
 def test_entropy_below_floor_stops_training(yes_no_llama_dir: Path, tmp_path: Path) -> None:

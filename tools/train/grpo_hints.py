@@ -118,8 +118,10 @@ def make_hint(
     Args:
         row: The data row: ``prompt``, ``expected`` and, for classification, ``labels``.
         kind: ``labels`` (the label set), ``prefix`` (the first ``n_tokens`` tokens of the reference,
-            at most half of them, at least one), or ``auto``: the label set when the prompt does not
-            already list every label, else the first test line for code, else the prefix.
+            at most half of them, at least one), ``answer`` (the whole reference, which the trainer puts
+            in the group as a completion rather than in the prompt: ``answer_hint``), or ``auto``: the
+            label set when the prompt does not already list every label, else the first test line for
+            code, else the prefix.
         n_tokens: Prefix length in tokens.
         tokenize: Text → token strings whose concatenation is the text (default: whitespace words).
 
@@ -135,6 +137,8 @@ def make_hint(
     """
     labels = row.get("labels") or []
     expected = row.get("expected")
+    if kind == "answer":
+        return answer_hint(expected, labels)
     text = _prompt_text(row.get("prompt"))
     if kind in ("auto", "labels") and labels:
         if kind == "labels" or not all(lab in text for lab in labels):
@@ -157,6 +161,54 @@ def make_hint(
     k = min(max(1, n_tokens), max(1, len(toks) // 2))
     prefix = ("" if tokenize else " ").join(toks[:k]).strip()
     return f'Hint: the answer begins with "{prefix}".' if prefix else None
+
+
+def answer_hint(expected: Any, labels: Sequence[str] = ()) -> str | None:
+    """The reference as a whole reply, for off-policy guidance of an all-zero group; ``None`` when the
+    reference is not a whole reply.
+
+    After LUFFY (README, Research: "Learning to reason under off-policy guidance"): when no sampled
+    completion of a prompt is right, one of the group's completions is replaced by the reference reply,
+    so the group has a right answer to move towards *on the prompt as asked* (a prompt hint teaches the
+    hinted prompt, which the model never sees again). Only where the reference is the whole reply the
+    verifier wants — a label, a JSON object; a math or code reference is a final answer or tests, not a
+    reply, so those groups get no guidance.
+
+    Examples:
+        >>> answer_hint("card_declined", ["balance", "card_declined"]), answer_hint({"name": "Ann"})
+        ('card_declined', '{"name": "Ann"}')
+        >>> answer_hint("72") is None, answer_hint({"tests": "assert f() == 1"}) is None
+        (True, True)
+    """
+    if labels:
+        return str(expected).strip() or None
+    if isinstance(expected, dict) and "tests" not in expected:
+        return reference_text(expected)
+    return None
+
+
+def guided_advantages(group_size: int, scale: bool = True) -> list[float]:
+    """The advantages of a group whose last completion is the injected reference (reward 1, others 0).
+
+    TRL's group-relative rule: reward minus the group mean, divided by the group's (sample) standard
+    deviation when rewards are scaled. The reference gets a positive advantage, the group's own wrong
+    samples a negative one.
+
+    Examples:
+        >>> [round(a, 3) for a in guided_advantages(4)]
+        [-0.5, -0.5, -0.5, 1.5]
+        >>> guided_advantages(2, scale=False)
+        [-0.5, 0.5]
+    """
+    if group_size < 2:
+        raise ValueError("a guided group needs at least 2 completions")
+    mean = 1.0 / group_size
+    rewards = [0.0] * (group_size - 1) + [1.0]
+    adv = [r - mean for r in rewards]
+    if scale:
+        std = math.sqrt(sum(a * a for a in adv) / (group_size - 1))
+        adv = [a / (std + 1e-4) for a in adv]
+    return adv
 
 
 def add_hint(prompt: Any, hint: str) -> Any:
@@ -208,6 +260,12 @@ class HintState:
         }
 
 
+OFF_POLICY_KEYS = frozenset(
+    {"old_per_token_logps", "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio"}
+)
+"""Per-row log-probs TRL keeps when a batch is not purely on-policy (or has a KL reference); an injected
+reference reply would need its own, so ``hint="answer"`` guides only batches without them."""
+
 # Row tensors of a generation batch and how they are padded (TRL: prompts left, completions right).
 _LEFT = {"prompt_ids", "prompt_mask"}
 ROW_KEYS = {
@@ -248,6 +306,11 @@ def merge_rows(
         merged[idx.to(a.device)] = b[ridx.to(b.device)].to(a.dtype)
         out[key] = merged
     return out
+
+
+def pad_right(t: Any, width: int, value: float) -> Any:
+    """A 2-D tensor padded on the right with ``value`` to ``width`` columns (completions are right-padded)."""
+    return _pad_to(t, width, value, left=False)
 
 
 def _pad_to(t: Any, width: int, value: float, left: bool) -> Any:

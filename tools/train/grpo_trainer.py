@@ -19,12 +19,15 @@ from kaizen.tools.train.grpo import HINTS_FILE, STATE_FILE, SUMMARY_FILE, decode
 from kaizen.tools.train.grpo_hints import (
     ROW_KEYS,
     HintState,
+    OFF_POLICY_KEYS,
     add_hint,
     all_zero_groups,
     choose_hints,
+    guided_advantages,
     hint_budget,
     make_hint,
     merge_rows,
+    pad_right,
 )
 
 RECHECK_BATCH = 16  # prompts per greedy generate call of the end-of-training recheck
@@ -64,6 +67,7 @@ def _trainer_class() -> type:
             self.hints = HintState()
             self._last_rewards: list[float] = []
             self._rows_by_id: dict[str, dict[str, Any]] | None = None
+            self._warned_off_policy = False
 
         # -- positive/negative advantage weighting ------------------------------------------
         def _compute_loss(self, model, inputs):  # noqa: ANN001, ANN202
@@ -129,8 +133,21 @@ def _trainer_class() -> type:
             used = choose_hints(rewards, G, budget, hint_of_group)
             if used and set(out) - ROW_KEYS - {"num_items_in_batch"}:
                 used = []  # multimodal or tool batches: not supported by the merge below
+            if used and self.hint_kind == "answer" and set(out) & OFF_POLICY_KEYS:
+                used = []  # the injected reply has no sampling/reference log-probs: on-policy batches only
+                if not self._warned_off_policy:
+                    self._warned_off_policy = True
+                    print(
+                        "kaizen: hint 'answer' needs on-policy batches (beta 0, no vLLM importance "
+                        "sampling correction): no guidance in this job",
+                        flush=True,
+                    )
             if used:
-                out = self._resample_with_hints(inputs, out, used, rewards, ids)
+                out = (
+                    self._guide_with_answers(out, used, rewards, ids)
+                    if self.hint_kind == "answer"
+                    else self._resample_with_hints(inputs, out, used, rewards, ids)
+                )
             m = self._metrics["train"]
             m["hints/all_zero_groups"].append(float(len(zero)))
             m["hints/used"].append(float(len(used)))
@@ -193,25 +210,68 @@ def _trainer_class() -> type:
                 groups_rewards = {g: [next(flat) for _ in range(G)] for g, _ in used}
             hinted_vals = [r for rs in groups_rewards.values() for r in rs]
             metrics["hints/reward"].append(sum(hinted_vals) / max(1, len(hinted_vals)))
+            self._log_hints(used, rewards, ids, groups_rewards)
+            return merged
+
+        def _log_hints(
+            self,
+            used: list[tuple[int, str]],
+            rewards: list[float],
+            ids: list[str],
+            with_hint: dict[int, list[float]],
+        ) -> None:
+            """Count the hinted groups and append one line per hint to ``hints.jsonl`` (main process)."""
+            G = self.num_generations
             self.hints.hinted += len(used)
             for g, _hint in used:
                 self.hints.hinted_ids.append(ids[g * G])
-            if self.accelerator.is_main_process:
-                with (self.job_dir / HINTS_FILE).open("a") as f:
-                    for g, hint in used:
-                        f.write(
-                            json.dumps(
-                                {
-                                    "step": self.state.global_step + 1,
-                                    "id": ids[g * G],
-                                    "hint": hint,
-                                    "rewards_before": rewards[g * G : (g + 1) * G],
-                                    "rewards_with_hint": groups_rewards[g],
-                                }
-                            )
-                            + "\n"
-                        )
-            return merged
+            if not self.accelerator.is_main_process:
+                return
+            with (self.job_dir / HINTS_FILE).open("a") as f:
+                for g, hint in used:
+                    line = {
+                        "step": self.state.global_step + 1,
+                        "id": ids[g * G],
+                        "hint": hint,
+                        "kind": self.hint_kind,
+                        "rewards_before": rewards[g * G : (g + 1) * G],
+                        "rewards_with_hint": with_hint[g],
+                    }
+                    f.write(json.dumps(line) + "\n")
+
+        def _guide_with_answers(
+            self, out: dict[str, Any], used: list[tuple[int, str]], rewards: list[float], ids: list[str]
+        ) -> dict[str, Any]:
+            """Off-policy guidance (``hint="answer"``): the last completion of each chosen all-zero group
+            becomes the reference reply + end of turn, and the group's advantages are recomputed as if it
+            alone scored 1 (``guided_advantages``). The prompt is left as asked."""
+            G, offset = self.num_generations, self.accelerator.process_index * len(out["completion_ids"])
+            out = dict(out)
+            comp, mask, adv = out["completion_ids"], out["completion_mask"], out["advantages"].clone()
+            guided: dict[int, list[float]] = {}
+            for g, answer in used:
+                row = g * G + G - 1 - offset  # the group's last completion, if it is on this rank
+                toks = self._tokenizer.encode(answer, add_special_tokens=False) + [self.eos_token_ids[0]]
+                toks = toks[: self.max_completion_length]  # as a sampled reply of that length would be
+                if len(toks) > comp.size(1):
+                    comp = pad_right(comp, len(toks), self._tokenizer.pad_token_id)
+                    mask = pad_right(mask, len(toks), 0)
+                group_adv = guided_advantages(G, scale=self.scale_rewards != "none")
+                guided[g] = [0.0] * (G - 1) + [1.0]
+                for j in range(G):
+                    local = g * G + j - offset
+                    if 0 <= local < adv.size(0):
+                        adv[local] = group_adv[j]
+                if 0 <= row < comp.size(0):
+                    comp[row] = self._tokenizer.pad_token_id
+                    mask[row] = 0
+                    comp[row, : len(toks)] = torch.tensor(toks, dtype=comp.dtype, device=comp.device)
+                    mask[row, : len(toks)] = 1
+            out |= {"completion_ids": comp, "completion_mask": mask, "advantages": adv}
+            out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
+            self._metrics["train"]["hints/reward"].append(1.0 / G)
+            self._log_hints(used, rewards, ids, guided)
+            return out
 
         def _row(self, row_id: str) -> dict[str, Any] | None:
             if self._rows_by_id is None:

@@ -168,10 +168,12 @@ class TrainJob(BaseModel):
         description="GRPO: when every completion of a prompt scores 0, re-sample that prompt with a "
         "minimal hint, for at most this share of the prompt groups seen (0: never).",
     )
-    hint: Literal["auto", "labels", "prefix"] = Field(
+    hint: Literal["auto", "labels", "prefix", "answer"] = Field(
         "auto",
-        description="GRPO hint: labels (the label set), prefix (the reference's first tokens, at most half), or "
-        "auto (the label set if the prompt does not list it, the first test for code, else the prefix).",
+        description="GRPO hint: labels (the label set), prefix (the reference's first tokens, at most half), "
+        "answer (off-policy guidance: the reference reply replaces one completion of the group, the prompt "
+        "unchanged; labels and JSON only, on-policy batches only), or auto (the label set if the prompt does "
+        "not list it, the first test for code, else the prefix).",
     )
     hint_tokens: int = Field(
         2, ge=1, description="GRPO: tokens of the reference a prefix hint reveals (at most half of them)."

@@ -111,7 +111,7 @@ def _add_grpo_flags(p: argparse.ArgumentParser) -> None:
         help_ = f"{f.description or ''} (default {default}{more})".strip().replace("%", "%%")
         kw: dict[str, Any] = {"default": f.default, "help": help_}
         if name == "hint":
-            kw["choices"] = ["auto", "labels", "prefix"]
+            kw["choices"] = ["auto", "labels", "prefix", "answer"]
         elif name == "entropy_floor":
             kw["type"] = lambda v: None if v.lower() in ("none", "off", "null") else float(v)
         else:
