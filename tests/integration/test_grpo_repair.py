@@ -114,7 +114,9 @@ def test_kaizen_repair_kind_grpo_trains_a_gated_grpo_candidate(
     cand = ws.store.get_model_version(train["version"])
     recipe = cand.recipe
     assert recipe["kind"] == "grpo" and recipe["rewards"] == ["label_strict_match"]
-    assert (recipe["num_generations"], recipe["max_completion_length"], recipe["batch_size"]) == (4, 8, 8)
+    assert (recipe["num_generations"], recipe["max_completion_length"], recipe["batch_size"]) == (4, 8, 16)
+    # A label's reference is a whole reply: every all-zero group is guided with it (off-policy guidance).
+    assert (recipe["hint"], recipe["hint_share"]) == ("answer", 1.0)
     assert cand.parent == "tiny" and recipe["holds_full_data"] is False
     # Its prompts are the iteration's training set: corrected failures and replayed passes, the gold as reference.
     job = Path(recipe["job_dir"])

@@ -23,7 +23,7 @@ from kaizen.workflows.repair.job import recoveries
 def test_the_default_plan_trains_with_sft_and_the_kind_is_checked() -> None:
     diag = RuleBrain().diagnose(TASK, passing() + card_declined_failures())
     first = RuleBrain().plan(1, diag, None, None)
-    assert first.kind == "sft" and first.grpo_steps == 8
+    assert first.kind == "sft" and first.grpo_steps == 32
     assert Plan(iteration=1, kind="sft+grpo").kind == "sft+grpo"
     with pytest.raises(ValidationError):
         Plan(iteration=1, kind="dpo")  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ traces, the 200-example gold held-out set), differing only in the plan's trainin
 
 * **sft** — LoRA SFT continuing v1 (the default repair);
 * **grpo** — GRPO continuing v1 on the same training items as prompts (their ``expected`` is the reward
-  reference, ``rewards_for_kind``), group 4, ≤ 8 completion tokens, ``grpo_steps`` steps of 2 prompts;
+  reference, ``rewards_for_kind``), group 4, ≤ 8 completion tokens, ``grpo_steps`` steps of 4 prompts;
 * **sft+grpo** — the SFT candidate, then GRPO continuing it.
 
 One iteration, no recovery, no refit, nothing promoted: the candidate of the one training step is what is
@@ -328,12 +328,13 @@ def bench_rl(
     Args:
         scenario: What to repair (default: the support-intents demo, ``demo_scenario()``).
         arms: Training kinds to compare (``sft``, ``grpo``, ``sft+grpo``).
-        grpo_steps: GRPO steps of the grpo arms (default: the plan's, 8).
+        grpo_steps: GRPO steps of the grpo arms (default: the plan's, 32).
         train_overrides: Passed to every arm's training jobs (e.g. ``{"max_steps": 2}`` for a smoke test).
         oracle: Give every arm the scenario's answer key instead of the logged feedback.
         out_dir: Where the arms' workspaces and the JSON go (default ``<cache>/bench``).
         progress: Where progress lines go (None: silent).
     """
+    from kaizen.agent.state import Plan
     from kaizen.tools.data import load_items
     from kaizen.tools.errors import ConfigError, KaizenError
     from kaizen.tools.models import cache_dir
@@ -400,7 +401,7 @@ def bench_rl(
         "v1": str(sc.v1) if sc.v1 else None,
         "setup": {
             "arms": list(arms),
-            "grpo_steps": grpo_steps or 8,
+            "grpo_steps": grpo_steps or Plan.model_fields["grpo_steps"].default,
             "train_overrides": train_overrides or {},
             "oracle": oracle,
             "iterations": 1,

@@ -53,7 +53,7 @@ PRESETS = {
         v1_max_steps=2,
         v1_lora={"r": 4, "alpha": 8},
         max_iterations=1,
-        plan_defaults={"min_steps": 1, "epochs": 1},
+        plan_defaults={"min_steps": 1, "epochs": 1, "grpo_steps": 2},
         train_overrides={"save_steps": 1000},
     ),
     # SmolLM2-135M on 2 CPU cores, ≤ 45 min: v1 as in the support-intents demo (98 examples);
