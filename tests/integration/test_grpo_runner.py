@@ -174,7 +174,9 @@ def test_grpo_hints_survive_kill_9_and_resume(yes_no_llama_dir: Path, tmp_path: 
     assert curves["hints_used"] == [steps[s]["hints/used"] for s in (1, 2, 3, 4)]
 
 
-def test_answer_guidance_puts_the_reference_in_all_zero_groups(yes_no_llama_dir: Path, tmp_path: Path) -> None:
+def test_answer_guidance_puts_the_reference_in_all_zero_groups(
+    yes_no_llama_dir: Path, tmp_path: Path
+) -> None:
     """The model never says "maybe": with ``hint="answer"`` each all-zero group gets the reference as its
     last completion (reward 1 against the group's 0s), the prompt unchanged, and the LoRA moves."""
     job = grpo_job(yes_no_llama_dir, tmp_path / "guide", hint="answer", max_steps=2, max_completion_length=2)

@@ -63,7 +63,14 @@ def test_label_strict_match_is_what_constrained_decoding_scores() -> None:
     # The gate's constrained decoding reads only a label's exact tokens then end of turn: "Balance." and
     # "balance please" are off-label there, so they earn nothing; surrounding whitespace is not a token.
     completions = ["balance", conv(" balance\n"), "Balance.", "balance please", "Label: balance", "transfer"]
-    assert label_strict_match(completions, ["balance"] * 6, labels=[["balance", "transfer"]] * 6) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert label_strict_match(completions, ["balance"] * 6, labels=[["balance", "transfer"]] * 6) == [
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ]
     assert rewards_for_kind("classification") == ["label_strict_match"]
 
 

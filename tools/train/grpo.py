@@ -22,6 +22,11 @@ The runner (``python -m kaizen.tools.train.runner job.json``) builds ``KaizenGRP
   prompt seen again *without* a hint counts as revisited/passed (``hints/revisited``,
   ``hints/passed_without_hint``), and at the end of training every hinted prompt is decoded once,
   greedily, without its hint (``hint_recheck``) — ``grpo.json`` says which now pass.
+  ``hint="answer"`` is off-policy guidance instead (after LUFFY, README, Research): the group is not
+  re-sampled; its last completion is replaced by the reference reply + end of turn and the group's
+  advantages are recomputed as if it alone scored 1, so the model is pulled towards the right reply on the
+  prompt *as asked* (a prompt hint teaches a prompt it never sees again). Only where the reference is a whole
+  reply (a label, a JSON object) and the batch is on-policy (no KL reference, no vLLM importance sampling).
 
 Files a GRPO job writes besides the runner's (``metrics.jsonl``, checkpoints, adapter, result.json):
 ``hints.jsonl`` and ``grpo.json`` (the summary, also under ``result.json``'s ``"grpo"`` key). Per-step

@@ -17,9 +17,9 @@ from typing import Any
 
 from kaizen.tools.train.grpo import HINTS_FILE, STATE_FILE, SUMMARY_FILE, decode_row, weight_advantages
 from kaizen.tools.train.grpo_hints import (
+    OFF_POLICY_KEYS,
     ROW_KEYS,
     HintState,
-    OFF_POLICY_KEYS,
     add_hint,
     all_zero_groups,
     choose_hints,
@@ -133,8 +133,9 @@ def _trainer_class() -> type:
             used = choose_hints(rewards, G, budget, hint_of_group)
             if used and set(out) - ROW_KEYS - {"num_items_in_batch"}:
                 used = []  # multimodal or tool batches: not supported by the merge below
-            if used and self.hint_kind == "answer" and set(out) & OFF_POLICY_KEYS:
-                used = []  # the injected reply has no sampling/reference log-probs: on-policy batches only
+            if used and self.hint_kind == "answer" and set(out) & (OFF_POLICY_KEYS | {"tool_mask"}):
+                # The injected reply has no sampling/reference log-probs (nor tool turns): on-policy only.
+                used = []
                 if not self._warned_off_policy:
                     self._warned_off_policy = True
                     print(

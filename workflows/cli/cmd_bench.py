@@ -340,11 +340,21 @@ def add_rl_parser(bench: argparse._SubParsersAction) -> None:
     """Register ``kaizen bench rl`` (workflows/bench/rl.py)."""
     p = bench.add_parser(
         "rl",
-        help="SFT vs GRPO vs SFT→GRPO from the support-intents demo's v1 on the same training data: "
+        help="SFT vs GRPO vs SFT→GRPO from a deployed v1 (the support-intents demo, or an AdaptFT stage) on the same training data: "
         "target fixed, right→wrong flips (regression suite, gold set), tokens, wall time.",
     )
     p.add_argument("--arms", default="sft,grpo,sft+grpo", help="Comma-separated training kinds to compare.")
-    p.add_argument("--grpo-steps", type=int, default=None, help="GRPO steps of the grpo arms (default 8).")
+    p.add_argument("--grpo-steps", type=int, default=None, help="GRPO steps of the grpo arms (default 32).")
+    p.add_argument(
+        "--scenario",
+        choices=["demo", "adaptft"],
+        default="demo",
+        help="demo: the support-intents demo; adaptft: AdaptFT small CLINC, one stage's logs (--stage, --seed).",
+    )
+    p.add_argument(
+        "--stage", type=int, default=1, help="adaptft: which stage's logs (1-3; 15/25/40 %% poison)."
+    )
+    p.add_argument("--seed", type=int, default=0, help="adaptft: the benchmark seed.")
     p.add_argument(
         "--oracle",
         action="store_true",
@@ -360,10 +370,20 @@ def add_rl_parser(bench: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench_rl(args: argparse.Namespace) -> int:
+    from kaizen.tools.errors import ConfigError
+    from kaizen.tools.models import cache_dir
+    from kaizen.workflows.bench.adaptft.rl_scenario import adaptft_rl_scenario
     from kaizen.workflows.bench.rl import TABLE_COLUMNS, bench_rl, demo_scenario
 
+    if args.scenario == "adaptft":
+        if args.base is not None:
+            raise ConfigError("--base is for the demo scenario; AdaptFT uses its preset's model")
+        files = (args.out or cache_dir() / "bench") / f"rl-adaptft-s{args.stage}-seed{args.seed}"
+        scenario = adaptft_rl_scenario(files, stage=args.stage, seed=args.seed, say=info)
+    else:
+        scenario = demo_scenario(args.base)
     data = bench_rl(
-        demo_scenario(args.base),
+        scenario,
         arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
         grpo_steps=args.grpo_steps,
         oracle=args.oracle,

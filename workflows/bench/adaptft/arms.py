@@ -43,7 +43,7 @@ def _has_corrections(ws: Any, task: str) -> bool:
     return any(t.verdict == "fail" and t.correction for t in ws.store.traces(task))
 
 
-def _deploy_logs(st: Stage, ctx: dict[str, Any], arm: str, version: str) -> tuple[list[dict[str, Any]], Path]:
+def deploy_logs(st: Stage, ctx: dict[str, Any], arm: str, version: str) -> tuple[list[dict[str, Any]], Path]:
     """Run ``arm``'s production model on the stage's inputs; write what kaizen ingests and, apart, the truth.
 
     The oracle arm gets the agent arm's kind of feedback on its own model's answers; its answer key
@@ -91,7 +91,7 @@ def run_stage(st: Stage, ctx: dict[str, Any], say: Progress) -> dict[str, Any]:
     }
     prev_prod = {arm: registry.resolve(ctx[arm].store, "production", task).name for arm in ARMS}
     for arm in ARMS:
-        recs, path = _deploy_logs(st, ctx, arm, prev_prod[arm])
+        recs, path = deploy_logs(st, ctx, arm, prev_prod[arm])
         imported = _ingest(ctx[arm], path, task)
         detail["arms"][arm] = {
             "deployed": prev_prod[arm],
