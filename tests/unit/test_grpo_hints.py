@@ -27,6 +27,7 @@ from kaizen.tools.train.grpo_hints import (
     add_hint,
     all_zero_groups,
     choose_hints,
+    guided_advantages,
     hint_budget,
     make_hint,
     merge_rows,
@@ -39,6 +40,25 @@ LABELS = ["balance", "transfer", "card_declined"]
 def test_doctests_pass(module) -> None:  # noqa: ANN001
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_answer_guidance_is_the_whole_reference_and_trl_group_advantages() -> None:
+    import torch
+
+    row = {"prompt": [{"role": "user", "content": "my card failed"}], "expected": "card_declined", "labels": LABELS}
+    assert make_hint(row, "answer") == "card_declined"  # the reply itself, no "Hint:" wording
+    assert make_hint({"prompt": "p", "expected": {"name": "Ann"}}, "answer") == '{"name": "Ann"}'
+    # A math final answer or a code task's tests are not a reply: no guidance there.
+    assert make_hint({"prompt": "p", "expected": "72"}, "answer") is None
+    assert make_hint({"prompt": "p", "expected": {"tests": "assert f() == 1"}}, "answer") is None
+    # The advantages TRL would give a group in which only the injected reference scored 1.
+    for G in (2, 4, 8):
+        r = torch.tensor([0.0] * (G - 1) + [1.0])
+        want = ((r - r.mean()) / (r.std() + 1e-4)).tolist()
+        assert guided_advantages(G) == pytest.approx(want)
+        assert guided_advantages(G, scale=False) == pytest.approx((r - r.mean()).tolist())
+    with pytest.raises(ValueError):
+        guided_advantages(1)
 
 
 def test_hint_path_triggers_on_an_all_zero_group_and_only_then() -> None:

@@ -1,6 +1,7 @@
 """``kaizen bench rl``: SFT, GRPO and SFT→GRPO from the same deployed v1, on the same training data.
 
-Run as: ``kaizen bench rl [--arms sft,grpo,sft+grpo] [--grpo-steps 8] [--oracle] [--out DIR] [--json]``
+Run as: ``kaizen bench rl [--scenario demo|adaptft] [--arms sft,grpo,sft+grpo] [--grpo-steps 32] [--oracle]
+[--out DIR] [--json]`` (``--scenario adaptft``: an AdaptFT stage's logs, ``bench/adaptft/rl_scenario.py``)
 (or ``python -c "from kaizen.workflows.bench.rl import bench_rl; bench_rl()"``).
 
 The question (issue 16, README, Research: "Reinforcement fine-tuning forgets less than SFT"): does RL repair the
