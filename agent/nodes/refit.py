@@ -4,9 +4,10 @@ Inside the loop the target and regression traces only judge, so loop candidates 
 the loop has shown that the recipe fixes the target failures without breaking the regression suite, those
 suites have done that job: the refit trains, from the same start as the loop (the incumbent's adapter, or
 the base with the incumbent's own data), on *every* trusted example and inferred label (never the final
-slice), in one pass with a first iteration's schedule. It is then measured on the **final slice** — carved
-before anything else, never trained on, never used to choose — against production (no significant
-regression, floor and rate as the gate) and against the best loop candidate (not significantly worse).
+slice), in one pass with a first iteration's schedule (epochs and learning rate). It is then measured on
+the **final slice** — carved before anything else, never trained on, never used to choose — against
+production (no significant regression, floor and rate as the gate) and against the best loop candidate
+(not significantly worse).
 If it holds, it is the one promoted; if not, the loop's best is, and the report says why.
 
 When no loop candidate passed but one did fix target failures (it broke too much on a subset of the
@@ -50,6 +51,10 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     items, stats = build_refit_set(load_roles(task, state["splits"]), seed=7, eval_sets=extra, prior=prior)
     write_items(rd.train_set("refit"), items)
     write_json(rd.train_stats("refit"), stats)
+    # A first iteration's schedule: the loop's later plans halve the rate after a candidate broke too much
+    # *on a subset*; the refit's guard is the replay of every pass and the final slice. (Measured: AdaptFT
+    # stage 1, after a GRPO recovery's regressions, refit at half rate and learned nothing.) GRPO: its own rule.
+    rate = None if p.kind == "grpo" else first_rate(c.plan_defaults, from_adapter)
     version, result = train_candidate(
         state,
         c,
@@ -61,6 +66,7 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         skill_version=skill,
         kind=p.kind,  # the loop's recipe: SFT, GRPO or SFT→GRPO
         epochs=Plan.model_fields["epochs"].default,
+        learning_rate=rate,
         train_items_path=str(rd.train_set("refit")),
     )
     refit_label = label(version.name, skill)
@@ -108,6 +114,18 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             )
         ],
     }
+
+
+def first_rate(plan_defaults: dict[str, Any], from_adapter: bool) -> float:
+    """The run's first-iteration learning rate (the plan's default or the run's own), doubled for a fresh
+    adapter on the base as in ``train_candidate``.
+
+    Examples:
+        >>> first_rate({}, True), first_rate({"learning_rate": 1e-4}, True), first_rate({}, False)
+        (0.0005, 0.0001, 0.001)
+    """
+    lr = float(plan_defaults.get("learning_rate", Plan.model_fields["learning_rate"].default))
+    return lr if from_adapter else 2 * lr
 
 
 def _verify(

@@ -98,6 +98,7 @@ def test_registry_and_get_reward() -> None:
     assert set(REWARDS) == {
         "label_exact_match",
         "label_strict_match",
+        "label_format",
         "json_format",
         "math_final_answer",
         "token_f1",

@@ -38,6 +38,7 @@ from kaizen.tools.train.rewards.extraction import json_field_match, json_schema_
 from kaizen.tools.train.rewards.text import (
     json_format,
     label_exact_match,
+    label_format,
     label_strict_match,
     math_final_answer,
     token_f1,
@@ -46,6 +47,7 @@ from kaizen.tools.train.rewards.text import (
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "label_exact_match": label_exact_match,
     "label_strict_match": label_strict_match,
+    "label_format": label_format,
     "json_format": json_format,
     "math_final_answer": math_final_answer,
     "token_f1": token_f1,

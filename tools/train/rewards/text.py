@@ -128,6 +128,25 @@ def label_strict_match(completions: list[Any], expected: list[Any], **kwargs: An
     return rewards
 
 
+def label_format(completions: list[Any], expected: list[Any], **kwargs: Any) -> list[float]:
+    """1.0 when the whole completion is *some* label of the task's set (right or wrong), else 0.0.
+
+    A format reward (as R1-style RLVR pairs one with the answer reward): next to ``label_strict_match`` a
+    wrong label still outranks an invented one, so groups push away from off-label hybrids (``card_card``)
+    that the gate's constrained decoding rejects. Needs a ``labels`` column; without one it is 0.
+
+    Examples:
+        >>> label_format(["transfer", "card_card", " balance "], ["balance"] * 3, labels=[["balance", "transfer"]] * 3)
+        [1.0, 0.0, 1.0]
+    """
+    labels = kwargs.get("labels")
+    out: list[float] = []
+    for i, comp in enumerate(completions):
+        label_set = _labels_for(labels, i) or []
+        out.append(1.0 if completion_text(comp).strip() in label_set else 0.0)
+    return out
+
+
 def json_format(completions: list[Any], **kwargs: Any) -> list[float]:
     """1.0 when the whole completion is one JSON object (a surrounding ```json fence is allowed).
 
