@@ -45,7 +45,11 @@ def test_doctests_pass(module) -> None:  # noqa: ANN001
 def test_answer_guidance_is_the_whole_reference_and_trl_group_advantages() -> None:
     import torch
 
-    row = {"prompt": [{"role": "user", "content": "my card failed"}], "expected": "card_declined", "labels": LABELS}
+    row = {
+        "prompt": [{"role": "user", "content": "my card failed"}],
+        "expected": "card_declined",
+        "labels": LABELS,
+    }
     assert make_hint(row, "answer") == "card_declined"  # the reply itself, no "Hint:" wording
     assert make_hint({"prompt": "p", "expected": {"name": "Ann"}}, "answer") == '{"name": "Ann"}'
     # A math final answer or a code task's tests are not a reply: no guidance there.

@@ -43,7 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "verifier), or sft+grpo (SFT, then GRPO continuing it). Later iterations keep it.",
     )
     p.add_argument(
-        "--grpo-steps", type=int, default=None, help="GRPO optimiser steps (--kind grpo|sft+grpo; default 32)."
+        "--grpo-steps",
+        type=int,
+        default=None,
+        help="GRPO optimiser steps (--kind grpo|sft+grpo; default 32).",
     )
     p.add_argument(
         "--eval-set",
