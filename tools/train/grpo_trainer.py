@@ -249,7 +249,9 @@ def _trainer_class() -> type:
             G, offset = self.num_generations, self.accelerator.process_index * len(out["completion_ids"])
             out = dict(out)
             comp, mask, adv = out["completion_ids"], out["completion_mask"], out["advantages"].clone()
-            guided: dict[int, list[float]] = {}
+            # Every guided group looks alike to the reward: the reference scored 1, the group's own samples 0.
+            group_rewards = [0.0] * (G - 1) + [1.0]
+            group_adv = guided_advantages(G, scale=self.scale_rewards != "none")
             for g, answer in used:
                 row = g * G + G - 1 - offset  # the group's last completion, if it is on this rank
                 toks = self._tokenizer.encode(answer, add_special_tokens=False) + [self.eos_token_ids[0]]
@@ -257,8 +259,6 @@ def _trainer_class() -> type:
                 if len(toks) > comp.size(1):
                     comp = pad_right(comp, len(toks), self._tokenizer.pad_token_id)
                     mask = pad_right(mask, len(toks), 0)
-                group_adv = guided_advantages(G, scale=self.scale_rewards != "none")
-                guided[g] = [0.0] * (G - 1) + [1.0]
                 for j in range(G):
                     local = g * G + j - offset
                     if 0 <= local < adv.size(0):
@@ -271,7 +271,7 @@ def _trainer_class() -> type:
             out |= {"completion_ids": comp, "completion_mask": mask, "advantages": adv}
             out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
             self._metrics["train"]["hints/reward"].append(1.0 / G)
-            self._log_hints(used, rewards, ids, guided)
+            self._log_hints(used, rewards, ids, {g: group_rewards for g, _ in used})
             return out
 
         def _row(self, row_id: str) -> dict[str, Any] | None:

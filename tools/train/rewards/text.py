@@ -56,6 +56,11 @@ def _labels_for(labels: Any, i: int) -> list[str] | None:
     return list(labels)
 
 
+def _gold_label(gold: str, label_set: list[str]) -> str:
+    """The gold label as the label set spells it (the gold itself, stripped, when it reads as no label)."""
+    return normalize_label(gold, label_set) or gold.strip()
+
+
 def label_exact_match(completions: list[Any], expected: list[Any], **kwargs: Any) -> list[float]:
     """1.0 when the completion is the expected label, else 0.0.
 
@@ -85,7 +90,7 @@ def label_exact_match(completions: list[Any], expected: list[Any], **kwargs: Any
         label_set = _labels_for(labels, i)
         if label_set:
             pred = normalize_label(text, label_set)
-            ok = pred is not None and pred == (normalize_label(gold_s, label_set) or gold_s)
+            ok = pred is not None and pred == _gold_label(gold_s, label_set)
         else:
             ok = text.strip().casefold() == gold_s.strip().casefold()
         rewards.append(1.0 if ok else 0.0)
@@ -120,10 +125,8 @@ def label_strict_match(completions: list[Any], expected: list[Any], **kwargs: An
     labels = kwargs.get("labels")
     rewards: list[float] = []
     for i, (comp, gold) in enumerate(zip(completions, expected, strict=True)):
-        gold_s = str(gold).strip()
         label_set = _labels_for(labels, i)
-        if label_set:
-            gold_s = normalize_label(gold_s, label_set) or gold_s
+        gold_s = _gold_label(str(gold), label_set) if label_set else str(gold).strip()
         rewards.append(1.0 if completion_text(comp).strip() == gold_s else 0.0)
     return rewards
 
