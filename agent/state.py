@@ -176,7 +176,10 @@ class RepairState(TypedDict, total=False):
     working: dict[str, Any] | None  # the last passing candidate: the next iteration starts from it
     recovery: list[str]  # recoveries tried on this iteration's candidate ("refresh", "rollback")
     evals: dict[str, Any]  # "label/suite" → {score, n, correct, decoding …}
-    verdict: dict[str, Any] | None
+    verdict: dict[str, Any] | None  # the last gated step's (a recovery's, after recoveries)
+    # The iteration's own candidate's verdict (step "1", "2" …): when no step of an iteration passed, the
+    # next plan reads what the recipe did, not what its last recovery did.
+    recipe_verdict: dict[str, Any] | None
     best: dict[str, Any] | None
     # Some candidate fixed target failures (it failed, if at all, on regressions only): the failures are
     # learnable, so a refit on all the evidence is worth a try even when no loop candidate passed.

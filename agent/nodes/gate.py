@@ -81,6 +81,7 @@ def gate(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     fixed = verdict.target_ok and (summary["target_gain"] or 0) > 0
     return {
         "verdict": summary,
+        "recipe_verdict": summary if step.isdigit() else state.get("recipe_verdict"),
         "best": best,
         "fix_shown": bool(state.get("fix_shown")) or fixed,
         "working": summary if passed else state.get("working"),

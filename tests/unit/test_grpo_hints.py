@@ -1,19 +1,16 @@
 """The pure parts of kaizen.tools.train.grpo and grpo_hints: which groups get a hint (all-zero ones, only those, within
 the share), what the hint says, how a hinted batch is merged back, the advantage weighting, the entropy
-early stop, the dataset encoding and the curves read back for plots. Doctests of the module run here too.
+early stop, the dataset encoding and the curves read back for plots. Their doctests run in test_doctests.py.
 """
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-import kaizen.tools.train.grpo as grpo
-import kaizen.tools.train.grpo_hints as grpo_hints
 import kaizen.tools.train.grpo_trainer as grpo_trainer
 from kaizen.tools.train.grpo import (
     decode_columns,
@@ -34,12 +31,6 @@ from kaizen.tools.train.grpo_hints import (
 )
 
 LABELS = ["balance", "transfer", "card_declined"]
-
-
-@pytest.mark.parametrize("module", [grpo, grpo_hints], ids=lambda m: m.__name__)
-def test_doctests_pass(module) -> None:  # noqa: ANN001
-    result = doctest.testmod(module)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_answer_guidance_is_the_whole_reference_and_trl_group_advantages() -> None:
