@@ -106,6 +106,28 @@ YES_NO_LABELS = ["yes", "no"]
 
 
 @pytest.fixture(scope="session")
+def grpo_trainer_classes():  # noqa: ANN201
+    """``(KaizenGRPOTrainer, GRPOTrainer)``, imported with tests/ off sys.path.
+
+    pytest puts tests/ on sys.path (this conftest.py), where tests/vllm/ then looks like a namespace
+    package ``vllm`` to TRL's import-time vLLM check, which fails on its missing version. The runner
+    subprocess never has tests/ on its path.
+    """
+    import sys
+
+    tests_dir = Path(__file__).resolve().parent
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != tests_dir]
+    try:
+        from trl import GRPOTrainer
+
+        from kaizen.tools.train.grpo_trainer import KaizenGRPOTrainer
+    finally:
+        sys.path[:] = saved
+    return KaizenGRPOTrainer, GRPOTrainer
+
+
+@pytest.fixture(scope="session")
 def yes_no_llama_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny_llama_dir`` whose first generated token is "yes" or "no" (≈43 % each, any prompt).
 

@@ -22,33 +22,12 @@ torch = pytest.importorskip("torch")
 ADV = [1.0, -0.5, 0.0, 2.0, -1.5, 0.7]
 
 
-def _import_trainer():  # noqa: ANN202
-    """``KaizenGRPOTrainer``, imported with tests/ off sys.path.
-
-    pytest puts tests/ on sys.path (its conftest.py), where tests/vllm/ then looks like a namespace
-    package ``vllm`` to TRL's import-time vLLM check, which fails on its missing version. The runner
-    subprocess never has tests/ on its path.
-    """
-    import sys
-
-    tests_dir = Path(__file__).resolve().parents[1]
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != tests_dir]
-    try:
-        from trl import GRPOTrainer
-
-        from kaizen.tools.train.grpo_trainer import KaizenGRPOTrainer
-    finally:
-        sys.path[:] = saved
-    return KaizenGRPOTrainer, GRPOTrainer
-
-
 @pytest.fixture(scope="module")
-def setup(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def setup(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory, grpo_trainer_classes):  # noqa: ANN001, ANN201
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    KaizenGRPOTrainer, GRPOTrainer = _import_trainer()
+    KaizenGRPOTrainer, GRPOTrainer = grpo_trainer_classes
     from trl import GRPOConfig
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)

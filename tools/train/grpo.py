@@ -26,7 +26,8 @@ The runner (``python -m kaizen.tools.train.runner job.json``) builds ``KaizenGRP
   re-sampled; its last completion is replaced by the reference reply + end of turn and the group's
   advantages are recomputed as if it alone scored 1, so the model is pulled towards the right reply on the
   prompt *as asked* (a prompt hint teaches a prompt it never sees again). Only where the reference is a whole
-  reply (a label, a JSON object) and the batch is on-policy (no KL reference, no vLLM importance sampling).
+  reply (a label, a JSON object). With a KL reference (``beta`` > 0) or vLLM's importance-sampling
+  correction, the injected row's reference/old log-probs are recomputed and its importance ratio is 1.
 
 Files a GRPO job writes besides the runner's (``metrics.jsonl``, checkpoints, adapter, result.json):
 ``hints.jsonl`` and ``grpo.json`` (the summary, also under ``result.json``'s ``"grpo"`` key). Per-step

@@ -264,7 +264,7 @@ OFF_POLICY_KEYS = frozenset(
     {"old_per_token_logps", "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio"}
 )
 """Per-row log-probs TRL keeps when a batch is not purely on-policy (or has a KL reference); an injected
-reference reply would need its own, so ``hint="answer"`` guides only batches without them."""
+reference reply gets its own (``KaizenGRPOTrainer._relog_rows``)."""
 
 # Row tensors of a generation batch and how they are padded (TRL: prompts left, completions right).
 _LEFT = {"prompt_ids", "prompt_mask"}

@@ -133,15 +133,13 @@ def _trainer_class() -> type:
             used = choose_hints(rewards, G, budget, hint_of_group)
             if used and set(out) - ROW_KEYS - {"num_items_in_batch"}:
                 used = []  # multimodal or tool batches: not supported by the merge below
-            if used and self.hint_kind == "answer" and set(out) & (OFF_POLICY_KEYS | {"tool_mask"}):
-                # The injected reply has no sampling/reference log-probs (nor tool turns): on-policy only.
+            if used and self.hint_kind == "answer" and "tool_mask" in out:
+                # An injected reply has no tool turns to interleave: tool-calling batches are not guided.
                 used = []
                 if not self._warned_off_policy:
                     self._warned_off_policy = True
                     print(
-                        "kaizen: hint 'answer' needs on-policy batches (beta 0, no vLLM importance "
-                        "sampling correction): no guidance in this job",
-                        flush=True,
+                        "kaizen: hint 'answer' does not guide tool-calling batches: no guidance in this job"
                     )
             if used:
                 out = (
@@ -249,6 +247,7 @@ def _trainer_class() -> type:
             G, offset = self.num_generations, self.accelerator.process_index * len(out["completion_ids"])
             out = dict(out)
             comp, mask, adv = out["completion_ids"], out["completion_mask"], out["advantages"].clone()
+            replaced: list[int] = []
             # Every guided group looks alike to the reward: the reference scored 1, the group's own samples 0.
             group_rewards = [0.0] * (G - 1) + [1.0]
             group_adv = guided_advantages(G, scale=self.scale_rewards != "none")
@@ -268,10 +267,61 @@ def _trainer_class() -> type:
                     mask[row] = 0
                     comp[row, : len(toks)] = torch.tensor(toks, dtype=comp.dtype, device=comp.device)
                     mask[row, : len(toks)] = 1
+                    replaced.append(row)
             out |= {"completion_ids": comp, "completion_mask": mask, "advantages": adv}
+            if replaced and set(out) & OFF_POLICY_KEYS:
+                out = self._relog_rows(out, replaced)
             out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
             self._metrics["train"]["hints/reward"].append(1.0 / G)
             self._log_hints(used, rewards, ids, {g: group_rewards for g, _ in used})
+            return out
+
+        @torch.no_grad()
+        def _relog_rows(self, out: dict[str, Any], rows: list[int]) -> dict[str, Any]:
+            """The per-token log-probs TRL keeps for off-policy terms, recomputed for injected replies.
+
+            A reference reply was never sampled: its "old" log-probs are the current policy's (as for an
+            on-policy row), its reference log-probs the reference model's (the KL term), and its sampling
+            log-probs are set to the old ones — an importance ratio of 1, i.e. no vLLM-mismatch correction
+            for a reply vLLM did not write. Tensors are first widened to the (possibly longer) completions.
+            """
+            from trl.trainer.utils import use_adapter
+
+            comp, mask = out["completion_ids"], out["completion_mask"]
+            width = comp.size(1)
+            for key in OFF_POLICY_KEYS & set(out):
+                t = out[key]
+                if t is not None and t.dim() == 2 and t.size(1) not in (1, width):
+                    out[key] = pad_right(t, width, 1.0 if key == "importance_sampling_ratio" else 0.0)
+            idx = torch.tensor(rows, device=comp.device)
+            ids = torch.cat([out["prompt_ids"][idx], comp[idx]], dim=1)
+            attn = torch.cat([out["prompt_mask"][idx], mask[idx]], dim=1)
+
+            def logps(model: Any) -> Any:
+                lp, _, _ = self._get_per_token_logps_and_entropies(
+                    model, ids, attn, width, batch_size=len(rows)
+                )
+                return lp
+
+            current = logps(self.model)
+            if out.get("old_per_token_logps") is not None:
+                out["old_per_token_logps"] = out["old_per_token_logps"].clone()
+                out["old_per_token_logps"][idx] = current
+            if out.get("sampling_per_token_logps") is not None:
+                out["sampling_per_token_logps"] = out["sampling_per_token_logps"].clone()
+                out["sampling_per_token_logps"][idx] = current
+            if out.get("importance_sampling_ratio") is not None:
+                out["importance_sampling_ratio"] = out["importance_sampling_ratio"].clone()
+                out["importance_sampling_ratio"][idx] = 1.0
+            if out.get("ref_per_token_logps") is not None:
+                if self.ref_model is not None:
+                    ref = logps(self.ref_model)
+                else:  # a PEFT adapter: its base (or the "ref" copy of a continued adapter), as TRL does
+                    model = self.accelerator.unwrap_model(self.model)
+                    with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):
+                        ref = logps(self.model)
+                out["ref_per_token_logps"] = out["ref_per_token_logps"].clone()
+                out["ref_per_token_logps"][idx] = ref
             return out
 
         def _row(self, row_id: str) -> dict[str, Any] | None:

@@ -172,7 +172,7 @@ class TrainJob(BaseModel):
         "auto",
         description="GRPO hint: labels (the label set), prefix (the reference's first tokens, at most half), "
         "answer (off-policy guidance: the reference reply replaces one completion of the group, the prompt "
-        "unchanged; labels and JSON only, on-policy batches only), or auto (the label set if the prompt does "
+        "unchanged; labels and JSON only), or auto (the label set if the prompt does "
         "not list it, the first test for code, else the prefix).",
     )
     hint_tokens: int = Field(
