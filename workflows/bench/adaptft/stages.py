@@ -136,5 +136,7 @@ def score(correct: Mapping[str, bool], ids: Sequence[str]) -> float | None:
 
 
 def count_regressions(before: Mapping[str, bool], after: Mapping[str, bool]) -> int:
-    """Right→wrong flips between two versions on the examples both were evaluated on."""
-    return sum(1 for i, ok in before.items() if ok and i in after and not after[i])
+    """Right→wrong flips between two versions on the examples both were evaluated on (the gate's pairing)."""
+    from kaizen.tools.gate import compare
+
+    return len(compare("held-out", dict(before), dict(after)).newly_wrong)
