@@ -4,13 +4,17 @@ Sub-commands live in ``workflows/cli/cmd_*.py``, each registering its own parser
 rich and the light parts of ``tools`` are imported here, so ``kaizen --help`` never loads torch.
 Errors kaizen raises on purpose (``KaizenError``) print as one line with a non-zero exit;
 ``--debug`` shows the traceback. Log records of the ``kaizen.*`` loggers print on stderr as
-``kaizen: message`` (INFO and up; DEBUG too with ``--debug``).
+``kaizen: message`` (INFO and up; DEBUG too with ``--debug``). SIGTERM (``kill``, a container stop, a
+CI timeout) is handled as Ctrl-C: the command's cleanup runs — a training runner is stopped with its
+checkpoints kept for a resume, never left training with no one to stop it.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     configure_logging(debug=args.debug)
+    previous = _terminate_as_interrupt()
     try:
         return int(args.func(args) or 0)
     except KaizenError as e:
@@ -109,6 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM raises ``KeyboardInterrupt`` (Python's default would exit without running any cleanup);
+    returns the previous handler (None off the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 if __name__ == "__main__":
