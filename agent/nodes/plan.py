@@ -15,8 +15,8 @@ def last_verdict(state: RepairState) -> dict[str, Any] | None:
     """The verdict the next plan learns from.
 
     A passing step (the candidate or one of its recoveries) is the working incumbent: its verdict. When
-    every step failed, the *recipe's* verdict — a GRPO recovery that broke other answers says nothing
-    about the SFT recipe's learning rate (it halved it, and iteration 2 then learned less).
+    every step failed, the *recipe's* verdict: a recovery's regressions (say, GRPO from the incumbent breaking
+    other answers) say nothing about the recipe's learning rate or replay share, which the plan changes.
 
     >>> own = {"passed": False, "new_regressions": 5, "iteration": 1, "step": "1"}
     >>> failed = {"passed": False, "new_regressions": 9, "iteration": 1, "step": "1r3"}
