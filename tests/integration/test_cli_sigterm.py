@@ -21,7 +21,7 @@ from kaizen.tools.train.launch import pid_alive
 LABELS = ["yes", "no"]
 
 
-def _kaizen(*args: str, cwd: Path) -> list[str]:
+def _kaizen(*args: str) -> list[str]:
     exe = Path(sys.executable).parent / "kaizen"
     return [str(exe) if exe.exists() else "kaizen", *args]
 
@@ -42,7 +42,7 @@ def _runner_pid(root: Path) -> int | None:
 def test_sigterm_stops_the_training_runner_and_exits_130(tiny_llama_dir: Path, tmp_path: Path) -> None:
     def run(*args: str) -> None:
         done = subprocess.run(
-            _kaizen(*args, cwd=tmp_path),
+            _kaizen(*args),
             cwd=tmp_path,
             env=_env(),
             capture_output=True,
@@ -74,7 +74,6 @@ def test_sigterm_stops_the_training_runner_and_exits_130(tiny_llama_dir: Path, t
             "tiny",
             "--max-steps",
             "100000",
-            cwd=tmp_path,
         ),
         cwd=tmp_path,
         env=_env(),

@@ -303,16 +303,16 @@ def _trainer_class() -> type:
                 )
                 return lp
 
+            def put(key: str, value: Any) -> None:  # the injected rows only; TRL's tensor stays as it was
+                out[key] = out[key].clone()
+                out[key][idx] = value
+
             current = logps(self.model)
-            if out.get("old_per_token_logps") is not None:
-                out["old_per_token_logps"] = out["old_per_token_logps"].clone()
-                out["old_per_token_logps"][idx] = current
-            if out.get("sampling_per_token_logps") is not None:
-                out["sampling_per_token_logps"] = out["sampling_per_token_logps"].clone()
-                out["sampling_per_token_logps"][idx] = current
+            for key in ("old_per_token_logps", "sampling_per_token_logps"):
+                if out.get(key) is not None:
+                    put(key, current)
             if out.get("importance_sampling_ratio") is not None:
-                out["importance_sampling_ratio"] = out["importance_sampling_ratio"].clone()
-                out["importance_sampling_ratio"][idx] = 1.0
+                put("importance_sampling_ratio", 1.0)
             if out.get("ref_per_token_logps") is not None:
                 if self.ref_model is not None:
                     ref = logps(self.ref_model)
@@ -320,8 +320,7 @@ def _trainer_class() -> type:
                     model = self.accelerator.unwrap_model(self.model)
                     with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):
                         ref = logps(self.model)
-                out["ref_per_token_logps"] = out["ref_per_token_logps"].clone()
-                out["ref_per_token_logps"][idx] = ref
+                put("ref_per_token_logps", ref)
             return out
 
         def _row(self, row_id: str) -> dict[str, Any] | None:
