@@ -45,6 +45,11 @@ EMB_ROUNDS = 3
 # An input whose nearest other input (by meaning) is below this cosine is off-domain. Chosen on AdaptFT stage 1
 # (in-domain inputs: nearest ≥ 0.41; off-domain queries 0.14–0.29), reported on stages 2–3 and the demo.
 EMB_OFF_DOMAIN = 0.3
+# Inputs linked at that cosine, directly or through others, must make up this share of the distinct inputs
+# (below 2 inputs: a lone input is off-domain, as before). At 40 % poison (AdaptFT stage 3) three stray
+# requests, each sent several times, linked only to each other; in-domain inputs form one chain holding
+# ≥ 95 % of the inputs on every AdaptFT stage and the demo. Chosen on stage 1 (same 3-request cluster there).
+EMB_OFF_DOMAIN_SHARE = 0.05
 EMB_TOP_MIN = 0.4
 # When the neighbours side with the model's own answer against the correction, less agreement is needed:
 # the feedback contradicts both the model and the inputs around it.
@@ -200,20 +205,41 @@ def find_suspects(task: TaskSpec, labeled: list[TraceView], emb: Any) -> list[Su
 def _embedding_off_domain(
     labeled: list[TraceView], texts: list[str], emb: Any, flags: dict, flag: Any
 ) -> None:
-    """Inputs nothing else in the logs resembles by meaning ("what rhymes with orange" among banking
-    requests): TF-IDF misses those that share function words with the domain. Repeats of one query
-    (cosine ≥ 0.99) do not vouch for each other."""
+    """Inputs the logs do not vouch for by meaning ("what rhymes with orange" among banking requests):
+    TF-IDF misses those that share function words with the domain.
+
+    Inputs are linked when their cosine reaches ``EMB_OFF_DOMAIN``; the task's traffic is chained together
+    (each request has a close neighbour, and neighbours have theirs). An input whose chain holds fewer than
+    ``EMB_OFF_DOMAIN_SHARE`` of the distinct inputs is off-domain: with heavy off-domain traffic, stray
+    requests arrive many times and vouch for each other ("write a haiku …" ↔ "what rhymes with orange",
+    0.38), but only for each other. Repeats of one query (cosine ≥ 0.99) count once, and inputs already
+    flagged (garbage, injections) link nothing.
+    """
+    import numpy as np
+    from scipy.sparse.csgraph import connected_components
+
     sims = emb @ emb.T
-    sims[sims >= 0.99] = -1.0  # itself, and verbatim repeats
-    best = sims.max(axis=1)
+    # the first of each input's repeats (itself included) stands for them
+    group = (sims >= 0.99).argmax(axis=1)
+    reps = np.array(sorted({int(g) for i, g in enumerate(group) if labeled[i].id not in flags}), dtype=int)
+    if len(reps) < 2:
+        return
+    linked = sims[np.ix_(reps, reps)] >= EMB_OFF_DOMAIN
+    _, comp = connected_components(linked, directed=False)
+    sizes = np.bincount(comp)
+    size_of = {int(r): int(sizes[c]) for r, c in zip(reps, comp, strict=True)}
+    floor = max(2, EMB_OFF_DOMAIN_SHARE * len(reps))
     for i, t in enumerate(labeled):
-        if t.id not in flags and best[i] < EMB_OFF_DOMAIN:
+        size = size_of.get(int(group[i]), 0)
+        if t.id not in flags and size < floor:
+            others = sims[i][group != group[i]]
             flag(
                 t,
                 "off_domain_input",
                 method="embedding",
                 input=texts[i][:200],
-                best_similarity=round(float(best[i]), 3),
+                best_similarity=round(float(others.max()), 3) if len(others) else 0.0,
+                linked_inputs=size - 1,
             )
 
 

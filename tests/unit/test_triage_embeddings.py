@@ -134,3 +134,30 @@ def test_off_domain_by_meaning_and_a_correction_that_restates_the_output() -> No
     assert kinds["same"].kind == "correction_equals_output"
     assert "fmt" not in kinds  # the right label in the wrong format is a real (format) failure
     assert not {t.id for t in traces if t.id.startswith("p")} & set(kinds)  # no in-domain pass flagged
+
+
+@needs_model
+def test_stray_requests_that_only_resemble_each_other_are_off_domain() -> None:
+    """Heavy off-domain traffic: a few stray requests, each sent several times, are close to *each other*
+    ("write a haiku …" ↔ "what rhymes with orange" ↔ "translate good night …", cosine 0.34–0.38) but to no
+    banking request. They link only among themselves, so they are off-domain; no banking request is."""
+    pairs = rows("train", LABELS, per_label=30, seed=7)  # 120: a cluster of 3 is under 5 % of it
+    traces = [trace(f"p{i}", text, gold) for i, (text, gold) in enumerate(pairs)]
+    stray = [
+        "write a haiku about autumn leaves",
+        "what rhymes with orange",
+        "translate good night into japanese",
+    ]
+    for n in range(6):
+        text = stray[n % 3] if n < 3 else stray[n % 3].upper()
+        traces.append(
+            trace(f"off{n}", text, "balance", "fail", ("transfer", "card_declined", "freeze_account")[n % 3])
+        )
+    diag = RuleBrain().diagnose(TASK, traces)
+    kinds = {s.trace_id: s for s in diag.suspects}
+    off = {f"off{n}" for n in range(6)}
+    assert off <= set(kinds), sorted(set(kinds))
+    assert all(kinds[i].kind == "off_domain_input" for i in off), {i: kinds[i].kind for i in off}
+    clustered = [kinds[i].evidence for i in off if kinds[i].evidence.get("linked_inputs")]
+    assert clustered and all(e["best_similarity"] >= 0.3 for e in clustered)  # close to each other, yet out
+    assert not {t.id for t in traces if t.id.startswith("p")} & set(kinds)

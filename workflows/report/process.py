@@ -29,6 +29,11 @@ def _evidence_summary(kind: str, ev: dict[str, Any]) -> str:
     if kind == "contradicts_near_duplicates":
         return f"corrected to {ev.get('correction')!r}, but near-duplicate inputs are labelled: {nb(5)}"
     if kind == "off_domain_input":
+        if ev.get("linked_inputs"):  # a small cluster of stray requests that only resemble each other
+            return (
+                f"input resembles only {ev['linked_inputs']} other stray input(s), not the task's traffic "
+                f"(best similarity {ev.get('best_similarity')})"
+            )
         return f"input unlike any other trace (best similarity {ev.get('best_similarity')})"
     if kind == "correction_off_label":
         return f"correction {ev.get('correction')!r} is not one of the task's labels"
