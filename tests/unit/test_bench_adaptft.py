@@ -14,9 +14,11 @@ import pytest
 from kaizen.tools.errors import ConfigError, DataError
 from kaizen.workflows.bench.adaptft.arms import STAGE_KEYS
 from kaizen.workflows.bench.adaptft.feedback import feedback_counts, log_records, matches
-from kaizen.workflows.bench.adaptft.prepare import PRESETS, check_request
+from kaizen.workflows.bench.adaptft.prepare import PRESETS, check_request, make_scenario
 from kaizen.workflows.bench.adaptft.scenarios import (
+    CLINC_FULL_PATH,
     GSM8K_PATH,
+    TRAVEL_LABELS,
     Scenario,
     clinc_scenario,
     final_answer,
@@ -202,6 +204,17 @@ def test_cli_registers_bench_adaptft() -> None:
     args = build_parser().parse_args(["bench", "adaptft", "--preset", "tiny", "--json", "--seed", "3"])
     assert isinstance(args, argparse.Namespace)
     assert (args.scenario, args.preset, args.seed, args.json, args.out) == ("clinc", "tiny", 3, True, None)
+
+
+@pytest.mark.skipif(not CLINC_FULL_PATH.exists(), reason="CLINC150 not in the shared data folder")
+def test_travel_scenario_is_a_second_domain_with_the_same_kind_of_gaps() -> None:
+    sc = make_scenario("clinc-travel", check_request("clinc-travel", "small"), seed=0)
+    assert sc.name == "clinc-travel" and sc.task.labels == TRAVEL_LABELS and "travel" in sc.task.system_prompt
+    v1 = Counter(it.expected for it in sc.v1_items)
+    assert v1["travel_notification"] == 0 and v1["flight_status"] == 2 and v1["book_flight"] == 12
+    assert {it.label for it in sc.pool} == set(TRAVEL_LABELS)
+    assert not {it.messages[-1].content for it in sc.v1_items} & {it.text for it in sc.pool}
+    assert len(build_stages(sc, 100, 0)) == 3
 
 
 @pytest.mark.skipif(not GSM8K_PATH.exists(), reason="GSM8K not in the shared data folder")

@@ -169,7 +169,8 @@ def add_adaptft_parser(bench: argparse._SubParsersAction) -> None:
         "--scenario",
         default="clinc",
         choices=SCENARIOS,
-        help="clinc (CLINC150 banking) or gsm8k (--preset full only).",
+        help="clinc (CLINC150 banking), clinc-travel (CLINC150 travel: nothing was tuned on it; reads the "
+        "shared data folder) or gsm8k (--preset full only).",
     )
     p.add_argument(
         "--preset",

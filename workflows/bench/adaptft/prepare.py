@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from kaizen.tools.errors import ConfigError
-from kaizen.workflows.bench.adaptft.scenarios import Scenario, clinc_scenario, gsm8k_scenario
+from kaizen.workflows.bench.adaptft.scenarios import (
+    TRAVEL_GAPS,
+    TRAVEL_PROMPT,
+    Scenario,
+    clinc_scenario,
+    gsm8k_scenario,
+    travel_slice,
+)
 
 # What the run reports progress through: one line of text a call (the CLI prints it).
 Progress = Callable[[str], None]
@@ -74,7 +81,7 @@ PRESETS = {
         v1_lora={"r": 16, "alpha": 32},
     ),
 }
-SCENARIOS = ("clinc", "gsm8k")
+SCENARIOS = ("clinc", "clinc-travel", "gsm8k")
 
 
 def check_request(scenario: str, preset: str) -> Preset:
@@ -103,6 +110,15 @@ def check_request(scenario: str, preset: str) -> Preset:
 def make_scenario(name: str, p: Preset, seed: int) -> Scenario:
     if name == "gsm8k":
         return gsm8k_scenario(v1_size=p.gsm8k_v1_size, seed=seed)
+    if name == "clinc-travel":
+        return clinc_scenario(
+            v1_per_label=p.v1_per_label,
+            seed=11 + seed,
+            data=travel_slice(),
+            gaps=TRAVEL_GAPS,
+            domain="travel",
+            system_prompt=TRAVEL_PROMPT,
+        )
     return clinc_scenario(v1_per_label=p.v1_per_label, seed=11 + seed)
 
 
