@@ -30,6 +30,7 @@ def test_tiny_preset_runs_three_stages_through_the_cli(tmp_path: Path, smollm_di
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
     assert "stage 3 done" in proc.stderr  # progress goes to stderr, stdout is the JSON alone
+    assert "[adaptft " in proc.stderr and "\\[" not in proc.stderr  # printed as is, not markup-escaped
 
     stages = data["stages"]
     assert [s["stage"] for s in stages] == [1, 2, 3]

@@ -189,8 +189,6 @@ def add_adaptft_parser(bench: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench_adaptft(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-
     from kaizen.workflows.bench.adaptft.run import bench_adaptft
 
     data = bench_adaptft(
@@ -199,8 +197,8 @@ def cmd_bench_adaptft(args: argparse.Namespace) -> int:
         seed=args.seed,
         out_dir=args.out,
         base=args.base,
-        progress=lambda m: info(escape(m)),
-    )  # "[adaptft 01:23]" is not rich markup
+        progress=info,  # printed without markup: "[adaptft 01:23]" stays as it is
+    )
     emit(args.json, data, print_table)
     return 0
 

@@ -1,6 +1,7 @@
 """What an AdaptFT run is about: the task, v1's training data and the inference pool its stages draw from.
 
-Data: CLINC150's banking slice (``workflows.clinc``; Larson et al., EMNLP 2019, CC BY 3.0) and, for
+Data: CLINC150's banking slice (``workflows.clinc``; Larson et al., EMNLP 2019, CC BY 3.0), its travel
+intents for ``clinc-travel`` (the full CLINC150 in the project's shared data folder) and, for
 the GPU-only ``gsm8k`` scenario, GSM8K's training split (Cobbe et al., 2021, MIT) from the project's
 shared data folder.
 """
