@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from kaizen.workflows.bench.adaptft.scenarios import (
     clinc_scenario,
     final_answer,
     gsm8k_scenario,
+    travel_slice,
 )
 from kaizen.workflows.bench.adaptft.stages import (
     build_stages,
@@ -204,6 +206,11 @@ def test_cli_registers_bench_adaptft() -> None:
     args = build_parser().parse_args(["bench", "adaptft", "--preset", "tiny", "--json", "--seed", "3"])
     assert isinstance(args, argparse.Namespace)
     assert (args.scenario, args.preset, args.seed, args.json, args.out) == ("clinc", "tiny", 3, True, None)
+
+
+def test_travel_scenario_without_the_shared_data_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="CLINC150 not found at .*missing.json.*clinc-travel"):
+        travel_slice(tmp_path / "missing.json")
 
 
 @pytest.mark.skipif(not CLINC_FULL_PATH.exists(), reason="CLINC150 not in the shared data folder")
