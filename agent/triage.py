@@ -42,8 +42,9 @@ EMB_K = 10
 EMB_MIN_VOTES = 3
 EMB_OWN_MAX = 0.05
 EMB_ROUNDS = 3
-# An input whose nearest other input (by meaning) is below this cosine is off-domain. Chosen on AdaptFT stage 1
-# (in-domain inputs: nearest ≥ 0.41; off-domain queries 0.14–0.29), reported on stages 2–3 and the demo.
+# Two inputs are linked (by meaning) when their cosine reaches this; an input linked to nothing is off-domain.
+# Chosen on AdaptFT stage 1 (in-domain inputs: nearest ≥ 0.41; off-domain queries 0.14–0.29), reported on
+# stages 2–3 and the demo.
 EMB_OFF_DOMAIN = 0.3
 # Inputs linked at that cosine, directly or through others, must make up this share of the distinct inputs
 # (below 2 inputs: a lone input is off-domain, as before). At 40 % poison (AdaptFT stage 3) three stray

@@ -175,7 +175,7 @@ def test_a_correction_agreeing_with_its_near_duplicates_is_not_flagged() -> None
     "text",
     ["what size wipers does this car take", "how many sides are in a hexagon", "when was kobe bryant born"],
 )
-def test_off_domain_input_is_flagged_with_its_similarity(text: str) -> None:
+def test_off_domain_input_is_flagged_with_its_best_similarity(text: str) -> None:
     d = diagnose(base() + [trace("off", text, "balance", "fail", "transfer")])
     s = suspect(d, "off")
     assert s.kind == "off_domain_input"
