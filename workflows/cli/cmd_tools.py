@@ -88,6 +88,7 @@ GRPO_FLAGS = (
     "temperature",
     "adv_weight_pos",
     "adv_weight_neg",
+    "anchor_advantage",
     "entropy_floor",
     "entropy_patience",
     "hint_share",
