@@ -149,31 +149,3 @@ def test_weighting_changes_the_loss_exactly_as_specified(
     assert unweighted == pytest.approx(_expected_loss(trainer, b, 1.0, 1.0, loss_type).item(), rel=1e-5)
     assert abs(unweighted - loss.item()) > 1e-4
     assert torch.equal(batch["advantages"], torch.tensor(ADV))  # the batch itself is not modified
-
-
-def test_anchoring_gives_all_right_groups_the_gradient_of_their_own_nll(setup) -> None:
-    """``anchor_advantage`` c: every completion of an all-right group gets advantage c (the others keep
-    theirs), and on-policy the loss's gradient on such rows is c × the gradient of their token-mean NLL."""
-    trainer, _, batch, _ = setup
-    trainer.loss_type, trainer.num_generations = "dapo", 2
-    trainer.adv_weight_pos = trainer.adv_weight_neg = 1.0
-    trainer.anchor_advantage, trainer.anchored = 0.25, 0
-    zeroed = dict(batch, advantages=torch.zeros(6))
-    out = trainer._anchor(zeroed, [1])  # group 1 = rows 2 and 3
-    assert out["advantages"].tolist() == [0.0, 0.0, 0.25, 0.25, 0.0, 0.0] and trainer.anchored == 1
-    assert torch.equal(zeroed["advantages"], torch.zeros(6))  # the input batch is not modified
-    b = _with_old_logps(trainer, out, torch.zeros(6, 4))  # on-policy: ratio 1
-
-    def nll() -> torch.Tensor:
-        input_ids = torch.cat([b["prompt_ids"], b["completion_ids"]], 1)
-        attn = torch.cat([b["prompt_mask"], b["completion_mask"]], 1)
-        logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attn, 4)
-        m = b["completion_mask"].float()
-        rows = torch.tensor([0, 0, 1, 1, 0, 0.0]).unsqueeze(1)
-        return -(0.25 * logps * m * rows).sum() / m.sum()
-
-    _, grads = _loss_and_grads(trainer, b, lambda: trainer._compute_loss(trainer.model, b))
-    _, want = _loss_and_grads(trainer, b, nll)
-    assert grads.keys() == want.keys() and grads
-    for n, g in grads.items():
-        assert torch.allclose(g, want[n], rtol=1e-4, atol=1e-7), n

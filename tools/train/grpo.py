@@ -63,7 +63,6 @@ METRIC_KEYS: dict[str, str] = {
     "frac_reward_zero_std": "share of prompt groups whose completions all scored the same (no learning signal)",
     "entropy": "policy entropy: mean nats per completion token, from the loss's forward pass",
     "completions/mean_length": "mean completion length in tokens (TRL)",
-    "anchor/groups": "groups of this step whose completions all scored the same positive reward, anchored",
     "hints/all_zero_groups": "groups of this step in which every completion scored 0",
     "hints/used": "groups of this step re-sampled with a hint",
     "hints/reward": "mean reward of the hinted completions (only on steps with a hint)",

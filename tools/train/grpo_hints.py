@@ -39,28 +39,6 @@ def all_zero_groups(rewards: Sequence[float], num_generations: int) -> list[int]
     return out
 
 
-def all_right_groups(rewards: Sequence[float], num_generations: int) -> list[int]:
-    """Indices of the prompt groups in which every completion scored the same positive reward.
-
-    GRPO gives such a group no gradient (every advantage is 0), so a replayed prompt the policy already
-    answers right never anchors it; ``anchor_advantage`` gives these groups a small positive advantage.
-
-    Examples:
-        >>> all_right_groups([1, 1, 1, 1,  1, 0, 1, 1,  0, 0, 0, 0,  0.5, 0.5, 0.5, 0.5], 4)
-        [0, 3]
-        >>> all_right_groups([1, 1, float("nan"), 1], 4)
-        []
-    """
-    if num_generations < 1 or len(rewards) % num_generations:
-        raise ValueError(f"{len(rewards)} rewards do not split into groups of {num_generations}")
-    out = []
-    for g in range(len(rewards) // num_generations):
-        group = rewards[g * num_generations : (g + 1) * num_generations]
-        if group[0] > 0 and all(r == group[0] for r in group):  # NaN compares false: never anchored
-            out.append(g)
-    return out
-
-
 def hint_budget(groups_seen: int, hinted_so_far: int, share: float) -> int:
     """How many more groups may get a hint now: hinted groups stay ≤ ``share`` × groups seen.
 

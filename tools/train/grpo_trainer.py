@@ -21,7 +21,6 @@ from kaizen.tools.train.grpo_hints import (
     ROW_KEYS,
     HintState,
     add_hint,
-    all_right_groups,
     all_zero_groups,
     choose_hints,
     guided_advantages,
@@ -43,7 +42,7 @@ def _trainer_class() -> type:
     class KaizenGRPOTrainer(GRPOTrainer):
         """``GRPOTrainer`` + advantage weighting, hints for all-zero groups, state in checkpoints.
 
-        Extra keyword arguments: ``adv_weight_pos``, ``adv_weight_neg``, ``anchor_advantage`` (floats), ``hint_share``
+        Extra keyword arguments: ``adv_weight_pos``, ``adv_weight_neg`` (floats), ``hint_share``
         (0 disables hints), ``hint`` ("auto" | "labels" | "prefix"), ``hint_tokens``, ``hint_recheck``,
         ``job_dir`` (where hints.jsonl and grpo.json go). See the module docstring.
         """
@@ -53,7 +52,6 @@ def _trainer_class() -> type:
             *args: Any,
             adv_weight_pos: float = 1.0,
             adv_weight_neg: float = 1.0,
-            anchor_advantage: float = 0.0,
             hint_share: float = 0.0,
             hint: str = "auto",
             hint_tokens: int = 2,
@@ -63,8 +61,6 @@ def _trainer_class() -> type:
         ) -> None:
             super().__init__(*args, **kwargs)
             self.adv_weight_pos, self.adv_weight_neg = float(adv_weight_pos), float(adv_weight_neg)
-            self.anchor_advantage = float(anchor_advantage)
-            self.anchored = 0  # groups anchored so far
             self.hint_share, self.hint_kind, self.hint_tokens = float(hint_share), hint, int(hint_tokens)
             self.hint_recheck = hint_recheck
             self.job_dir = Path(job_dir) if job_dir else Path(self.args.output_dir)
@@ -151,11 +147,7 @@ def _trainer_class() -> type:
                     if self.hint_kind == "answer"
                     else self._resample_with_hints(inputs, out, used, rewards, ids)
                 )
-            anchored = all_right_groups(rewards, G) if self.anchor_advantage > 0 else []
-            if anchored:
-                out = self._anchor(out, anchored)
             m = self._metrics["train"]
-            m["anchor/groups"].append(float(len(anchored)))
             m["hints/all_zero_groups"].append(float(len(zero)))
             m["hints/used"].append(float(len(used)))
             m["hints/total"].append(float(self.hints.hinted))
@@ -163,22 +155,6 @@ def _trainer_class() -> type:
             m["hints/revisited"].append(float(len(self.hints.revisited)))
             m["hints/passed_without_hint"].append(float(sum(self.hints.revisited.values())))
             return out
-
-        def _anchor(self, out: dict[str, Any], groups: list[int]) -> dict[str, Any]:
-            """Every completion of the all-right ``groups`` gets ``anchor_advantage`` (in place of TRL's 0).
-
-            On-policy, the clipped loss of a token with advantage ``c`` has the gradient of ``c`` × its NLL:
-            a supervised term on the policy's own right answers to the replayed prompts, as PPO-ptx mixes
-            pre-training NLL into the RL loss to keep what the model could do."""
-            G, offset = self.num_generations, self.accelerator.process_index * len(out["completion_ids"])
-            adv = out["advantages"].clone()
-            for g in groups:
-                for j in range(G):
-                    local = g * G + j - offset
-                    if 0 <= local < adv.size(0):
-                        adv[local] = self.anchor_advantage
-            self.anchored += len(groups)
-            return dict(out, advantages=adv)
 
         def _resample_with_hints(
             self,
@@ -437,8 +413,6 @@ def _trainer_class() -> type:
                 "early_stop": stop,
                 "adv_weight_pos": self.adv_weight_pos,
                 "adv_weight_neg": self.adv_weight_neg,
-                "anchor_advantage": self.anchor_advantage,
-                "anchored_groups": self.anchored,
                 "hint_share": self.hint_share,
                 "use_vllm": bool(self.use_vllm),
             }
@@ -463,7 +437,7 @@ def _trainer_class() -> type:
                 Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             )
             cb = self._entropy_cb()
-            state = {"hints": asdict(self.hints), "entropy_low": cb.low if cb else 0, "anchored": self.anchored}
+            state = {"hints": asdict(self.hints), "entropy_low": cb.low if cb else 0}
             (ckpt / STATE_FILE).write_text(json.dumps(state))
 
         def _load_optimizer_and_scheduler(self, checkpoint):  # noqa: ANN001, ANN202
@@ -474,7 +448,6 @@ def _trainer_class() -> type:
             if path.exists():
                 state = json.loads(path.read_text())
                 self.hints = HintState(**state.get("hints", {}))
-                self.anchored = int(state.get("anchored", 0))
                 cb = self._entropy_cb()
                 if cb is not None:
                     cb.low = int(state.get("entropy_low", 0))

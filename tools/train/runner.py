@@ -295,7 +295,6 @@ def _grpo_trainer(job: TrainJob, rows: list[dict[str, Any]], model, tok, peft_co
         callbacks=callbacks,
         adv_weight_pos=job.adv_weight_pos,
         adv_weight_neg=job.adv_weight_neg,
-        anchor_advantage=job.anchor_advantage,
         hint_share=job.hint_share,
         hint=job.hint,
         hint_tokens=job.hint_tokens,

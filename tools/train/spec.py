@@ -161,14 +161,6 @@ class TrainJob(BaseModel):
     entropy_patience: int = Field(
         2, ge=1, description="GRPO: logged steps below entropy_floor before stopping."
     )
-    anchor_advantage: float = Field(
-        0.0,
-        ge=0,
-        description="GRPO: advantage given to every completion of a group whose completions all scored the same "
-        "positive reward (0: none, TRL's rule). Such a group has no gradient, so a replayed prompt the policy "
-        "already gets right never anchors it; this turns it into a small supervised term on the model's own "
-        "right answers (after PPO-ptx; see kaizen.tools.train.grpo).",
-    )
     hint_share: float = Field(
         0.25,
         ge=0,

@@ -88,7 +88,6 @@ GRPO_FLAGS = (
     "temperature",
     "adv_weight_pos",
     "adv_weight_neg",
-    "anchor_advantage",
     "entropy_floor",
     "entropy_patience",
     "hint_share",
