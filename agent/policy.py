@@ -97,9 +97,28 @@ def stop_after_pass(state: RepairState, target_score: float, plateau: float) -> 
 
 
 def only_regressions(verdict: dict[str, Any]) -> bool:
-    """The candidate fixed failures but broke too much: the case recovery is for."""
+    """The candidate fixed failures but broke too much: the case recovery is for. Not when it also fixes
+    fewer than the working incumbent: recovery trades target gain for regressions, so it could only widen that gap."""
     return (
         (verdict.get("target_gain") or 0) > 0
         and not verdict.get("target_failed")
+        and not verdict.get("below_working")
         and bool(verdict.get("regression_failed"))
+    )
+
+
+def plateaued(verdict: dict[str, Any]) -> bool:
+    """The candidate's only fault is a target below the working incumbent's: the plateau rule (δ) seen from a
+    failure — iterating again from the same working incumbent is not expected to do better, so the loop ends.
+
+    >>> plateaued({"passed": False, "below_working": True, "target_failed": False, "regression_failed": False})
+    True
+    >>> plateaued({"passed": False, "below_working": True, "target_failed": False, "regression_failed": True})
+    False
+    """
+    return (
+        not verdict.get("passed")
+        and bool(verdict.get("below_working"))
+        and not verdict.get("target_failed")
+        and not verdict.get("regression_failed")
     )

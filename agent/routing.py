@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from kaizen.agent.policy import budget_left, only_regressions, stop_after_pass
+from kaizen.agent.policy import budget_left, only_regressions, plateaued, stop_after_pass
 from kaizen.agent.state import RepairState
 
 Finish = Literal["refit", "promote", "rollback"]
@@ -30,8 +30,9 @@ def after_refit(state: RepairState) -> Literal["promote", "rollback"]:
 
 
 def after_gate(state: RepairState) -> Literal["plan", "recover", "refit", "promote", "rollback"]:
-    """Iterate from a passing candidate until τ, a plateau or the budget; recover a candidate that only broke
-    too much; otherwise iterate with a changed plan while budget lasts; then finish."""
+    """Iterate from a passing candidate until τ, a plateau or the budget; a candidate that only fell below the
+    working incumbent is a plateau too; recover a candidate that only broke too much; otherwise iterate with a
+    changed plan while budget lasts; then finish."""
     verdict = state.get("verdict") or {}
     if state.get("step") == "refit":
         return "promote" if state.get("best") else "rollback"
@@ -39,6 +40,8 @@ def after_gate(state: RepairState) -> Literal["plan", "recover", "refit", "promo
         if stop_after_pass(state, state.get("target_score", 0.95), state.get("plateau", 0.02)):
             return finish(state)
         return "plan"
+    if plateaued(verdict):
+        return finish(state)
     if only_regressions(verdict) and len(state.get("recovery") or []) < len(state.get("recoveries", [])):
         return "recover"
     return finish(state) if budget_left(state) else "plan"

@@ -20,10 +20,14 @@ from kaizen.tools.gate import check_regressions, compare, decide, gate_config
 
 def _vs_working(
     state: RepairState, cfg: Any, cand: str, suites: dict[str, str]
-) -> tuple[bool, list[str], float | None]:
+) -> tuple[bool, bool, list[str], float | None]:
+    """(no significant regression vs the working incumbent, target below it, reasons, target gain over it).
+
+    The two failures are kept apart because they call for different next steps: a regression may be
+    recovered (refresh, rollback), a lower target cannot — recovery only ever gives back target gain."""
     working = state.get("working")
     if not working:
-        return True, [], None
+        return True, False, [], None
     ev, w = state["evals"], working["candidate"]
     ok, reasons = True, list[str]()
     for s in suites:
@@ -35,10 +39,10 @@ def _vs_working(
             ok, reasons = ok and passed, [*reasons, why]
     before, after = (ev.get(f"{w}/target") or {}).get("score"), (ev.get(f"{cand}/target") or {}).get("score")
     gain = None if before is None or after is None else after - before
-    if gain is not None and gain < 0:
-        ok = False
+    below = gain is not None and gain < 0
+    if below:
         reasons.append(f"target {after:.3f} is below the previous passing candidate's {before:.3f}")
-    return ok, reasons, gain
+    return ok, below, reasons, gain
 
 
 def gate(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -50,8 +54,8 @@ def gate(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     regressions = [comparison(ev, inc, cand, s) or compare(s, {}, {}) for s in suites if s != "target"]
     decodings = (ev[f"{inc}/target"]["decoding"], ev[f"{cand}/target"]["decoding"]) if target else None
     verdict = decide(cfg, target, regressions, decodings)
-    w_ok, w_reasons, gain_w = _vs_working(state, cfg, cand, suites)
-    passed = verdict.passed and w_ok
+    w_ok, below_w, w_reasons, gain_w = _vs_working(state, cfg, cand, suites)
+    passed = verdict.passed and w_ok and not below_w
     step = state.get("step") or str(state["iteration"])
     summary: dict[str, Any] = {
         "passed": passed,
@@ -60,6 +64,7 @@ def gate(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         "max_new_regressions": cfg.max_new_regressions,
         "target_failed": not verdict.target_ok,
         "regression_failed": not verdict.regressions_ok or not w_ok,
+        "below_working": below_w,
         "target_before": target.incumbent_score if target else None,
         "target_after": target.candidate_score if target else None,
         "target_gain": target.gain if target else 0.0,

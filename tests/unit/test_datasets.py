@@ -270,15 +270,26 @@ def test_replay_is_at_least_the_fraction_and_tops_up_rare_labels() -> None:
     assert stats["failures"] == len(s.train_failures) - stats["dropped_contaminated"]
 
 
-def test_label_ratio_is_capped_when_the_pool_cannot_balance() -> None:
+def test_when_the_pool_cannot_balance_replay_is_capped_but_no_failure_is_dropped() -> None:
     traces, clusters, excluded = scenario()
     s = build_splits(TASK, traces, excluded=excluded, clusters=clusters)
-    # a replay pool with a single balance pass: the rarest label has 1 example, so others are capped at 3
-    s.replay_pool = [it for it in s.replay_pool if it.expected == "balance"][:1]
-    items, stats = build_training_set(s, replay_fraction=0.15)
-    labels = Counter(str(it.expected) for it in items)
-    assert max(labels.values()) <= 3 * min(labels.values()), labels
+    # a replay pool of one balance pass and many transfer passes: the rarest label has 1 example, so the
+    # cap is 3 — the transfer replay goes, the corrected failures (the evidence) all stay
+    s.replay_pool = [
+        *[it for it in s.replay_pool if it.expected == "balance"][:1],
+        *[it for it in s.replay_pool if it.expected == "transfer"],
+    ]
+    items, stats = build_training_set(s, replay_fraction=0.5)
     assert stats["dropped_for_balance"] > 0
+    assert stats["failures"] == len(s.train_failures) - stats["dropped_contaminated"]
+    replay = Counter(str(it.expected) for it in items if it.metadata["provenance"] != "trace")
+    assert replay["transfer"] <= 3, replay
+
+
+def test_balance_labels_never_drops_what_it_is_told_to_keep() -> None:
+    items = [_item(i, f"t{i}", "a") for i in range(10)] + [_item(100, "u", "b")]
+    kept, dropped = balance_labels(items, keep=lambda it: it.id in {"i7", "i8", "i9"})
+    assert [it.id for it in kept] == ["i7", "i8", "i9", "i100"] and dropped == 7
 
 
 def test_every_item_says_where_it_comes_from_and_why() -> None:

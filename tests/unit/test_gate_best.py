@@ -62,6 +62,8 @@ def test_a_later_candidate_below_the_working_incumbent_fails_and_the_best_stays(
     s = run_gate(s, "c2", evals)  # better than production, worse than c1 on the target
     assert not s["verdict"]["passed"] and s["best"]["candidate"] == "c1"
     assert any("below the previous passing candidate" in r for r in s["verdict"]["reasons"])
+    # a lower target is its own fault, not a regression: recovery (which trades target gain) is not for it
+    assert s["verdict"]["below_working"] and not s["verdict"]["regression_failed"]
 
 
 def test_a_later_candidate_that_breaks_what_the_working_one_kept_fails() -> None:
@@ -69,3 +71,4 @@ def test_a_later_candidate_that_breaks_what_the_working_one_kept_fails() -> None
     s = run_gate({"incumbent": "v1", "incumbent_skill": None, "preset": "repair"}, "c1", evals)
     s = run_gate(s, "c2", evals)
     assert not s["verdict"]["passed"] and s["verdict"]["regression_failed"] and s["best"]["candidate"] == "c1"
+    assert not s["verdict"]["below_working"]

@@ -67,6 +67,25 @@ def test_a_candidate_that_only_broke_too_much_is_recovered_in_order() -> None:
     )
 
 
+def test_a_candidate_below_the_working_incumbent_ends_the_loop_without_recovery() -> None:
+    # iteration 3 fixed one item fewer than iteration 2's passing candidate, nothing else wrong: a plateau —
+    # refresh / rollback / GRPO could only lower its target further, and another plan starts from the same place
+    below = {
+        "passed": False,
+        "target_gain": 0.4,
+        "target_failed": False,
+        "regression_failed": False,
+        "below_working": True,
+    }
+    s = state(verdict=below, best=BEST, recoveries=["refresh", "rollback", "grpo"], recovery=[])
+    assert after_gate(s) == "promote"
+    assert after_gate(s | {"final_n": 25}) == "refit"
+    # below the working incumbent *and* breaking too much: still no recovery, a new plan while budget lasts
+    both = below | {"regression_failed": True}
+    assert after_gate(s | {"verdict": both}) == "plan"
+    assert after_gate(s | {"verdict": both, "iteration": 3}) == "promote"
+
+
 def test_iterate_when_failed_and_budget_left() -> None:
     assert after_gate(state()) == "plan"
     assert after_gate(state(iteration=2)) == "plan"

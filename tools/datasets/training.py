@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kaizen.tools.data import item_id
@@ -17,19 +17,28 @@ from kaizen.tools.schema import EvalItem, last_user_text
 from kaizen.tools.similarity import near_duplicates
 
 
-def balance_labels(items: list[EvalItem], max_ratio: float = 3.0) -> tuple[list[EvalItem], int]:
-    """Cap every label at ``max_ratio`` × the rarest label's count; returns (kept, dropped count)."""
+def balance_labels(
+    items: list[EvalItem], max_ratio: float = 3.0, keep: Callable[[EvalItem], bool] | None = None
+) -> tuple[list[EvalItem], int]:
+    """Cap every label at ``max_ratio`` × the rarest label's count; returns (kept, dropped count).
+
+    Items for which ``keep`` is true are never dropped (they still count towards their label's cap): the
+    loop keeps every corrected failure — they are the evidence — and caps only the replay around them. A
+    label whose passes are scarce (all went to the judging suites) would otherwise throw real failures away.
+    """
     counts = Counter(str(it.expected) for it in items)
     if len(counts) < 2:
         return items, 0
     cap = int(min(counts.values()) * max_ratio)
     seen: Counter[str] = Counter()
     kept = []
-    for it in items:
+    for it in sorted(items, key=lambda it: not (keep and keep(it))):  # kept ones count first
         lab = str(it.expected)
-        if seen[lab] < cap:
+        if seen[lab] < cap or (keep and keep(it)):
             kept.append(it)
             seen[lab] += 1
+    order = {id(it): i for i, it in enumerate(items)}
+    kept.sort(key=lambda it: order[id(it)])
     return kept, len(items) - len(kept)
 
 
@@ -132,7 +141,8 @@ def build_training_set(
 
     Replay is at least ``replay_fraction`` of the final set, sampled stratified by label from the
     passes not held out (so the accumulated data stays bounded as logs grow), topped up so no label
-    has less than 1/``max_ratio`` of the largest; only then is anything still over the ratio capped.
+    has less than 1/``max_ratio`` of the largest; only then is replay still over the ratio capped (a
+    corrected failure is never dropped for balance).
     """
     rnd = random.Random(seed)
     # Decontaminate first, so that balancing counts only what will really be trained on (a replay
@@ -167,7 +177,9 @@ def build_training_set(
         *[it for it in replay if "~r" in it.id],
         *dedupe(it for it in replay if "~r" not in it.id),
     ]
-    items, n_unbalanced = balance_labels(items, max_ratio)
+    items, n_unbalanced = balance_labels(
+        items, max_ratio, keep=lambda it: it.metadata.get("provenance") in ("trace", "inferred")
+    )
     weighted = [
         it if k == 0 else it.model_copy(update={"id": f"{it.id}~{k + 1}"})  # distinct ids: copies are meant
         for it in items
