@@ -149,6 +149,14 @@ def main() -> int:
     )
     (DATA / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logs))
     write_answer_key(DATA / "answer_key.jsonl", key)
+    meta = {
+        "title": TASK,
+        "task": TASK,
+        "labels": task.labels,
+        "system_prompt": SYSTEM_PROMPT,
+        "preset": "demo",
+    }
+    (DATA / "scenario.json").write_text(json.dumps(meta, indent=2) + "\n")  # what demo.py --data reads
     print("3/3 writing the gold held-out set (CLINC test split) …", file=sys.stderr)
     gold = to_items(rows("test", task.labels, per_label=20, seed=0))
     write_items(DATA / "gold_heldout.jsonl", gold)

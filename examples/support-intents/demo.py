@@ -12,6 +12,10 @@ own fresh workspace, each with the real ``kaizen`` CLI (every command is printed
 ``captured = (agent − v1) / (oracle − v1)`` on the gold set says how much of the reachable gain the agent
 got (n/a when the oracle gains < 0.02). ``--strategy agent|naive|oracle`` runs one arm. Workspaces go to
 ``$KAIZEN_DEMO_DIR`` or a temp dir. Builds the deployed v1 and its logs first if ``data/`` is missing.
+
+``--data DIR`` runs the same three arms on another scenario: a folder holding ``scenario.json`` (task name,
+labels, system prompt, repair preset), ``v1/`` (the deployed adapter), ``logs.jsonl``, ``answer_key.jsonl``
+and ``gold_heldout.jsonl`` — e.g. ``examples/weak-v1/build_data.py`` writes one.
 """
 
 from __future__ import annotations
@@ -23,13 +27,34 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data"
-TASK = "support-intents"
 BIN = Path(sys.executable).parent
 ARMS = ("agent", "naive", "oracle")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What the arms run on: a data folder (see the module docstring) and its ``scenario.json``."""
+
+    data: Path
+    task: str
+    labels: list[str]
+    system_prompt: str
+    preset: str | None
+    title: str
+
+    @classmethod
+    def load(cls, data: Path) -> Scenario:
+        meta = data / "scenario.json"
+        if not meta.exists():
+            sys.exit(f"demo: {meta} not found: --data must be a scenario folder (see the module docstring)")
+        m = json.loads(meta.read_text())
+        return cls(
+            data, m["task"], m["labels"], m["system_prompt"], m.get("preset"), m.get("title", m["task"])
+        )
 
 
 def kaizen(ws: Path, *args: str, json_out: bool = True, ok_codes: tuple[int, ...] = (0,)) -> dict:
@@ -41,7 +66,7 @@ def kaizen(ws: Path, *args: str, json_out: bool = True, ok_codes: tuple[int, ...
     return json.loads(proc.stdout) if json_out else {}
 
 
-def gold(ws: Path, version: str) -> dict:
+def gold(sc: Scenario, ws: Path, version: str) -> dict:
     """A version on the gold held-out set, example by example (constrained decoding: the greedy answers)."""
     return kaizen(
         ws,
@@ -49,49 +74,49 @@ def gold(ws: Path, version: str) -> dict:
         "--model",
         version,
         "--task",
-        TASK,
+        sc.task,
         "--data",
-        str(DATA / "gold_heldout.jsonl"),
+        str(sc.data / "gold_heldout.jsonl"),
         "--mode",
         "prefix",
     )
 
 
-def setup(root: Path, arm: str) -> Path:
+def setup(sc: Scenario, root: Path, arm: str) -> Path:
     ws = root / arm
     if ws.exists() and any(ws.iterdir()):
         sys.exit(f"demo: {ws} is not empty: set KAIZEN_DEMO_DIR to a new directory")
     ws.mkdir(parents=True, exist_ok=True)
-    labels = json.loads((HERE.parent / "data" / "clinc150_banking.json").read_text())["labels"]
     kaizen(ws, "init", str(ws))
     kaizen(
         ws,
         "task",
         "add",
-        TASK,
+        sc.task,
         "--kind",
         "classification",
         "--labels",
-        ",".join(labels),
+        ",".join(sc.labels),
         "--system-prompt",
-        "Classify the banking request. Reply with the intent label only.",
+        sc.system_prompt,
     )
-    kaizen(ws, "models", "add", "v1", "--path", str(DATA / "v1"), "--task", TASK, "--promote")
-    kaizen(ws, "ingest", str(DATA / "logs.jsonl"), "--task", TASK)
+    kaizen(ws, "models", "add", "v1", "--path", str(sc.data / "v1"), "--task", sc.task, "--promote")
+    kaizen(ws, "ingest", str(sc.data / "logs.jsonl"), "--task", sc.task)
     return ws
 
 
-def run_arm(root: Path, arm: str) -> dict:
+def run_arm(sc: Scenario, root: Path, arm: str) -> dict:
     """One arm: a fresh workspace, the repair, its candidate measured on gold (promoted or not)."""
     t = time.time()
-    ws = setup(root, arm)
+    ws = setup(sc, root, arm)
     extra = {
         "agent": [],
         "naive": ["--strategy", "naive"],
-        "oracle": ["--strategy", "oracle", "--answer-key", str(DATA / "answer_key.jsonl")],
+        "oracle": ["--strategy", "oracle", "--answer-key", str(sc.data / "answer_key.jsonl")],
     }[arm]
+    preset = ["--preset", sc.preset] if sc.preset else []
     t_repair = time.time()
-    rep = kaizen(ws, "repair", "--task", TASK, "--preset", "demo", "--approve", *extra)
+    rep = kaizen(ws, "repair", "--task", sc.task, *preset, "--approve", *extra)
     repair_s = time.time() - t_repair
     # The candidate is measured on gold whether or not the gate let it through: that shows whether the
     # gate's decision (made without ever seeing gold) was the right one.
@@ -100,7 +125,7 @@ def run_arm(root: Path, arm: str) -> dict:
         "ws": str(ws),
         "repair": rep,
         "candidate": cand,
-        "gold": gold(ws, cand) if cand else None,
+        "gold": gold(sc, ws, cand) if cand else None,
         "seconds": {"repair": round(repair_s, 1), "total": round(time.time() - t, 1)},
     }
 
@@ -125,16 +150,22 @@ def main() -> int:
     ap.add_argument(
         "--strategy", default="all", choices=["all", *ARMS], help="Which arm(s) to run (default: all three)."
     )
-    arms = ARMS if (s := ap.parse_args().strategy) == "all" else (s,)
+    ap.add_argument(
+        "--data", type=Path, default=HERE / "data", help="Scenario folder (default: this demo's data/)."
+    )
+    args = ap.parse_args()
+    arms = ARMS if args.strategy == "all" else (args.strategy,)
     t0 = time.time()
-    if not (DATA / "logs.jsonl").exists() or not (DATA / "v1").exists():
+    data = args.data.resolve()
+    if data == HERE / "data" and (not (data / "logs.jsonl").exists() or not (data / "v1").exists()):
         subprocess.run([sys.executable, str(HERE / "build_data.py")], check=True)
+    sc = Scenario.load(data)
     root = Path(os.environ.get("KAIZEN_DEMO_DIR") or tempfile.mkdtemp(prefix="kaizen-demo-"))
-    results = {arm: run_arm(root, arm) for arm in arms}
-    v1 = gold(Path(results[arms[0]]["ws"]), "v1")
+    results = {arm: run_arm(sc, root, arm) for arm in arms}
+    v1 = gold(sc, Path(results[arms[0]]["ws"]), "v1")
     summary = summarize(v1, results, time.time() - t0)
     (root / "demo-summary.json").write_text(json.dumps(summary, indent=2))
-    show(summary, root)
+    show(summary, root, sc.title)
     return 0
 
 
@@ -165,9 +196,9 @@ def summarize(v1: dict, results: dict, seconds: float) -> dict:
     return out
 
 
-def show(s: dict, root: Path) -> None:
-    print("\n================ support-intents repair demo ================")
-    print(f"gold held-out set (CLINC150 test split, {s['n']} examples, never trained on or used to decide)")
+def show(s: dict, root: Path, title: str) -> None:
+    print(f"\n================ {title} repair demo ================")
+    print(f"gold held-out set ({s['n']} examples, never trained on or used to decide)")
     print(f"  {'v1 (deployed)':<28} accuracy {s['v1']:.3f}")
     for arm, a in s["arms"].items():
         f = a["gold_flips"]

@@ -1,0 +1,52 @@
+"""The demo's three-arm driver runs any scenario folder (``demo.py --data DIR``): the shipped demo's folder
+describes itself as ``build_data.py`` would, and the weak-v1 scenario's data exists where it is read from."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from kaizen.workflows.bench.adaptft.scenarios import CLINC_FULL_PATH
+from kaizen.workflows.bench.clinc import SYSTEM_PROMPT, load_slice
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve their module's annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_demo_folder_describes_its_own_scenario() -> None:
+    demo = _module(EXAMPLES / "support-intents" / "demo.py")
+    sc = demo.Scenario.load(EXAMPLES / "support-intents" / "data")
+    assert (sc.task, sc.labels, sc.system_prompt, sc.preset) == (
+        "support-intents",
+        load_slice()["labels"],
+        SYSTEM_PROMPT,
+        "demo",
+    )
+
+
+def test_a_folder_that_is_not_a_scenario_is_refused_by_name(tmp_path: Path) -> None:
+    demo = _module(EXAMPLES / "support-intents" / "demo.py")
+    with pytest.raises(SystemExit, match="scenario.json not found"):
+        demo.Scenario.load(tmp_path)
+
+
+@pytest.mark.skipif(not CLINC_FULL_PATH.exists(), reason="CLINC150 not in the shared data folder")
+def test_weak_v1_has_enough_clinc_data_for_every_role() -> None:
+    weak = _module(EXAMPLES / "weak-v1" / "build_data.py")
+    data = weak.domain_slice()
+    for lab in weak.LABELS:
+        assert sum(1 for _, x in data["train"] if x == lab) >= weak.PER_SEEN + weak.LOGS_PER_LABEL, lab
+        assert sum(1 for _, x in data["test"] if x == lab) >= weak.GOLD_PER_LABEL, lab
+    assert len(data["oos"]) >= 6
