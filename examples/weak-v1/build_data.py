@@ -71,7 +71,7 @@ def domain_slice() -> dict:
 
 
 def train_v1(task: TaskSpec, pairs: list[tuple[str, str]], out: Path) -> None:
-    """The deployed v1: a short LoRA SFT from the embedded base (the demo's recipe, fewer examples)."""
+    """The deployed v1: `kaizen train sft --epochs 3` from the embedded base, on very few examples."""
     job_dir = out / "v1-job"
     write_items(job_dir / "data.jsonl", sft_rows(task, to_items(pairs)))
     job = TrainJob(
@@ -83,7 +83,7 @@ def train_v1(task: TaskSpec, pairs: list[tuple[str, str]], out: Path) -> None:
         learning_rate=1e-3,
         batch_size=8,
         save_steps=1000,
-        lora=LoraSpec(r=8, alpha=16, top_layers=12),
+        lora=LoraSpec(),  # `kaizen train sft`'s defaults: rank 16, every layer
     )
     res = run_job(
         job, lambda r: print(f"  v1 step {r.get('step')}", file=sys.stderr) if "loss" in r else None
