@@ -33,7 +33,7 @@ from kaizen.tools.evaluate.backends import TransformersBackend
 from kaizen.tools.models import resolve_base
 from kaizen.tools.schema import TaskSpec, render
 from kaizen.tools.train.launch import run_job
-from kaizen.tools.train.spec import LoraSpec, TrainJob
+from kaizen.tools.train.spec import TrainJob
 from kaizen.workflows.bench.adaptft.scenarios import CLINC_FULL_PATH
 from kaizen.workflows.bench.clinc import make_logs, rows, to_items
 from kaizen.workflows.cli.output import configure_logging
@@ -79,11 +79,8 @@ def train_v1(task: TaskSpec, pairs: list[tuple[str, str]], out: Path) -> None:
         base_dir=resolve_base("smollm2-135m"),
         data_path=job_dir / "data.jsonl",
         output_dir=job_dir,
-        epochs=EPOCHS,
-        learning_rate=1e-3,
-        batch_size=8,
+        epochs=EPOCHS,  # everything else is the training spec's default, as `kaizen train sft` uses it
         save_steps=1000,
-        lora=LoraSpec(),  # `kaizen train sft`'s defaults: rank 16, every layer
     )
     res = run_job(
         job, lambda r: print(f"  v1 step {r.get('step')}", file=sys.stderr) if "loss" in r else None
