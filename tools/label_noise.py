@@ -83,3 +83,84 @@ def inferred_label(cons: Consensus, agreeing: str | None, *, refused: str | None
     if cons.top_share >= INFER_ALONE_MIN or (cons.top_share >= INFER_TOP_MIN and cons.top_label == agreeing):
         return cons.top_label
     return None
+
+
+@dataclass(frozen=True)
+class ModelVote:
+    """What a model's own label likelihoods say about one given label (confident learning)."""
+
+    given: str
+    given_prob: float  # the model's probability of the given label, normalised over the label set
+    threshold: float  # the given label's per-class threshold: mean probability on the examples that carry it
+    likely: (
+        str | None
+    )  # the most probable label among those above their own threshold (None: no confident label)
+    likely_prob: float
+    rank: int  # the given label's rank among all labels (1 = the model's first choice)
+
+    @property
+    def disputes(self) -> bool:
+        """The model is confident in another label and below its usual confidence in the given one."""
+        return self.likely is not None and self.likely != self.given and self.given_prob < self.threshold
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "method": "confident-learning",
+            "given_prob": round(self.given_prob, 3),
+            "threshold": round(self.threshold, 3),
+            "likely": self.likely,
+            "likely_prob": round(self.likely_prob, 3),
+            "rank": self.rank,
+        }
+
+
+def confident_votes(
+    logprobs: list[list[float]], labels: list[str], given: list[str | None], *, query: list[int]
+) -> dict[int, ModelVote]:
+    """Confident learning (Northcutt et al., JAIR 2021) on a model's label log-likelihoods.
+
+    Each row of ``logprobs`` is one input's log-likelihood of every label; ``given`` its label (None: none
+    given). A class's threshold is the model's mean probability of that class over the inputs that carry
+    it, so a model that is never very sure of a rare class is not held to a common class's standard. For
+    each ``query`` index the vote records the given label's probability against that threshold and the
+    label the model is confidently for (above its own threshold), if any.
+
+    Examples:
+        >>> import math
+        >>> lp = [[math.log(p) for p in row] for row in ([.9, .1], [.8, .2], [.3, .7], [.2, .8], [.85, .15])]
+        >>> v = confident_votes(lp, ["a", "b"], ["a", "a", "b", "b", "b"], query=[4])[4]
+        >>> v.likely, v.disputes, v.rank
+        ('a', True, 2)
+        >>> confident_votes(lp, ["a", "b"], ["a", "a", "b", "b", "b"], query=[2])[2].disputes
+        False
+    """
+    import numpy as np
+
+    lp = np.asarray(logprobs, dtype=float)
+    if lp.ndim != 2 or lp.shape[1] != len(labels):
+        raise ValueError(f"expected one log-likelihood per label ({len(labels)}) in each row")
+    probs = np.exp(lp - lp.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    col = {lab: j for j, lab in enumerate(labels)}
+    thresholds = np.full(len(labels), np.inf)  # a class nobody carries: the model cannot be "confident" in it
+    for lab, j in col.items():
+        rows = [i for i, g in enumerate(given) if g == lab]
+        if rows:
+            thresholds[j] = float(probs[rows, j].mean())
+    out = {}
+    for i in query:
+        g = given[i]
+        if g is None or g not in col:
+            continue
+        row = probs[i]
+        above = [j for j in range(len(labels)) if row[j] >= thresholds[j]]
+        best = max(above, key=lambda j: row[j]) if above else None
+        out[i] = ModelVote(
+            given=g,
+            given_prob=float(row[col[g]]),
+            threshold=float(thresholds[col[g]]),
+            likely=labels[best] if best is not None else None,
+            likely_prob=float(row[best]) if best is not None else 0.0,
+            rank=int((row > row[col[g]]).sum()) + 1,
+        )
+    return out

@@ -43,10 +43,13 @@ def test_a_folder_that_is_not_a_scenario_is_refused_by_name(tmp_path: Path) -> N
 
 
 @pytest.mark.skipif(not CLINC_FULL_PATH.exists(), reason="CLINC150 not in the shared data folder")
-def test_weak_v1_has_enough_clinc_data_for_every_role() -> None:
+@pytest.mark.parametrize("domain", ["kitchen", "auto"])
+def test_weak_v1_has_enough_clinc_data_for_every_role(domain: str) -> None:
     weak = _module(EXAMPLES / "weak-v1" / "build_data.py")
-    data = weak.domain_slice()
-    for lab in weak.LABELS:
+    labels = weak.DOMAINS[domain][2]
+    data = weak.domain_slice(labels)
+    assert len(labels) == 15 and set(data["labels"]) == set(labels)
+    for lab in labels:
         assert sum(1 for _, x in data["train"] if x == lab) >= weak.PER_SEEN + weak.LOGS_PER_LABEL, lab
         assert sum(1 for _, x in data["test"] if x == lab) >= weak.GOLD_PER_LABEL, lab
     assert len(data["oos"]) >= 6

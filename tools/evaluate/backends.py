@@ -185,11 +185,19 @@ class TransformersBackend:
     def score_labels(
         self, chats: Sequence[Chat], labels: Sequence[str], *, progress: ProgressFn | None = None
     ) -> list[str]:
-        """Pick, per chat, the label with the highest log-likelihood as the reply (never off-label).
+        """Pick, per chat, the label with the highest log-likelihood as the reply (never off-label)."""
+        rows = self.label_logprobs(chats, labels, progress=progress)
+        return [labels[max(range(len(labels)), key=row.__getitem__)] for row in rows]
+
+    def label_logprobs(
+        self, chats: Sequence[Chat], labels: Sequence[str], *, progress: ProgressFn | None = None
+    ) -> list[list[float]]:
+        """Per chat, the log-likelihood of every label as the whole reply (label tokens + end of turn).
 
         The prompt goes through the model once; its KV cache is repeated for every label and all
         label continuations (each ending with the end-of-turn token, so a label that is a prefix of
-        another is not favoured) are scored in a single batched forward pass.
+        another is not favoured) are scored in a single batched forward pass. Triage reads these as the
+        model's own evidence about a correction (confident learning).
         """
         import torch
 
@@ -203,7 +211,7 @@ class TransformersBackend:
             lab[j, : len(ids)] = torch.tensor(ids)
             lab_mask[j, : len(ids)] = 1
         prompts = self._prompts(chats)
-        out: list[str] = [""] * len(prompts)
+        out: list[list[float]] = [[] for _ in prompts]
         done = 0
         for idx in self._batches(prompts):
             enc, attn, pos = self._encode([prompts[i] for i in idx])
@@ -238,7 +246,7 @@ class TransformersBackend:
                 first_tok = first_lp.repeat_interleave(k, 0).gather(-1, ids[:, :1]).squeeze(-1)
                 total = (first_tok + tok_lp.sum(-1)).view(b, k)
             for row, i in enumerate(idx):
-                out[i] = labels[int(total[row].argmax())]
+                out[i] = [float(x) for x in total[row].tolist()]
             done += len(idx)
             if progress:
                 progress(done, len(prompts))

@@ -31,6 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--per-stage", type=int, default=300, help="AdaptFT inputs per stage (thresholds chosen on stage 1)."
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--model-evidence",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="Instead: would the deployed v1's own label likelihoods (confident learning) catch bad feedback in "
+        "the scenario folder DIR (examples/support-intents/data, or one examples/weak-v1/build_data.py wrote)?",
+    )
     p.set_defaults(func=cmd_bench_triage)
     add_growth_parser(bench)
 
@@ -122,6 +130,8 @@ def cmd_bench_growth(args: argparse.Namespace) -> int:
 def cmd_bench_triage(args: argparse.Namespace) -> int:
     from kaizen.workflows.bench.triage import bench_triage
 
+    if args.model_evidence is not None:
+        return _model_evidence(args)
     data = bench_triage(args.per_stage, args.seed)
 
     def pretty(d: dict[str, Any]) -> None:
@@ -145,6 +155,39 @@ def cmd_bench_triage(args: argparse.Namespace) -> int:
                     for k in ("relabel", "pseudo_label")
                 ]
                 for r in d["rows"]
+            ],
+        )
+
+    emit(getattr(args, "json", False), data, pretty)
+    return 0
+
+
+def _model_evidence(args: argparse.Namespace) -> int:
+    from kaizen.workflows.bench.model_evidence import model_evidence
+
+    data = model_evidence(args.model_evidence)
+
+    def pretty(d: dict[str, Any]) -> None:
+        table(
+            f"Confident learning from the deployed v1 ({d['labels']} labels) — {d['data']}",
+            [
+                "corrections",
+                "n",
+                "caught by triage",
+                "disputed by v1",
+                "disputed, not caught",
+                "ranked last by v1",
+            ],
+            [
+                [
+                    k,
+                    r["corrections"],
+                    r["caught_by_triage"],
+                    r["disputed_by_v1"],
+                    r["disputed_not_caught"],
+                    r["ranked_last"],
+                ]
+                for k, r in d["rows"].items()
             ],
         )
 
