@@ -70,6 +70,9 @@ def test_naive_strategy_trains_on_everything_and_promotes(tmp_path: Path, tiny_l
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert AGENT_KEYS <= set(summary)
+    # the agent's timing shape: a reader of `kaizen repair --json` needs one code path for both strategies
+    assert {"total", "by_phase", "by_step"} <= set(summary["seconds"])
+    assert set(summary["seconds"]["by_phase"]) == {"train", "evaluate"}
     assert summary["promoted"] is True and summary["excluded_suspect"] == []
     models = json.loads(run("models", "list", "--task", "intents", "--json").stdout)
     prod = [m for m in models if "production" in m["aliases"]][0]

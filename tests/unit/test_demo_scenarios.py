@@ -53,3 +53,34 @@ def test_weak_v1_has_enough_clinc_data_for_every_role(domain: str) -> None:
         assert sum(1 for _, x in data["train"] if x == lab) >= weak.PER_SEEN + weak.LOGS_PER_LABEL, lab
         assert sum(1 for _, x in data["test"] if x == lab) >= weak.GOLD_PER_LABEL, lab
     assert len(data["oos"]) >= 6
+
+
+def test_the_summary_prints_every_arms_timing_shape(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Measured: an auto & commute run crashed after 25 minutes in the last print — the naive arm's phases
+    were a bare number. Both shapes print; the agent's phases are listed."""
+    demo = _module(EXAMPLES / "support-intents" / "demo.py")
+    flips = {"newly_wrong": 1, "of_right": 10, "newly_right": 3}
+
+    def arm(phases: object) -> dict:
+        return {
+            "gold": 0.9,
+            "gain": 0.1,
+            "promoted": True,
+            "version": "v2",
+            "gold_flips": flips,
+            "path": [{"step": "1", "passed": True, "target": 0.5}],
+            "seconds": {"repair": 12.0, "phases": phases},
+        }
+
+    phases = {"total": 9.0, "by_phase": {"train": 6.0, "evaluate": 3.0}, "by_step": {"1": 9.0}}
+    summary = {
+        "v1": 0.8,
+        "n": 20,
+        "seconds": 30.0,
+        "captured": 1.0,
+        "arms": {"agent": arm(phases), "naive": arm(215.1), "oracle": arm(None)},
+    }
+    demo.show(summary, tmp_path, "t")
+    out = capsys.readouterr().out
+    assert "agent time by step: 1 9s; by phase: train 6s, evaluate 3s" in out
+    assert "naive time" not in out and "captured = (agent − v1) / (oracle − v1) = 1.0" in out

@@ -68,7 +68,9 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
         learning_rate=5e-4,
         lora=LoraSpec(r=16, alpha=32),
     )
+    t_train = time.monotonic()
     result = run_job(job, progress_printer() if progress else None)
+    t_eval = time.monotonic()
     cand = register_trained(
         ws, task, job, result, name=f"{task_name}-{run_id[:8]}-naive", parent=incumbent, items=train
     )
@@ -96,6 +98,7 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
             )
             record_eval(ws, rep, dataset_id(items), run_id=run_id)
             scores[f"{version}/{suite}"] = {"score": rep.score, "correct": rep.correct_by_id}
+    phases = {"train": round(t_eval - t_train, 1), "evaluate": round(time.monotonic() - t_eval, 1)}
     from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path: live servers swap first
 
     promote_and_swap(ws.store, task_name, cand.name, actor="naive strategy (no gate)", note=f"run {run_id}")
@@ -123,7 +126,14 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
         "fixed": len(fixed),
         "excluded_suspect": [],
         "train_tokens": result.get("train_tokens"),
-        "seconds": round(time.time() - run.created_at.timestamp(), 1) if run.created_at.tzinfo else None,
+        # the agent's shape (`kaizen repair --json` → seconds.total / by_phase / by_step), so one reader fits both
+        "seconds": {
+            "total": round(time.time() - run.created_at.timestamp(), 1)
+            if run.created_at.tzinfo
+            else round(sum(phases.values()), 1),
+            "by_phase": phases,
+            "by_step": {"naive": round(sum(phases.values()), 1)},
+        },
     }
     run.report_path = _report(out, run, incumbent.name)
     ws.store.save_run(run)
