@@ -223,7 +223,9 @@ def show(s: dict, root: Path, title: str) -> None:
         )
     for arm, a in s["arms"].items():
         ph = a["seconds"].get("phases")
-        if isinstance(ph, dict) and ph.get("by_phase"):  # a summary from before naive reported phases: a float
+        if isinstance(ph, dict) and ph.get(
+            "by_phase"
+        ):  # a summary from before naive reported phases: a float
             steps = ", ".join(f"{k} {v:.0f}s" for k, v in ph["by_step"].items())
             phases = ", ".join(
                 f"{k} {v:.0f}s" for k, v in sorted(ph["by_phase"].items(), key=lambda kv: -kv[1])

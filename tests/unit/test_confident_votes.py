@@ -17,7 +17,9 @@ def _lp(*rows: tuple[float, ...]) -> list[list[float]]:
 
 def test_thresholds_are_per_class_so_a_rarely_confident_class_is_not_held_to_a_common_ones_standard() -> None:
     # class b is never predicted with much confidence (0.4 on its own examples); a 0.35 for b is normal for b
-    lp = _lp((0.9, 0.1, 0.0 + 1e-9), (0.95, 0.05, 1e-9), (0.55, 0.4, 0.05), (0.6, 0.4, 1e-9), (0.6, 0.35, 0.05))
+    lp = _lp(
+        (0.9, 0.1, 0.0 + 1e-9), (0.95, 0.05, 1e-9), (0.55, 0.4, 0.05), (0.6, 0.4, 1e-9), (0.6, 0.35, 0.05)
+    )
     given = ["a", "a", "b", "b", "b"]
     v = confident_votes(lp, ["a", "b", "c"], given, query=[4])[4]
     assert v.threshold == pytest.approx((0.4 + 0.4 + 0.35) / 3, abs=1e-6)
@@ -29,7 +31,11 @@ def test_a_label_the_model_is_confidently_against_is_disputed_with_evidence() ->
     v = confident_votes(lp, ["a", "b"], ["a", "a", "b", "b", "b"], query=[4])[4]
     assert v.disputes and v.likely == "a" and v.rank == 2
     ev = v.evidence()
-    assert ev["method"] == "confident-learning" and ev["likely"] == "a" and ev["given_prob"] == pytest.approx(0.03)
+    assert (
+        ev["method"] == "confident-learning"
+        and ev["likely"] == "a"
+        and ev["given_prob"] == pytest.approx(0.03)
+    )
 
 
 def test_unlabelled_or_unknown_queries_get_no_vote_and_a_class_nobody_carries_is_never_likely() -> None:
