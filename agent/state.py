@@ -25,6 +25,8 @@ class SuspectFlag(BaseModel):
         "empty_or_garbage_input",
         "correction_equals_output",
         "adversarial_input",
+        "correction_malformed",
+        "passing_output_malformed",
     ]
     evidence: dict[str, Any] = Field(default_factory=dict)
 

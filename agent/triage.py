@@ -180,6 +180,7 @@ def find_suspects(task: TaskSpec, labeled: list[TraceView], emb: Any) -> list[Su
             flag(t, "empty_or_garbage_input", input=text[:200])
         elif (m := ADVERSARIAL.search(text)) is not None:
             flag(t, "adversarial_input", input=text[:200], matched=m.group(0)[:80])
+    _unusable_answers(task, labeled, flag)
     if task.kind == "classification" and task.labels:
         for t in labeled:
             if t.verdict == "fail" and t.correction is not None:
@@ -201,6 +202,21 @@ def find_suspects(task: TaskSpec, labeled: list[TraceView], emb: Any) -> list[Su
             if len(flags) == before:
                 break
     return list(flags.values())
+
+
+def _unusable_answers(task: TaskSpec, labeled: list[TraceView], flag: Any) -> None:
+    """Feedback whose answer the task cannot score: an extraction correction that is not a JSON object, a
+    "pass" on output that is not one, a "pass" on an empty reply. Nothing can be trained or judged on it, so it
+    is distrusted, with why. (A classification correction off the label set has its own rule below.)"""
+    from kaizen.tools.data import expected_from_feedback
+
+    for t in labeled:
+        if t.verdict == "fail" and not t.correction:
+            continue  # an uncorrected failure: nothing given, nothing to distrust
+        _, problem = expected_from_feedback(task, t.gold)
+        if problem is not None:
+            kind = "correction_malformed" if t.verdict == "fail" else "passing_output_malformed"
+            flag(t, kind, answer=str(t.gold)[:200], problem=problem)
 
 
 def _embedding_off_domain(

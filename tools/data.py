@@ -45,6 +45,43 @@ def check_expected(task: TaskSpec, expected: Any, where: str) -> None:
         raise DataError(f"{where}: expected: must be {want} for a {kind} task, got {type(expected).__name__}")
 
 
+def expected_from_feedback(task: TaskSpec, text: str | None) -> tuple[Any, str | None]:
+    """``(expected, problem)``: the answer a piece of feedback gives (a failure's correction, a pass's output)
+    as this task kind scores it, or ``(None, why not)``.
+
+    Feedback is text; an extraction task scores a JSON object of fields, so ``'{"city": "oslo"}'`` becomes a
+    dict and ``'{not json'`` is no answer at all (triage distrusts it rather than a repair crashing on it).
+    A code task is scored by unit tests, which a correction can carry as ``{"tests": "..."}``. A
+    classification correction off the label set is kept as given: triage flags it, the naive baseline trains
+    on it.
+
+    Examples:
+        >>> from kaizen.tools.schema import TaskSpec
+        >>> t = TaskSpec(name="x", kind="extraction")
+        >>> expected_from_feedback(t, '{"city": "oslo"}'), expected_from_feedback(t, "[1]")[1]
+        (({'city': 'oslo'}, None), 'not a JSON object of fields')
+        >>> expected_from_feedback(TaskSpec(name="c", kind="classification", labels=["new_card"]), "New card")
+        ('new_card', None)
+    """
+    if text is None or not text.strip():
+        return None, "empty"
+    if task.kind == "classification":
+        from kaizen.tools.evaluate.metrics import normalize_label
+
+        return (normalize_label(text, task.labels) or text) if task.labels else text.strip(), None
+    if task.kind in ("extraction", "code"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            return None, f"not JSON ({err.msg} at character {err.pos})"
+        if task.kind == "extraction" and not isinstance(value, dict):
+            return None, "not a JSON object of fields"
+        if task.kind == "code" and not (isinstance(value, dict) and isinstance(value.get("tests"), str)):
+            return None, 'not {"tests": "<python asserts>"}: a code task is scored by unit tests'
+        return value, None
+    return text.strip(), None
+
+
 def load_items(path: Path, task: TaskSpec) -> list[EvalItem]:
     """Read and validate an example file; the first bad line raises with ``file:line: field: problem``."""
     if not path.exists():

@@ -79,6 +79,12 @@ class Feedback(Strict):
     source: FeedbackSource = "human"
     confidence: float | None = Field(None, ge=0.0, le=1.0)
 
+    @field_validator("correction", mode="before")
+    @classmethod
+    def _structured_correction(cls, v: Any) -> Any:
+        """An extraction correction may be logged as the JSON object itself; it is stored as its JSON text."""
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+
 
 class TraceIn(Strict):
     """One logged inference as kaizen imports it (kaizen JSONL line after validation)."""

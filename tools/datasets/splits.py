@@ -5,6 +5,7 @@ the order matters). Every item records why it is in (``metadata.reason``).
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import defaultdict
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaizen.tools.data import expected_from_feedback
+from kaizen.tools.errors import DataError
 from kaizen.tools.evaluate.metrics import normalize_label
 from kaizen.tools.schema import EvalItem, TaskSpec
 from kaizen.tools.store import TraceView
@@ -41,23 +44,30 @@ class RepairSplits:
 
 
 def trace_item(task: TaskSpec, t: TraceView, provenance: str, reason: str) -> EvalItem:
-    """An example from a trace: its user turns as input, the feedback's gold answer as expected."""
-    gold = t.gold or ""
-    if task.kind == "classification" and task.labels:
-        gold = normalize_label(gold, task.labels) or gold
-    msgs = [m for m in t.messages if m["role"] != "system"]
-    return EvalItem(
-        id=t.id,
-        messages=msgs,
-        expected=gold,
-        metadata={"trace_id": t.id, "provenance": provenance, "reason": reason},
-    )
+    """An example from a trace: its user turns as input, the feedback's gold answer as expected (as the task
+    kind scores it: see ``expected_from_feedback``; triage distrusts feedback that gives no usable answer)."""
+    gold, problem = expected_from_feedback(task, t.gold)
+    if problem is not None:
+        raise DataError(
+            f"trace {t.id}: its feedback gives no usable answer for a {task.kind} task ({problem}); "
+            "correct the feedback (`kaizen feedback`) or leave the trace unlabelled"
+        )
+    return _item(t, gold, provenance, reason)
 
 
 def inferred_item(task: TaskSpec, t: TraceView, label: str, kind: str) -> EvalItem:
-    """A training example whose label the evidence inferred (see ``Diagnosis.inferred``), not the feedback."""
-    item = trace_item(task, t, "inferred", f"inferred label ({kind}): neighbours' consensus, trains only")
-    return item.model_copy(update={"expected": label})
+    """A training example whose label the evidence inferred (see ``Diagnosis.inferred``), not the feedback
+    (an unlabelled trace has none to read)."""
+    return _item(t, label, "inferred", f"inferred label ({kind}): neighbours' consensus, trains only")
+
+
+def _item(t: TraceView, expected: Any, provenance: str, reason: str) -> EvalItem:
+    return EvalItem(
+        id=t.id,
+        messages=[m for m in t.messages if m["role"] != "system"],
+        expected=expected,
+        metadata={"trace_id": t.id, "provenance": provenance, "reason": reason},
+    )
 
 
 def stratified_take(
@@ -180,7 +190,7 @@ def build_splits(
         _top_up(target, train_f, spare, min(min_target, len(current) // 2))
     passes = [it for it in passes if it.id not in final_ids]
     want = min(max_regression, round(len(passes) * regression_share)) if len(passes) > 1 else 0
-    regression, pool = stratified_take(passes, want, lambda it: it.expected, rnd)
+    regression, pool = stratified_take(passes, want, stratum, rnd)
     for it in regression:
         it.metadata["reason"] = f"regression: passing example of label {it.expected!r} (stratified)"
     n_inferred = 0
@@ -220,6 +230,12 @@ def _top_up(
                     f"target-eval (top-up): {it.metadata['reason'].removeprefix('train: ')}"
                 )
                 target.append(it)
+
+
+def stratum(it: EvalItem) -> str:
+    """A pass's stratum: its label, or the canonical JSON of a structured answer (a dict is not hashable)."""
+    e = it.expected
+    return e if isinstance(e, str) else json.dumps(e, sort_keys=True, ensure_ascii=False)
 
 
 def _logged_by(t: TraceView, version: str | None) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kaizen.tools.data import item_id
-from kaizen.tools.datasets.splits import RepairSplits, stratified_take
+from kaizen.tools.datasets.splits import RepairSplits, stratified_take, stratum
 from kaizen.tools.schema import EvalItem, last_user_text
 from kaizen.tools.similarity import near_duplicates
 
@@ -115,7 +115,7 @@ def _replay_take(rest: list[EvalItem], pool: list[EvalItem], n: int, rnd: random
     The plan's replay share is a promise about the training set; when the pool is smaller than the
     share asks for, passes are shown more than once (distinct ids, ``~rK``) rather than silently shrinking it.
     """
-    taken, _ = stratified_take(rest, min(n, len(rest)), lambda it: it.expected, rnd)
+    taken, _ = stratified_take(rest, min(n, len(rest)), stratum, rnd)
     k = 2
     while len(taken) < n and pool:
         more = pool[:]
@@ -242,7 +242,7 @@ def build_refit_set(
     passes, n_pass_contam = decontaminate(dedupe(passes), judged)
     cap = math.ceil(max_replay_ratio * len(core)) if core else 0
     if len(passes) > cap:
-        passes, _ = stratified_take(passes, cap, lambda it: it.expected, rnd)
+        passes, _ = stratified_take(passes, cap, stratum, rnd)
     items = [*core, *passes]
     rnd.shuffle(items)
     stats = {

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kaizen.tools import registry
+from kaizen.tools.data import expected_from_feedback
 from kaizen.tools.datasets.splits import trace_item
 from kaizen.tools.evaluate.metrics import normalize_label
 from kaizen.tools.evaluate.run import dataset_id, evaluate
@@ -49,12 +50,17 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
     ws.store.save_run(run)
     out = ws.artifact_dir("runs", run_id)
     traces = ws.store.traces(task_name)
+    # every correction as given — except one the task cannot even score (an extraction correction that is
+    # not JSON): there is no reply to teach, so even a hand-run retrain would drop it
+    usable = [
+        t for t in traces if t.verdict in ("pass", "fail") and expected_from_feedback(task, t.gold)[1] is None
+    ]
     train = [
         trace_item(task, t, "trace", "naive: every correction, as given")
-        for t in traces
+        for t in usable
         if t.verdict == "fail" and t.correction
     ]
-    passes = [trace_item(task, t, "trace", "passing trace") for t in traces if t.verdict == "pass"]
+    passes = [trace_item(task, t, "trace", "passing trace") for t in usable if t.verdict == "pass"]
     say(f"naive: training on all {len(train)} corrections as given (no triage, no replay)")
     job = build_job(
         ws,

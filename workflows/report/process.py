@@ -37,6 +37,9 @@ def _evidence_summary(kind: str, ev: dict[str, Any]) -> str:
         return f"input unlike any other trace (best similarity {ev.get('best_similarity')})"
     if kind == "correction_off_label":
         return f"correction {ev.get('correction')!r} is not one of the task's labels"
+    if kind in ("correction_malformed", "passing_output_malformed"):
+        what = "correction" if kind == "correction_malformed" else "output marked as a pass"
+        return f"the {what} {ev.get('answer')!r} cannot be scored for this task: {ev.get('problem')}"
     if kind == "correction_equals_output":
         return f"correction equals the model's output {ev.get('output')!r}"
     if kind == "empty_or_garbage_input":
