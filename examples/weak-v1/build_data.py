@@ -15,6 +15,10 @@ al., EMNLP 2019; CC BY 3.0) from the project's shared data folder.
 
 Run: ``python examples/weak-v1/build_data.py [--out DIR]`` (default ``examples/weak-v1/data``), then
 ``python examples/support-intents/demo.py --data DIR`` runs agent, naive and oracle on it.
+
+Other shapes from the same recipe: ``--domain auto`` (CLINC150 auto & commute), v1's strength (``--seen``
+intents, ``--per-seen`` examples each, ``--epochs``), the traffic (``--logs-per-label``) and ``--poison``
+(the README's probes: a half-right v1 with 20 % poison, a strong v1 with 30 %).
 """
 
 from __future__ import annotations
