@@ -8,7 +8,7 @@ lets two versions be compared example by example, and eval sets be decontaminate
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +24,29 @@ def item_id(messages: list[dict[str, Any]], expected: Any) -> str:
     return content_hash({"messages": messages, "expected": expected})
 
 
+# What each task kind scores as ``expected``: a check and how to name it in an error.
+EXPECTED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "classification": (lambda e: isinstance(e, str), "a label string"),
+    "extraction": (lambda e: isinstance(e, dict), "a JSON object of fields"),
+    "math": (
+        lambda e: isinstance(e, (str, int, float)) and not isinstance(e, bool),
+        "a final answer (string or number)",
+    ),
+    "generation": (lambda e: isinstance(e, str), "a reference text"),
+    "code": (
+        lambda e: isinstance(e, dict) and isinstance(e.get("tests"), str),
+        'an object {"tests": "<python asserts>"}',
+    ),
+}
+
+
 def check_expected(task: TaskSpec, expected: Any, where: str) -> None:
     """Refuse an ``expected`` value that cannot be scored for this task kind."""
-    kind = task.kind
-    ok = {
-        "classification": isinstance(expected, str),
-        "extraction": isinstance(expected, dict),
-        "math": isinstance(expected, (str, int, float)) and not isinstance(expected, bool),
-        "generation": isinstance(expected, str),
-        "code": isinstance(expected, dict) and isinstance(expected.get("tests"), str),
-    }[kind]
-    if not ok:
-        want = {
-            "classification": "a label string",
-            "extraction": "a JSON object of fields",
-            "math": "a final answer (string or number)",
-            "generation": "a reference text",
-            "code": 'an object {"tests": "<python asserts>"}',
-        }[kind]
-        raise DataError(f"{where}: expected: must be {want} for a {kind} task, got {type(expected).__name__}")
+    ok, want = EXPECTED[task.kind]
+    if not ok(expected):
+        raise DataError(
+            f"{where}: expected: must be {want} for a {task.kind} task, got {type(expected).__name__}"
+        )
 
 
 def expected_from_feedback(task: TaskSpec, text: str | None) -> tuple[Any, str | None]:
@@ -74,11 +78,8 @@ def expected_from_feedback(task: TaskSpec, text: str | None) -> tuple[Any, str |
             value = json.loads(text)
         except json.JSONDecodeError as err:
             return None, f"not JSON ({err.msg} at character {err.pos})"
-        if task.kind == "extraction" and not isinstance(value, dict):
-            return None, "not a JSON object of fields"
-        if task.kind == "code" and not (isinstance(value, dict) and isinstance(value.get("tests"), str)):
-            return None, 'not {"tests": "<python asserts>"}: a code task is scored by unit tests'
-        return value, None
+        ok, want = EXPECTED[task.kind]
+        return (value, None) if ok(value) else (None, f"not {want}")
     return text.strip(), None
 
 

@@ -103,16 +103,6 @@ class ModelVote:
         """The model is confident in another label and below its usual confidence in the given one."""
         return self.likely is not None and self.likely != self.given and self.given_prob < self.threshold
 
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "method": "confident-learning",
-            "given_prob": round(self.given_prob, 3),
-            "threshold": round(self.threshold, 3),
-            "likely": self.likely,
-            "likely_prob": round(self.likely_prob, 3),
-            "rank": self.rank,
-        }
-
 
 def confident_votes(
     logprobs: list[list[float]], labels: list[str], given: list[str | None], *, query: list[int]

@@ -26,16 +26,11 @@ def test_thresholds_are_per_class_so_a_rarely_confident_class_is_not_held_to_a_c
     assert v.rank == 2 and v.likely is None and not v.disputes  # 0.6 < a's 0.925: not confident in a either
 
 
-def test_a_label_the_model_is_confidently_against_is_disputed_with_evidence() -> None:
+def test_a_label_the_model_is_confidently_against_is_disputed() -> None:
     lp = _lp((0.9, 0.1), (0.8, 0.2), (0.3, 0.7), (0.2, 0.8), (0.97, 0.03))
     v = confident_votes(lp, ["a", "b"], ["a", "a", "b", "b", "b"], query=[4])[4]
     assert v.disputes and v.likely == "a" and v.rank == 2
-    ev = v.evidence()
-    assert (
-        ev["method"] == "confident-learning"
-        and ev["likely"] == "a"
-        and ev["given_prob"] == pytest.approx(0.03)
-    )
+    assert v.given_prob == pytest.approx(0.03) and v.threshold == pytest.approx((0.7 + 0.8 + 0.03) / 3)
 
 
 def test_unlabelled_or_unknown_queries_get_no_vote_and_a_class_nobody_carries_is_never_likely() -> None:

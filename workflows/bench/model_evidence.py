@@ -50,13 +50,8 @@ def model_evidence(data: Path) -> dict[str, Any]:
     labels = list(task.labels or [])
     flagged = RuleBrain().diagnose(task, traces).suspect_ids
     labeled = [t for t in traces if t.verdict in ("pass", "fail")]
-    # what each trace says its label is: the correction of a failure, the output of a pass
-    given = [
-        normalize_label(t.correction or "", labels)
-        if t.verdict == "fail"
-        else normalize_label(t.output, labels)
-        for t in labeled
-    ]
+    # what each trace says its label is (``gold``: the correction of a failure, the output of a pass)
+    given = [normalize_label(t.gold or "", labels) for t in labeled]
     trusted = [None if t.id in flagged else g for t, g in zip(labeled, given, strict=True)]
     backend = TransformersBackend(resolve_base("smollm2-135m"), data / "v1")
     logprobs = backend.label_logprobs([render(task, None, t.messages) for t in labeled], labels)

@@ -52,9 +52,7 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
     traces = ws.store.traces(task_name)
     # every correction as given — except one the task cannot even score (an extraction correction that is
     # not JSON): there is no reply to teach, so even a hand-run retrain would drop it
-    usable = [
-        t for t in traces if t.verdict in ("pass", "fail") and expected_from_feedback(task, t.gold)[1] is None
-    ]
+    usable = [t for t in traces if expected_from_feedback(task, t.gold)[1] is None]  # no feedback: no gold
     train = [
         trace_item(task, t, "trace", "naive: every correction, as given")
         for t in usable
@@ -105,6 +103,7 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
             record_eval(ws, rep, dataset_id(items), run_id=run_id)
             scores[f"{version}/{suite}"] = {"score": rep.score, "correct": rep.correct_by_id}
     phases = {"train": round(t_eval - t_train, 1), "evaluate": round(time.monotonic() - t_eval, 1)}
+    spent = round(sum(phases.values()), 1)
     from kaizen.tools.serve.hotswap import promote_and_swap  # the one promotion path: live servers swap first
 
     promote_and_swap(ws.store, task_name, cand.name, actor="naive strategy (no gate)", note=f"run {run_id}")
@@ -134,11 +133,9 @@ def _naive(ws: Workspace, task_name: str, run_id: str, progress: Callable[[str],
         "train_tokens": result.get("train_tokens"),
         # the agent's shape (`kaizen repair --json` → seconds.total / by_phase / by_step), so one reader fits both
         "seconds": {
-            "total": round(time.time() - run.created_at.timestamp(), 1)
-            if run.created_at.tzinfo
-            else round(sum(phases.values()), 1),
+            "total": round(time.time() - run.created_at.timestamp(), 1) if run.created_at.tzinfo else spent,
             "by_phase": phases,
-            "by_step": {"naive": round(sum(phases.values()), 1)},
+            "by_step": {"naive": spent},
         },
     }
     run.report_path = _report(out, run, incumbent.name)
