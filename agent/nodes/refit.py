@@ -1,13 +1,16 @@
 """refit: retrain on all the evidence with the recipe the loop chose, and verify it on a slice nobody used.
 
 Inside the loop the target and regression traces only judge, so loop candidates learn from a subset. Once
-the loop has shown that the recipe fixes the target failures without breaking the regression suite, those
-suites have done that job: the refit trains, from the same start as the loop (the incumbent's adapter, or
-the base with the incumbent's own data), on *every* trusted example and inferred label (never the final
-slice), in one pass with a first iteration's schedule (epochs and learning rate). It is then measured on
-the **final slice** — carved before anything else, never trained on, never used to choose — against
-production (no significant regression, floor and rate as the gate) and against the best loop candidate
-(not significantly worse).
+the loop has shown that the recipe fixes the target failures, the target suite has done its job: the refit
+trains, from the same start as the loop (the incumbent's adapter, or the base with the incumbent's own
+data), on every trusted failure, the replay pool and every inferred label, in one pass with a first
+iteration's schedule (epochs and learning rate). It never trains on what judges it: against production it
+must not regress (floor, rate and paired test, as the gate) on the **regression suite**, earlier promotions'
+suites and production's right answers in the **final slice** (carved before anything else, never trained
+on, never used to choose); against the best loop candidate, it must not be significantly worse on the final
+slice (the loop candidate was chosen on the regression suite, so only the final slice compares them fairly).
+Why the regression suite judges rather than teaches: a refit verified on the final slice alone (11 of
+production's right answers in a strong-v1 probe) saw no break and broke 9 % of them on gold.
 If it holds, it is the one promoted; if not, the loop's best is, and the report says why.
 
 When no loop candidate passed but one did fix target failures (it broke too much on a subset of the
@@ -19,6 +22,7 @@ break no more of its right ones than the gate allows — or production stays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from langgraph.runtime import Runtime
 from kaizen.agent.candidates import train_candidate, train_event
 from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir, write_json
 from kaizen.agent.measure import comparison, measure
-from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles
+from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles, suites_for
 from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items, write_items
 from kaizen.tools.datasets.training import build_refit_set
@@ -76,7 +80,10 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         measured.append((ws.store.get_model_version(best["candidate_version"]).name, skill))
     for v, s in measured:
         evals.update(measure(state, c, v, s, {"final": state["splits"]["final"]}))
-    verdict, chosen = _verify(state, c, evals, best, refit_label, version.name)
+    held_out = {k: path for k, path in suites_for(state, c).items() if k != "target"}
+    for v, s in measured[:2]:  # production (cached from the loop) and the refit
+        evals.update(measure(state, c, v, s, held_out))
+    verdict, chosen = _verify(state, c, evals, best, refit_label, version.name, suites=list(held_out))
     keep = f"keep the loop candidate {best['candidate']}" if best else "production stays"
     c.say(f"refit: {'PROMOTE the refit' if chosen else keep} — " + "; ".join(verdict["reasons"]))
     if chosen:
@@ -101,7 +108,7 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                 "candidate": refit_label,
                 "passed": chosen,
                 "target": None,
-                "regressions": verdict["final_regressions"],
+                "regressions": verdict["regressions"],
                 "reasons": verdict["reasons"],
             }
         ],
@@ -135,9 +142,11 @@ def _verify(
     best: dict[str, Any],
     refit_label: str,
     refit_version: str,
+    suites: Sequence[str] = (),
 ) -> tuple[dict[str, Any], bool]:
-    """The refit on the final slice: not a regression against production; and not significantly worse than
-    the loop's best — or, with no passing loop candidate, a fix of production's wrong answers there."""
+    """Against production: no regression on ``suites`` (the regression suite, earlier promotions') nor on its
+    right answers in the final slice. Then not significantly worse than the loop's best on the final slice —
+    or, with no passing loop candidate, a fix of production's wrong answers there."""
     cfg = gate_config(state.get("preset", "repair"), c.workspace.settings.gate)
     inc = incumbent_label(state)
     inc_final = evals.get(f"{inc}/final") or {}
@@ -148,9 +157,12 @@ def _verify(
     )
     reasons: list[str] = []
     ok = True
-    if vs_prod is not None and vs_prod.n:
-        passed, why = check_regressions(cfg, vs_prod)
-        ok, reasons = ok and passed, [*reasons, why]
+    broken = 0
+    held = [comparison(evals, inc, refit_label, s) for s in suites]
+    for cmp in [*held, vs_prod]:
+        if cmp is not None and cmp.n:
+            passed, why = check_regressions(cfg, cmp)
+            ok, reasons, broken = ok and passed, [*reasons, why], broken + len(cmp.newly_wrong)
     if best:
         ok = _not_worse_than_loop(cfg, evals, best["candidate"], refit_label, reasons) and ok
     else:
@@ -167,6 +179,7 @@ def _verify(
         "final_scores": {k: (evals.get(f"{v}/final") or {}).get("score") for k, v in versions if v},
         "final_n": (inc_final or {}).get("n", 0),
         "final_regressions": len(vs_prod.newly_wrong) if vs_prod else 0,
+        "regressions": broken,
         "loop_candidate": best.get("candidate"),
         "loop_candidate_version": best.get("candidate_version"),
     }

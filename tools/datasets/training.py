@@ -216,9 +216,15 @@ def build_refit_set(
     prior: Sequence[EvalItem] = (),
     max_replay_ratio: float = 4.0,
 ) -> tuple[list[EvalItem], dict[str, Any]]:
-    """The refit's data: **every** example the run may learn from — training failures, the target and
-    regression suites (they have chosen the recipe; now they teach), the replay pool, inferred labels and
-    ``prior`` data — decontaminated against the final slice and ``eval_sets``. Never the final slice.
+    """The refit's data: every example the run may learn from — training failures, the target suite (it has
+    chosen the recipe; now it teaches), the replay pool, inferred labels and ``prior`` data —
+    decontaminated against what judges the refit: the final slice, the **regression suite** and
+    ``eval_sets``. Never those.
+
+    The regression suite stays out because it verifies the refit against production together with the
+    final slice's right answers: measured on a strong v1 under 30 % poison, a refit trained on it too was
+    verified on 11 production-right answers, saw no break, and broke 9 % of v1's right answers on gold —
+    a slice that small cannot see that rate; 52 + 11 can.
 
     Passes are capped at ``max_replay_ratio`` × the failures (stratified by label) so that in logs where
     almost everything passes the failures are not diluted into noise; below the cap, all of them are kept
@@ -235,9 +241,9 @@ def build_refit_set(
             out.append(it.model_copy(update={"metadata": meta}))
         return out
 
-    judged = [splits.final, *eval_sets]
+    judged = [splits.final, splits.regression, *eval_sets]
     failures = tag([*splits.train_failures, *splits.target], "trace", "a corrected failure")
-    passes = tag([*splits.regression, *splits.replay_pool], "replay", "a passing trace")
+    passes = tag(splits.replay_pool, "replay", "a passing trace")
     core, n_contam = decontaminate(dedupe([*failures, *prior]), judged)
     passes, n_pass_contam = decontaminate(dedupe(passes), judged)
     cap = math.ceil(max_replay_ratio * len(core)) if core else 0
