@@ -4,7 +4,7 @@ observe → diagnose → plan → synthesize → train → evaluate → gate ─
             │            ↑                                         │             or with a changed plan after a failure)
             │            └─────────────────────────────────────────┼→ recover → evaluate → gate   (regressions only)
             │                                                      ├→ refit → promote | rollback   (all the evidence,
-            └→ rollback (nothing fixable)                          │                                verified on the final slice)
+            └→ rollback (nothing fixable)                          │                     verified on regression + final slice)
                                                                    ├→ promote → END
                                                                    └→ rollback → END
 """

@@ -82,16 +82,14 @@ def promote(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
 def _record_suites(state: RepairState, c: RunContext, version: str, best: dict[str, Any]) -> None:
     """Remember the suites this promotion was judged on (never trained on by it): the next repair keeps them.
 
-    A refit trained on the run's target and regression traces, so only the final slice still qualifies.
-    Earlier promotions' suites are carried forward (the newest six).
+    A refit trained on the run's target traces, so its final slice takes the target suite's place; no
+    candidate ever trains on the regression suite. Earlier promotions' suites are carried forward (the
+    newest six).
     """
     ws = c.workspace
     run = state["run_id"][:8]
-    mine = (
-        {f"{run}-final": state["splits"]["final"]}
-        if best.get("step") == "refit"
-        else {f"{run}-regression": state["splits"]["regression"], f"{run}-target": state["splits"]["target"]}
-    )
+    judged = "final" if best.get("step") == "refit" else "target"
+    mine = {f"{run}-regression": state["splits"]["regression"], f"{run}-{judged}": state["splits"][judged]}
     inherited = ws.store.get_model_version(state["incumbent"]).metrics.get("suites") or {}
     suites = dict(list({**inherited, **mine}.items())[-6:])
     ws.store.update_model_metrics(version, {"suites": suites, "promoted_by_run": state["run_id"]})

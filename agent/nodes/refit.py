@@ -15,9 +15,10 @@ If it holds, it is the one promoted; if not, the loop's best is, and the report 
 
 When no loop candidate passed but one did fix target failures (it broke too much on a subset of the
 data), or the target suite was too thin to show a fix either way (fewer than ``routing.THIN_TARGET`` items:
-a scheduled loop's third batch with 40 % poisoned feedback left 2), the refit is the last candidate: trained on all the evidence it often forgets less (every pass is
-replay), and it must then pass the gate *on the final slice* — fix some of production's wrong answers there,
-break no more of its right ones than the gate allows — or production stays.
+a scheduled loop's third batch with 40 % poisoned feedback left 2), the refit is the last candidate: trained
+on all the evidence it often forgets less (every replay pass is in it), and it must then pass the gate — fix
+some of production's wrong answers in the final slice, break no more of its right ones there and on the
+regression suite than the gate allows — or production stays.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     write_items(rd.train_set("refit"), items)
     write_json(rd.train_stats("refit"), stats)
     # A first iteration's schedule: the loop's later plans halve the rate after a candidate broke too much
-    # *on a subset*; the refit's guard is the replay of every pass and the final slice. (Measured: AdaptFT
+    # *on a subset*; the refit's guard is the replay pool and its verification. (Measured: AdaptFT
     # stage 1, after a GRPO recovery's regressions, refit at half rate and learned nothing.) GRPO: its own rule.
     rate = None if p.kind == "grpo" else first_rate(c.plan_defaults, from_adapter)
     version, result = train_candidate(

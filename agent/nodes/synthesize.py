@@ -1,7 +1,8 @@
 """synthesize: the run's data roles (once) and this iteration's training set.
 
-Roles, carved once per run and never changed: the final slice (verifies the refit), the target and
-regression suites (judge the loop's candidates), the training failures and the replay pool.
+Roles, carved once per run and never changed: the final slice (verifies the refit), the target suite
+(judges the loop's candidates), the regression suite (judges every candidate, the refit included), the
+training failures and the replay pool.
 """
 
 from __future__ import annotations
