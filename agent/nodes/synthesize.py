@@ -67,6 +67,7 @@ def synthesize(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, An
     items, stats = build_training_set(
         splits,
         replay_fraction=p.replay_fraction,
+        replay_per_label=p.replay_per_label,
         failure_weight=p.failure_weight,
         seed=state.get("iteration", 1),
         eval_sets=[*extra, splits.final],

@@ -498,3 +498,20 @@ def test_a_thin_target_suite_is_topped_up_from_the_deployed_versions_failures() 
     assert len(split(5, final_fraction=0.0).target) == len(
         split(0, final_fraction=0.0).target
     )  # no refit: no top-up
+
+
+@pytest.mark.parametrize("floor", [0, 2, 5])
+def test_replay_floor_anchors_every_label_the_passes_hold(floor: int) -> None:
+    """A few failures on few labels: every label with passes in the pool still gets ``floor`` examples
+    (as many as the pool has), and the floor never drops or duplicates a failure."""
+    traces, clusters, excluded = scenario(n_fail={"card_declined": 3, "transfer": 2})
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0)
+    items, _ = build_training_set(s, replay_fraction=0.1, replay_per_label=floor, max_ratio=100.0)
+    per_label = Counter(str(it.expected) for it in items)
+    pool = Counter(str(it.expected) for it in s.replay_pool)
+    for lab, n in pool.items():
+        assert per_label[lab] >= min(floor, n), (lab, per_label)
+    assert ids(s.train_failures) <= ids(items)
+    if floor == 5:
+        base, _ = build_training_set(s, replay_fraction=0.1, replay_per_label=0, max_ratio=100.0)
+        assert len(items) > len(base)

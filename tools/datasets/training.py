@@ -64,17 +64,18 @@ def dedupe(items: Iterable[EvalItem]) -> list[EvalItem]:
 
 
 def _balancing_replay(
-    core: list[EvalItem], pool: list[EvalItem], max_ratio: float, rnd: random.Random
+    core: list[EvalItem], pool: list[EvalItem], max_ratio: float, rnd: random.Random, floor: int = 0
 ) -> list[EvalItem]:
-    """Replay items that lift every label to at least (largest label count / max_ratio).
+    """Replay items that lift every label to at least (largest label count / max_ratio) and ``floor``.
 
     Failures cluster on a few labels; rather than throwing failures away to balance, we replay
-    passing examples of the other labels — which also guards those labels against forgetting.
+    passing examples of the other labels — which also guards those labels against forgetting. The
+    floor anchors every label the passes hold even when the failures are few (see ``Plan.replay_per_label``).
     """
     counts = Counter(str(it.expected) for it in core)
     if not counts:
         return []
-    need = math.ceil(max(counts.values()) / max_ratio)
+    need = max(math.ceil(max(counts.values()) / max_ratio), floor)
     by_label: dict[str, list[EvalItem]] = defaultdict(list)
     for it in pool:
         by_label[str(it.expected)].append(it)
@@ -129,6 +130,7 @@ def build_training_set(
     splits: RepairSplits,
     *,
     replay_fraction: float,
+    replay_per_label: int = 0,
     failure_weight: int = 1,
     seed: int = 0,
     eval_sets: Sequence[Sequence[EvalItem]] = (),
@@ -141,8 +143,9 @@ def build_training_set(
 
     Replay is at least ``replay_fraction`` of the final set, sampled stratified by label from the
     passes not held out (so the accumulated data stays bounded as logs grow), topped up so no label
-    has less than 1/``max_ratio`` of the largest; only then is replay still over the ratio capped (a
-    corrected failure is never dropped for balance).
+    has less than 1/``max_ratio`` of the largest nor fewer than ``replay_per_label`` examples (as far as
+    the passes allow); only then is replay still over the ratio capped (a corrected failure is never
+    dropped for balance).
     """
     rnd = random.Random(seed)
     # Decontaminate first, so that balancing counts only what will really be trained on (a replay
@@ -153,7 +156,7 @@ def build_training_set(
     negatives = _hard_negatives(core, pool, confused_with or {}, hard_negatives_per_case, rnd)
     taken = {it.id for it in negatives}
     balancing = _balancing_replay(
-        [*core, *negatives], [it for it in pool if it.id not in taken], max_ratio, rnd
+        [*core, *negatives], [it for it in pool if it.id not in taken], max_ratio, rnd, replay_per_label
     )
     chosen = taken | {it.id for it in balancing}
     rest = [it for it in pool if it.id not in chosen]
