@@ -97,7 +97,10 @@ class Plan(BaseModel):
     # strong v1 (15 intents, 12 trusted failures): 25 examples broke 10 of 52 regression passes and fixed
     # 3 of 8 targets; the same set with every label lifted to 4 (56 examples) broke 3 and fixed 4.
     replay_per_label: int = Field(
-        4, ge=0, le=32, description="Replay floor: at least this many examples of every label the passes hold."
+        4,
+        ge=0,
+        le=32,
+        description="Replay floor: at least this many examples of every label the passes hold.",
     )
     failure_weight: int = Field(
         1, ge=1, le=4, description="Copies of each failure example in the training set."
