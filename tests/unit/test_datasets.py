@@ -113,12 +113,22 @@ def test_regression_is_drawn_from_all_passes_stratified_by_label() -> None:
     assert len(s.regression) == round(n_pass * 0.5)  # sized on the passes, not on the failure count
     per_label = Counter(it.expected for it in s.regression)
     assert set(per_label) == set(LABELS)
-    # round-robin over labels: counts differ by at most one, except where a label runs out of passes
-    passes_of = Counter(t.output for t in traces if t.verdict == "pass" and t.id not in excluded)
-    full = [n for lab, n in per_label.items() if n < passes_of[lab]]
-    assert max(full) - min(per_label.values()) <= 1, per_label
+    # half of each label's passes (one more where the halves leave the total short): replay keeps the rest
+    passes_of = Counter(it.expected for it in [*s.regression, *s.replay_pool])
+    for lab, n in per_label.items():
+        assert passes_of[lab] // 2 <= n <= passes_of[lab] // 2 + 1, (lab, per_label, passes_of)
     for it in s.regression:
         assert it.metadata["reason"] == f"regression: passing example of label {it.expected!r} (stratified)"
+
+
+def test_a_label_with_few_passes_keeps_half_of_them_for_replay() -> None:
+    """Round-robin would hand a 4-pass label three of them; the per-label share leaves replay two."""
+    traces, clusters, excluded = scenario()
+    rare = [t for t in traces if t.verdict == "pass" and t.output == "freeze_account"][4:]
+    traces = [t for t in traces if t not in rare]
+    s = build_splits(TASK, traces, excluded=excluded, clusters=clusters, final_fraction=0.0)
+    assert Counter(it.expected for it in s.regression)["freeze_account"] == 2
+    assert Counter(it.expected for it in s.replay_pool)["freeze_account"] == 2
 
 
 def test_regression_is_bounded() -> None:

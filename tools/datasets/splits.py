@@ -190,7 +190,7 @@ def build_splits(
         _top_up(target, train_f, spare, min(min_target, len(current) // 2))
     passes = [it for it in passes if it.id not in final_ids]
     want = min(max_regression, round(len(passes) * regression_share)) if len(passes) > 1 else 0
-    regression, pool = stratified_take(passes, want, stratum, rnd)
+    regression, pool = _regression_take(passes, want, regression_share, rnd)
     for it in regression:
         it.metadata["reason"] = f"regression: passing example of label {it.expected!r} (stratified)"
     n_inferred = 0
@@ -213,6 +213,35 @@ def build_splits(
         final=final,
         notes=notes,
     )
+
+
+def _regression_take(
+    passes: list[EvalItem], want: int, share: float, rnd: random.Random
+) -> tuple[list[EvalItem], list[EvalItem]]:
+    """``want`` passes for the regression suite: ``share`` of **each** label's passes first, then the rest
+    from the labels with the most passes left; returns (suite, replay pool).
+
+    A round-robin over labels would give a label with four passes three of them, and replay — the only
+    thing that keeps that label from drifting, now that no candidate trains on the suite — would be left
+    with one (measured on a strong-v1 probe: nutrition_info kept 1 replay example and lost 5 of its gold
+    answers to the refit). Structured answers (every stratum a single pass) fill from the second step.
+    """
+    strata: dict[str, list[EvalItem]] = defaultdict(list)
+    for it in passes:
+        strata[stratum(it)].append(it)
+    if want < int(share * len(passes)):  # a bounded suite: the same (smaller) share of each label
+        share = want / len(passes)
+    taken: list[EvalItem] = []
+    for key in sorted(strata):
+        rnd.shuffle(strata[key])
+        k = min(int(share * len(strata[key])), want - len(taken))
+        taken += strata[key][:k]
+        strata[key] = strata[key][k:]
+    while len(taken) < want and any(strata.values()):
+        key = max(sorted(strata), key=lambda k: len(strata[k]))
+        taken.append(strata[key].pop())
+    chosen = {it.id for it in taken}
+    return taken, [it for it in passes if it.id not in chosen]
 
 
 def _top_up(
