@@ -1,4 +1,4 @@
-"""refit: retrain on all the evidence with the recipe the loop chose, and verify it on a slice nobody used.
+"""refit: retrain on all the evidence with the recipe the loop chose, and verify it on suites it never saw.
 
 Inside the loop the target and regression traces only judge, so loop candidates learn from a subset. Once
 the loop has shown that the recipe fixes the target failures, the target suite has done its job: the refit
@@ -105,7 +105,7 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                 "step": "refit",
                 "recipe": f"{'continue ' + incumbent.name if from_adapter else 'retrain from the base'} on all "
                 f"{stats['n']} examples ({stats['failures']} failures, {stats['replay']} passes, "
-                f"{stats['inferred']} inferred labels; not the final slice)",
+                f"{stats['inferred']} inferred labels; not the regression suite or the final slice)",
                 "candidate": refit_label,
                 "passed": chosen,
                 "target": None,
