@@ -32,7 +32,7 @@ from langgraph.runtime import Runtime
 from kaizen.agent.candidates import train_candidate, train_event
 from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir, write_json
 from kaizen.agent.measure import comparison, measure
-from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles, suites_for
+from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles
 from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items, write_items
 from kaizen.tools.datasets.training import build_refit_set
@@ -52,7 +52,8 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     prior = []
     if not from_adapter and holds_full_data(incumbent):  # from the base: what production learned comes along
         prior = list(load_items(Path(incumbent.recipe["train_items_path"]), task))
-    extra = [load_items(Path(x), task) for x in earlier_suites(state, c).values()]
+    earlier = earlier_suites(state, c)  # earlier promotions' suites and the user's: never trained on, judge
+    extra = [load_items(Path(x), task) for x in earlier.values()]
     items, stats = build_refit_set(load_roles(task, state["splits"]), seed=7, eval_sets=extra, prior=prior)
     write_items(rd.train_set("refit"), items)
     write_json(rd.train_stats("refit"), stats)
@@ -76,14 +77,18 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     )
     refit_label = label(version.name, skill)
     evals = dict(state.get("evals") or {})
-    measured = [(state["incumbent"], state.get("incumbent_skill")), (version.name, skill)]
+    # Production and the refit on every suite that judges the refit (production's are cached from the
+    # loop); the loop's best on the final slice only. One measure call per version: one model load.
+    held_out = {"regression": state["splits"]["regression"], **earlier}
+    final = {"final": state["splits"]["final"]}
+    measured = [
+        (state["incumbent"], state.get("incumbent_skill"), final | held_out),
+        (version.name, skill, final | held_out),
+    ]
     if best:
-        measured.append((ws.store.get_model_version(best["candidate_version"]).name, skill))
-    for v, s in measured:
-        evals.update(measure(state, c, v, s, {"final": state["splits"]["final"]}))
-    held_out = {k: path for k, path in suites_for(state, c).items() if k != "target"}
-    for v, s in measured[:2]:  # production (cached from the loop) and the refit
-        evals.update(measure(state, c, v, s, held_out))
+        measured.append((ws.store.get_model_version(best["candidate_version"]).name, skill, final))
+    for v, s, suites in measured:
+        evals.update(measure(state, c, v, s, suites))
     verdict, chosen = _verify(state, c, evals, best, refit_label, version.name, suites=list(held_out))
     keep = f"keep the loop candidate {best['candidate']}" if best else "production stays"
     c.say(f"refit: {'PROMOTE the refit' if chosen else keep} — " + "; ".join(verdict["reasons"]))
