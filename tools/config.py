@@ -103,6 +103,10 @@ class RepairSettings(Section):
         True,
         description="After the loop, retrain from production on all the evidence (held-out suites and inferred labels included) and verify it on the final slice.",
     )
+    shrink: bool = Field(
+        True,
+        description="Move the refit back toward production (weight-space interpolation, α 0.5 or 0.75) when that keeps 95 % of its score on the examples it was taught.",
+    )
     recover: bool = Field(
         True,
         description="When a candidate fails only on regressions, try a short refresh and a sparse rollback (then GRPO: grpo_recovery) before discarding it.",

@@ -33,6 +33,7 @@ from kaizen.agent.candidates import train_candidate, train_event
 from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir, write_json
 from kaizen.agent.measure import comparison, measure
 from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles
+from kaizen.agent.shrink import shrink
 from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items, write_items
 from kaizen.tools.datasets.training import build_refit_set
@@ -75,6 +76,9 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         learning_rate=rate,
         train_items_path=str(rd.train_set("refit")),
     )
+    shrunk: dict[str, Any] = {"skipped": "repair.shrink is off"}
+    if state.get("shrink_enabled", True):
+        version, shrunk = _shrink(state, c, task, incumbent, from_adapter, version, items, skill)
     refit_label = label(version.name, skill)
     evals = dict(state.get("evals") or {})
     # Production and the refit on every suite that judges the refit (production's are cached from the
@@ -110,7 +114,8 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
                 "step": "refit",
                 "recipe": f"{'continue ' + incumbent.name if from_adapter else 'retrain from the base'} on all "
                 f"{stats['n']} examples ({stats['failures']} failures, {stats['replay']} passes, "
-                f"{stats['inferred']} inferred labels; not the regression suite or the final slice)",
+                f"{stats['inferred']} inferred labels; not the regression suite or the final slice)"
+                + (f", shrunk to α = {shrunk['alpha']}" if shrunk.get("version") else ""),
                 "candidate": refit_label,
                 "passed": chosen,
                 "target": None,
@@ -122,11 +127,48 @@ def refit(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             event(
                 "refit",
                 **train_event("refit", version, result, rd.job("refit"), examples=len(items)),
+                shrink=shrunk,
                 chosen=chosen,
                 reasons=verdict["reasons"],
             )
         ],
     }
+
+
+def _shrink(
+    state: RepairState,
+    c: RunContext,
+    task: Any,
+    incumbent: Any,
+    from_adapter: bool,
+    version: Any,
+    items: list[Any],
+    skill: int | None,
+) -> tuple[Any, dict[str, Any]]:
+    """The refit moved back toward production as far as its taught examples allow (``agent/shrink.py``):
+    only toward the adapter it continued, or production itself when production has none."""
+    if not from_adapter and (incumbent.adapter_path is not None or incumbent.kind != "base"):
+        return version, {"skipped": "retrained from the base: production is not on its path"}
+    start_adapter = incumbent.adapter_path if from_adapter else None
+    version, info = shrink(
+        state,
+        c,
+        task,
+        start=incumbent,
+        start_adapter=start_adapter,
+        version=version,
+        items=items,
+        step="refit",
+        skill=skill,
+    )
+    scores = ", ".join(f"α {a}: {s:.3f}" for a, s in info.get("scores", {}).items() if s is not None)
+    if "version" in info:
+        c.say(
+            f"refit: shrunk to α = {info['alpha']} toward {incumbent.name} ({scores} on {info['taught']} taught examples) → {version.name}"
+        )
+    else:
+        c.say(f"refit: kept the full update ({info.get('skipped') or scores})")
+    return version, info
 
 
 def first_rate(plan_defaults: dict[str, Any], from_adapter: bool) -> float:

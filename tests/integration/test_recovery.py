@@ -1,5 +1,6 @@
 """Recovery before rejection, on the embedded SmolLM2-135M (top 4 layers adapted, seconds a job): a candidate that learned its target but broke what its
-start knew is mended by (a) a short refresh and (b) a training-free sparse rollback.
+start knew is mended by (a) a short refresh and (b) a training-free sparse rollback; the refit's shrink (weight-space
+interpolation toward the start) lands between the two.
 
 Constructed so the damage is certain: the start adapter A0 learns R (inputs answered "yes"); the candidate
 A1 continues A0 on T (other inputs answered "no") hard enough to forget R. Losses (mean cross-entropy of
@@ -121,3 +122,23 @@ def test_rollback_refuses_adapters_that_do_not_continue_each_other(smollm_dir: P
     save_file({k: v for i, (k, v) in enumerate(t.items()) if i > 0}, str(other / "adapter_model.safetensors"))
     with pytest.raises(IncompatibleAdapters):
         sparse_rollback(smollm_dir, other, damaged["a1"], sft_rows(TASK, R_SIDE), damaged["tmp"] / "x")
+
+
+def test_interpolation_lands_between_the_start_and_the_candidate(smollm_dir: Path, damaged: dict) -> None:
+    # The refit's shrink (agent/shrink.py): θ(α) = θ_start + α (θ_cand − θ_start). α = 0 and 1 are the two
+    # adapters exactly; halfway undoes part of the damage on R and keeps part of the gain on T.
+    from kaizen.tools.train.interpolate import interpolate_adapter
+
+    m, got = damaged["m"], {}
+    for alpha in (0.0, 0.5, 1.0):
+        out = damaged["tmp"] / f"interp-{alpha}"
+        info = interpolate_adapter(damaged["a0"], damaged["a1"], alpha, out)
+        assert info["from_start"] and (out / "adapter_config.json").exists()
+        assert not out.with_name(out.name + ".tmp").exists()
+        got[alpha] = {"R": loss(smollm_dir, out, R), "T": loss(smollm_dir, out, T)}
+    print(m, got)
+    for s in ("R", "T"):
+        assert got[0.0][s] == pytest.approx(m["a0"][s], abs=1e-4)
+        assert got[1.0][s] == pytest.approx(m["a1"][s], abs=1e-4)
+    assert m["a0"]["R"] < got[0.5]["R"] < m["a1"]["R"]  # part of the damage undone
+    assert m["a1"]["T"] < got[0.5]["T"] < m["a0"]["T"]  # part of the gain kept

@@ -153,6 +153,7 @@ def start(
             "target_score": rs.target_score,
             "plateau": rs.plateau,
             "refit_enabled": rs.refit,
+            "shrink_enabled": rs.shrink,
             "recoveries": recoveries(rs, spec.kind),
             "final_n": 0,
             "recovery": [],
