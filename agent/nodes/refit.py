@@ -33,8 +33,8 @@ from kaizen.agent.candidates import train_candidate, train_event
 from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir, write_json
 from kaizen.agent.measure import comparison, measure
 from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles
-from kaizen.agent.shrink import right_share, shrink
-from kaizen.agent.state import Diagnosis, Plan, RepairState
+from kaizen.agent.shrink import shrink
+from kaizen.agent.state import Plan, RepairState
 from kaizen.tools.data import load_items, write_items
 from kaizen.tools.datasets.training import build_refit_set
 from kaizen.tools.gate import check_regressions, check_target, gate_config, paired_worse_p
@@ -150,8 +150,6 @@ def _shrink(
     if not from_adapter and (incumbent.adapter_path is not None or incumbent.kind != "base"):
         return version, {"skipped": "retrained from the base: production is not on its path"}
     start_adapter = incumbent.adapter_path if from_adapter else None
-    diag = Diagnosis.model_validate_json(Path(state["diagnosis_path"]).read_text())
-    share = right_share(diag.n_passes, diag.n_failures, len(diag.suspects))
     version, info = shrink(
         state,
         c,
@@ -162,7 +160,6 @@ def _shrink(
         items=items,
         step="refit",
         skill=skill,
-        right_share=share,
     )
     scores = ", ".join(f"α {a}: {s:.3f}" for a, s in info.get("scores", {}).items() if s is not None)
     if "version" in info:

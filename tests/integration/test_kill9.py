@@ -137,7 +137,8 @@ class ScriptedBackend:
     * the incumbent (``tiny``) answers what the logs say it answered: right on the passes, wrong on the failures;
     * the first loop candidate (``…-i1``) fixes every failure and breaks every pass (right→wrong) — the gate
       fails on regressions only, which is what recover is for;
-    * the recovery (``…-i1r1``) and the refit (``…-irefit``) answer right: the gate passes, the refit holds.
+    * the recovery (``…-i1r1``) and the refit (``…-irefit``, its shrink ``…-irefit-a50``) answer right: the
+      gate passes, the refit holds.
     """
 
     name = "scripted"
@@ -427,8 +428,9 @@ def test_a_run_killed_at_every_node_ends_like_one_never_killed(
     elif scenario == "recover-refit":
         order = got["order"]
         assert order[order.index("recover") - 1] == "gate" and order[-2:] == ["refit", "promote"], order
-        # The loop candidate broke the passes; its refresh passed; the refit (verified on the final slice) won.
-        assert ref["status"] == "promoted" and ref["aliases"]["production"][0] == "q-<run>-irefit"
+        # The loop candidate broke the passes; its refresh passed; the refit (verified on the final slice) won,
+        # shrunk halfway toward production (every refit version answers right here, so α = 0.5 keeps it all).
+        assert ref["status"] == "promoted" and ref["aliases"]["production"][0] == "q-<run>-irefit-a50"
         assert ref["summary"]["new_regressions"] == 0 and ref["evals"]["q-<run>-i1/regression"][0] == 0.0
         assert ref["trainers"] == [1, 1, 1]  # the loop candidate, the refresh, the refit: one trainer each
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kaizen.agent.shrink import MAX_LOSS, MAX_TAUGHT, keeps, right_share, taught
+from kaizen.agent.shrink import MAX_TAUGHT, choose, taught
 from kaizen.tools.schema import EvalItem
 
 
@@ -22,11 +22,8 @@ def test_taught_examples_are_everything_but_the_replayed_passes_and_bounded() ->
     assert len(taught(many)) == MAX_TAUGHT and taught(many) == taught(many)  # a seeded sample
 
 
-def test_the_fix_loss_allowed_scales_with_productions_right_share() -> None:
-    # all traffic right: 5 % of the taught score may go; a mostly-wrong production: almost none
-    assert keeps(1.0, 0.95, MAX_LOSS * 1.0) and not keeps(1.0, 0.94, MAX_LOSS * 1.0)
-    assert not keeps(1.0, 0.99, MAX_LOSS * 0.1) and keeps(1.0, 0.996, MAX_LOSS * 0.1)
-    assert not keeps(0.5, None, 1.0)
-    # the three scenarios measured (README): strong v1, the demo, a weak v1
-    assert right_share(116, 99, 69) > 0.75 and 0.65 < right_share(107, 71, 24) < 0.75
-    assert right_share(30, 199, 38) < 0.2 and right_share(5, 3, 10) == 1.0
+def test_the_best_fit_of_what_was_taught_wins_and_the_smaller_step_on_a_tie() -> None:
+    assert choose({1.0: 0.97, 0.75: 0.91, 0.5: 0.64}) == 1.0  # the demo: the fix needs the whole update
+    assert choose({1.0: 0.925, 0.75: 0.943, 0.5: 0.906}) == 0.75  # an update that overshot
+    assert choose({1.0: 0.9, 0.75: 0.9, 0.5: 0.9}) == 0.5  # nothing lost: the smallest step
+    assert choose({1.0: None, 0.75: None}) == 1.0 and choose({}) == 1.0  # nothing measured: keep it
