@@ -105,7 +105,7 @@ class RepairSettings(Section):
     )
     shrink: bool = Field(
         True,
-        description="Move the refit back toward production (weight-space interpolation, α 0.5 or 0.75) when that keeps 95 % of its score on the examples it was taught.",
+        description="Move the refit back toward production (weight-space interpolation, α 0.75 or 0.5) when that fits the examples it was taught at least as well as the full update.",
     )
     recover: bool = Field(
         True,
