@@ -167,9 +167,7 @@ def _shrink(
             f"refit: shrunk to α = {info['alpha']} toward {incumbent.name} ({scores} on {info['taught']} taught examples) → {version.name}"
         )
     else:
-        c.say(
-            f"refit: kept the full update ({info.get('skipped') or scores}; loss allowed {info.get('tolerance')})"
-        )
+        c.say(f"refit: kept the full update ({info.get('skipped') or scores})")
     return version, info
 
 
