@@ -74,14 +74,15 @@ def shrink(
     if len(fit) < MIN_TAUGHT or not version.adapter_path:
         why = "no adapter" if not version.adapter_path else f"{len(fit)} taught examples"
         return version, {"skipped": why}
-    path = run_dir(state).step(step) / "taught.jsonl"
+    folder = run_dir(state).step(step)
+    path = folder / "taught.jsonl"
     write_items(path, fit)
     scores: dict[float, float | None] = {1.0: _score(state, c, version.name, skill, str(path))}
     shrunk: dict[float, Any] = {1.0: version}
     info: dict[str, Any] = {"alpha": 1.0, "taught": len(fit)}
     for alpha in ALPHAS:
         name = f"{version.name}-a{round(alpha * 100)}"
-        out = run_dir(state).step(step) / f"adapter-a{round(alpha * 100)}"
+        out = folder / f"adapter-a{round(alpha * 100)}"
         try:
             if not out.exists():
                 interpolate_adapter(start_adapter, version.adapter_path, alpha, out)

@@ -164,9 +164,7 @@ class RepairState(TypedDict, total=False):
     target_score: float  # τ (repair.target_score)
     plateau: float  # δ (repair.plateau)
     refit_enabled: bool  # repair.refit
-    shrink_enabled: (
-        bool  # repair.shrink: the refit moved back toward production when its taught examples allow
-    )
+    shrink_enabled: bool  # repair.shrink
     recoveries: list[
         str
     ]  # the recoveries to try, in order ("refresh", "rollback"); [] when repair.recover is off

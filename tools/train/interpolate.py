@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from kaizen.tools.train.rollback import ADAPTER_FILE, IncompatibleAdapters
+from kaizen.tools.train.rollback import ADAPTER_FILE, check_continues
 
 
 def blend(start: dict[str, Any] | None, cand: dict[str, Any], alpha: float) -> dict[str, Any]:
@@ -37,10 +37,7 @@ def blend(start: dict[str, Any] | None, cand: dict[str, Any], alpha: float) -> d
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if start is None:
         return {k: (v * alpha if ".lora_B." in k else v).contiguous() for k, v in cand.items()}
-    if start.keys() != cand.keys() or any(start[k].shape != cand[k].shape for k in cand):
-        raise IncompatibleAdapters(
-            "the candidate's adapter does not continue the start's (different tensors)"
-        )
+    check_continues(start, cand)
     return {k: (start[k] + alpha * (cand[k] - start[k])).to(cand[k].dtype).contiguous() for k in cand}
 
 

@@ -22,6 +22,15 @@ class IncompatibleAdapters(ValueError):
     """The candidate did not continue the start adapter (different tensors): nothing to roll back to."""
 
 
+def check_continues(start: dict[str, Any], cand: dict[str, Any]) -> None:
+    """Raise IncompatibleAdapters unless the two adapters hold the same tensors (the candidate continued
+    the start): what both a rollback and an interpolation toward the start need."""
+    if start.keys() != cand.keys() or any(start[k].shape != cand[k].shape for k in cand):
+        raise IncompatibleAdapters(
+            "the candidate's adapter does not continue the start's (different tensors)"
+        )
+
+
 def _file_key(param_name: str) -> str:
     """``…q_proj.lora_A.default.weight`` (in the model) → ``…q_proj.lora_A.weight`` (in the file)."""
     return param_name.replace(".default.", ".")
@@ -69,10 +78,7 @@ def sparse_rollback(
 
     start = load_file(str(Path(start_adapter) / ADAPTER_FILE))
     cand = load_file(str(Path(candidate_adapter) / ADAPTER_FILE))
-    if start.keys() != cand.keys() or any(start[k].shape != cand[k].shape for k in cand):
-        raise IncompatibleAdapters(
-            "the candidate's adapter does not continue the start's (different tensors)"
-        )
+    check_continues(start, cand)
     model, tok = load_model(base_dir, None, device=device, dtype="float32")
     model = PeftModel.from_pretrained(model, str(candidate_adapter), is_trainable=True)
     model.train()
