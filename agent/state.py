@@ -27,6 +27,7 @@ class SuspectFlag(BaseModel):
         "adversarial_input",
         "correction_malformed",
         "passing_output_malformed",
+        "field_not_in_input",
     ]
     evidence: dict[str, Any] = Field(default_factory=dict)
 

@@ -181,6 +181,8 @@ def find_suspects(task: TaskSpec, labeled: list[TraceView], emb: Any) -> list[Su
         elif (m := ADVERSARIAL.search(text)) is not None:
             flag(t, "adversarial_input", input=text[:200], matched=m.group(0)[:80])
     _unusable_answers(task, labeled, flag)
+    if task.kind == "extraction":
+        _ungrounded_answers(task, labeled, texts, flags, flag)
     if task.kind == "classification" and task.labels:
         for t in labeled:
             if t.verdict == "fail" and t.correction is not None:
@@ -217,6 +219,36 @@ def _unusable_answers(task: TaskSpec, labeled: list[TraceView], flag: Any) -> No
         if problem is not None:
             kind = "correction_malformed" if t.verdict == "fail" else "passing_output_malformed"
             flag(t, kind, answer=str(t.gold)[:200], problem=problem)
+
+
+def _ungrounded_answers(
+    task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any
+) -> None:
+    """Extraction feedback whose extractive fields name something the input never mentions (a correction that
+    moves ``city`` to a city the request does not contain; a "pass" on an output that invented one). When an
+    absent value is evidence is learnt from this traffic's own feedback (``tools/grounding.py``); the flag keeps
+    each such field's value, grounding share and the rival values the input names as its evidence."""
+    from kaizen.tools.data import expected_from_feedback
+    from kaizen.tools.grounding import field_grounding, ungrounded_fields
+
+    answers: dict[int, dict] = {}
+    for i, t in enumerate(labeled):
+        if t.id in flags or (t.verdict == "fail" and not t.correction):
+            continue
+        value, problem = expected_from_feedback(task, t.gold)
+        if problem is None and isinstance(value, dict):
+            answers[i] = value
+    grounding = field_grounding((texts[i], a) for i, a in answers.items())
+    for i, answer in answers.items():
+        missing = ungrounded_fields(texts[i], answer, grounding)
+        if missing:
+            flag(
+                labeled[i],
+                "field_not_in_input",
+                input=texts[i][:200],
+                verdict=labeled[i].verdict,
+                fields=missing,
+            )
 
 
 def _embedding_off_domain(

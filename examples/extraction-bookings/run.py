@@ -6,7 +6,8 @@ unlabelled; corrections are logged as JSON objects. ``kaizen repair`` then runs 
 versions are scored (field F1) on 60 held-out requests. Synthetic, seeded, offline; about 10 min on an idle
 2-core CPU. Writes to /tmp/ext-data (or the folder given as the first argument).
 
-Run: ``.venv/bin/python examples/extraction-bookings/run.py [OUT]``
+Run: ``.venv/bin/python examples/extraction-bookings/run.py [OUT] [POISON]`` (POISON: the share of corrections
+given another city, default 0.1). It also prints how much of the poisoned feedback triage distrusted.
 """
 
 import json
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from kaizen.tools.evaluate.backends import TransformersBackend
@@ -23,6 +25,7 @@ from kaizen.tools.models import resolve_base
 from kaizen.tools.schema import TaskSpec, render
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/ext-data")
+POISON = float(sys.argv[2]) if len(sys.argv) > 2 else 0.1  # share of corrections given another city
 OUT.mkdir(parents=True, exist_ok=True)
 K = str(Path(sys.executable).parent / "kaizen")
 rnd = random.Random(0)
@@ -60,6 +63,7 @@ outs = be.generate(
 )
 print(f"v1 generated {len(outs)} in {time.time() - t0:.0f}s", file=sys.stderr)
 recs = []
+poisoned: set[str] = set()  # the answer key of the bad feedback: kept here, never in what kaizen ingests
 
 
 def norm(o):
@@ -75,8 +79,9 @@ for i, ((text, g), out) in enumerate(zip(logs_in, outs, strict=True)):
         r["feedback"] = {"verdict": "pass"}
     else:
         corr = dict(g)
-        if rnd.random() < 0.1:
+        if rnd.random() < POISON:
             corr["city"] = rnd.choice([c for c in CITIES if c != g["city"]])  # poisoned
+            poisoned.add(r["id"])
         r["feedback"] = {"verdict": "fail", "correction": corr}
     if r["feedback"] is None:
         del r["feedback"]
@@ -126,3 +131,12 @@ for v in ["v1", rep.get("candidate")]:
             k("eval", "--model", v, "--task", "bookings", "--data", str(OUT / "gold.jsonl"), "--json")
         )
         print(v, {x: e.get(x) for x in ("score", "metrics")}, file=sys.stderr)
+diagnosis = json.loads(next((ws / ".kaizen" / "artifacts" / "runs").glob("*/diagnosis.json")).read_text())
+flagged = {str(f["trace_id"]): f["kind"] for f in diagnosis.get("suspects") or []}
+caught = poisoned & set(flagged)
+print(
+    f"triage: {len(flagged)} pieces of feedback distrusted {dict(sorted(Counter(flagged.values()).items()))}; "
+    f"poisoned corrections caught {len(caught)} of {len(poisoned)} (recall {len(caught) / max(1, len(poisoned)):.2f},"
+    f" precision {len(caught) / max(1, len(flagged)):.2f})",
+    file=sys.stderr,
+)

@@ -107,3 +107,63 @@ def test_an_unlabelled_trace_with_an_inferred_label_becomes_an_item() -> None:
 
     it = inferred_item(EXTRACT, trace("u", "ann to rome", "{}", None), "balance", "pseudo_label")
     assert it.expected == "balance" and it.metadata["provenance"] == "inferred"
+
+
+def test_an_extraction_correction_naming_what_the_input_never_mentions_is_distrusted() -> None:
+    """A poisoned correction moves ``city`` to a city the request does not contain; ``trip`` is a category
+    (never a span), so its values are not checked, and a correction that keeps to the input stays trusted."""
+    logs = []
+    for i in range(30):
+        n, c = NAMES[i % 6], CITIES[i % 4]
+        gold = {"name": n, "city": c, "trip": "leisure"}
+        if i in (4, 11, 17):
+            gold["city"] = CITIES[(i + 1) % 4]  # poisoned: another city
+        logs.append(trace(f"f{i}", f"{n} off to {c} soon", json.dumps({"name": n}), "fail", json.dumps(gold)))
+    logs.append(
+        trace("pass-made-up", "eli off to rome", '{"name": "eli", "city": "lima", "trip": "x"}', "pass")
+    )
+    flags = {s.trace_id: s for s in RuleBrain().diagnose(EXTRACT, logs).suspects}
+    assert set(flags) == {"f4", "f11", "f17", "pass-made-up"}
+    ev = flags["f4"].evidence
+    assert flags["f4"].kind == "field_not_in_input" and ev["fields"]["city"]["value"] == CITIES[1]
+    assert ev["verdict"] == "fail" and 0.8 <= ev["fields"]["city"]["share"] < 1
+    assert ev["fields"]["city"]["rivals"] == [CITIES[0]]  # the city the input does name
+    assert flags["pass-made-up"].evidence["verdict"] == "pass"
+
+
+def test_a_field_that_is_rarely_a_span_is_never_checked() -> None:
+    """A normalised field (a date written differently from how the request says it) is not extractive:
+    none of its corrections is distrusted for being absent from the input."""
+    logs = [
+        trace(
+            f"f{i}",
+            f"{NAMES[i % 6]} on the {i + 1}th",
+            "{}",
+            "fail",
+            json.dumps({"day": f"2026-12-{i + 1:02d}"}),
+        )
+        for i in range(12)
+    ]
+    assert not RuleBrain().diagnose(EXTRACT, logs).suspects
+
+
+def test_under_heavy_poison_a_rival_value_in_the_input_still_gives_a_correction_away() -> None:
+    """Half the cities poisoned: no field reads as extractive any more, but each poisoned input still names
+    the city other feedback gives (a rival), so every poisoned correction is flagged and no clean one."""
+    logs = []
+    for i in range(24):
+        n, c = NAMES[i % 6], CITIES[(i // 2) % 4]  # every city clean once, poisoned once
+        city = CITIES[(i // 2 + 1) % 4] if i % 2 else c
+        gold = json.dumps({"name": n, "city": city})
+        logs.append(trace(f"f{i}", f"{n} off to {c} soon", json.dumps({"name": n}), "fail", gold))
+    flags = {s.trace_id: s for s in RuleBrain().diagnose(EXTRACT, logs).suspects}
+    assert set(flags) == {f"f{i}" for i in range(1, 24, 2)}
+    assert flags["f1"].evidence["fields"]["city"]["share"] == 0.5
+
+
+def test_the_report_says_which_value_the_input_never_mentions() -> None:
+    from kaizen.workflows.report.process import _evidence_summary
+
+    ev = {"verdict": "fail", "fields": {"city": {"value": "oslo", "share": 0.9, "rivals": ["paris"]}}}
+    text = _evidence_summary("field_not_in_input", ev)
+    assert "city='oslo'" in text and "'paris'" in text and "90%" in text and text.startswith("the correction")

@@ -40,6 +40,16 @@ def _evidence_summary(kind: str, ev: dict[str, Any]) -> str:
     if kind in ("correction_malformed", "passing_output_malformed"):
         what = "correction" if kind == "correction_malformed" else "output marked as a pass"
         return f"the {what} {ev.get('answer')!r} cannot be scored for this task: {ev.get('problem')}"
+    if kind == "field_not_in_input":
+        what = "; ".join(
+            f"{k}={f.get('value')!r}"
+            + (f" where the input names {', '.join(map(repr, f['rivals']))}" if f.get("rivals") else "")
+            + f" (this field's value is in the input for {f.get('share', 0):.0%} of the feedback)"
+            for k, f in (ev.get("fields") or {}).items()
+            if isinstance(f, dict)
+        )
+        given = "correction" if ev.get("verdict") == "fail" else "passing output"
+        return f"the {given} gives {what}, but the input never mentions it"
     if kind == "correction_equals_output":
         return f"correction equals the model's output {ev.get('output')!r}"
     if kind == "empty_or_garbage_input":
