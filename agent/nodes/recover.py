@@ -10,6 +10,11 @@ fix cannot be kept without its damage. (a) and (b) use *training-side* examples 
 replay pool and the training set), (c) the training set itself — never the regression suite that judges
 them. Each result is a new candidate, gated like any other. Which recoveries run, in this order, is
 ``state["recoveries"]`` (``repair.recover``, ``repair.grpo_recovery``).
+
+A GRPO recovery that failed its gate is not tried again in the same run: it is the slowest step of a CPU
+repair (≈ 5 min, four SFT iterations' worth), and none of the five measured so far passed — the two of one
+probe's run (fourteenth session, README "Where it stands") spent 639 of its 1,119 s and both failed on the
+same regressions the refresh had not mended.
 """
 
 from __future__ import annotations
@@ -178,6 +183,16 @@ def _grpo(state: RepairState, c: RunContext, task: Any, step: str) -> dict[str, 
         return {
             "candidate": None,
             "events": [event("recover", step=step, how="grpo", skipped="the candidate was GRPO")],
+        }
+    failed = next(
+        (e["step"] for e in state.get("path") or [] if e.get("recipe") == "grpo" and not e.get("passed")),
+        None,
+    )
+    if failed is not None:
+        c.say(f"recover [{step}]: GRPO recovery {failed} already failed in this run: grpo skipped")
+        return {
+            "candidate": None,
+            "events": [event("recover", step=step, how="grpo", skipped=f"GRPO recovery {failed} failed")],
         }
     train_path = Path(state["splits"]["train"])
     items = load_items(train_path, task) if train_path.exists() and train_path.stat().st_size else []

@@ -223,6 +223,14 @@ def test_the_third_recovery_is_grpo_from_the_incumbent_and_is_gated(
         state | {"plan": Plan(iteration=1, kind="grpo").model_dump(), "recovery": ["refresh", "rollback"]}, rt
     )
     assert again["candidate"] is None and again["events"][0]["skipped"]
+    # A GRPO recovery that failed its gate is not tried again later in the run (≈ 5 min on a CPU each);
+    # one that passed may be.
+    later = state | {"iteration": 2, "recovery": ["refresh", "rollback"]}
+    tried = {"step": "1r3", "recipe": "grpo", "candidate": cand.name, "passed": False}
+    skipped = recover(later | {"path": [tried]}, rt)
+    assert skipped["candidate"] is None and "1r3" in skipped["events"][0]["skipped"]
+    rerun = recover(later | {"path": [tried | {"passed": True}]}, rt)
+    assert rerun["candidate"] and "skipped" not in rerun["events"][0]
 
 
 def test_rl_bench_arms_share_the_training_set(tmp_path: Path, yes_no_llama_dir: Path) -> None:
