@@ -229,26 +229,17 @@ def _ungrounded_answers(
     absent value is evidence is learnt from this traffic's own feedback (``tools/grounding.py``); the flag keeps
     each such field's value, grounding share and the rival values the input names as its evidence."""
     from kaizen.tools.data import expected_from_feedback
-    from kaizen.tools.grounding import field_grounding, ungrounded_fields
+    from kaizen.tools.grounding import ungrounded_answers
 
-    answers: dict[int, dict] = {}
+    answers = {}
     for i, t in enumerate(labeled):
-        if t.id in flags or (t.verdict == "fail" and not t.correction):
-            continue
-        value, problem = expected_from_feedback(task, t.gold)
-        if problem is None and isinstance(value, dict):
-            answers[i] = value
-    grounding = field_grounding((texts[i], a) for i, a in answers.items())
-    for i, answer in answers.items():
-        missing = ungrounded_fields(texts[i], answer, grounding)
-        if missing:
-            flag(
-                labeled[i],
-                "field_not_in_input",
-                input=texts[i][:200],
-                verdict=labeled[i].verdict,
-                fields=missing,
-            )
+        if t.id not in flags and not (t.verdict == "fail" and not t.correction):
+            value, problem = expected_from_feedback(task, t.gold)
+            if problem is None and isinstance(value, dict):
+                answers[i] = (texts[i], value)
+    for i, fields in ungrounded_answers(answers).items():
+        t = labeled[i]
+        flag(t, "field_not_in_input", input=texts[i][:200], verdict=t.verdict, fields=fields)
 
 
 def _embedding_off_domain(

@@ -142,3 +142,18 @@ def ungrounded_fields(
         if field.extractive or named:
             out[key] = {"value": value, "share": round(field.share, 3), "rivals": named}
     return out
+
+
+def ungrounded_answers(
+    pairs: Mapping[int, tuple[str, Mapping[str, Any]]],
+) -> dict[int, dict[str, dict[str, Any]]]:
+    """For keyed ``(input text, answer)`` pairs — one task's feedback, which also teaches which fields are
+    extractive — the answers with fields whose values their input never mentions (key → fields).
+
+    >>> pairs = {i: (f"to {c}", {"city": c}) for i, c in enumerate("rome oslo lima paris rome oslo lima".split())}
+    >>> ungrounded_answers(pairs | {9: ("to rome", {"city": "oslo"})})
+    {9: {'city': {'value': 'oslo', 'share': 0.875, 'rivals': ['rome']}}}
+    """
+    grounding = field_grounding(pairs.values())
+    out = {key: ungrounded_fields(text, answer, grounding) for key, (text, answer) in pairs.items()}
+    return {key: fields for key, fields in out.items() if fields}

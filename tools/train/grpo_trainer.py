@@ -428,17 +428,23 @@ def _trainer_class() -> type:
             )
 
         def _save_checkpoint(self, model, trial):  # noqa: ANN001, ANN202
-            super()._save_checkpoint(model, trial)
-            if not self.args.should_save:
-                return
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+            # The hint state goes in *before* the Trainer's own files: the runner takes a checkpoint as complete
+            # once trainer_state.json (written last by the Trainer) exists, so a kill between the two must not
+            # leave a "complete" checkpoint without it (a resume would silently reset the hint budget).
+            if self.args.should_save:
+                from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-            ckpt = (
-                Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
-            cb = self._entropy_cb()
-            state = {"hints": asdict(self.hints), "entropy_low": cb.low if cb else 0}
-            (ckpt / STATE_FILE).write_text(json.dumps(state))
+                ckpt = (
+                    Path(self._get_output_dir(trial=trial))
+                    / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+                )
+                ckpt.mkdir(parents=True, exist_ok=True)
+                cb = self._entropy_cb()
+                state = {"hints": asdict(self.hints), "entropy_low": cb.low if cb else 0}
+                tmp = ckpt / f"{STATE_FILE}.tmp"
+                tmp.write_text(json.dumps(state))
+                tmp.replace(ckpt / STATE_FILE)
+            super()._save_checkpoint(model, trial)
 
         def _load_optimizer_and_scheduler(self, checkpoint):  # noqa: ANN001, ANN202
             super()._load_optimizer_and_scheduler(checkpoint)
