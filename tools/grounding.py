@@ -42,6 +42,8 @@ def words(text: str) -> str:
 
     >>> words("Hi, I'm in  ROME on Tue."), words("Zürich")
     (' hi i m in rome on tue ', ' zurich ')
+    >>> words("Rome") in words("a room in rome, tuesday"), words("rome") in words("Romeo and Juliet")
+    (True, False)
     """
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return f" {_NON_WORD.sub(' ', plain.lower()).strip()} "
@@ -60,15 +62,6 @@ def span_values(answer: Mapping[str, Any]) -> dict[str, str]:
         if words(str(value)).strip():
             out[str(key)] = str(value)
     return out
-
-
-def occurs(value: str, text: str) -> bool:
-    """Whether ``value`` occurs in ``text`` as whole words.
-
-    >>> occurs("Rome", "a room in rome, tuesday"), occurs("rome", "Romeo and Juliet")
-    (True, False)
-    """
-    return words(value) in words(text)
 
 
 @dataclass(frozen=True)
@@ -99,25 +92,27 @@ def field_grounding(pairs: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str,
     counts: dict[str, list[int]] = {}
     spans: dict[str, set[str]] = {}
     for text, answer in pairs:
+        said = words(text)  # normalised once per input, not once per field
         for key, value in span_values(answer).items():
+            v = words(value)
             c = counts.setdefault(key, [0, 0])
-            found = occurs(value, text)
-            c[0] += found
+            c[0] += v in said
             c[1] += 1
-            if found and len(words(value).strip()) >= MIN_RIVAL_CHARS:
-                spans.setdefault(key, set()).add(words(value).strip())
+            if v in said and len(v.strip()) >= MIN_RIVAL_CHARS:
+                spans.setdefault(key, set()).add(v.strip())
     return {k: FieldGrounding(k, g, n, frozenset(spans.get(k, ()))) for k, (g, n) in counts.items()}
 
 
-def rivals(text: str, field: FieldGrounding, value: str) -> list[str]:
-    """Other values of ``field`` (seen as spans of their own inputs) that ``text`` names.
+def rivals(said: str, field: FieldGrounding, value: str) -> list[str]:
+    """Other values of ``field`` (seen as spans of their own inputs) that the input names; ``said`` is the
+    input as ``words`` normalises it.
 
     >>> f = FieldGrounding("city", 3, 9, frozenset({"paris", "oslo"}))
-    >>> rivals("a room in Paris please", f, "oslo"), rivals("a room please", f, "oslo")
+    >>> rivals(words("a room in Paris please"), f, "oslo"), rivals(words("a room please"), f, "oslo")
     (['paris'], [])
     """
     own = words(value).strip()
-    return sorted(v for v in field.spans if v != own and f" {v} " in words(text))
+    return sorted(v for v in field.spans if v != own and f" {v} " in said)
 
 
 def ungrounded_fields(
@@ -133,12 +128,13 @@ def ungrounded_fields(
     >>> ungrounded_fields("ann to rome", {"city": "oslo"}, g)
     {'city': {'value': 'oslo', 'share': 0.5, 'rivals': ['rome']}}
     """
+    said = words(text)
     out: dict[str, dict[str, Any]] = {}
     for key, value in span_values(answer).items():
         field = grounding.get(key)
-        if field is None or occurs(value, text):
+        if field is None or words(value) in said:
             continue
-        named = rivals(text, field, value)
+        named = rivals(said, field, value)
         if field.extractive or named:
             out[key] = {"value": value, "share": round(field.share, 3), "rivals": named}
     return out

@@ -13,8 +13,8 @@ them. Each result is a new candidate, gated like any other. Which recoveries run
 
 A GRPO recovery that failed its gate is not tried again in the same run: it is the slowest step of a CPU
 repair (≈ 5 min, four SFT iterations' worth), and none of the five measured so far passed — the two of one
-probe's run (fourteenth session, README "Where it stands") spent 639 of its 1,119 s and both failed on the
-same regressions the refresh had not mended.
+probe's run (fourteenth session, README "A low-traffic shape nothing was tuned on") spent 639 of its
+1,119 s, and both failed the gate on regressions.
 """
 
 from __future__ import annotations
