@@ -391,9 +391,11 @@ def test_decontaminate_drops_ids_and_near_duplicates() -> None:
 
 
 # ---------------------------------------------------------------------- replay share and the refit
-@pytest.mark.parametrize("fraction", [0.2, 0.4])
-def test_the_replay_share_the_plan_asks_for_is_the_share_training_gets(fraction: float) -> None:
-    _, _, _, items, stats = _training(replay_fraction=fraction, max_ratio=100.0)
+@pytest.mark.parametrize(("fraction", "weight"), [(0.2, 1), (0.4, 1), (0.2, 3)])
+def test_the_replay_share_the_plan_asks_for_is_the_share_training_gets(fraction: float, weight: int) -> None:
+    """Also when the plan repeats the failures (``failure_weight``): the share is of what training sees."""
+    _, _, _, items, stats = _training(replay_fraction=fraction, max_ratio=100.0, failure_weight=weight)
+    assert stats["n"] == len(items) and stats["failure_weight"] == weight
     replayed = sum(it.metadata.get("provenance") in ("replay", "hard_negative") for it in items)
     assert replayed / len(items) >= fraction - 1 / len(items), stats
     assert stats["replay_share"] >= fraction - 1 / len(items)

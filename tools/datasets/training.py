@@ -141,7 +141,8 @@ def build_training_set(
 ) -> tuple[list[EvalItem], dict[str, Any]]:
     """Failures (+ optional prior data) + replay of passes, deduped, balanced, decontaminated.
 
-    Replay is at least ``replay_fraction`` of the final set, sampled stratified by label from the
+    Replay is at least ``replay_fraction`` of the final set (failures repeated ``failure_weight`` times
+    included: the share is of what training sees), sampled stratified by label from the
     passes not held out (so the accumulated data stays bounded as logs grow), topped up so no label
     has less than 1/``max_ratio`` of the largest nor fewer than ``replay_per_label`` examples (as far as
     the passes allow); only then is replay still over the ratio capped (a corrected failure is never
@@ -160,7 +161,10 @@ def build_training_set(
     )
     chosen = taken | {it.id for it in balancing}
     rest = [it for it in pool if it.id not in chosen]
-    n_replay = math.ceil(replay_fraction * len(core) / max(1e-9, 1 - replay_fraction)) if core else 0
+    # The share is of what training sees: corrected failures count ``failure_weight`` times (they are
+    # repeated below), or "failures ×3" would quietly shrink a 20 % replay to 8 %.
+    weighted_core = sum(failure_weight if it.metadata.get("provenance") == "trace" else 1 for it in core)
+    n_replay = math.ceil(replay_fraction * weighted_core / max(1e-9, 1 - replay_fraction)) if core else 0
     more = _replay_take(rest, pool, max(0, n_replay - len(negatives) - len(balancing)), rnd)
     replay = [
         it.model_copy(update={"metadata": it.metadata | {"provenance": prov, "reason": why}})
@@ -197,9 +201,11 @@ def build_training_set(
         "inferred": sum(it.metadata.get("provenance") == "inferred" for it in items),
         "hard_negatives": sum(it.metadata.get("provenance") == "hard_negative" for it in items),
         "replay_share": round(
-            sum(it.metadata.get("provenance") in ("replay", "hard_negative") for it in items) / len(items), 4
+            sum(it.metadata.get("provenance") in ("replay", "hard_negative") for it in weighted)
+            / len(weighted),
+            4,
         )
-        if items
+        if weighted
         else 0.0,
         "replay_fraction": replay_fraction,
         "dropped_contaminated": n_contam,
