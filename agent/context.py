@@ -6,7 +6,6 @@ rebuilds it from the run record. Nodes read it as ``runtime.context`` — typed,
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,14 +44,6 @@ def run_dir(state: Any) -> RunDir:
 def event(phase: str, **data: Any) -> dict[str, Any]:
     """One entry of the run's event log (appended through the state's reducer)."""
     return {"t": round(time.time(), 3), "phase": phase, **data}
-
-
-def write_json(path: Path, data: Any) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-    return str(path)
 
 
 def label(version: str, skill: int | None) -> str:

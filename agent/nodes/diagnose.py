@@ -6,9 +6,10 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from kaizen.agent.context import RunContext, event, run_dir, write_json
+from kaizen.agent.context import RunContext, event, run_dir
 from kaizen.agent.policy import load_traces
 from kaizen.agent.state import RepairState
+from kaizen.tools.data import write_json
 
 
 def diagnose(state: RepairState, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -26,9 +26,9 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from kaizen.agent.candidates import train_candidate, train_event, version_name
-from kaizen.agent.context import RunContext, event, run_dir, write_json
+from kaizen.agent.context import RunContext, event, run_dir
 from kaizen.agent.state import Plan, RepairState
-from kaizen.tools.data import load_items, sft_rows, write_items
+from kaizen.tools.data import load_items, sft_rows, write_items, write_json
 from kaizen.tools.schema import EvalItem
 
 

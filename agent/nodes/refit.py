@@ -30,12 +30,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from kaizen.agent.candidates import train_candidate, train_event
-from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir, write_json
+from kaizen.agent.context import RunContext, event, incumbent_label, label, run_dir
 from kaizen.agent.measure import comparison, measure
 from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles
 from kaizen.agent.shrink import shrink
 from kaizen.agent.state import Plan, RepairState
-from kaizen.tools.data import load_items, write_items
+from kaizen.tools.data import load_items, write_items, write_json
 from kaizen.tools.datasets.training import build_refit_set
 from kaizen.tools.gate import check_regressions, check_target, gate_config, paired_worse_p
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from kaizen.agent.context import RunContext, event, run_dir, write_json
+from kaizen.agent.context import RunContext, event, run_dir
 from kaizen.agent.policy import continues_incumbent, earlier_suites, holds_full_data, load_roles, load_traces
 from kaizen.agent.state import Diagnosis, Plan, RepairState
-from kaizen.tools.data import load_items, write_items
+from kaizen.tools.data import load_items, write_items, write_json
 from kaizen.tools.datasets.splits import RepairSplits, build_splits
 from kaizen.tools.datasets.training import build_training_set
 

@@ -110,6 +110,11 @@ def _hard_negatives(
     return out
 
 
+def _copies(it: EvalItem, failure_weight: int) -> int:
+    """How many times training sees ``it``: a corrected failure ``failure_weight`` times, anything else once."""
+    return failure_weight if it.metadata.get("provenance") == "trace" else 1
+
+
 def _replay_take(rest: list[EvalItem], pool: list[EvalItem], n: int, rnd: random.Random) -> list[EvalItem]:
     """``n`` replay items: distinct ones first (stratified), then repeats of the pool when passes are scarce.
 
@@ -163,7 +168,7 @@ def build_training_set(
     rest = [it for it in pool if it.id not in chosen]
     # The share is of what training sees: corrected failures count ``failure_weight`` times (they are
     # repeated below), or "failures ×3" would quietly shrink a 20 % replay to 8 %.
-    weighted_core = sum(failure_weight if it.metadata.get("provenance") == "trace" else 1 for it in core)
+    weighted_core = sum(_copies(it, failure_weight) for it in core)
     n_replay = math.ceil(replay_fraction * weighted_core / max(1e-9, 1 - replay_fraction)) if core else 0
     more = _replay_take(rest, pool, max(0, n_replay - len(negatives) - len(balancing)), rnd)
     replay = [
@@ -190,7 +195,7 @@ def build_training_set(
     weighted = [
         it if k == 0 else it.model_copy(update={"id": f"{it.id}~{k + 1}"})  # distinct ids: copies are meant
         for it in items
-        for k in range(failure_weight if it.metadata.get("provenance") == "trace" else 1)
+        for k in range(_copies(it, failure_weight))
     ]
     rnd.shuffle(weighted)
     stats = {

@@ -9,12 +9,12 @@ access of ``KaizenGRPOTrainer``.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from kaizen.tools.data import write_json
 from kaizen.tools.train.grpo import HINTS_FILE, STATE_FILE, SUMMARY_FILE, decode_row, weight_advantages
 from kaizen.tools.train.grpo_hints import (
     OFF_POLICY_KEYS,
@@ -416,9 +416,7 @@ def _trainer_class() -> type:
                 "hint_share": self.hint_share,
                 "use_vllm": bool(self.use_vllm),
             }
-            tmp = self.job_dir / (SUMMARY_FILE + ".tmp")
-            tmp.write_text(json.dumps(summary, indent=2))
-            os.replace(tmp, self.job_dir / SUMMARY_FILE)
+            write_json(self.job_dir / SUMMARY_FILE, summary)
 
         # -- checkpoint state -----------------------------------------------------------------
         def _entropy_cb(self) -> Any:
@@ -438,12 +436,10 @@ def _trainer_class() -> type:
                     Path(self._get_output_dir(trial=trial))
                     / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
                 )
-                ckpt.mkdir(parents=True, exist_ok=True)
                 cb = self._entropy_cb()
-                state = {"hints": asdict(self.hints), "entropy_low": cb.low if cb else 0}
-                tmp = ckpt / f"{STATE_FILE}.tmp"
-                tmp.write_text(json.dumps(state))
-                tmp.replace(ckpt / STATE_FILE)
+                write_json(
+                    ckpt / STATE_FILE, {"hints": asdict(self.hints), "entropy_low": cb.low if cb else 0}
+                )
             super()._save_checkpoint(model, trial)
 
         def _load_optimizer_and_scheduler(self, checkpoint):  # noqa: ANN001, ANN202

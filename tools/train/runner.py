@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kaizen.tools.data import write_json
 from kaizen.tools.train.spec import TrainJob
 
 
@@ -48,12 +49,6 @@ def _die_with_parent() -> None:
             f"kaizen runner: cannot tie this rank to its launcher ({e}); it may outlive a killed launcher",
             flush=True,
         )
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 # What each row of a job's data file must hold (tools.data.sft_rows / grpo_rows write them).
@@ -374,7 +369,7 @@ def run(job: TrainJob) -> dict[str, Any]:
         from kaizen.tools.train.grpo import read_summary
 
         result["grpo"] = read_summary(out)  # hints, their recheck, early stop (also in grpo.json)
-    _write_json_atomic(out / "result.json", result)
+    write_json(out / "result.json", result)
     return result
 
 
