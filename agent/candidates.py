@@ -34,6 +34,34 @@ GRPO_PROMPTS_PER_STEP = 4
 GRPO_LR_SCALE = 0.4
 # Task kinds whose reference is a whole reply, so an all-zero group can be guided with it (hint "answer").
 GUIDED_KINDS = frozenset({"classification", "extraction"})
+# ``Plan.epoch_examples`` on a CPU: 3 epochs up to 320 examples (every demo-sized set), fewer passes above.
+CPU_EPOCH_EXAMPLES = 320
+
+
+def capped_epochs(n: int, epochs: float, epoch_examples: int | None) -> float:
+    """Passes over ``n`` examples when an epoch counts at most ``epoch_examples`` examples' worth of steps.
+
+    Never under one full pass (every failure is seen), never more than asked; 0 or None: no cap.
+
+    >>> capped_epochs(160, 3, 320), capped_epochs(640, 3, 320), capped_epochs(5000, 3, 320)
+    (3, 1.5, 1.0)
+    >>> capped_epochs(640, 3, 0)
+    3
+    """
+    if not epoch_examples or n <= epoch_examples:
+        return epochs
+    return max(min(epochs, 1.0), round(epochs * epoch_examples / n, 2))
+
+
+def epoch_cap(p: Plan, model_device: str) -> int | None:
+    """The plan's ``epoch_examples``, its default resolved: a cap on a CPU, none on a GPU."""
+    if p.epoch_examples is not None:
+        return p.epoch_examples
+    if model_device == "auto":
+        import torch
+
+        model_device = "cuda" if torch.cuda.is_available() else "cpu"
+    return CPU_EPOCH_EXAMPLES if model_device == "cpu" else None
 
 
 def train_candidate(
@@ -159,12 +187,15 @@ def _train_one(
             f"(≤ {params['max_completion_length']} tokens), rewards {', '.join(params['rewards'])}"
         )
     else:
-        epochs = epochs if epochs is not None else p.epochs
+        asked, cap = epochs if epochs is not None else p.epochs, epoch_cap(p, ws.settings.model.device)
+        epochs = capped_epochs(len(items), asked, cap)
         steps = math.ceil(len(items) / p.batch_size) * epochs
         if steps < (min_steps if min_steps is not None else p.min_steps):
             extra.setdefault("max_steps", min_steps if min_steps is not None else p.min_steps)
         params = dict(epochs=epochs, batch_size=p.batch_size) | extra
-        what = f"{len(items)} examples, {epochs:g} epochs"
+        what = f"{len(items)} examples, {epochs:g} epochs" + (
+            f" ({asked:g} over at most {cap} examples a pass)" if epochs != asked else ""
+        )
     job = build_job(
         ws,
         task,

@@ -112,6 +112,16 @@ class Plan(BaseModel):
     min_steps: int = Field(
         12, ge=1, description="Train at least this many optimiser steps (small failure sets)."
     )
+    # Large sets need fewer passes, and on a CPU training dominates a high-traffic repair (756 logs:
+    # 12–13 min per training at 3 full epochs over 300–500 examples). An epoch counts at most this many
+    # examples' worth of steps — never less than one full pass, so every failure is seen.
+    epoch_examples: int | None = Field(
+        None,
+        ge=0,
+        description="SFT epochs count at most this many examples' worth of steps (a larger set gets "
+        "epochs × epoch_examples / n passes, never under one full pass). None: 320 on a CPU, no cap on a "
+        "GPU; 0: never capped.",
+    )
     batch_size: int = 8
     lora_r: int = 16
     top_layers: int | None = None

@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="GRPO optimiser steps (--kind grpo|sft+grpo; default 32).",
     )
     p.add_argument(
+        "--epoch-examples",
+        type=int,
+        default=None,
+        help="SFT epochs count at most N examples' worth of steps; a larger training set gets fewer passes, "
+        "never under one (default: 320 on a CPU, no cap on a GPU; 0: never capped).",
+    )
+    p.add_argument(
         "--eval-set",
         type=Path,
         action="append",
@@ -146,6 +153,10 @@ def cmd_repair(args: argparse.Namespace) -> int:
         plan_defaults["kind"] = args.kind
     if args.grpo_steps is not None:
         plan_defaults["grpo_steps"] = args.grpo_steps
+    if args.epoch_examples is not None:
+        if args.epoch_examples < 0:
+            raise ConfigError("--epoch-examples must be ≥ 0 (0: never capped)")
+        plan_defaults["epoch_examples"] = args.epoch_examples
     run = repair.start(
         ws,
         args.task,

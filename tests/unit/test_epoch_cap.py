@@ -1,0 +1,41 @@
+"""The SFT step budget: large training sets get fewer passes (never under one), small ones the plan's epochs."""
+
+from __future__ import annotations
+
+import pytest
+
+from kaizen.agent.candidates import CPU_EPOCH_EXAMPLES, capped_epochs, epoch_cap
+from kaizen.agent.state import Plan
+
+
+@pytest.mark.parametrize(
+    ("n", "epochs", "cap", "expected"),
+    [
+        (165, 3.0, 320, 3.0),  # the demo's refit: untouched
+        (320, 3.0, 320, 3.0),  # at the cap: untouched
+        (501, 3.0, 320, 1.92),  # the high-traffic refit: 3 × 320 / 501
+        (640, 4.0, 320, 2.0),  # a plan's extra epoch still counts, in proportion
+        (10_000, 3.0, 320, 1.0),  # never under one full pass: every failure is seen
+        (10_000, 0.5, 320, 0.5),  # …nor more than the plan asked
+        (10_000, 3.0, 0, 3.0),  # 0: never capped
+        (10_000, 3.0, None, 3.0),
+    ],
+)
+def test_capped_epochs(n: int, epochs: float, cap: int | None, expected: float) -> None:
+    assert capped_epochs(n, epochs, cap) == pytest.approx(expected)
+
+
+def test_steps_are_bounded_by_the_cap() -> None:
+    """Above one pass, the examples trained on stay at epochs × cap however large the set."""
+    for n in (400, 700, 900):
+        assert capped_epochs(n, 3.0, 320) * n == pytest.approx(3 * 320, rel=0.01)
+
+
+def test_default_cap_follows_the_device() -> None:
+    plan = Plan(iteration=1)
+    assert epoch_cap(plan, "cpu") == CPU_EPOCH_EXAMPLES
+    assert epoch_cap(plan, "cuda") is None
+    assert epoch_cap(Plan(iteration=1, epoch_examples=0), "cpu") == 0
+    assert epoch_cap(Plan(iteration=1, epoch_examples=1000), "cuda") == 1000
+    with pytest.raises(ValueError):
+        Plan(iteration=1, epoch_examples=-1)
