@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from kaizen.agent.redact import redact
 from kaizen.tools.config import BrainSettings
+from kaizen.tools.data import write_text
 from kaizen.tools.errors import ConfigError, KaizenError
 
 T = TypeVar("T", bound=BaseModel)
@@ -193,10 +194,7 @@ class LLMClient:
             return None  # a stale or damaged entry is asked again
 
     def _cache_put(self, key: str, value: BaseModel) -> None:
-        path = self.cache_dir / f"{key}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(value.model_dump_json())
-        tmp.replace(path)
+        write_text(self.cache_dir / f"{key}.json", value.model_dump_json())
 
     def _log(self, rec: dict[str, Any]) -> None:
         self.records.append(rec)

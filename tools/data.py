@@ -123,14 +123,19 @@ def load_items(path: Path, task: TaskSpec) -> list[EvalItem]:
     return items
 
 
-def write_json(path: Path, data: Any) -> str:
-    """``data`` as JSON at ``path`` through a temporary file (a kill leaves the old file or the new one, never
+def write_text(path: Path, text: str) -> str:
+    """``text`` (UTF-8) at ``path`` through a temporary file (a kill leaves the old file or the new one, never
     half of one); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return str(path)
+
+
+def write_json(path: Path, data: Any) -> str:
+    """``data`` as indented JSON at ``path``, atomically (``write_text``); returns the path."""
+    return write_text(path, json.dumps(data, indent=2, default=str))
 
 
 def write_items(path: Path, items: Iterable[EvalItem | dict[str, Any]]) -> int:

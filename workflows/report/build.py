@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kaizen.tools.data import write_json, write_text
 from kaizen.workflows.report.artifacts import RunView
 from kaizen.workflows.report.compare import (
     clusters_section,
@@ -82,7 +83,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = build_report(run_dir, report)
     json_path, html_path = run_dir / REPORT_JSON, run_dir / REPORT_HTML
-    _write(json_path, json.dumps(data, indent=2, default=str))
+    write_json(json_path, data)
     on_disk = json.loads(
         json_path.read_text()
     )  # render what was written: the page shows report.json's numbers
@@ -93,16 +94,10 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
         data.setdefault("report_errors", []).append(
             {"section": "html", "error": err.strip().splitlines()[-1]}
         )
-        _write(json_path, json.dumps(data, indent=2, default=str))
+        write_json(json_path, data)
         html = fallback_html(on_disk, err)
-    _write(html_path, html)
+    write_text(html_path, html)
     return json_path, html_path
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 SECTIONS: list[tuple[str, Callable[[RunView], Any], Any]] = [
