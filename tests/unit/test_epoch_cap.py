@@ -39,3 +39,41 @@ def test_default_cap_follows_the_device() -> None:
     assert epoch_cap(Plan(iteration=1, epoch_examples=1000), "cuda") == 1000
     with pytest.raises(ValueError):
         Plan(iteration=1, epoch_examples=-1)
+
+
+def test_a_repair_training_job_gets_the_capped_epochs(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The rule is wired: the job ``train_candidate`` builds carries the capped epochs (and the plan's when the
+    set is small), and the progress line says the budget bound."""
+    from types import SimpleNamespace
+
+    from kaizen.agent import candidates
+    from kaizen.agent.context import RunContext
+    from kaizen.tools.schema import EvalItem
+
+    built: list[dict] = []
+    monkeypatch.setattr(candidates, "build_job", lambda ws, task, items, **kw: built.append(kw) or kw)
+    monkeypatch.setattr(candidates, "run_job", lambda job, progress: {"steps": 1})
+    monkeypatch.setattr(candidates, "register_trained", lambda *a, **kw: SimpleNamespace(name=kw["name"]))
+    task = SimpleNamespace(name="t", kind="classification")
+    ws = SimpleNamespace(
+        store=SimpleNamespace(get_task=lambda name: task),
+        settings=SimpleNamespace(model=SimpleNamespace(device="cpu")),
+    )
+    said: list[str] = []
+    ctx = RunContext(workspace=ws, brain=None, progress=said.append)  # type: ignore[arg-type]
+    state = {"task": "t", "run_id": "abcdef123456", "artifacts": str(tmp_path)}
+    item = EvalItem(id="x", messages=[{"role": "user", "content": "hi"}], expected="a")
+    for n, epochs in ((100, 3.0), (640, 1.5)):
+        candidates.train_candidate(
+            state,  # type: ignore[arg-type]
+            ctx,
+            [item] * n,
+            step="1",
+            start=SimpleNamespace(name="v1"),
+            from_adapter=True,
+            p=Plan(iteration=1),
+            skill_version=None,
+        )
+        assert built[-1]["epochs"] == pytest.approx(epochs)
+    assert "1.5 epochs (3 over at most 320 examples a pass)" in said[-1]
+    assert "(3 over" not in said[0]
