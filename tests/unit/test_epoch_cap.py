@@ -77,3 +77,16 @@ def test_a_repair_training_job_gets_the_capped_epochs(monkeypatch: pytest.Monkey
         assert built[-1]["epochs"] == pytest.approx(epochs)
     assert "1.5 epochs (3 over at most 320 examples a pass)" in said[-1]
     assert "(3 over" not in said[0]
+
+
+def test_a_bad_plan_setting_is_refused_before_the_run_starts() -> None:
+    """``kaizen repair --epoch-examples -1`` (or any first-plan setting out of the Plan's bounds) is a clear
+    ConfigError from ``repair.start``, not a validation error inside the graph."""
+    from kaizen.tools.errors import ConfigError
+    from kaizen.workflows.repair.job import _check_plan_defaults
+
+    _check_plan_defaults({"epoch_examples": 0, "kind": "grpo", "grpo_steps": 3})
+    with pytest.raises(ConfigError, match="epoch_examples"):
+        _check_plan_defaults({"epoch_examples": -1})
+    with pytest.raises(ConfigError, match="grpo_steps"):
+        _check_plan_defaults({"grpo_steps": 0})

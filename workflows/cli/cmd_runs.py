@@ -154,8 +154,6 @@ def cmd_repair(args: argparse.Namespace) -> int:
     if args.grpo_steps is not None:
         plan_defaults["grpo_steps"] = args.grpo_steps
     if args.epoch_examples is not None:
-        if args.epoch_examples < 0:
-            raise ConfigError("--epoch-examples must be ≥ 0 (0: never capped)")
         plan_defaults["epoch_examples"] = args.epoch_examples
     run = repair.start(
         ws,

@@ -101,6 +101,7 @@ def start(
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}: use {', '.join(PRESETS)}")
+    _check_plan_defaults(plan_defaults or {})
     spec = ws.store.get_task(task)
     incumbent = registry.resolve(ws.store, "production", spec.name)
     budget, rs = ws.settings.budget, ws.settings.repair
@@ -159,6 +160,20 @@ def start(
             "recovery": [],
         }
         return _drive(ws, run, state, progress, brain)
+
+
+def _check_plan_defaults(plan_defaults: dict[str, Any]) -> None:
+    """Refuse a bad first-plan setting (``--epoch-examples -1``, ``--grpo-steps 0``) before any record is written,
+    with the Plan's own bounds — not from inside the graph's plan node."""
+    from pydantic import ValidationError
+
+    from kaizen.agent.state import Plan
+    from kaizen.tools.config import validation_message
+
+    try:
+        Plan.model_validate({"iteration": 1} | plan_defaults)
+    except ValidationError as e:
+        raise ConfigError(f"plan setting {validation_message(e)}") from None
 
 
 def recoveries(rs: Any, task_kind: str) -> list[str]:
