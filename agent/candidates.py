@@ -53,15 +53,12 @@ def capped_epochs(n: int, epochs: float, epoch_examples: int | None) -> float:
     return max(min(epochs, 1.0), round(epochs * epoch_examples / n, 2))
 
 
-def epoch_cap(p: Plan, model_device: str) -> int | None:
-    """The plan's ``epoch_examples``, its default resolved: a cap on a CPU, none on a GPU."""
+def epoch_cap(p: Plan, device: str) -> int | None:
+    """The plan's ``epoch_examples``, its default resolved for the training ``device`` (``pick_device``'s
+    answer): a cap on a CPU, none on a GPU."""
     if p.epoch_examples is not None:
         return p.epoch_examples
-    if model_device == "auto":
-        import torch
-
-        model_device = "cuda" if torch.cuda.is_available() else "cpu"
-    return CPU_EPOCH_EXAMPLES if model_device == "cpu" else None
+    return CPU_EPOCH_EXAMPLES if device == "cpu" else None
 
 
 def train_candidate(
@@ -187,7 +184,11 @@ def _train_one(
             f"(≤ {params['max_completion_length']} tokens), rewards {', '.join(params['rewards'])}"
         )
     else:
-        asked, cap = epochs if epochs is not None else p.epochs, epoch_cap(p, ws.settings.model.device)
+        from kaizen.tools.models.device import pick_device
+
+        # The device the runner will train on, resolved as it does (model.device, else $KAIZEN_DEVICE, else auto).
+        device = pick_device(None if ws.settings.model.device == "auto" else ws.settings.model.device)
+        asked, cap = epochs if epochs is not None else p.epochs, epoch_cap(p, device)
         epochs = capped_epochs(len(items), asked, cap)
         steps = math.ceil(len(items) / p.batch_size) * epochs
         if steps < (min_steps if min_steps is not None else p.min_steps):
