@@ -104,3 +104,17 @@ def test_a_bad_plan_setting_is_refused_before_the_run_starts() -> None:
         _check_plan_defaults({"epoch_examples": -1})
     with pytest.raises(ConfigError, match="grpo_steps"):
         _check_plan_defaults({"grpo_steps": 0})
+
+
+def test_a_misspelt_plan_setting_is_refused_with_a_suggestion() -> None:
+    """The Plan ignores keys it does not know (the LLM brain's proposals may carry extras), so a caller's
+    ``plan_defaults={"epoch_example": 0}`` would otherwise vanish silently and the run train with the default."""
+    from kaizen.tools.errors import ConfigError
+    from kaizen.workflows.repair.job import _check_plan_defaults
+
+    with pytest.raises(ConfigError, match=r"'epoch_example' \(did you mean 'epoch_examples'\?\)"):
+        _check_plan_defaults({"epoch_example": 0})
+    with pytest.raises(ConfigError, match="unknown plan setting 'zzz'"):
+        _check_plan_defaults({"zzz": 1, "epochs": 2})
+    with pytest.raises(ConfigError, match="unknown plan setting 'iteration'"):
+        _check_plan_defaults({"iteration": 3})  # set by the loop, not by a caller

@@ -170,6 +170,16 @@ def _check_plan_defaults(plan_defaults: dict[str, Any]) -> None:
     from kaizen.agent.state import Plan
     from kaizen.tools.config import validation_message
 
+    settable = sorted(set(Plan.model_fields) - {"iteration", "rationale"})
+    unknown = sorted(set(plan_defaults) - set(settable))
+    if unknown:  # the Plan ignores extra keys (the LLM brain's proposals): a caller's typo must not vanish
+        import difflib
+
+        hints = [
+            f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, settable, 1)) else repr(k)
+            for k in unknown
+        ]
+        raise ConfigError(f"unknown plan setting {', '.join(hints)}: the settings are {', '.join(settable)}")
     try:
         Plan.model_validate({"iteration": 1} | plan_defaults)
     except ValidationError as e:
