@@ -180,18 +180,11 @@ def find_suspects(task: TaskSpec, labeled: list[TraceView], emb: Any) -> list[Su
             flag(t, "empty_or_garbage_input", input=text[:200])
         elif (m := ADVERSARIAL.search(text)) is not None:
             flag(t, "adversarial_input", input=text[:200], matched=m.group(0)[:80])
-    _unusable_answers(task, labeled, flag)
+    answers = _usable_answers(task, labeled, flag)
     if task.kind == "extraction":
-        _ungrounded_answers(task, labeled, texts, flags, flag)
+        _ungrounded_answers(labeled, texts, answers, flags, flag)
     if task.kind == "classification" and task.labels:
-        for t in labeled:
-            if t.verdict == "fail" and t.correction is not None:
-                if normalize_label(t.correction, task.labels) is None:
-                    flag(t, "correction_off_label", correction=t.correction, labels=task.labels)
-                elif normalize_label(t.correction, task.labels) == t.output.strip():
-                    # "report lost card" for the output "report_lost_card": the verdict says wrong, the
-                    # correction says the very answer given (a format failure keeps its own output)
-                    flag(t, "correction_equals_output", output=t.output, correction=t.correction)
+        _label_answers(task, labeled, flag)
     if len(labeled) >= 3:
         if emb is not None:
             _embedding_off_domain(labeled, texts, emb, flags, flag)
@@ -206,38 +199,56 @@ def find_suspects(task: TaskSpec, labeled: list[TraceView], emb: Any) -> list[Su
     return list(flags.values())
 
 
-def _unusable_answers(task: TaskSpec, labeled: list[TraceView], flag: Any) -> None:
-    """Feedback whose answer the task cannot score: an extraction correction that is not a JSON object, a
-    "pass" on output that is not one, a "pass" on an empty reply. Nothing can be trained or judged on it, so it
-    is distrusted, with why. (A classification correction off the label set has its own rule below.)"""
+def _usable_answers(task: TaskSpec, labeled: list[TraceView], flag: Any) -> dict[int, Any]:
+    """Each given answer the task can score, parsed, by index in ``labeled``; the rest are flagged.
+
+    Unusable: an extraction correction that is not a JSON object, a "pass" on output that is not one, a
+    "pass" on an empty reply. Nothing can be trained or judged on it, so it is distrusted, with why. (A
+    classification correction off the label set has its own rule, ``_label_answers``.)"""
     from kaizen.tools.data import expected_from_feedback
 
-    for t in labeled:
+    usable: dict[int, Any] = {}
+    for i, t in enumerate(labeled):
         if t.verdict == "fail" and not t.correction:
             continue  # an uncorrected failure: nothing given, nothing to distrust
-        _, problem = expected_from_feedback(task, t.gold)
-        if problem is not None:
+        value, problem = expected_from_feedback(task, t.gold)
+        if problem is None:
+            usable[i] = value
+        else:
             kind = "correction_malformed" if t.verdict == "fail" else "passing_output_malformed"
             flag(t, kind, answer=str(t.gold)[:200], problem=problem)
+    return usable
+
+
+def _label_answers(task: TaskSpec, labeled: list[TraceView], flag: Any) -> None:
+    """A classification correction off the label set, or naming the very answer the verdict calls wrong."""
+    for t in labeled:
+        if t.verdict == "fail" and t.correction is not None:
+            label = normalize_label(t.correction, task.labels)
+            if label is None:
+                flag(t, "correction_off_label", correction=t.correction, labels=task.labels)
+            elif label == t.output.strip():
+                # "report lost card" for the output "report_lost_card": the verdict says wrong, the
+                # correction says the very answer given (a format failure keeps its own output)
+                flag(t, "correction_equals_output", output=t.output, correction=t.correction)
 
 
 def _ungrounded_answers(
-    task: TaskSpec, labeled: list[TraceView], texts: list[str], flags: dict, flag: Any
+    labeled: list[TraceView], texts: list[str], answers: dict[int, Any], flags: dict, flag: Any
 ) -> None:
     """Extraction feedback whose extractive fields name something the input never mentions (a correction that
     moves ``city`` to a city the request does not contain; a "pass" on an output that invented one). When an
     absent value is evidence is learnt from this traffic's own feedback (``tools/grounding.py``); the flag keeps
-    each such field's value, grounding share and the rival values the input names as its evidence."""
-    from kaizen.tools.data import expected_from_feedback
+    each such field's value, grounding share and the rival values the input names as its evidence.
+    ``answers``: the usable answers (``_usable_answers``); traces flagged already are left out."""
     from kaizen.tools.grounding import ungrounded_answers
 
-    answers = {}
-    for i, t in enumerate(labeled):
-        if t.id not in flags and not (t.verdict == "fail" and not t.correction):
-            value, problem = expected_from_feedback(task, t.gold)
-            if problem is None and isinstance(value, dict):
-                answers[i] = (texts[i], value)
-    for i, fields in ungrounded_answers(answers).items():
+    given = {
+        i: (texts[i], value)
+        for i, value in answers.items()
+        if labeled[i].id not in flags and isinstance(value, dict)
+    }
+    for i, fields in ungrounded_answers(given).items():
         t = labeled[i]
         flag(t, "field_not_in_input", input=texts[i][:200], verdict=t.verdict, fields=fields)
 
