@@ -63,34 +63,29 @@ def test_a_repair_training_job_gets_the_capped_epochs(monkeypatch: pytest.Monkey
     ctx = RunContext(workspace=ws, brain=None, progress=said.append)  # type: ignore[arg-type]
     state = {"task": "t", "run_id": "abcdef123456", "artifacts": str(tmp_path)}
     item = EvalItem(id="x", messages=[{"role": "user", "content": "hi"}], expected="a")
-    for n, epochs in ((100, 3.0), (640, 1.5)):
+
+    def train(n: int, step: str) -> float:
+        """Epochs of the job ``train_candidate`` builds for ``n`` examples."""
         candidates.train_candidate(
             state,  # type: ignore[arg-type]
             ctx,
             [item] * n,
-            step="1",
+            step=step,
             start=SimpleNamespace(name="v1"),
             from_adapter=True,
             p=Plan(iteration=1),
             skill_version=None,
         )
-        assert built[-1]["epochs"] == pytest.approx(epochs)
+        return built[-1]["epochs"]
+
+    for n, epochs in ((100, 3.0), (640, 1.5)):
+        assert train(n, "1") == pytest.approx(epochs)
     assert "1.5 epochs (3 over at most 320 examples a pass)" in said[-1]
     assert "(3 over" not in said[0]
     # model.device auto: the device the runner would pick, $KAIZEN_DEVICE included
     ws.settings.model.device = "auto"
     monkeypatch.setenv("KAIZEN_DEVICE", "cpu")
-    candidates.train_candidate(
-        state,  # type: ignore[arg-type]
-        ctx,
-        [item] * 640,
-        step="2",
-        start=SimpleNamespace(name="v1"),
-        from_adapter=True,
-        p=Plan(iteration=1),
-        skill_version=None,
-    )
-    assert built[-1]["epochs"] == pytest.approx(1.5)
+    assert train(640, "2") == pytest.approx(1.5)
 
 
 def test_a_bad_plan_setting_is_refused_before_the_run_starts() -> None:
